@@ -1,0 +1,121 @@
+"""Training runs and the model versions they produce.
+
+A run is claimed by a worker with one conditional UPDATE (queued -> running); the worker writes
+progress and a heartbeat every few seconds; a run with a stale heartbeat is recovered (see services).
+"""
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from apps.annotate.models import Image, Project
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class TrainingRun(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
+    parent_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs"
+    )
+    config = models.JSONField(default=dict, blank=True, help_text="Overrides of labseg.ml.train.TrainConfig")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    progress = models.FloatField(default=0.0, help_text="0..1")
+    loss_curve = models.JSONField(default=list, blank=True, help_text="[[step, loss], ...]")
+    elapsed_seconds = models.FloatField(default=0.0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True, default="", help_text="What the run is doing now")
+    error = models.TextField(blank=True, default="")
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # At most one queued-or-running run per project, enforced by the database.
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="trainingrun_one_active_per_project",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.project} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_RUN_STATUSES
+
+
+def checkpoint_upload_to(instance: "ModelVersion", filename: str) -> str:
+    return f"projects/{instance.project_id}/models/{uuid.uuid4().hex}/{filename}"
+
+
+class ModelVersion(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField(help_text="1, 2, ... within the project")
+    name = models.CharField(max_length=200, blank=True, default="")
+    run = models.OneToOneField(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_version"
+    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    checkpoint = models.FileField(upload_to=checkpoint_upload_to, max_length=500)
+    architecture = models.JSONField(default=dict, blank=True, help_text="UNet kwargs: in_channels, num_classes, ...")
+    config = models.JSONField(default=dict, blank=True, help_text="The full TrainConfig used")
+    provenance = models.JSONField(
+        default=dict, blank=True, help_text="images + annotation versions, code version, seed, device, duration"
+    )
+    is_active = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="modelversion_unique_number"),
+            models.UniqueConstraint(
+                fields=["project"], condition=models.Q(is_active=True), name="modelversion_one_active_per_project"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} v{self.number}" + (f" ({self.name})" if self.name else "")
+
+
+class MetricScore(models.Model):
+    """One metric value of a model version, on one image or aggregated over a split (image null)."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="metric_scores")
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="metric_scores")
+    split = models.CharField(max_length=16, blank=True, default="")
+    name = models.CharField(max_length=64, help_text="e.g. pixel_error, rand_error, adapted_rand_error, f1@0.5")
+    value = models.FloatField()
+    details = models.JSONField(default=dict, blank=True, help_text="e.g. tp/fp/fn, splits/merges")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model_version", "name", "image_id"]
+        indexes = [models.Index(fields=["model_version", "name"])]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value:.4g}"

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from labseg import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/", include("apps.annotate.urls")),
+    path("api/v1/", include("apps.training.urls")),
+    path("api/v1/", include("apps.inference.urls")),
+    path("healthz", views.healthz, name="healthz"),
+    # The single-page browser app (frontend/, built by Vite) for every other path.
+    re_path(r"^(?!api/|admin/|accounts/|static/|media/).*$", views.spa, name="spa"),
+]
