@@ -1,0 +1,52 @@
+"""Read queries, every one scoped by membership.
+
+Non-members get 404 (a project's existence is not revealed); members with too low a role get 403.
+Other apps (training, inference) use these to check access.
+"""
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from rest_framework.exceptions import NotFound, PermissionDenied
+
+from .models import ROLE_RANK, Image, Membership, Project, Role
+
+
+def projects_for(user) -> QuerySet[Project]:
+    if user is None or not user.is_authenticated:
+        return Project.objects.none()
+    return Project.objects.filter(memberships__user=user)
+
+
+def role_in(user, project_id: int) -> str | None:
+    if user is None or not user.is_authenticated:
+        return None
+    return Membership.objects.filter(project_id=project_id, user=user).values_list("role", flat=True).first()
+
+
+def require_role(user, project_id: int, min_role: str = Role.VIEWER) -> str:
+    """The user's role in the project; NotFound for non-members, PermissionDenied below ``min_role``."""
+    role = role_in(user, project_id)
+    if role is None:
+        raise NotFound("Project not found.")
+    if ROLE_RANK[Role(role)] < ROLE_RANK[Role(min_role)]:
+        raise PermissionDenied(f"This needs the {Role(min_role).label.lower()} role; you are {Role(role).label.lower()}.")
+    return role
+
+
+def get_project_for(user, project_id: int, min_role: str = Role.VIEWER) -> Project:
+    require_role(user, project_id, min_role)
+    try:
+        return Project.objects.get(pk=project_id)
+    except Project.DoesNotExist:  # deleted in between
+        raise NotFound("Project not found.")
+
+
+def get_image_for(user, image_id: int, min_role: str = Role.VIEWER) -> Image:
+    image = Image.objects.select_related("project").filter(pk=image_id).first()
+    if image is None:
+        raise NotFound("Image not found.")
+    try:
+        require_role(user, image.project_id, min_role)
+    except NotFound:
+        raise NotFound("Image not found.")
+    return image
