@@ -15,7 +15,6 @@ PYTEST_ARGS ?=
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --disable-pip-version-check -q --upgrade pip >/dev/null
 	$(PIP) install --disable-pip-version-check -q -r requirements.txt
 	@touch $@
 

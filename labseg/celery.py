@@ -6,13 +6,19 @@ on both queues. torch is imported lazily inside the tasks, never when Django or 
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labseg.settings")
 
 app = Celery("labseg")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("default"), Queue("gpu"))
+# Explicit routing keys: a queue must never receive the other queue's messages.
+app.conf.task_queues = (
+    Queue("default", Exchange("default", type="direct"), routing_key="default"),
+    Queue("gpu", Exchange("gpu", type="direct"), routing_key="gpu"),
+)
+app.conf.task_default_exchange = "default"
+app.conf.task_default_routing_key = "default"
 app.conf.task_routes = {
     "training.*": {"queue": "gpu"},
     "inference.*": {"queue": "gpu"},
