@@ -1,0 +1,355 @@
+"""Reading and normalising microscopy images (plain numpy; no Django).
+
+One entry point for every caller (upload, training, inference, the viewer)::
+
+    image = read_image("cells.tif")        # (C, H, W) in the file's own dtype
+    x = normalize(image)                    # float32 (C, H, W), per-channel percentiles -> ~[0, 1]
+
+Supported: TIFF 8/16/32-bit with 1..N channels (plain, ImageJ hyperstacks, OME-TIFF, CYX or YXC/RGB),
+PNG (grey, 16-bit grey, RGB, RGBA -> RGB), JPEG. Channel, Y and X axes are found from tifffile's
+series axes; singleton T/Z axes are squeezed; for Z > 1 or T > 1 the first plane is taken and
+``image_info`` says so (``planes``). Unreadable input raises :class:`ImageReadError` with a clear message.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Union
+
+import numpy as np
+
+PathOrFile = Union[str, os.PathLike, IO[bytes]]
+
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+#: Axes tifffile uses for a plane's rows/columns, for channels (C) and RGB samples (S).
+_SPATIAL = ("Y", "X")
+_CHANNEL = ("C", "S")
+#: Axes where only the first plane is used (stacks over time / depth / anything else).
+_PLANE = ("T", "Z")
+
+# Images larger than this are subsampled (regular stride) for display-range percentiles.
+_RANGE_SAMPLE_PIXELS = 4_000_000
+
+
+class ImageReadError(ValueError):
+    """The file is empty, truncated, not an image, or an image layout we cannot read."""
+
+
+@dataclass(frozen=True)
+class _TiffPlan:
+    """How to turn a tifffile series (``axes``, ``shape``) into (C, H, W)."""
+
+    index: tuple  # per source axis: slice(None) to keep, 0 to take the first plane
+    kept_axes: str  # source axes kept, in source order
+    channel_axes: str  # the kept axes that make up C (merged in this order)
+    planes: dict[str, int]  # non-singleton axes of which only the first plane is used
+
+
+def _relabel_yxc(axes: str, shape: tuple[int, ...]) -> str:
+    """A YXC array saved without metadata shows as ``QYX`` with a tiny X (the channels): relabel it."""
+    if (len(axes) >= 3 and axes.endswith("YX") and axes[-3] not in _SPATIAL + _CHANNEL + _PLANE
+            and shape[-1] <= 8 and shape[-2] > 8 and shape[-3] > 8):
+        return axes[:-3] + "YXC"
+    return axes
+
+
+def _plan_tiff(axes: str, shape: tuple[int, ...]) -> _TiffPlan:
+    """Decide which series axes are Y, X and channels; everything else gives its first plane."""
+    axes = _relabel_yxc(axes.upper(), tuple(shape))
+    if "Y" not in axes or "X" not in axes:
+        raise ImageReadError(f"TIFF series has no Y/X axes (axes {axes!r}, shape {shape})")
+    sizes = dict(zip(axes, shape))
+    channel = [a for a in axes if a in _CHANNEL and sizes[a] > 1]
+    if not channel:
+        # Unnamed axes (tifffile's Q, I, E, ...) stand for channels when nothing else does: a CYX
+        # stack written without metadata shows as QYX, a YX2 array as YXQ.
+        unknown = [a for a in axes if a not in _SPATIAL + _CHANNEL + _PLANE and sizes[a] > 1]
+        channel = unknown[:1]
+    index, kept, planes = [], "", {}
+    for a in axes:
+        if a in _SPATIAL or a in channel:
+            index.append(slice(None))
+            kept += a
+        else:
+            index.append(0)
+            if sizes[a] > 1:
+                planes[a] = sizes[a]
+    return _TiffPlan(tuple(index), kept, "".join(channel), planes)
+
+
+def _to_cyx(arr: np.ndarray, plan: _TiffPlan) -> np.ndarray:
+    """Apply a plan to the full series array -> (C, H, W), C merged from the channel axes."""
+    arr = arr[plan.index]
+    order = [plan.kept_axes.index(a) for a in plan.channel_axes] + [plan.kept_axes.index("Y"), plan.kept_axes.index("X")]
+    arr = np.transpose(arr, order)
+    h, w = arr.shape[-2:]
+    return np.ascontiguousarray(arr.reshape((-1, h, w)))
+
+
+def _fix_dtype(arr: np.ndarray) -> np.ndarray:
+    """Bilevel images become uint8 {0, 1}; big-endian data becomes native; float64 stays float64."""
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if arr.dtype.byteorder not in ("=", "|"):
+        return arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def _open_source(src: PathOrFile) -> tuple[Any, bytes]:
+    """-> (something tifffile/PIL can open, its first 16 bytes). Django uploads are accepted too."""
+    if hasattr(src, "temporary_file_path"):  # Django TemporaryUploadedFile: use the file on disk
+        src = src.temporary_file_path()
+    if isinstance(src, (str, os.PathLike)):
+        try:
+            with open(src, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise ImageReadError(f"cannot open {os.fspath(src)!r}: {exc.strerror or exc}") from exc
+        return os.fspath(src), head
+    if hasattr(src, "open") and getattr(src, "closed", False):  # a closed Django File
+        src.open("rb")
+    try:
+        src.seek(0)
+        head = src.read(16)
+        src.seek(0)
+    except (AttributeError, OSError, ValueError) as exc:
+        raise ImageReadError(f"cannot read the upload: {exc}") from exc
+    if isinstance(head, str):
+        raise ImageReadError("the file was opened in text mode; open it in binary mode ('rb')")
+    return src, head
+
+
+def _kind(head: bytes) -> str:
+    if not head:
+        raise ImageReadError("the file is empty")
+    if head[:4] in TIFF_MAGICS:
+        return "tiff"
+    if head.startswith(PNG_MAGIC):
+        return "png"
+    if head.startswith(JPEG_MAGIC):
+        return "jpeg"
+    raise ImageReadError("not a TIFF, PNG or JPEG image (unrecognised file signature)")
+
+
+def _tiff_series(tf) -> Any:
+    if not tf.series:
+        raise ImageReadError("the TIFF file contains no image data")
+    return tf.series[0]  # OME pyramids: level 0 is the full resolution
+
+
+def _read_tiff(src: Any) -> tuple[np.ndarray, dict]:
+    import tifffile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with tifffile.TiffFile(src) as tf:
+                series = _tiff_series(tf)
+                plan = _plan_tiff(series.axes, series.shape)
+                if plan.planes:
+                    # Only the first plane along T/Z/...: read the pages that hold it, not the whole stack.
+                    arr = _read_first_planes(series, plan)
+                else:
+                    arr = series.asarray()
+                    arr = _to_cyx(arr, plan)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # tifffile raises many types on corrupt data (ValueError, struct.error, ...)
+        raise ImageReadError(f"cannot read the TIFF file (truncated or corrupt?): {exc}") from exc
+    return _fix_dtype(arr), {"planes": plan.planes}
+
+
+def _read_first_planes(series, plan: _TiffPlan) -> np.ndarray:
+    """Read a hyperstack's first T/Z plane (all channels) -> (C, H, W)."""
+    try:
+        levels = series.levels[0] if getattr(series, "levels", None) else series
+        zarr_like = levels.aszarr() if hasattr(levels, "aszarr") else None
+    except Exception:  # noqa: BLE001 - zarr store unavailable: fall back to reading everything
+        zarr_like = None
+    if zarr_like is not None:
+        try:
+            import zarr  # type: ignore[import-not-found]
+
+            z = zarr.open(zarr_like, mode="r")
+            arr = np.asarray(z[plan.index])
+            sub = _TiffPlan(tuple(slice(None) for _ in plan.kept_axes), plan.kept_axes, plan.channel_axes, {})
+            return _to_cyx(arr, sub)
+        except ImportError:
+            pass
+        finally:
+            zarr_like.close()
+    return _to_cyx(series.asarray(), plan)
+
+
+def _pil_to_cyx(im) -> np.ndarray:
+    """PIL image -> (C, H, W) in its own dtype. RGBA/LA drop alpha; palette/CMYK become RGB."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        arr = np.asarray(im).astype(np.uint16)
+    elif mode == "I":
+        arr = np.asarray(im, dtype=np.int64)
+        arr = arr.astype(np.uint16) if arr.size and arr.min() >= 0 and arr.max() <= 65535 else arr.astype(np.int32)
+    elif mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+    elif mode == "1":
+        arr = np.asarray(im.convert("L"), dtype=np.uint8)
+    elif mode in ("L", "RGB"):
+        arr = np.asarray(im)
+    elif mode == "LA":
+        arr = np.asarray(im.getchannel(0))
+    elif mode == "P" and im.palette is not None and im.palette.mode == "L":
+        arr = np.asarray(im.convert("L"))
+    else:  # RGBA, P, CMYK, YCbCr, ...
+        arr = np.asarray(im.convert("RGB"))
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = np.moveaxis(arr, -1, 0)
+    return np.ascontiguousarray(arr)
+
+
+def _read_pil(src: Any, kind: str) -> tuple[np.ndarray, dict]:
+    from PIL import Image as PILImage, UnidentifiedImageError
+
+    try:
+        with PILImage.open(src) as im:
+            im.load()  # decode now, so truncated data fails here
+            arr = _pil_to_cyx(im)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"cannot read the {kind.upper()} file (truncated or corrupt?): {exc}") from exc
+    except PILImage.DecompressionBombError as exc:
+        raise ImageReadError(f"the {kind.upper()} image is too large to decode: {exc}") from exc
+    return arr, {"planes": {}}
+
+
+def read_image_with_info(src: PathOrFile) -> tuple[np.ndarray, dict]:
+    """``(image (C, H, W), {"format", "planes"})``; see :func:`read_image`."""
+    src, head = _open_source(src)
+    kind = _kind(head)
+    arr, extra = _read_tiff(src) if kind == "tiff" else _read_pil(src, kind)
+    if arr.ndim != 3 or arr.shape[1] == 0 or arr.shape[2] == 0 or arr.shape[0] == 0:
+        raise ImageReadError(f"the image has an empty shape {arr.shape}")
+    return arr, {"format": kind, **extra}
+
+
+def read_image(src: PathOrFile) -> np.ndarray:
+    """Read a TIFF/PNG/JPEG file (path or binary file object) -> ndarray (C, H, W), original dtype.
+
+    For stacks with Z > 1 or T > 1 only the first plane is returned (``image_info`` reports the
+    skipped axes under ``planes``). Raises :class:`ImageReadError` for empty, truncated or non-image data.
+    """
+    return read_image_with_info(src)[0]
+
+
+def image_info(src: PathOrFile) -> dict:
+    """``{"width", "height", "channels", "dtype", "format", "planes"}`` without decoding the pixels.
+
+    TIFF: from the series' axes and shape; PNG/JPEG: from the header. ``planes`` maps stack axes
+    (e.g. ``"Z"``) to their length when only the first plane is used. Raises :class:`ImageReadError`.
+    """
+    src, head = _open_source(src)
+    kind = _kind(head)
+    if kind == "tiff":
+        import tifffile
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with tifffile.TiffFile(src) as tf:
+                    series = _tiff_series(tf)
+                    axes, shape, dtype = series.axes, tuple(series.shape), np.dtype(series.dtype)
+        except ImageReadError:
+            raise
+        except Exception as exc:
+            raise ImageReadError(f"cannot read the TIFF file (truncated or corrupt?): {exc}") from exc
+        plan = _plan_tiff(axes, shape)
+        sizes = dict(zip(_relabel_yxc(axes.upper(), shape), shape))
+        channels = int(np.prod([sizes[a] for a in plan.channel_axes])) if plan.channel_axes else 1
+        if dtype == bool:
+            dtype = np.dtype(np.uint8)
+        return {"width": int(sizes["X"]), "height": int(sizes["Y"]), "channels": channels,
+                "dtype": dtype.newbyteorder("=").name, "format": "tiff", "planes": plan.planes}
+    from PIL import Image as PILImage, UnidentifiedImageError
+
+    try:
+        with PILImage.open(src) as im:
+            w, h = im.size
+            # The header tells the mode; decode a 1x1 crop only to learn the dtype/channel count.
+            sample = _pil_to_cyx(im.crop((0, 0, 1, 1)))
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"cannot read the {kind.upper()} file (truncated or corrupt?): {exc}") from exc
+    return {"width": int(w), "height": int(h), "channels": int(sample.shape[0]), "dtype": sample.dtype.name,
+            "format": kind, "planes": {}}
+
+
+def _channel_percentiles(image: np.ndarray, low: float, high: float, max_pixels: int | None) -> np.ndarray:
+    """(C, 2) array of the low/high percentiles of each channel (optionally on a strided sample)."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3:
+        raise ValueError(f"expected an image (C, H, W) or (H, W), got shape {image.shape}")
+    if max_pixels is not None and image.shape[1] * image.shape[2] > max_pixels:
+        step = int(np.ceil(np.sqrt(image.shape[1] * image.shape[2] / max_pixels)))
+        image = image[:, ::step, ::step]
+    flat = image.reshape(image.shape[0], -1)
+    return np.percentile(flat, [low, high], axis=1).T
+
+
+def normalize(image: np.ndarray, low: float = 1, high: float = 99.8) -> np.ndarray:
+    """Per-channel percentile normalisation -> float32 (C, H, W): ``(x - p_low) / (p_high - p_low)``.
+
+    Values are not clipped (outliers stay > 1 or < 0). A flat channel (p_high == p_low) becomes
+    ``x - p_low`` (zeros for a constant channel) instead of dividing by zero. 2-D input is treated as
+    one channel.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[None]
+    p = _channel_percentiles(image, low, high, None).astype(np.float64)
+    lo, hi = p[:, 0][:, None, None], p[:, 1][:, None, None]
+    scale = np.where(hi - lo > 0, hi - lo, 1.0)
+    return ((image.astype(np.float32) - lo.astype(np.float32)) / scale.astype(np.float32)).astype(np.float32)
+
+
+def display_range(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> list[list[float]]:
+    """``[[lo, hi], ...]`` per channel: the 0.5 / 99.5 percentiles (a strided sample for big images).
+
+    When lo == hi (a flat channel) hi is raised by 1 so a viewer never divides by zero.
+    """
+    p = _channel_percentiles(image, low, high, _RANGE_SAMPLE_PIXELS)
+    out = []
+    for lo, hi in p:
+        lo, hi = float(lo), float(hi)
+        out.append([lo, hi if hi > lo else lo + 1.0])
+    return out
+
+
+def to_uint8(image: np.ndarray, ranges: list[list[float]] | np.ndarray) -> np.ndarray:
+    """Map each channel linearly from its ``[lo, hi]`` to 0..255 (clipped) -> uint8, same shape."""
+    image = np.asarray(image)
+    r = np.asarray(ranges, dtype=np.float64).reshape(-1, 2)
+    if r.shape[0] != image.shape[0]:
+        raise ValueError(f"{r.shape[0]} ranges for {image.shape[0]} channels")
+    lo, hi = r[:, 0][:, None, None], r[:, 1][:, None, None]
+    scaled = (image.astype(np.float32) - lo) * (255.0 / np.maximum(hi - lo, 1e-12))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def image_bytes(src: PathOrFile) -> bytes:
+    """All bytes of a path or file object (helper for callers that need the raw original)."""
+    src, _ = _open_source(src)
+    if isinstance(src, str):
+        return Path(src).read_bytes()
+    data = src.read()
+    src.seek(0)
+    return data
+
+
+__all__ = ["ImageReadError", "read_image", "read_image_with_info", "image_info", "normalize", "display_range",
+           "to_uint8", "image_bytes"]
