@@ -33,6 +33,10 @@ class Prediction(models.Model):
     probability_file = models.FileField(upload_to=prediction_upload_to, max_length=500, blank=True)
     uncertainty_file = models.FileField(upload_to=prediction_upload_to, max_length=500, blank=True)
     counts = models.JSONField(default=dict, blank=True, help_text="pixels per class, number of instances")
+    mean_uncertainty = models.FloatField(
+        null=True, blank=True, db_index=True, help_text="mean of the TTA uncertainty map (0..1), for active learning"
+    )
+    worker = models.CharField(max_length=200, blank=True, default="")
     error = models.TextField(blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

@@ -1,0 +1,225 @@
+"""The body of the ``inference.predict`` task: checkpoint -> overlap-tile prediction -> stored maps -> scores.
+
+Imported only inside the Celery worker (it imports torch). Memory stays bounded by the tiles and
+the output: the probabilities of a large image are written into an ``np.memmap`` under MEDIA_ROOT
+(deleted afterwards) instead of a RAM array, and the stored maps are 8-bit.
+
+Stored files of a prediction:
+- ``classes.png``: 8-bit grey, the label class index (1 background, 2.. classes) of the argmax.
+- ``instances.tif``: uint16 (uint32 above 65535 objects) instance ids, zlib-compressed TIFF.
+- ``probability.png``: 8-bit, round(255 * foreground probability) (1 - p(background)).
+- ``uncertainty.png``: 8-bit, round(255 * uncertainty) from test-time augmentation (0 = all agree).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from apps.annotate.masks import encode_png
+from apps.training.models import ModelVersion
+
+from .models import Prediction, PredictionStatus
+from .services import report_progress
+
+log = logging.getLogger(__name__)
+
+# Images with more pixels than this get their probabilities in a memmap instead of RAM.
+MEMMAP_PIXELS = int(os.environ.get("LABSEG_MEMMAP_PIXELS", 4096 * 4096))
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint loaded once per worker process: the network plus what prediction needs."""
+
+    model: object
+    in_channels: int
+    num_classes: int
+    normalization: dict = field(default_factory=dict)
+    class_names: list = field(default_factory=list)
+    tile_output: int | None = None
+
+
+_cache: dict[tuple[int, str], LoadedModel] = {}
+_cache_lock = threading.Lock()
+_CACHE_SIZE = 2
+
+
+def torch_device():
+    """The torch device LABSEG_DEVICE asks for (auto: CUDA when available)."""
+    import torch
+
+    want = (settings.LABSEG_DEVICE or "auto").lower()
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if settings.LABSEG_TORCH_THREADS:
+        torch.set_num_threads(settings.LABSEG_TORCH_THREADS)
+    return torch.device(want)
+
+
+def load_model(version: ModelVersion) -> LoadedModel:
+    """The version's network in eval mode on the worker's device, cached per process by version id."""
+    key = (version.pk, version.checkpoint.name)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    from labseg.ml.train import load_checkpoint
+
+    device = torch_device()
+    ckpt = load_checkpoint(version.checkpoint.path, device=device)
+    loaded = _loaded_from_checkpoint(ckpt, version)
+    loaded.model.to(device).eval()
+    with _cache_lock:
+        while len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+        _cache[key] = loaded
+    return loaded
+
+
+def _loaded_from_checkpoint(ckpt, version: ModelVersion) -> LoadedModel:
+    """Adapt the ML core's checkpoint (``load_checkpoint``'s result) to what prediction needs."""
+    model = getattr(ckpt, "model", None)
+    if model is None and isinstance(ckpt, tuple):
+        model = ckpt[0]
+    meta = getattr(ckpt, "meta", None) or (ckpt[1] if isinstance(ckpt, tuple) and len(ckpt) > 1 else {}) or {}
+    if not isinstance(meta, dict):
+        meta = dict(getattr(meta, "__dict__", {}))
+    arch = {**(version.architecture or {}), **(meta.get("architecture") or {})}
+    config = meta.get("config") or version.config or {}
+    return LoadedModel(
+        model=model,
+        in_channels=int(arch.get("in_channels", getattr(model, "in_channels", 1))),
+        num_classes=int(arch.get("num_classes", getattr(model, "num_classes", 2))),
+        normalization=meta.get("normalization") or {},
+        class_names=list(meta.get("class_names") or []),
+        tile_output=(config.get("tile_output") if isinstance(config, dict) else None),
+    )
+
+
+def read_normalized(path: str, loaded: LoadedModel) -> np.ndarray:
+    """The image as float32 (C, H, W), normalised the way the checkpoint was trained."""
+    from labseg.ml.io import normalize, read_image
+
+    image = read_image(path)
+    if image.ndim == 2:
+        image = image[None]
+    if image.shape[0] != loaded.in_channels:
+        raise ValueError(
+            f"The model expects {loaded.in_channels} channel(s) but the image has {image.shape[0]}."
+        )
+    return np.asarray(normalize(image, **(loaded.normalization or {})), dtype=np.float32)
+
+
+def predict_maps(loaded: LoadedModel, image: np.ndarray, progress=None, out_dir: Path | None = None):
+    """``(probs (K, H, W) float32, uncertainty (H, W) float32)`` by overlap-tile inference with TTA."""
+    from labseg.ml.tiling import predict_tiled
+
+    out = None
+    h, w = image.shape[1:]
+    if out_dir is not None and h * w > MEMMAP_PIXELS:
+        fd, tmp = tempfile.mkstemp(suffix=".probs", dir=out_dir)
+        os.close(fd)
+        out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(loaded.num_classes, h, w))
+    result = predict_tiled(
+        loaded.model, image, tile_output=loaded.tile_output, device=torch_device(), tta=True,
+        progress=progress, out=out,
+    )
+    if isinstance(result, tuple):
+        probs, uncertainty = result[0], result[1]
+    else:  # pragma: no cover - depends on the ML core's TTA form
+        probs, uncertainty = result, getattr(result, "uncertainty", None)
+    if uncertainty is None:
+        uncertainty = np.zeros(probs.shape[1:], np.float32)
+    return probs, uncertainty
+
+
+def to_uint8(values: np.ndarray, rows: int = 1024) -> np.ndarray:
+    """round(255 * clip(values, 0, 1)) as uint8, computed in row blocks (bounded temporaries)."""
+    out = np.empty(values.shape, np.uint8)
+    for y in range(0, values.shape[0], rows):
+        out[y:y + rows] = np.round(np.clip(values[y:y + rows], 0.0, 1.0) * 255.0)
+    return out
+
+
+def classes_from_probs(probs: np.ndarray, rows: int = 1024) -> np.ndarray:
+    """Label class index of the argmax (channel k is class k + 1; 0 stays 'unlabelled'), uint8."""
+    h = probs.shape[1]
+    out = np.empty(probs.shape[1:], np.uint8)
+    for y in range(0, h, rows):
+        out[y:y + rows] = np.argmax(probs[:, y:y + rows], axis=0) + 1
+    return out
+
+
+def encode_tiff(mask: np.ndarray) -> bytes:
+    """A label image as zlib-compressed TIFF (uint16, or uint32 when ids exceed 65535)."""
+    import tifffile
+
+    mask = np.asarray(mask)
+    dtype = np.uint16 if mask.size == 0 or int(mask.max()) <= 65535 else np.uint32
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, mask.astype(dtype, copy=False), compression="zlib")
+    return buf.getvalue()
+
+
+def run_prediction(prediction_id: int) -> None:
+    """Predict, post-process, store the four maps and the counts, then score against the annotation."""
+    from labseg.ml.postprocess import instances_from_probs
+
+    pred = Prediction.objects.select_related("image", "model_version", "image__project").get(pk=prediction_id)
+    loaded = load_model(pred.model_version)
+    report_progress(pred.pk, 0.02)
+    image = read_normalized(pred.image.file.path, loaded)
+    work_dir = Path(settings.MEDIA_ROOT) / "tmp"
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    def progress(done: int, total: int, *_a, **_k) -> None:
+        report_progress(pred.pk, 0.05 + 0.8 * done / max(1, total))
+
+    probs, uncertainty = predict_maps(loaded, image, progress=progress, out_dir=work_dir)
+    del image
+    try:
+        classes = classes_from_probs(probs)
+        foreground = 1.0 - probs[0]
+        instances = np.asarray(instances_from_probs(probs))
+        report_progress(pred.pk, 0.9)
+        counts = {
+            "pixels_per_class": {str(int(k)): int(v) for k, v in zip(*np.unique(classes, return_counts=True))},
+            "instances": int(len(np.unique(instances[instances > 0]))),
+            "mean_uncertainty": float(np.mean(uncertainty, dtype=np.float64)),
+        }
+        pred.classes_file.save("classes.png", ContentFile(encode_png(classes)), save=False)
+        pred.instances_file.save("instances.tif", ContentFile(encode_tiff(instances)), save=False)
+        pred.probability_file.save("probability.png", ContentFile(encode_png(to_uint8(foreground))), save=False)
+        pred.uncertainty_file.save("uncertainty.png", ContentFile(encode_png(to_uint8(uncertainty))), save=False)
+    finally:
+        if isinstance(probs, np.memmap):
+            name = probs.filename
+            del probs
+            Path(name).unlink(missing_ok=True)
+    done = Prediction.objects.filter(pk=pred.pk, status=PredictionStatus.RUNNING).update(
+        status=PredictionStatus.SUCCEEDED, progress=1.0, counts=counts, mean_uncertainty=counts["mean_uncertainty"],
+        classes_file=pred.classes_file.name, instances_file=pred.instances_file.name,
+        probability_file=pred.probability_file.name, uncertainty_file=pred.uncertainty_file.name,
+        finished_at=timezone.now(), heartbeat_at=timezone.now(), error="",
+    )
+    if done:
+        from .scoring import score_prediction
+
+        score_prediction(pred.pk, classes=classes, instances=instances)
+
+
+def explain_error(exc: Exception) -> str:
+    """A message for the user; out-of-memory errors get a hint."""
+    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+    if "out of memory" in str(exc).lower():
+        text += " (the device ran out of memory: try a smaller tile size or LABSEG_DEVICE=cpu)"
+    return text

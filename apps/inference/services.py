@@ -1,0 +1,124 @@
+"""Write operations of the inference app: request predictions, run one, accept one into the annotation.
+
+Every function here is one use case; transactions live here, views and tasks only call them.
+The heavy lifting (loading a checkpoint, overlap-tile prediction, post-processing, scoring) is in
+``runner.py`` and ``scoring.py``, which import torch lazily so Django never loads it.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from apps.annotate.models import Image
+from apps.training.models import ModelVersion
+
+from .models import Prediction, PredictionStatus
+
+log = logging.getLogger(__name__)
+
+ACTIVE_PREDICTION_STATUSES = (PredictionStatus.QUEUED, PredictionStatus.RUNNING)
+
+
+def _enqueue(prediction_id: int) -> None:
+    """Send the prediction task once the surrounding transaction commits (never before the row exists)."""
+    from .tasks import predict
+
+    transaction.on_commit(lambda: predict.delay(prediction_id))
+
+
+def _is_stale(prediction: Prediction) -> bool:
+    """A running prediction whose worker stopped writing heartbeats (the worker died)."""
+    if prediction.status != PredictionStatus.RUNNING:
+        return False
+    last = prediction.heartbeat_at or prediction.started_at or prediction.created_at
+    return last < timezone.now() - timedelta(seconds=settings.LABSEG_HEARTBEAT_TIMEOUT)
+
+
+def fail_prediction(prediction_id: int, error: str) -> None:
+    """Mark a prediction failed with a message a user can read (only if it is not already finished)."""
+    Prediction.objects.filter(pk=prediction_id, status__in=ACTIVE_PREDICTION_STATUSES).update(
+        status=PredictionStatus.FAILED, error=error[:2000], finished_at=timezone.now()
+    )
+
+
+def _request_one(model_version: ModelVersion, image: Image, user) -> Prediction:
+    """The queued/running prediction of (image, version), or a new queued one (enqueued on commit)."""
+    for _attempt in range(3):
+        active = (
+            Prediction.objects.filter(image=image, model_version=model_version, status__in=ACTIVE_PREDICTION_STATUSES)
+            .order_by("-id")
+            .first()
+        )
+        if active is not None:
+            if not _is_stale(active):
+                return active
+            fail_prediction(active.pk, "The worker running this prediction stopped responding; it was restarted.")
+            continue
+        try:
+            with transaction.atomic():  # savepoint: the partial unique constraint may refuse a racing twin
+                pred = Prediction.objects.create(
+                    image=image, model_version=model_version, created_by=user if _is_user(user) else None
+                )
+        except IntegrityError:
+            continue  # another request created it in between: loop and return that one
+        _enqueue(pred.pk)
+        return pred
+    raise RuntimeError("could not create or find the prediction")  # pragma: no cover - needs 3 races in a row
+
+
+def _is_user(user) -> bool:
+    return user is not None and getattr(user, "is_authenticated", False)
+
+
+@transaction.atomic
+def request_predictions(model_version: ModelVersion, image_ids=None, user=None) -> list[Prediction]:
+    """Queue a prediction of ``model_version`` for each image (``None``: every image of its project).
+
+    Returns one Prediction per image, in the order of ``image_ids`` (or of the images' ids). An image
+    that already has a queued or running prediction by this version gets that one back (no second job);
+    a running one whose worker died (no heartbeat for ``LABSEG_HEARTBEAT_TIMEOUT`` s) is failed and
+    replaced. Unknown ids, or images of another project, raise a ValidationError (400).
+    """
+    images = Image.objects.filter(project_id=model_version.project_id)
+    if image_ids is None:
+        ordered = list(images.order_by("id"))
+    else:
+        try:
+            ids = [int(i) for i in image_ids]
+        except (TypeError, ValueError):
+            raise ValidationError({"image_ids": "Image ids must be integers."})
+        by_id = {im.pk: im for im in images.filter(pk__in=ids)}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise ValidationError({"image_ids": f"Not images of this project: {missing[:20]}"})
+        ordered = [by_id[i] for i in dict.fromkeys(ids)]
+    return [_request_one(model_version, image, user) for image in ordered]
+
+
+def auto_predict(model_version: ModelVersion) -> list[Prediction]:
+    """After a successful training run: predict every image of the project if LABSEG_AUTO_PREDICT."""
+    if not settings.LABSEG_AUTO_PREDICT:
+        return []
+    return request_predictions(model_version)
+
+
+def claim_prediction(prediction_id: int, worker: str = "") -> bool:
+    """queued -> running with one conditional UPDATE: a redelivered message can never run it twice."""
+    now = timezone.now()
+    return bool(
+        Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.QUEUED).update(
+            status=PredictionStatus.RUNNING, started_at=now, heartbeat_at=now, progress=0.0, worker=worker[:200]
+        )
+    )
+
+
+def report_progress(prediction_id: int, progress: float) -> None:
+    """Write progress (0..1) together with a heartbeat."""
+    Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.RUNNING).update(
+        progress=max(0.0, min(1.0, float(progress))), heartbeat_at=timezone.now()
+    )

@@ -1,0 +1,30 @@
+"""Celery tasks of the inference app (queue ``gpu``). They take ids; torch is imported inside the runner."""
+from __future__ import annotations
+
+import logging
+import socket
+
+from labseg.celery import app
+
+from . import services
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name="inference.predict", acks_late=True, ignore_result=True)
+def predict(prediction_id: int) -> None:
+    """Run one queued prediction: claim it (queued -> running), predict, store the maps, score it.
+
+    A redelivered message finds the row no longer queued and does nothing. Any error fails the
+    prediction with its message (never left "running").
+    """
+    if not services.claim_prediction(prediction_id, worker=socket.gethostname()):
+        log.info("prediction %s is not queued any more; nothing to do", prediction_id)
+        return
+    from . import runner  # imports torch lazily
+
+    try:
+        runner.run_prediction(prediction_id)
+    except Exception as exc:  # noqa: BLE001 - every failure must end the row, with its message
+        log.exception("prediction %s failed", prediction_id)
+        services.fail_prediction(prediction_id, runner.explain_error(exc))

@@ -1,0 +1,75 @@
+"""Fixtures of the inference tests: synthetic images and tiny model versions (no training run needed)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+
+def tiff_bytes(image: np.ndarray) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, image)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def make_image(db):
+    """``make_image(project, shape=(64, 64), seed=0, split="train") -> (Image, pixels (C,H,W), instances)``."""
+    import hashlib
+
+    from django.core.files.base import ContentFile
+
+    from apps.annotate.models import Image
+    from labseg.ml.synthetic import make_nuclei
+
+    def make(project, shape=(64, 64), seed=0, split="train", channels=1):
+        pixels, instances = make_nuclei(shape, seed=seed, channels=channels, radius=(4.0, 7.0))
+        data = tiff_bytes(pixels)
+        im = Image(
+            project=project, original_filename=f"img{seed}.tif", checksum=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data), width=shape[1], height=shape[0], channels=channels, dtype=str(pixels.dtype),
+            display_range=[[0, 40000]] * channels, split=split,
+        )
+        im.file.save(f"img{seed}.tif", ContentFile(data), save=False)
+        im.save()
+        return im, pixels, instances
+
+    return make
+
+
+@pytest.fixture
+def make_version(db):
+    """``make_version(project, number=1, base_channels=4, depth=2, seed=0) -> ModelVersion`` with a real
+    checkpoint of a freshly initialised tiny UNet (He init, so its predictions are not trivial)."""
+    def make(project, number=1, base_channels=4, depth=2, seed=0, parent=None, in_channels=1, num_classes=2):
+        return create_tiny_version(project, number, base_channels, depth, seed, parent, in_channels, num_classes)
+
+    return make
+
+
+def create_tiny_version(project, number=1, base_channels=4, depth=2, seed=0, parent=None, in_channels=1,
+                        num_classes=2, is_active=False):
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from django.core.files import File
+
+    from apps.training.models import ModelVersion
+    from labseg.ml.train import save_checkpoint
+    from labseg.ml.unet import UNet
+
+    torch.manual_seed(seed)
+    model = UNet(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.pt"
+        save_checkpoint(path, model, class_names=["background", "nucleus"][:num_classes])
+        mv = ModelVersion(project=project, number=number, parent=parent, architecture=model.config(),
+                          is_active=is_active)
+        with path.open("rb") as fh:
+            mv.checkpoint.save("model.pt", File(fh), save=False)
+        mv.save()
+    return mv
