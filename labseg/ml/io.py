@@ -351,5 +351,82 @@ def image_bytes(src: PathOrFile) -> bytes:
     return data
 
 
+def _tiff_memmap(path: str) -> np.ndarray | None:
+    """A (C, H, W) view of an uncompressed, contiguous TIFF series mapped from disk; None otherwise."""
+    import tifffile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with tifffile.TiffFile(path) as tf:
+                series = _tiff_series(tf)
+                axes, shape = series.axes, tuple(series.shape)
+            mm = tifffile.memmap(path, series=0, mode="r")
+    except Exception:  # compressed, tiled, or not contiguous: not mappable
+        return None
+    plan = _plan_tiff(axes, shape)
+    if mm.shape != shape or len(plan.channel_axes) > 1:
+        return None  # merged C x S axes would need a copy; take the cached path instead
+    view = mm[plan.index]
+    order = [plan.kept_axes.index(a) for a in plan.channel_axes] + [plan.kept_axes.index("Y"), plan.kept_axes.index("X")]
+    view = np.transpose(view, order)
+    return view if view.ndim == 3 else view[None]
+
+
+def open_array(path: str | os.PathLike, cache_path: str | os.PathLike | None = None) -> np.ndarray:
+    """The image at ``path`` as (C, H, W), read lazily where possible, for region reads of big images.
+
+    Uncompressed contiguous TIFFs are memory-mapped in place. Otherwise the image is decoded once
+    with :func:`read_image` and, if ``cache_path`` is given, saved there as ``.npy`` so later calls
+    map that file instead of decoding again. Pixel values are identical to :func:`read_image`.
+    """
+    path = os.fspath(path)
+    _, head = _open_source(path)
+    if _kind(head) == "tiff":
+        mm = _tiff_memmap(path)
+        if mm is not None:
+            return mm
+    if cache_path is not None:
+        cache_path = Path(cache_path)
+        if cache_path.is_file():
+            try:
+                return np.load(cache_path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError):
+                cache_path.unlink(missing_ok=True)  # a half-written cache: rebuild it
+    arr = read_image(path)
+    if cache_path is not None:
+        tmp = cache_path.with_name(cache_path.name + f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+        os.replace(tmp, cache_path)  # atomic: concurrent readers never see a partial file
+    return arr
+
+
+#: Colours of channels 0, 1, 2, ... in a composite (RGB photos stay RGB; then cyan, magenta, yellow).
+CHANNEL_COLORS = ((1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (1, 0, 1), (1, 1, 0), (1, 1, 1))
+
+
+def composite_rgb(image: np.ndarray, ranges, channels: list[int] | None = None) -> np.ndarray:
+    """8-bit rendering: one channel -> grey (H, W); several -> additive colour composite (H, W, 3).
+
+    ``ranges`` holds ``[lo, hi]`` for every channel of ``image``; ``channels`` selects which to show
+    (default: all when there are at most three, else the first three).
+    """
+    image = np.asarray(image)
+    if channels is None:
+        channels = list(range(min(image.shape[0], 3)))
+    r = np.asarray(ranges, dtype=np.float64).reshape(-1, 2)
+    sel = to_uint8(image[channels], r[channels])
+    if len(channels) == 1:
+        return sel[0]
+    out = np.zeros(sel.shape[1:] + (3,), dtype=np.uint16)
+    for k, c in enumerate(channels):
+        color = CHANNEL_COLORS[c % len(CHANNEL_COLORS)]
+        for j in range(3):
+            if color[j]:
+                out[..., j] += sel[k]
+    return np.minimum(out, 255).astype(np.uint8)
+
+
 __all__ = ["ImageReadError", "read_image", "read_image_with_info", "image_info", "normalize", "display_range",
-           "to_uint8", "image_bytes"]
+           "to_uint8", "image_bytes", "open_array", "composite_rgb"]
