@@ -140,3 +140,28 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"annotation of {self.image} v{self.version}"
+
+
+class AnnotationRevision(models.Model):
+    """A superseded state of an annotation, kept when a save overwrites it (history; never lose data).
+
+    One row per overwritten version: restoring one is saving its masks again as a new version.
+    """
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotation_revisions")
+    version = models.PositiveIntegerField()
+    classes_png = models.BinaryField(null=True, blank=True)
+    instances_png = models.BinaryField(null=True, blank=True)
+    strokes = models.JSONField(default=list, blank=True)
+    labelled_pixels = models.BigIntegerField(default=0)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(help_text="when this version was saved")
+    superseded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["image", "-version"]
+        constraints = [models.UniqueConstraint(fields=["image", "version"], name="revision_unique_version")]
+
+    def __str__(self) -> str:
+        return f"{self.image} v{self.version}"

@@ -50,3 +50,34 @@ def get_image_for(user, image_id: int, min_role: str = Role.VIEWER) -> Image:
     except NotFound:
         raise NotFound("Image not found.")
     return image
+
+
+def projects_with_stats(user) -> QuerySet[Project]:
+    """The user's projects with ``my_role`` and ``image_count`` annotated."""
+    from django.db.models import Count, OuterRef, Subquery
+
+    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    return (projects_for(user).annotate(my_role=Subquery(role), image_count=Count("images", distinct=True))
+            .prefetch_related("label_classes"))
+
+
+def images_in(project: Project, split: str | None = None) -> QuerySet[Image]:
+    """A project's images with ``has_annotation``, ``annotation_version`` and ``labelled_pixels`` annotated."""
+    from django.db.models import BooleanField, Case, Value, When
+    from django.db.models.functions import Coalesce
+
+    qs = Image.objects.filter(project=project)
+    if split:
+        qs = qs.filter(split=split)
+    return qs.annotate(
+        annotation_version=Coalesce("annotation__version", 0),
+        labelled_pixels=Coalesce("annotation__labelled_pixels", 0),
+        has_annotation=Case(When(annotation__version__gt=0, then=Value(True)), default=Value(False),
+                            output_field=BooleanField()),
+    ).order_by("id")
+
+
+def image_with_stats(image_id: int) -> Image | None:
+    """One image with the same annotations as :func:`images_in` (after a permission check)."""
+    img = Image.objects.filter(pk=image_id).select_related("project").first()
+    return images_in(img.project).filter(pk=image_id).first() if img else None

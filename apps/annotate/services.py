@@ -1,0 +1,479 @@
+"""Write operations on projects, members, classes, images and annotations (one function per use case).
+
+Permission checks use selectors (404 for non-members, 403 below the role); transactions live here.
+Bad input raises DRF ``ValidationError`` (400); a stale annotation version raises ``labseg.api.Conflict``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+from PIL import Image as PILImage
+from rest_framework.exceptions import ValidationError
+
+from labseg.api import Conflict
+from labseg.ml import io as mlio
+
+from .masks import decode_mask, encode_png
+from .models import (
+    Annotation,
+    AnnotationRevision,
+    Image,
+    LabelClass,
+    Membership,
+    Project,
+    Role,
+    Split,
+)
+from .selectors import get_image_for, get_project_for
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_SIZE = 256
+COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+DEFAULT_CLASS_COLORS = ("#ff0000", "#00ff00", "#ffff00", "#ff00ff", "#00ffff", "#ff8000", "#8000ff")
+BACKGROUND_COLOR = "#0000ff"
+
+
+# --- projects ----------------------------------------------------------------------------------
+def _check_color(color: str) -> str:
+    if not isinstance(color, str) or not COLOR_RE.match(color):
+        raise ValidationError({"color": f"expected a colour like '#ff0000', got {color!r}"})
+    return color.lower()
+
+
+def _check_class_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError({"name": "a class needs a non-empty name"})
+    if len(name) > 100:
+        raise ValidationError({"name": "at most 100 characters"})
+    return name.strip()
+
+
+@transaction.atomic
+def create_project(*, user, name: str, description: str = "", channels: list | None = None,
+                   classes: Iterable[dict] | None = None) -> Project:
+    """New project owned by ``user``: class 1 'background' automatically, ``classes`` get 2, 3, ..."""
+    project = Project.objects.create(name=name, description=description or "", owner=user, channels=channels or [])
+    Membership.objects.create(project=project, user=user, role=Role.OWNER)
+    LabelClass.objects.create(project=project, index=LabelClass.BACKGROUND, name="background", color=BACKGROUND_COLOR)
+    seen = {"background"}
+    for i, cls in enumerate(classes or []):
+        cname = _check_class_name(cls.get("name"))
+        if cname.lower() in seen:
+            raise ValidationError({"classes": f"duplicate class name {cname!r}"})
+        seen.add(cname.lower())
+        color = _check_color(cls.get("color") or DEFAULT_CLASS_COLORS[i % len(DEFAULT_CLASS_COLORS)])
+        if i + 2 > 255:
+            raise ValidationError({"classes": "at most 254 object classes"})
+        LabelClass.objects.create(project=project, index=i + 2, name=cname, color=color)
+    return project
+
+
+@transaction.atomic
+def update_project(*, user, project_id: int, **fields) -> Project:
+    project = get_project_for(user, project_id, Role.OWNER)
+    for key in ("name", "description", "channels"):
+        if key in fields:
+            setattr(project, key, fields[key])
+    project.save()
+    return project
+
+
+def delete_project(*, user, project_id: int) -> None:
+    """Delete the project, its rows and (after commit) its files."""
+    project = get_project_for(user, project_id, Role.OWNER)
+    with transaction.atomic():
+        files = [_image_files(img) for img in project.images.all()]
+        project.delete()
+        transaction.on_commit(lambda: [_delete_files(f) for f in files])
+
+
+# --- members -----------------------------------------------------------------------------------
+def _check_role(role: Any) -> str:
+    if role not in Role.values:
+        raise ValidationError({"role": f"role must be one of {', '.join(Role.values)}"})
+    return role
+
+
+def _other_owner_exists(project: Project, user) -> bool:
+    return project.memberships.filter(role=Role.OWNER).exclude(user=user).exists()
+
+
+@transaction.atomic
+def add_member(*, user, project_id: int, username: str, role: str = Role.ANNOTATOR) -> Membership:
+    project = get_project_for(user, project_id, Role.OWNER)
+    role = _check_role(role)
+    member = get_user_model().objects.filter(username=username).first()
+    if member is None:
+        raise ValidationError({"username": f"no user named {username!r}"})
+    if project.memberships.filter(user=member).exists():
+        raise ValidationError({"username": f"{username} is already a member; PATCH the member to change the role"})
+    return Membership.objects.create(project=project, user=member, role=role)
+
+
+def _membership(project: Project, username: str) -> Membership:
+    m = project.memberships.select_for_update().select_related("user").filter(user__username=username).first()
+    if m is None:
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound(f"{username!r} is not a member of this project.")
+    return m
+
+
+@transaction.atomic
+def change_member_role(*, user, project_id: int, username: str, role: str) -> Membership:
+    project = get_project_for(user, project_id, Role.OWNER)
+    role = _check_role(role)
+    # Lock the project's owner rows so two owners demoting each other cannot leave none.
+    list(project.memberships.select_for_update().filter(role=Role.OWNER))
+    m = _membership(project, username)
+    if m.role == Role.OWNER and role != Role.OWNER and not _other_owner_exists(project, m.user):
+        raise ValidationError({"role": "a project needs at least one owner; make someone else owner first"})
+    m.role = role
+    m.save(update_fields=["role"])
+    return m
+
+
+@transaction.atomic
+def remove_member(*, user, project_id: int, username: str) -> None:
+    project = get_project_for(user, project_id, Role.OWNER)
+    list(project.memberships.select_for_update().filter(role=Role.OWNER))
+    m = _membership(project, username)
+    if m.role == Role.OWNER and not _other_owner_exists(project, m.user):
+        raise ValidationError({"username": "cannot remove the last owner of a project"})
+    m.delete()
+
+
+# --- classes -----------------------------------------------------------------------------------
+@transaction.atomic
+def add_class(*, user, project_id: int, name: str, color: str | None = None) -> LabelClass:
+    project = get_project_for(user, project_id, Role.OWNER)
+    Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise index allocation
+    name = _check_class_name(name)
+    if project.label_classes.filter(name__iexact=name).exists():
+        raise ValidationError({"name": f"the project already has a class named {name!r}"})
+    index = (project.label_classes.aggregate(m=Max("index"))["m"] or 1) + 1
+    if index > 255:
+        raise ValidationError({"name": "a project has at most 255 classes"})
+    color = _check_color(color or DEFAULT_CLASS_COLORS[(index - 2) % len(DEFAULT_CLASS_COLORS)])
+    return LabelClass.objects.create(project=project, index=index, name=name, color=color)
+
+
+@transaction.atomic
+def update_class(*, user, project_id: int, index: int, name: str | None = None, color: str | None = None) -> LabelClass:
+    project = get_project_for(user, project_id, Role.OWNER)
+    cls = project.label_classes.select_for_update().filter(index=index).first()
+    if cls is None:
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound(f"The project has no class {index}.")
+    if name is not None:
+        name = _check_class_name(name)
+        if project.label_classes.filter(name__iexact=name).exclude(pk=cls.pk).exists():
+            raise ValidationError({"name": f"the project already has a class named {name!r}"})
+        cls.name = name
+    if color is not None:
+        cls.color = _check_color(color)
+    cls.save()
+    return cls
+
+
+# --- images ------------------------------------------------------------------------------------
+@dataclass
+class UploadResult:
+    filename: str
+    id: int | None = None
+    error: str | None = None
+    code: str | None = None
+    duplicate_of: int | None = None
+
+    def as_dict(self) -> dict:
+        d: dict[str, Any] = {"filename": self.filename}
+        if self.id is not None:
+            d["id"] = self.id
+        if self.error is not None:
+            d["error"], d["code"] = self.error, self.code
+        if self.duplicate_of is not None:
+            d["duplicate_of"] = self.duplicate_of
+        return d
+
+
+def _sha256(f) -> str:
+    h = hashlib.sha256()
+    f.seek(0)
+    for chunk in f.chunks() if hasattr(f, "chunks") else iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+    f.seek(0)
+    return h.hexdigest()
+
+
+def make_thumbnail(image: np.ndarray, ranges, size: int = THUMBNAIL_SIZE) -> bytes:
+    """PNG bytes of a composite rendering whose longer side is at most ``size`` pixels."""
+    c, h, w = image.shape
+    step = max(1, int(np.ceil(max(h, w) / (size * 2))))  # stride first (cheap), then a good resize
+    small = image[:, ::step, ::step]
+    rgb = mlio.composite_rgb(small, ranges)
+    pil = PILImage.fromarray(rgb)
+    pil.thumbnail((size, size), PILImage.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _display_name(name: str) -> str:
+    return os.path.basename(name or "upload")[:255] or "upload"
+
+
+def _store_one(project: Project, user, f, limit: int) -> UploadResult:
+    """Validate, read and store one uploaded file; never raises for bad input (a per-file error)."""
+    name = _display_name(getattr(f, "name", "upload"))
+    size = getattr(f, "size", None) or 0
+    if size == 0:
+        return UploadResult(name, error="the file is empty", code="empty")
+    if size > limit:
+        return UploadResult(name, error=f"the file is {size} bytes, more than the limit of {limit} bytes per file "
+                                        f"(LABSEG_MAX_UPLOAD_BYTES)", code="too_large")
+    checksum = _sha256(f)
+    dup = project.images.filter(checksum=checksum).values_list("id", flat=True).first()
+    if dup is not None:
+        return UploadResult(name, error=f"duplicate of image {dup} already in the project", code="duplicate",
+                            duplicate_of=dup)
+    try:
+        pixels, info = mlio.read_image_with_info(f)
+    except mlio.ImageReadError as exc:
+        return UploadResult(name, error=str(exc), code="unreadable")
+    except MemoryError:
+        return UploadResult(name, error="the image is too large to decode on this server", code="too_large")
+    ranges = mlio.display_range(pixels)
+    thumb = make_thumbnail(pixels, ranges)
+    c, h, w = pixels.shape
+    dtype = pixels.dtype.name
+    del pixels  # one decoded image in memory at a time
+    img = Image(project=project, original_filename=name, checksum=checksum, size_bytes=size, width=w, height=h,
+                channels=c, dtype=dtype, display_range=ranges, uploaded_by=user)
+    f.seek(0)
+    img.file.save(name, f, save=False)  # copies the original bytes unchanged
+    img.thumbnail.save("thumb.png", ContentFile(thumb), save=False)
+    try:
+        with transaction.atomic():
+            img.save()
+    except IntegrityError:  # the same file arrived concurrently
+        _delete_files(_image_files(img))
+        dup = project.images.filter(checksum=checksum).values_list("id", flat=True).first()
+        return UploadResult(name, error=f"duplicate of image {dup} already in the project", code="duplicate",
+                            duplicate_of=dup)
+    if info.get("planes"):
+        log.info("image %s: stack %s, only the first plane is used", img.pk, info["planes"])
+    return UploadResult(name, id=img.pk)
+
+
+def upload_images(*, user, project_id: int, files: list) -> tuple[int, list[dict]]:
+    """Store each file (byte for byte) with metadata + thumbnail -> (HTTP status, per-file results).
+
+    201 all stored; 207 some stored, the others reported; 400 none stored. Duplicates (same sha256 in
+    the project) are reported with ``duplicate_of`` and not stored twice. Files are handled one at a
+    time, each in its own transaction, so a bad file never loses the good ones.
+    """
+    project = get_project_for(user, project_id, Role.ANNOTATOR)
+    if not files:
+        raise ValidationError({"files": "send one or more files in the multipart field 'files'"})
+    limit = int(settings.LABSEG_MAX_UPLOAD_BYTES)
+    results = [_store_one(project, user, f, limit) for f in files]
+    stored = sum(r.id is not None for r in results)
+    status = 201 if stored == len(results) else (207 if stored else 400)
+    return status, [r.as_dict() for r in results]
+
+
+def _image_files(img: Image) -> list[str]:
+    """Storage names of the files belonging to an image (original, thumbnail, region cache)."""
+    names = [n for n in (img.file.name, img.thumbnail.name) if n]
+    if img.file.name:
+        names.append(cache_name(img.file.name))
+    return names
+
+
+def _delete_files(names: list[str]) -> None:
+    from django.core.files.storage import default_storage
+
+    for n in names:
+        try:
+            if default_storage.exists(n):
+                default_storage.delete(n)
+        except OSError as exc:  # a file left behind is better than a failed delete of the row
+            log.warning("could not delete %s: %s", n, exc)
+
+
+def cache_name(file_name: str) -> str:
+    """Storage name of the decoded-array cache (.npy) next to an original."""
+    return file_name + ".cache.npy"
+
+
+@transaction.atomic
+def update_image(*, user, image_id: int, split: str | None = None, display_range: list | None = None) -> Image:
+    image = get_image_for(user, image_id, Role.ANNOTATOR)
+    if split is not None:
+        if split not in Split.values:
+            raise ValidationError({"split": f"split must be one of {', '.join(Split.values)}"})
+        image.split = split
+    if display_range is not None:
+        ok = (isinstance(display_range, list) and len(display_range) == image.channels and all(
+            isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r) and r[1] > r[0]
+            for r in display_range))
+        if not ok:
+            raise ValidationError({"display_range": f"expected {image.channels} pairs [lo, hi] with hi > lo"})
+        image.display_range = [[float(a), float(b)] for a, b in display_range]
+    image.save(update_fields=["split", "display_range"])
+    return image
+
+
+def delete_image(*, user, image_id: int) -> None:
+    image = get_image_for(user, image_id, Role.OWNER)
+    files = _image_files(image)
+    with transaction.atomic():
+        image.delete()
+        transaction.on_commit(lambda: _delete_files(files))
+
+
+def image_array(image: Image) -> np.ndarray:
+    """The image's pixels (C, H, W), memory-mapped where possible (see ``labseg.ml.io.open_array``)."""
+    try:
+        path = image.file.path
+    except NotImplementedError:  # remote storage: decode from the stream
+        with image.file.open("rb") as fh:
+            return mlio.read_image(fh)
+    return mlio.open_array(path, cache_path=Path(path).with_name(Path(path).name + ".cache.npy"))
+
+
+# --- annotations -------------------------------------------------------------------------------
+def _b64_mask(value: Any, field: str) -> np.ndarray | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValidationError({field: "expected a base64-encoded PNG string or null"})
+    if value.startswith("data:"):
+        value = value.split(",", 1)[-1]
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError({field: "not valid base64"})
+    try:
+        arr = decode_mask(raw)
+    except Exception as exc:  # PIL raises many types on garbage
+        raise ValidationError({field: f"not a readable grey PNG mask: {exc}"})
+    return arr
+
+
+def _validate_masks(image: Image, classes_b64: Any, instances_b64: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    classes = _b64_mask(classes_b64, "classes_png")
+    instances = _b64_mask(instances_b64, "instances_png")
+    for field, arr in (("classes_png", classes), ("instances_png", instances)):
+        if arr is not None and arr.shape != (image.height, image.width):
+            raise ValidationError({field: f"mask is {arr.shape[1]}x{arr.shape[0]} but the image is "
+                                          f"{image.width}x{image.height}"})
+    if classes is not None:
+        present = set(np.unique(classes).tolist())
+        allowed = {0} | image.project.class_indices()
+        unknown = sorted(present - allowed)
+        if unknown:
+            raise ValidationError({"classes_png": f"class indices {unknown} are not classes of this project "
+                                                  f"(allowed: {sorted(allowed)})"})
+        classes = classes.astype(np.uint8)
+    return classes, instances
+
+
+def _validate_strokes(strokes: Any) -> list:
+    if strokes is None:
+        return []
+    if not isinstance(strokes, list) or not all(isinstance(s, dict) for s in strokes):
+        raise ValidationError({"strokes": "expected a list of stroke objects"})
+    return strokes
+
+
+def save_annotation(*, user, image_id: int, version: Any, classes_png: Any = None, instances_png: Any = None,
+                    strokes: Any = None) -> Annotation:
+    """Save the masks as a new version, if ``version`` is still the current one (else 409, nothing written).
+
+    The overwritten state is kept as an ``AnnotationRevision``. The version check is one conditional
+    UPDATE (``WHERE id = ? AND version = ?``) under a row lock, so of two saves based on the same
+    version exactly one wins.
+    """
+    image = get_image_for(user, image_id, Role.ANNOTATOR)
+    return save_annotation_for(image, user=user, version=version, classes_png=classes_png,
+                               instances_png=instances_png, strokes=strokes)
+
+
+def save_annotation_for(image: Image, *, user, version: Any, classes_png: Any = None, instances_png: Any = None,
+                        strokes: Any = None) -> Annotation:
+    """:func:`save_annotation` without the permission check (admin actions, the demo command)."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValidationError({"version": "the version this save is based on (an integer >= 0) is required"})
+    classes, instances = _validate_masks(image, classes_png, instances_png)
+    strokes = _validate_strokes(strokes)
+    classes_bytes = encode_png(classes) if classes is not None and classes.any() else None
+    instances_bytes = encode_png(instances) if instances is not None and instances.any() else None
+    labelled = int(np.count_nonzero(classes)) if classes is not None else 0
+    with transaction.atomic():
+        Annotation.objects.get_or_create(image=image)
+        current = Annotation.objects.select_for_update().get(image=image)
+        if current.version != version:
+            raise _stale(current, version)
+        if current.version > 0:
+            AnnotationRevision.objects.create(
+                image=image, version=current.version, classes_png=current.classes_png,
+                instances_png=current.instances_png, strokes=current.strokes,
+                labelled_pixels=current.labelled_pixels, updated_by_id=current.updated_by_id,
+                updated_at=current.updated_at)
+        now = timezone.now()
+        updated = Annotation.objects.filter(pk=current.pk, version=version).update(
+            classes_png=classes_bytes, instances_png=instances_bytes, strokes=strokes, labelled_pixels=labelled,
+            updated_by=user, updated_at=now, version=F("version") + 1)
+        if updated != 1:  # only possible without row locks (SQLite): still exactly one winner
+            raise _stale(Annotation.objects.get(pk=current.pk), version)
+    return Annotation.objects.select_related("updated_by").get(pk=current.pk)
+
+
+def _stale(current: Annotation, version: int) -> Conflict:
+    return Conflict(
+        f"The annotation changed since version {version}: it is now version {current.version}. "
+        f"Reload it, merge your changes and save again with version {current.version}.",
+        code="stale_version",
+        extra={"current_version": current.version,
+               "updated_by": current.updated_by.username if current.updated_by_id else None,
+               "updated_at": current.updated_at.isoformat() if current.updated_at else None},
+    )
+
+
+def restore_revision(*, user, image_id: int, version: int, check_role: bool = True) -> Annotation:
+    """Save an old version's masks again as the newest version (the current one goes to history).
+
+    ``check_role=False`` is for the admin (staff who may not be members).
+    """
+    image = get_image_for(user, image_id, Role.ANNOTATOR) if check_role else Image.objects.get(pk=image_id)
+    rev = AnnotationRevision.objects.filter(image=image, version=version).first()
+    if rev is None:
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound(f"No saved version {version} in this image's history.")
+    current = Annotation.objects.filter(image=image).values_list("version", flat=True).first() or 0
+
+    def b64(data):
+        return base64.b64encode(bytes(data)).decode() if data else None
+
+    return save_annotation_for(image, user=user, version=current, classes_png=b64(rev.classes_png),
+                               instances_png=b64(rev.instances_png), strokes=rev.strokes)

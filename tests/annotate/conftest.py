@@ -1,0 +1,48 @@
+"""Fixtures for the annotate tests: images written with tifffile/PIL, stored through the upload service."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import tifffile
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from labseg.ml.synthetic import make_nuclei
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    """Each test writes its files under its own temporary MEDIA_ROOT."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def tiff_bytes(array: np.ndarray, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, array, **kwargs)
+    return buf.getvalue()
+
+
+def nuclei(shape=(64, 80), channels=1, dtype="uint16", seed=0) -> np.ndarray:
+    """A (C, H, W) synthetic fluorescence image."""
+    image, _ = make_nuclei(shape, n=6, radius=(6.0, 9.0), seed=seed, dtype=dtype, channels=channels)
+    return image
+
+
+def upload(name: str, data: bytes) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type="application/octet-stream")
+
+
+@pytest.fixture
+def stored_image(project, owner):
+    """An image (2 channels, uint16, 64x80) stored in ``project`` through the upload service."""
+    from apps.annotate import services
+    from apps.annotate.models import Image
+
+    array = nuclei(channels=2)
+    status, results = services.upload_images(
+        user=owner, project_id=project.pk, files=[upload("cells.tif", tiff_bytes(array, metadata={"axes": "CYX"}))])
+    assert status == 201, results
+    img = Image.objects.get(pk=results[0]["id"])
+    img._array = array  # the pixels the test wrote, for comparisons
+    return img
