@@ -1,0 +1,13 @@
+/** Entry point: styles, then every page module (each registers its routes), then the router. */
+import "./style.css";
+import { setNotFound, startRouter } from "./router";
+import { h, renderNav } from "./ui";
+import "./pages/projects";
+import "./pages/project";
+import "./pages/annotate";
+
+setNotFound((root) => {
+  renderNav();
+  root.append(h("h1", {}, "Not found"), h("p", {}, "No page here. ", h("a", { href: "/" }, "Back to projects")));
+});
+startRouter();

@@ -1,0 +1,216 @@
+/** Project page: image grid (thumbnail, split, annotation status), filters, drag-and-drop batch upload, members. */
+import { api, getAll, uploadForm, type ImageInfo, type Member, type Project } from "../api";
+import { registerRoute } from "../router";
+import { append, errorBlock, fmtBytes, h, messageOf, renderNav, showError, toast } from "../ui";
+
+/** The project, cached for pages that need it (nav bar, annotate page). */
+export async function loadProject(id: string | number): Promise<Project> {
+  return api.get<Project>(`/projects/${id}/`);
+}
+
+export function thumbnailUrl(img: ImageInfo): string {
+  return img.thumbnail_url || `/api/v1/images/${img.id}/thumbnail.png`;
+}
+
+export function annotateUrl(projectId: number | string, imageId: number | string): string {
+  return `/projects/${projectId}/images/${imageId}/annotate`;
+}
+
+async function renderProject(root: HTMLElement, params: Record<string, string>): Promise<void> {
+  const pid = params.projectId;
+  renderNav(pid);
+  let project: Project;
+  try {
+    project = await loadProject(pid);
+  } catch (err) {
+    root.append(errorBlock(err, "Could not load the project"));
+    return;
+  }
+  renderNav(pid, project.name);
+  const canEdit = project.role !== "viewer";
+  const grid = h("div", { class: "image-grid", "data-testid": "image-grid" });
+  const split = h("select", { "data-testid": "filter-split" }, ...["", "train", "validation", "test"].map((s) => h("option", { value: s }, s || "all splits")));
+  const status = h("select", { "data-testid": "filter-annotated" }, h("option", { value: "" }, "any status"), h("option", { value: "yes" }, "annotated"), h("option", { value: "no" }, "not annotated"));
+  const search = h("input", { type: "search", placeholder: "file name", "data-testid": "filter-name" });
+  let images: ImageInfo[] = [];
+
+  const draw = () => {
+    grid.replaceChildren();
+    const q = search.value.toLowerCase();
+    const shown = images.filter((im) =>
+      (!split.value || im.split === split.value) &&
+      (!status.value || (status.value === "yes") === isAnnotated(im)) &&
+      (!q || im.original_filename.toLowerCase().includes(q)));
+    if (!shown.length) grid.append(h("p", { class: "muted" }, images.length ? "No image matches the filters." : "No images yet: drop files here or choose them above."));
+    for (const im of shown) grid.append(imageCard(project, im, canEdit, load));
+  };
+  const load = async () => {
+    try {
+      images = await getAll<ImageInfo>(`/projects/${pid}/images/`);
+      draw();
+    } catch (err) {
+      grid.replaceChildren(errorBlock(err, "Could not load the images"));
+    }
+  };
+  [split, status].forEach((el) => el.addEventListener("change", draw));
+  search.addEventListener("input", draw);
+
+  append(root,
+    h("h1", {}, project.name),
+    h("div", { class: "swatches" }, ...project.classes.map((c) => h("span", { class: "chip" }, h("span", { class: "swatch", style: { background: c.color } }), `${c.index} ${c.name}`))),
+    canEdit ? uploader(pid, load) : null,
+    h("div", { class: "filters" }, "Show ", split, " ", status, " ", search),
+    grid,
+    project.role === "owner" ? members(pid) : null,
+  );
+  await load();
+}
+
+function isAnnotated(im: ImageInfo): boolean {
+  return Boolean(im.annotated ?? ((im.labelled_pixels ?? 0) > 0 || (im.annotation_version ?? 0) > 0));
+}
+
+function imageCard(project: Project, im: ImageInfo, canEdit: boolean, reload: () => void): HTMLElement {
+  const splitSel = h("select", { disabled: !canEdit, title: "split" }, ...["train", "validation", "test"].map((s) => h("option", { value: s }, s)));
+  splitSel.value = im.split;
+  splitSel.addEventListener("change", async () => {
+    try {
+      await api.patch(`/images/${im.id}/`, { split: splitSel.value });
+      im.split = splitSel.value;
+    } catch (err) {
+      showError(err, "Could not change the split");
+      splitSel.value = im.split;
+    }
+  });
+  return h("div", { class: "image-card", "data-testid": `image-${im.id}` },
+    h("a", { href: annotateUrl(project.id, im.id), title: "Annotate" }, h("img", { src: thumbnailUrl(im), alt: im.original_filename, loading: "lazy" })),
+    h("div", { class: "name", title: im.original_filename }, im.original_filename),
+    h("div", { class: "muted" }, `${im.width}×${im.height} · ${im.channels}ch ${im.dtype}`),
+    h("div", { class: "row" }, splitSel, h("span", { class: isAnnotated(im) ? "badge ok" : "badge" }, isAnnotated(im) ? "annotated" : "not annotated")),
+    canEdit ? h("button", { class: "link danger", onclick: async () => {
+      if (!confirm(`Delete ${im.original_filename}?`)) return;
+      try {
+        await api.del(`/images/${im.id}/`);
+        reload();
+      } catch (err) {
+        showError(err, "Could not delete");
+      }
+    } }, "delete") : null,
+  );
+}
+
+/** One file's result from the batch upload answer. */
+interface FileResult {
+  filename: string;
+  id?: number;
+  error?: string;
+}
+
+/**
+ * Drag-and-drop / file-picker upload. Files go up a few at a time (each as its own multipart request
+ * with the `files` field) so every file gets its own progress bar and its own result line.
+ */
+function uploader(pid: string, onDone: () => void): HTMLElement {
+  const input = h("input", { type: "file", multiple: true, accept: ".tif,.tiff,.png,.jpg,.jpeg,image/*", "data-testid": "upload-input" });
+  const statusBox = h("div", { class: "upload-status", "data-testid": "upload-status" });
+  const zone = h("div", { class: "dropzone", "data-testid": "dropzone" }, h("strong", {}, "Drop images here"), " (TIFF 8/16-bit, multichannel, PNG, JPEG) or ", input);
+  const start = (files: File[]) => void uploadAll(pid, files, statusBox).then(onDone);
+  input.addEventListener("change", () => {
+    start([...(input.files ?? [])]);
+    input.value = "";
+  });
+  zone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    start([...(e.dataTransfer?.files ?? [])]);
+  });
+  return h("div", { class: "panel" }, zone, statusBox);
+}
+
+async function uploadAll(pid: string, files: File[], box: HTMLElement): Promise<void> {
+  if (!files.length) return;
+  box.replaceChildren();
+  const summary = h("div", { class: "summary", "data-testid": "upload-summary" }, `Uploading ${files.length} file(s)…`);
+  box.append(summary);
+  const rows = files.map((f) => {
+    const bar = h("progress", { max: 1, value: 0 });
+    const msg = h("span", { class: "msg" }, "waiting");
+    const row = h("div", { class: "upload-row", "data-testid": "upload-row", "data-filename": f.name }, h("span", { class: "fname" }, f.name), h("span", { class: "muted" }, fmtBytes(f.size)), bar, msg);
+    box.append(row);
+    return { file: f, bar, msg, row };
+  });
+  let ok = 0, failed = 0, next = 0;
+  const worker = async () => {
+    while (next < rows.length) {
+      const r = rows[next++];
+      const form = new FormData();
+      form.append("files", r.file, r.file.name);
+      r.msg.textContent = "uploading";
+      try {
+        const { status, body } = await uploadForm(`/projects/${pid}/images/`, form, (l, t) => (r.bar.value = t ? l / t : 0));
+        const results = ((body as { results?: FileResult[] })?.results ?? (Array.isArray(body) ? body : [])) as FileResult[];
+        const res = results.find((x) => x.filename === r.file.name) ?? results[0];
+        if (status < 300 && res && !res.error) {
+          r.bar.value = 1;
+          r.msg.textContent = "stored";
+          r.row.classList.add("ok");
+          ok++;
+        } else {
+          const why = res?.error ?? (body as { detail?: string })?.detail ?? `HTTP ${status}`;
+          r.msg.textContent = `error: ${why}`;
+          r.row.classList.add("error");
+          failed++;
+        }
+      } catch (err) {
+        r.msg.textContent = `error: ${messageOf(err)}`;
+        r.row.classList.add("error");
+        failed++;
+      }
+    }
+  };
+  await Promise.all([worker(), worker(), worker()]);
+  summary.textContent = `Done: ${ok} stored, ${failed} failed.`;
+  summary.dataset.done = "true";
+  if (failed) toast(`${failed} file(s) could not be stored: see the list.`, "error");
+}
+
+function members(pid: string): HTMLElement {
+  const list = h("ul", { "data-testid": "member-list" });
+  const username = h("input", { type: "text", placeholder: "username", "data-testid": "member-username" });
+  const role = h("select", { "data-testid": "member-role" }, ...["annotator", "viewer", "owner"].map((r) => h("option", { value: r }, r)));
+  const load = async () => {
+    try {
+      const ms = await getAll<Member>(`/projects/${pid}/members/`);
+      list.replaceChildren(...ms.map((m) => h("li", {}, `${m.username} (${m.role}) `, h("button", { class: "link danger", onclick: async () => {
+        try {
+          await api.del(`/projects/${pid}/members/${m.id ?? m.username}/`);
+          await load();
+        } catch (err) {
+          showError(err, "Could not remove the member");
+        }
+      } }, "remove"))));
+    } catch (err) {
+      list.replaceChildren(errorBlock(err, "Could not load members"));
+    }
+  };
+  const form = h("form", {}, username, " ", role, " ", h("button", { type: "submit" }, "Add member"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api.post(`/projects/${pid}/members/`, { username: username.value.trim(), role: role.value });
+      username.value = "";
+      await load();
+    } catch (err) {
+      showError(err, "Could not add the member");
+    }
+  });
+  void load();
+  return h("section", { class: "panel" }, h("h2", {}, "Members"), list, form);
+}
+
+registerRoute("/projects/:projectId", renderProject);
