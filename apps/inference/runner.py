@@ -12,7 +12,6 @@ Stored files of a prediction:
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tempfile
@@ -28,6 +27,7 @@ from django.utils import timezone
 from apps.annotate.masks import encode_png
 from apps.training.models import ModelVersion
 
+from .maps import classes_from_probs, encode_tiff, foreground_uint8, to_uint8
 from .models import Prediction, PredictionStatus
 from .services import report_progress
 
@@ -52,18 +52,18 @@ class LoadedModel:
 _cache: dict[tuple[int, str], LoadedModel] = {}
 _cache_lock = threading.Lock()
 _CACHE_SIZE = 2
+_threads_set = False
 
 
 def torch_device():
-    """The torch device LABSEG_DEVICE asks for (auto: CUDA when available)."""
-    import torch
+    """The torch device LABSEG_DEVICE asks for (auto: CUDA when available); sizes CPU threads once."""
+    from labseg.ml.device import configure_threads, pick_device
 
-    want = (settings.LABSEG_DEVICE or "auto").lower()
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if settings.LABSEG_TORCH_THREADS:
-        torch.set_num_threads(settings.LABSEG_TORCH_THREADS)
-    return torch.device(want)
+    global _threads_set
+    if not _threads_set:
+        configure_threads(settings.LABSEG_TORCH_THREADS or None)
+        _threads_set = True
+    return pick_device(settings.LABSEG_DEVICE)
 
 
 def load_model(version: ModelVersion) -> LoadedModel:
@@ -120,54 +120,38 @@ def read_normalized(path: str, loaded: LoadedModel) -> np.ndarray:
 
 
 def predict_maps(loaded: LoadedModel, image: np.ndarray, progress=None, out_dir: Path | None = None):
-    """``(probs (K, H, W) float32, uncertainty (H, W) float32)`` by overlap-tile inference with TTA."""
-    from labseg.ml.tiling import predict_tiled
+    """``(probs (K, H, W) float32, uncertainty (H, W) float32 in 0..1)`` by overlap-tile inference.
 
-    out = None
+    Images up to ``MEMMAP_PIXELS``: test-time augmentation over the 8 flips/rotations, uncertainty =
+    normalised entropy of the averaged probabilities. Larger images: one pass written into an
+    ``np.memmap`` (memory bounded by the tiles and the 8-bit outputs, never a RAM copy of the logits),
+    uncertainty = normalised entropy of that pass, computed in row blocks.
+    """
+    from labseg.ml.tiling import predict_tiled, predict_tiled_with_uncertainty
+
     h, w = image.shape[1:]
-    if out_dir is not None and h * w > MEMMAP_PIXELS:
-        fd, tmp = tempfile.mkstemp(suffix=".probs", dir=out_dir)
-        os.close(fd)
-        out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(loaded.num_classes, h, w))
-    result = predict_tiled(
-        loaded.model, image, tile_output=loaded.tile_output, device=torch_device(), tta=True,
-        progress=progress, out=out,
-    )
-    if isinstance(result, tuple):
-        probs, uncertainty = result[0], result[1]
-    else:  # pragma: no cover - depends on the ML core's TTA form
-        probs, uncertainty = result, getattr(result, "uncertainty", None)
-    if uncertainty is None:
-        uncertainty = np.zeros(probs.shape[1:], np.float32)
-    return probs, uncertainty
+    device = torch_device()
+    if out_dir is None or h * w <= MEMMAP_PIXELS:
+        result = predict_tiled_with_uncertainty(
+            loaded.model, image, tile_output=loaded.tile_output, device=device, progress=progress
+        )
+        return result.probs, result.entropy
+    fd, tmp = tempfile.mkstemp(suffix=".probs", dir=out_dir)
+    os.close(fd)
+    out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(loaded.num_classes, h, w))
+    probs = predict_tiled(loaded.model, image, tile_output=loaded.tile_output, device=device, progress=progress,
+                          out=out)
+    return probs, normalised_entropy(probs)
 
 
-def to_uint8(values: np.ndarray, rows: int = 1024) -> np.ndarray:
-    """round(255 * clip(values, 0, 1)) as uint8, computed in row blocks (bounded temporaries)."""
-    out = np.empty(values.shape, np.uint8)
-    for y in range(0, values.shape[0], rows):
-        out[y:y + rows] = np.round(np.clip(values[y:y + rows], 0.0, 1.0) * 255.0)
-    return out
-
-
-def classes_from_probs(probs: np.ndarray, rows: int = 1024) -> np.ndarray:
-    """Label class index of the argmax (channel k is class k + 1; 0 stays 'unlabelled'), uint8."""
-    h = probs.shape[1]
-    out = np.empty(probs.shape[1:], np.uint8)
+def normalised_entropy(probs: np.ndarray, rows: int = 512) -> np.ndarray:
+    """Entropy of (K, H, W) probabilities over ln K (0 certain, 1 uniform), float32, in row blocks."""
+    k, h, _ = probs.shape
+    out = np.empty(probs.shape[1:], np.float32)
     for y in range(0, h, rows):
-        out[y:y + rows] = np.argmax(probs[:, y:y + rows], axis=0) + 1
+        p = np.clip(np.asarray(probs[:, y:y + rows], np.float32), 1e-12, 1.0)
+        out[y:y + rows] = -(p * np.log(p)).sum(0) / max(np.log(k), 1e-12)
     return out
-
-
-def encode_tiff(mask: np.ndarray) -> bytes:
-    """A label image as zlib-compressed TIFF (uint16, or uint32 when ids exceed 65535)."""
-    import tifffile
-
-    mask = np.asarray(mask)
-    dtype = np.uint16 if mask.size == 0 or int(mask.max()) <= 65535 else np.uint32
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, mask.astype(dtype, copy=False), compression="zlib")
-    return buf.getvalue()
 
 
 def run_prediction(prediction_id: int) -> None:
@@ -188,7 +172,6 @@ def run_prediction(prediction_id: int) -> None:
     del image
     try:
         classes = classes_from_probs(probs)
-        foreground = 1.0 - probs[0]
         instances = np.asarray(instances_from_probs(probs))
         report_progress(pred.pk, 0.9)
         counts = {
@@ -198,7 +181,7 @@ def run_prediction(prediction_id: int) -> None:
         }
         pred.classes_file.save("classes.png", ContentFile(encode_png(classes)), save=False)
         pred.instances_file.save("instances.tif", ContentFile(encode_tiff(instances)), save=False)
-        pred.probability_file.save("probability.png", ContentFile(encode_png(to_uint8(foreground))), save=False)
+        pred.probability_file.save("probability.png", ContentFile(encode_png(foreground_uint8(probs))), save=False)
         pred.uncertainty_file.save("uncertainty.png", ContentFile(encode_png(to_uint8(uncertainty))), save=False)
     finally:
         if isinstance(probs, np.memmap):

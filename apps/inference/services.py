@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -122,3 +123,64 @@ def report_progress(prediction_id: int, progress: float) -> None:
     Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.RUNNING).update(
         progress=max(0.0, min(1.0, float(progress))), heartbeat_at=timezone.now()
     )
+
+
+def weight_map_of(image: Image, *, w0: float = 10.0, sigma: float = 5.0):
+    """The training weight map (``labseg.ml.weights.weight_map``) of the image's current annotation.
+
+    Raises NotFound when the image has no labelled pixels yet.
+    """
+    from rest_framework.exceptions import NotFound
+
+    from apps.annotate.masks import annotation_arrays
+    from apps.annotate.models import Annotation
+    from labseg.ml.weights import weight_map
+
+    annotation = Annotation.objects.filter(image=image).first()
+    classes, instances = annotation_arrays(annotation) if annotation is not None else (None, None)
+    if classes is None or not classes.any():
+        raise NotFound("This image has no annotation yet: paint some labels first.")
+    return weight_map(classes, instances, w0=w0, sigma=sigma)
+
+
+def accept_prediction(prediction: Prediction, user, version: int, keep_labels: bool = False):
+    """Copy a finished prediction into the image's annotation as a new version (409 if ``version`` is stale).
+
+    Uses the annotation save service (so the overwritten state goes to the history and the usual
+    optimistic-concurrency rule applies). ``keep_labels``: where the current annotation has labels,
+    keep them instead of the prediction's (the user's strokes are ground truth).
+    """
+    import base64
+
+    from apps.annotate.masks import annotation_arrays, encode_png
+    from apps.annotate.models import Annotation
+    from apps.annotate.services import save_annotation
+
+    from .rendering import read_png, read_tiff
+
+    classes = read_png(prediction.classes_file.path)
+    instances = read_tiff(prediction.instances_file.path)
+    if keep_labels:
+        current = Annotation.objects.filter(image_id=prediction.image_id).first()
+        old_classes, old_instances = annotation_arrays(current) if current is not None else (None, None)
+        if old_classes is not None:
+            mine = old_classes > 0
+            classes = np.where(mine, old_classes, classes).astype(np.uint8)
+            if old_instances is not None:
+                offset = int(instances.max(initial=0))
+                shifted = np.where(old_instances > 0, old_instances.astype(np.int64) + offset, 0)
+                instances = np.where(mine, shifted, instances)
+    instances = instances.astype(np.uint32 if instances.max(initial=0) > 65535 else np.uint16)
+
+    def b64(mask) -> str:
+        return base64.b64encode(encode_png(mask)).decode()
+
+    return save_annotation(user=user, image_id=prediction.image_id, version=version, classes_png=b64(classes),
+                           instances_png=b64(instances), strokes=[])
+
+
+def annotation_summary(annotation) -> dict:
+    """What the accept endpoint answers: the new annotation version and its labelled pixel count."""
+    return {"image": annotation.image_id, "version": annotation.version, "labelled_pixels": annotation.labelled_pixels,
+            "updated_by": annotation.updated_by.username if annotation.updated_by_id else None,
+            "updated_at": annotation.updated_at.isoformat() if annotation.updated_at else None}

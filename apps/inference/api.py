@@ -1,0 +1,272 @@
+"""REST endpoints of predictions, metric scores, overlays and exports (thin: parse, call, serialise).
+
+Roles: viewers read everything here; annotators (and owners) start predictions and accept them.
+Map endpoints answer 409 ``not_ready`` while the prediction is not finished.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from django.http import FileResponse, HttpResponse
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view, renderer_classes
+from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+
+from apps.annotate.models import Role
+from apps.annotate.selectors import get_image_for, get_project_for
+from labseg.api import Conflict
+
+from . import exports, rendering, selectors, services
+from .models import Prediction, PredictionStatus
+
+
+class AnyRenderer(BaseRenderer):
+    """Lets binary endpoints answer any Accept header; error bodies still go out as JSON."""
+
+    media_type = "*/*"
+    format = "bin"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes) else json.dumps(data).encode()
+
+
+BINARY = (JSONRenderer, AnyRenderer)
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="image.project_id", read_only=True)
+    urls = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = ["id", "image", "model_version", "project", "status", "progress", "counts", "mean_uncertainty",
+                  "error", "created_at", "started_at", "finished_at", "urls"]
+
+    def get_urls(self, obj: Prediction) -> dict:
+        if obj.status != PredictionStatus.SUCCEEDED:
+            return {}
+        base = f"/api/v1/predictions/{obj.pk}/"
+        return {k: base + k for k in ("classes.png", "instances.tif", "probability.png", "uncertainty.png",
+                                      "outlines.png")}
+
+
+class PredictRequestSerializer(serializers.Serializer):
+    image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, allow_empty=False)
+    all = serializers.BooleanField(required=False, default=False)
+
+    def validate(self, attrs):
+        if bool(attrs.get("image_ids")) == bool(attrs.get("all")):
+            raise serializers.ValidationError('Give either "image_ids": [...] or "all": true.')
+        return attrs
+
+
+@api_view(["POST"])
+def predict(request, version_id: int):
+    """Queue predictions of the version: 202 with one prediction per image (running ones are reused)."""
+    version = selectors.get_version_for(request.user, version_id, Role.ANNOTATOR)
+    body = PredictRequestSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    ids = None if body.validated_data.get("all") else body.validated_data["image_ids"]
+    preds = services.request_predictions(version, ids, user=request.user)
+    return Response(PredictionSerializer(preds, many=True).data, status=status.HTTP_202_ACCEPTED)
+
+
+@api_view(["GET"])
+def prediction_detail(request, prediction_id: int):
+    pred = selectors.get_prediction_for(request.user, prediction_id)
+    return Response(PredictionSerializer(pred).data)
+
+
+@api_view(["GET"])
+def image_predictions(request, image_id: int):
+    """The newest prediction of the image by each version (newest version first)."""
+    image = get_image_for(request.user, image_id)
+    preds = (Prediction.objects.filter(image=image).select_related("image")
+             .order_by("model_version_id", "-created_at", "-id").distinct("model_version_id"))
+    data = PredictionSerializer(sorted(preds, key=lambda p: -p.model_version_id), many=True).data
+    return Response(data)
+
+
+def _finished(request, prediction_id: int) -> Prediction:
+    pred = selectors.get_prediction_for(request.user, prediction_id)
+    if pred.status != PredictionStatus.SUCCEEDED:
+        raise Conflict(f"The prediction is {pred.status}, not finished.", code="not_ready",
+                       extra={"status": pred.status, "progress": pred.progress})
+    return pred
+
+
+def _png(array: np.ndarray, name: str) -> HttpResponse:
+    resp = HttpResponse(rendering.png_response_bytes(array), content_type="image/png")
+    resp["Content-Disposition"] = f'inline; filename="{name}"'
+    resp["Cache-Control"] = "private, max-age=3600"
+    return resp
+
+
+@api_view(["GET"])
+@renderer_classes(BINARY)
+def prediction_map(request, prediction_id: int, kind: str):
+    """classes.png / probability.png / uncertainty.png / outlines.png with region + level parameters.
+
+    ``?style=raw`` (default for classes: class index as grey; for the others: 0..255 grey),
+    ``?style=colour`` (RGBA overlay: label class colours, or a colour ramp for probability/uncertainty).
+    """
+    pred = _finished(request, prediction_id)
+    image = pred.image
+    region = rendering.parse_region(request.query_params, image.width, image.height)
+    style = request.query_params.get("style", "raw")
+    if style not in ("raw", "colour", "color"):
+        raise ValidationError({"style": 'style must be "raw" or "colour".'})
+    colour = style != "raw"
+    if kind == "classes":
+        values = region.apply(rendering.read_png(pred.classes_file.path))
+        out = rendering.classes_rgba(values, image.project) if colour else values
+    elif kind == "outlines":
+        values = region.apply(rendering.read_tiff(pred.instances_file.path))
+        out = rendering.outlines_rgba(values)
+    else:
+        field = pred.probability_file if kind == "probability" else pred.uncertainty_file
+        values = region.apply(rendering.read_png(field.path))
+        out = rendering.ramp_rgba(values) if colour else values
+    return _png(out, f"prediction-{pred.pk}-{kind}.png")
+
+
+@api_view(["GET"])
+@renderer_classes(BINARY)
+def prediction_instances(request, prediction_id: int):
+    """The instance label image as a uint16/uint32 TIFF (region + level parameters apply)."""
+    pred = _finished(request, prediction_id)
+    region = rendering.parse_region(request.query_params, pred.image.width, pred.image.height)
+    full = region == rendering.Region(0, 0, pred.image.width, pred.image.height, 0)
+    if full:
+        resp = FileResponse(pred.instances_file.open("rb"), content_type="image/tiff")
+    else:
+        from .maps import encode_tiff
+
+        resp = HttpResponse(encode_tiff(region.apply(rendering.read_tiff(pred.instances_file.path))),
+                            content_type="image/tiff")
+    resp["Content-Disposition"] = f'attachment; filename="prediction-{pred.pk}-instances.tif"'
+    return resp
+
+
+@api_view(["GET"])
+@renderer_classes(BINARY)
+def weight_map(request, image_id: int):
+    """The training weight map of the image's current annotation (normalised to its maximum).
+
+    ``?style=colour`` (default) or ``grey``; the border term between touching objects is the bright
+    ridge. Parameters ``w0``, ``sigma`` as in training; region + level parameters apply. 404 without
+    an annotation.
+    """
+    image = get_image_for(request.user, image_id)
+    style = request.query_params.get("style", "colour")
+    if style not in ("colour", "color", "grey", "gray"):
+        raise ValidationError({"style": 'style must be "colour" or "grey".'})
+    region = rendering.parse_region(request.query_params, image.width, image.height)
+    w0 = _float_param(request.query_params, "w0", 10.0, 0.0, 1000.0)
+    sigma = _float_param(request.query_params, "sigma", 5.0, 0.1, 100.0)
+    values = services.weight_map_of(image, w0=w0, sigma=sigma)
+    grey = rendering.normalise_to_uint8(region.apply(values))
+    out = grey if style in ("grey", "gray") else rendering.grey_to_colour(grey)
+    return _png(out, f"image-{image.pk}-weight-map.png")
+
+
+def _float_param(params, name: str, default: float, lo: float, hi: float) -> float:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationError({name: f"{name} must be a number."})
+    if not lo <= value <= hi:
+        raise ValidationError({name: f"{name} must be between {lo} and {hi}."})
+    return value
+
+
+@api_view(["POST"])
+def accept(request, prediction_id: int):
+    """Copy the prediction into the image's annotation as a new version.
+
+    Body ``{"version": <the annotation version the client has>, "keep_labels": false}`` (version 0
+    when there is none yet); a stale version answers 409 with the current one, as for any annotation
+    save. ``keep_labels: true`` keeps the user's labelled pixels and fills the rest from the prediction.
+    """
+    selectors.get_prediction_for(request.user, prediction_id, Role.ANNOTATOR)
+    pred = _finished(request, prediction_id)
+    version = request.data.get("version") if hasattr(request.data, "get") else None
+    if version is None:
+        raise ValidationError({"version": "Give the annotation version you are replacing (0 if none)."})
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        raise ValidationError({"version": "version must be an integer."})
+    keep = str(request.data.get("keep_labels", "false")).lower() in ("1", "true", "yes")
+    annotation = services.accept_prediction(pred, request.user, version, keep_labels=keep)
+    return Response(services.annotation_summary(annotation), status=status.HTTP_200_OK)
+
+
+@api_view(["GET"])
+def version_metrics(request, version_id: int):
+    version = selectors.get_version_for(request.user, version_id)
+    return Response(selectors.version_metrics(version))
+
+
+@api_view(["GET"])
+def compare(request, project_id: int):
+    get_project_for(request.user, project_id)
+    q = request.query_params
+    if not q.get("a") or not q.get("b"):
+        raise ValidationError({"a": "Give two model version ids as ?a=..&b=.."})
+    return Response(selectors.compare_versions(project_id, q.get("a"), q.get("b")))
+
+
+@api_view(["GET"])
+def next_uncertain(request, project_id: int):
+    """The image with the highest mean uncertainty (and few labels) under the active version; 404 if none."""
+    get_project_for(request.user, project_id)
+    exclude = []
+    if request.query_params.get("exclude"):
+        try:
+            exclude = [int(x) for x in request.query_params["exclude"].split(",") if x]
+        except ValueError:
+            raise ValidationError({"exclude": "exclude is a comma-separated list of image ids."})
+    best = selectors.next_uncertain_image(project_id, exclude)
+    if best is None:
+        return Response({"detail": "No predictions with an uncertainty map for the active model version yet.",
+                         "code": "not_found"}, status=status.HTTP_404_NOT_FOUND)
+    return Response(best)
+
+
+@api_view(["GET"])
+@renderer_classes(BINARY)
+def export_masks(request, project_id: int):
+    """A zip of TIFF label images: predictions of the active (or ``?version=``) version + annotations."""
+    project = get_project_for(request.user, project_id)
+    version = None
+    if request.query_params.get("version"):
+        try:
+            version = selectors.get_version_for(request.user, int(request.query_params["version"]))
+        except ValueError:
+            raise ValidationError({"version": "version must be a model version id."})
+        if version.project_id != project.pk:
+            raise ValidationError({"version": "That model version belongs to another project."})
+    else:
+        version = selectors.active_version(project.pk)
+    handle = exports.masks_zip(project, version)
+    name = f"labseg-project-{project.pk}-masks" + (f"-v{version.number}" if version else "") + ".zip"
+    return FileResponse(handle, as_attachment=True, filename=name, content_type="application/zip")
+
+
+@api_view(["GET"])
+@renderer_classes(BINARY)
+def export_model(request, version_id: int, fmt: str):
+    """TorchScript (``.pt`` with ``labseg.json`` as an extra file) or ONNX (JSON in the metadata)."""
+    version = selectors.get_version_for(request.user, version_id)
+    data, filename, content_type = exports.export_model(version, fmt)
+    resp = HttpResponse(data, content_type=content_type)
+    resp["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return resp

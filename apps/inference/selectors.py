@@ -1,0 +1,166 @@
+"""Read queries of the inference app, each scoped by membership (404 non-members, 403 below the role)."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.db.models import QuerySet
+from rest_framework.exceptions import NotFound, ValidationError
+
+from apps.annotate.models import Image, Role
+from apps.annotate.selectors import require_role
+from apps.training.models import MetricScore, ModelVersion
+
+from .models import Prediction, PredictionStatus
+
+# Metrics that need dense ground truth (every pixel labelled); skipped on sparse annotations.
+DENSE_ONLY_METRICS = ("rand_error", "adapted_rand_error", "warping_error", "f1@0.5")
+# Lower is better for these; higher is better for every other metric (IoU, F1, ...).
+LOWER_IS_BETTER = ("pixel_error", "rand_error", "adapted_rand_error", "warping_error", "fp", "fn")
+
+
+def get_version_for(user, version_id: int, min_role: str = Role.VIEWER) -> ModelVersion:
+    version = ModelVersion.objects.select_related("project").filter(pk=version_id).first()
+    if version is None:
+        raise NotFound("Model version not found.")
+    try:
+        require_role(user, version.project_id, min_role)
+    except NotFound:
+        raise NotFound("Model version not found.")
+    return version
+
+
+def get_prediction_for(user, prediction_id: int, min_role: str = Role.VIEWER) -> Prediction:
+    pred = Prediction.objects.select_related("image", "model_version").filter(pk=prediction_id).first()
+    if pred is None:
+        raise NotFound("Prediction not found.")
+    try:
+        require_role(user, pred.image.project_id, min_role)
+    except NotFound:
+        raise NotFound("Prediction not found.")
+    return pred
+
+
+def active_version(project_id: int) -> ModelVersion | None:
+    return ModelVersion.objects.filter(project_id=project_id, is_active=True).first()
+
+
+def latest_predictions(version: ModelVersion) -> QuerySet[Prediction]:
+    """The newest succeeded prediction of each image by ``version``."""
+    return (
+        Prediction.objects.filter(model_version=version, status=PredictionStatus.SUCCEEDED)
+        .order_by("image_id", "-finished_at", "-id")
+        .distinct("image_id")
+    )
+
+
+def lower_is_better(name: str) -> bool:
+    return name in LOWER_IS_BETTER
+
+
+def version_metrics(version: ModelVersion) -> dict:
+    """Per-image scores and aggregates (mean per split and overall; F1 also pooled over TP/FP/FN)."""
+    rows = list(MetricScore.objects.filter(model_version=version).select_related("image"))
+    per_image: dict[int, dict] = {}
+    stored_aggregates: dict[str, dict] = defaultdict(dict)
+    for row in rows:
+        if row.image_id is None:
+            stored_aggregates[row.split or "all"][row.name] = row.value
+            continue
+        entry = per_image.setdefault(row.image_id, {
+            "image": row.image_id, "filename": row.image.original_filename, "split": row.split or row.image.split,
+            "scores": {}, "details": {}, "dense": True, "skipped": [],
+        })
+        entry["scores"][row.name] = row.value
+        if row.details:
+            entry["details"][row.name] = row.details
+            if row.details.get("dense") is False:
+                entry["dense"] = False
+                entry["skipped"] = sorted(set(entry["skipped"]) | set(row.details.get("skipped") or []))
+    images = sorted(per_image.values(), key=lambda e: e["image"])
+    aggregate = {"all": _aggregate(images)}
+    for split in sorted({e["split"] for e in images}):
+        aggregate[split] = _aggregate([e for e in images if e["split"] == split])
+    return {
+        "model_version": version.pk, "number": version.number, "images": images, "aggregate": aggregate,
+        "stored_aggregates": stored_aggregates, "dense_only_metrics": list(DENSE_ONLY_METRICS),
+        "lower_is_better": [m for m in LOWER_IS_BETTER],
+    }
+
+
+def _aggregate(images: list[dict]) -> dict:
+    """Mean of each metric over the images that have it, with the count; pooled F1 from TP/FP/FN."""
+    sums: dict[str, list[float]] = defaultdict(list)
+    tp = fp = fn = 0
+    pooled = False
+    for entry in images:
+        for name, value in entry["scores"].items():
+            sums[name].append(value)
+        d = entry["details"].get("f1@0.5")
+        if d and all(k in d for k in ("tp", "fp", "fn")):
+            tp, fp, fn, pooled = tp + int(d["tp"]), fp + int(d["fp"]), fn + int(d["fn"]), True
+    out = {name: {"mean": sum(vals) / len(vals), "n": len(vals)} for name, vals in sorted(sums.items())}
+    if pooled:
+        denom = 2 * tp + fp + fn
+        out["f1@0.5_pooled"] = {"value": (2 * tp / denom) if denom else 1.0, "tp": tp, "fp": fp, "fn": fn}
+    return out
+
+
+def compare_versions(project_id: int, a_id, b_id) -> dict:
+    """Metrics of versions a and b side by side: per image and aggregated, with b's change marked."""
+    try:
+        a_id, b_id = int(a_id), int(b_id)
+    except (TypeError, ValueError):
+        raise ValidationError({"a": "Give two model version ids as ?a=..&b=.."})
+    versions = {v.pk: v for v in ModelVersion.objects.filter(project_id=project_id, pk__in=[a_id, b_id])}
+    if a_id not in versions or b_id not in versions:
+        raise NotFound("Model version not found in this project.")
+    ma, mb = version_metrics(versions[a_id]), version_metrics(versions[b_id])
+    by_image_b = {e["image"]: e for e in mb["images"]}
+    images = []
+    for ea in ma["images"]:
+        eb = by_image_b.get(ea["image"])
+        if eb is None:
+            continue
+        images.append({"image": ea["image"], "filename": ea["filename"], "split": ea["split"],
+                       "metrics": _side_by_side(ea["scores"], eb["scores"])})
+    agg_a = {k: v["mean"] for k, v in ma["aggregate"]["all"].items() if "mean" in v}
+    agg_b = {k: v["mean"] for k, v in mb["aggregate"]["all"].items() if "mean" in v}
+    return {
+        "a": {"id": a_id, "number": versions[a_id].number}, "b": {"id": b_id, "number": versions[b_id].number},
+        "aggregate": _side_by_side(agg_a, agg_b), "images": images,
+    }
+
+
+def _side_by_side(a: dict, b: dict) -> dict:
+    """``{metric: {"a", "b", "delta", "verdict"}}`` where verdict says whether b is better than a."""
+    out = {}
+    for name in sorted(set(a) & set(b)):
+        delta = b[name] - a[name]
+        if abs(delta) < 1e-12:
+            verdict = "same"
+        else:
+            better = delta < 0 if lower_is_better(name) else delta > 0
+            verdict = "better" if better else "worse"
+        out[name] = {"a": a[name], "b": b[name], "delta": delta, "verdict": verdict}
+    return out
+
+
+def next_uncertain_image(project_id: int, exclude: list[int] | None = None) -> dict | None:
+    """The image where a label helps most: highest mean uncertainty of the active version's predictions,
+    preferring images with few labelled pixels (ranked by mean uncertainty x (1 - labelled fraction))."""
+    version = active_version(project_id)
+    if version is None:
+        return None
+    best = None
+    for pred in latest_predictions(version).select_related("image", "image__annotation"):
+        if pred.mean_uncertainty is None or (exclude and pred.image_id in exclude):
+            continue
+        image: Image = pred.image
+        labelled = getattr(getattr(image, "annotation", None), "labelled_pixels", 0) or 0
+        fraction = labelled / max(1, image.width * image.height)
+        score = pred.mean_uncertainty * (1.0 - fraction)
+        if best is None or score > best["score"]:
+            best = {"image": image.pk, "filename": image.original_filename, "prediction": pred.pk,
+                    "mean_uncertainty": pred.mean_uncertainty, "labelled_fraction": fraction, "score": score,
+                    "model_version": version.pk}
+    return best
