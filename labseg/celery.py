@@ -24,3 +24,8 @@ app.conf.task_routes = {
     "inference.*": {"queue": "gpu"},
 }
 app.autodiscover_tasks(["apps.annotate", "apps.training", "apps.inference"])
+# `celery -A labseg beat`: runs whose worker died are re-queued or failed (apps.training.services).
+# Sent to "default" so that a busy (or dead) GPU worker does not hold up the check.
+app.conf.beat_schedule = {
+    "training-recover-stale": {"task": "training.recover_stale", "schedule": 60.0, "options": {"queue": "default"}},
+}

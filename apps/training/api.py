@@ -1,0 +1,157 @@
+"""Thin DRF views of training runs and model versions: parse, call a service, serialise.
+
+Roles: viewers read everything; owners and annotators start and cancel runs; only owners activate
+a version or upload a checkpoint. Non-members get 404 (see apps.annotate.selectors).
+"""
+from __future__ import annotations
+
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.annotate.models import Role
+from apps.annotate.selectors import get_project_for, require_role
+from labseg.api import Conflict
+
+from . import services
+from .models import ModelVersion, TrainingRun
+from .serializers import (
+    ModelVersionDetailSerializer,
+    ModelVersionSerializer,
+    StartRunSerializer,
+    TrainingRunSerializer,
+    UploadCheckpointSerializer,
+)
+
+
+def _run_for(user, run_id: int, min_role: str = Role.VIEWER) -> TrainingRun:
+    run = TrainingRun.objects.select_related("project", "created_by").filter(pk=run_id).first()
+    if run is None:
+        raise NotFound("Training run not found.")
+    try:
+        require_role(user, run.project_id, min_role)
+    except NotFound:
+        raise NotFound("Training run not found.")
+    return run
+
+
+def _version_for(user, version_id: int, min_role: str = Role.VIEWER) -> ModelVersion:
+    version = (
+        ModelVersion.objects.select_related("run", "parent", "created_by")
+        .prefetch_related("metric_scores").filter(pk=version_id).first()
+    )
+    if version is None:
+        raise NotFound("Model version not found.")
+    try:
+        require_role(user, version.project_id, min_role)
+    except NotFound:
+        raise NotFound("Model version not found.")
+    return version
+
+
+class ProjectTrainingRunsView(APIView):
+    @extend_schema(responses=TrainingRunSerializer(many=True), summary="Training runs of a project, newest first")
+    def get(self, request: Request, project_id: int) -> Response:
+        project = get_project_for(request.user, project_id)
+        runs = TrainingRun.objects.filter(project=project).select_related("created_by", "model_version")[:50]
+        return Response(TrainingRunSerializer(runs, many=True).data)
+
+    @extend_schema(
+        request=StartRunSerializer,
+        responses={202: TrainingRunSerializer, 400: OpenApiResponse(description="bad config or parent"),
+                   409: OpenApiResponse(description="a run is already queued or running; body has it as 'run'")},
+        summary="Start a training run (owners and annotators)",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = get_project_for(request.user, project_id, Role.ANNOTATOR)
+        body = StartRunSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            run = services.start_run(
+                project, request.user, parent_version_id=body.validated_data.get("parent_version"),
+                config=body.validated_data.get("config"),
+            )
+        except services.ActiveRunExists as exc:
+            raise Conflict(str(exc), code="run_active", extra={"run": TrainingRunSerializer(exc.run).data})
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingRunView(APIView):
+    @extend_schema(responses=TrainingRunSerializer, summary="A run with its live progress and loss curve")
+    def get(self, request: Request, run_id: int) -> Response:
+        return Response(TrainingRunSerializer(_run_for(request.user, run_id)).data)
+
+
+class CancelRunView(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: TrainingRunSerializer, 409: OpenApiResponse(description="the run already finished")},
+        summary="Cancel a run (owners and annotators); a running run stops within seconds",
+    )
+    def post(self, request: Request, run_id: int) -> Response:
+        run = _run_for(request.user, run_id, Role.ANNOTATOR)
+        run = services.cancel_run(run)
+        if run.status in ("succeeded", "failed"):
+            raise Conflict(f"This run already {run.status}; there is nothing to cancel.", code="run_finished",
+                           extra={"run": TrainingRunSerializer(run).data})
+        return Response(TrainingRunSerializer(run).data)
+
+
+class ProjectModelVersionsView(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(responses=ModelVersionSerializer(many=True), summary="Model versions of a project")
+    def get(self, request: Request, project_id: int) -> Response:
+        project = get_project_for(request.user, project_id)
+        versions = (
+            ModelVersion.objects.filter(project=project).select_related("run", "parent", "created_by")
+            .prefetch_related("metric_scores")
+        )
+        return Response(ModelVersionSerializer(versions, many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": UploadCheckpointSerializer},
+        responses={201: ModelVersionSerializer, 400: OpenApiResponse(description="not loadable, or wrong channels/classes")},
+        summary="Upload a checkpoint as a new version (owners only); it must match the project's channels and classes",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = get_project_for(request.user, project_id, Role.OWNER)
+        body = UploadCheckpointSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        version = services.upload_checkpoint(
+            project, request.user, body.validated_data["checkpoint"], name=body.validated_data.get("name", "")
+        )
+        return Response(ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class ModelVersionView(APIView):
+    @extend_schema(responses=ModelVersionDetailSerializer, summary="A version with provenance and all metric scores")
+    def get(self, request: Request, version_id: int) -> Response:
+        return Response(ModelVersionDetailSerializer(_version_for(request.user, version_id)).data)
+
+
+class ActivateVersionView(APIView):
+    @extend_schema(request=None, responses=ModelVersionSerializer,
+                   summary="Make this the project's active version (owners only)")
+    def post(self, request: Request, version_id: int) -> Response:
+        version = services.activate_version(_version_for(request.user, version_id, Role.OWNER))
+        return Response(ModelVersionSerializer(version).data)
+
+
+class CheckpointDownloadView(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): bytes}, summary="Download the checkpoint (.pt)")
+    def get(self, request: Request, version_id: int) -> FileResponse:
+        version = _version_for(request.user, version_id)
+        if not version.checkpoint:
+            raise NotFound("This version has no checkpoint file.")
+        try:
+            fh = version.checkpoint.open("rb")
+        except FileNotFoundError:
+            raise NotFound("The checkpoint file of this version is missing from storage.")
+        name = f"{version.project.name or 'project'}-v{version.number}.pt".replace(" ", "_")
+        return FileResponse(fh, as_attachment=True, filename=name, content_type="application/octet-stream")

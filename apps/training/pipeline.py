@@ -1,0 +1,400 @@
+"""The body of the ``training.run`` task: labels -> weight maps -> ``fit`` -> validation -> version.
+
+Imported only inside the Celery worker (it imports numpy at once and torch through ``labseg.ml``).
+Every step writes a heartbeat; ``fit`` gets a ``ProgressReporter`` that writes progress and stops the
+run when it is cancelled. Failures a lab can fix raise ``TrainingError`` with a plain message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from apps.annotate.masks import annotation_arrays
+from apps.annotate.models import Annotation, Image, Split
+
+from . import services
+from .models import ModelVersion, TrainingRun
+
+log = logging.getLogger(__name__)
+
+#: Out-of-memory retries: each halves the training tile (and the batch), then the run fails.
+OOM_RETRIES = 2
+#: Fraction of the labelled columns held out for validation when there is one training image only.
+HOLDOUT_FRACTION = 0.25
+
+
+@dataclass
+class Example:
+    """One annotated image as the trainer sees it."""
+
+    image: Image
+    annotation: Annotation
+    raw: np.ndarray  # (C, H, W) as stored (fit normalises it, with the config's percentiles)
+    classes: np.ndarray  # uint8 (H, W), 0 unlabelled
+    instances: np.ndarray | None  # (H, W) ids or None
+    variant: str = "full"  # weight-cache key part: "full" or the held-out crop
+
+
+@dataclass
+class Holdout:
+    """Labels kept out of training and scored at the end: a whole image, or a column strip of one."""
+
+    example: Example
+    split: str
+    columns: slice = slice(None)
+
+
+# --- settings -> torch -----------------------------------------------------------------------
+def resolve_device():
+    """torch device from LABSEG_DEVICE (auto | cpu | cuda); threads from LABSEG_TORCH_THREADS or free cores."""
+    from labseg.ml.device import configure_threads, pick_device
+
+    try:
+        device = pick_device(settings.LABSEG_DEVICE)
+    except ValueError as exc:
+        raise services.TrainingError(f"This worker cannot train: {exc}.")
+    if device.type == "cpu":
+        configure_threads(settings.LABSEG_TORCH_THREADS or None)
+    return device
+
+
+# --- data ------------------------------------------------------------------------------------
+def collect_examples(run: TrainingRun, worker: str) -> list[Example]:
+    """Every image of the project with painted labels (class > 0), read as stored."""
+    from labseg.ml.io import read_image
+
+    annotations = (
+        Annotation.objects.filter(image__project_id=run.project_id, classes_png__isnull=False)
+        .select_related("image").order_by("image_id")
+    )
+    examples = []
+    for ann in annotations:
+        classes, instances = annotation_arrays(ann)
+        if classes is None or not (classes > 0).any():
+            continue
+        services.heartbeat(run.pk, worker, f"Reading {ann.image.original_filename}")
+        try:
+            raw = read_image(ann.image.file.path)
+        except Exception as exc:  # noqa: BLE001 - a broken file is the lab's to fix, with its name
+            raise services.TrainingError(f"The image {ann.image.original_filename} could not be read ({exc}).")
+        if raw.shape[-2:] != classes.shape:
+            raise services.TrainingError(
+                f"The labels of {ann.image.original_filename} ({classes.shape[1]}x{classes.shape[0]}) do not match "
+                f"the image size ({raw.shape[-1]}x{raw.shape[-2]}); open it and save the annotation again."
+            )
+        examples.append(Example(ann.image, ann, raw, classes.astype(np.uint8),
+                                None if instances is None or not instances.any() else instances))
+    return examples
+
+
+def check_examples(examples: list[Example], num_classes: int, in_channels: int | None) -> None:
+    """Fail fast, in words a biologist understands, when the labels cannot train a model."""
+    if not examples:
+        raise services.TrainingError(
+            "There is nothing to learn from yet: no image of this project has painted labels. "
+            "Paint a few strokes of background and of each object class on one or more images, then train again."
+        )
+    channels = {}
+    for ex in examples:
+        channels.setdefault(ex.raw.shape[0], ex.image.original_filename)
+    if len(channels) > 1:
+        listed = ", ".join(f"{name} has {c} channel{'s' if c != 1 else ''}" for c, name in sorted(channels.items()))
+        raise services.TrainingError(
+            f"The labelled images have different numbers of channels ({listed}). One model needs the same "
+            "channels in every image: move the other images into their own project, or remove their labels."
+        )
+    c = next(iter(channels))
+    if in_channels is not None and c != in_channels:
+        raise services.TrainingError(
+            f"The model to fine-tune from expects {in_channels}-channel images, but the labelled images have {c}. "
+            "Start from scratch (no parent version) or pick a version trained on these images."
+        )
+    painted = set()
+    for ex in examples:
+        painted.update(int(v) for v in np.unique(ex.classes) if v > 0)
+    if len(painted) < 2:
+        only = "background" if painted == {1} else f"class {painted.pop()}" if painted else "nothing"
+        raise services.TrainingError(
+            f"Only one class is painted ({only}). The model learns by telling classes apart: paint a few strokes "
+            "of background and a few of each object class, then train again."
+        )
+    too_high = sorted(v for v in painted if v > num_classes)
+    if too_high:
+        raise services.TrainingError(
+            f"Labels use class {too_high[0]}, which this project does not have any more. Repaint those strokes."
+        )
+
+
+def split_holdout(examples: list[Example]) -> tuple[list[Example], list[Holdout]]:
+    """Training examples and what to score at the end.
+
+    Images in the validation (and test) split are never trained on; they are scored. When there is
+    no such image, the labels of one training image in five (at least one, when there are two or
+    more) are held out; with a single labelled image, its right-most quarter of labelled columns is.
+    A hold-out that would leave training without two classes is dropped (then nothing is scored).
+    """
+    train = [e for e in examples if e.image.split == Split.TRAIN]
+    held = [Holdout(e, e.image.split) for e in examples if e.image.split != Split.TRAIN]
+    if held or not train:
+        return train, held
+    if len(train) >= 2:
+        k = max(1, len(train) // 5)
+        candidate_train, candidate_held = train[:-k], [Holdout(e, "holdout") for e in train[-k:]]
+        if _classes_painted(candidate_train) >= 2:
+            return candidate_train, candidate_held
+        return train, []
+    ex = train[0]
+    cols = np.flatnonzero((ex.classes > 0).any(axis=0))
+    cut = int(cols[0] + (cols[-1] - cols[0] + 1) * (1 - HOLDOUT_FRACTION))
+    kept = ex.classes.copy()
+    kept[:, cut:] = 0
+    if len(np.unique(kept[kept > 0])) < 2 or not (ex.classes[:, cut:] > 0).any():
+        return train, []
+    trimmed = dataclasses.replace(ex, classes=kept, variant=f"cols<{cut}")
+    return [trimmed], [Holdout(ex, "holdout", slice(cut, None))]
+
+
+def _classes_painted(examples: list[Example]) -> int:
+    values = set()
+    for e in examples:
+        values.update(int(v) for v in np.unique(e.classes) if v > 0)
+    return len(values)
+
+
+# --- weight maps, cached per annotation version ---------------------------------------------
+def weight_cache_path(ex: Example, w0: float, sigma: float, balance: str | None) -> Path:
+    """Cache file of one weight map: keyed by annotation id + version + parameters + crop variant."""
+    key = f"{ex.annotation.pk}-v{ex.annotation.version}-{w0}-{sigma}-{balance}-{ex.variant}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    return Path(settings.MEDIA_ROOT) / "cache" / "weights" / f"ann{ex.annotation.pk}-v{ex.annotation.version}-{digest}.npy"
+
+
+def cached_weight_map(ex: Example, w0: float, sigma: float, balance: str | None = "inverse") -> tuple[np.ndarray, bool]:
+    """``(weights float32 (H, W), was_cached)``; computed by ``labseg.ml.weights.weight_map`` on a miss."""
+    from labseg.ml.weights import weight_map
+
+    path = weight_cache_path(ex, w0, sigma, balance)
+    if path.exists():
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == ex.classes.shape:
+                return cached, True
+        except (OSError, ValueError):
+            pass  # a torn file: recompute
+    weights = weight_map(ex.classes, ex.instances, w0=w0, sigma=sigma, balance=balance).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{time.monotonic_ns()}.tmp.npy")
+    np.save(tmp, weights, allow_pickle=False)
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return weights, False
+
+
+# --- validation ------------------------------------------------------------------------------
+def metric_rows(result: dict) -> dict:
+    """``score_all``'s dict -> ``{name: value or {"value", details...}}`` for ``record_metric_scores``."""
+    rows: dict = {}
+    for name in ("pixel_error", "accuracy", "iou_fg", "mean_iou", "rand_error", "adapted_rand_error"):
+        if result.get(name) is not None:
+            rows[name] = {"value": result[name], "n_labelled": result.get("n_labelled")}
+    if result.get("warping_error") is not None:
+        rows["warping_error"] = {"value": result["warping_error"], **(result.get("warping") or {})}
+    if result.get("f1_iou50") is not None:
+        rows["f1_iou50"] = {"value": result["f1_iou50"], **(result.get("instances") or {})}
+    for cls, value in (result.get("iou_per_class") or {}).items():
+        if value is not None:
+            rows[f"iou_class_{cls}"] = value
+    return rows
+
+
+def predict_classes(model, raw: np.ndarray, normalization: dict, device) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image."""
+    from labseg.ml.tiling import predict_tiled
+    from labseg.ml.train import apply_normalization
+
+    probs = predict_tiled(model, apply_normalization(raw, normalization), device=device)
+    classes = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
+    instances = None
+    try:
+        from labseg.ml.postprocess import instances_from_probs
+    except ImportError:  # the ML core's post-processing not installed: score_all uses connected components
+        instances_from_probs = None
+    if instances_from_probs is not None and probs.shape[0] >= 2:
+        instances = instances_from_probs(probs)
+    return classes, instances
+
+
+def score_holdouts(model, holdouts: list[Holdout], normalization: dict, device, beat) -> list[services.ImageScores]:
+    """Predict every held-out image, score it against its labels, and average per scored split."""
+    from labseg.ml.metrics import score_all
+
+    per_image: list[services.ImageScores] = []
+    for h in holdouts:
+        beat(f"Scoring {h.example.image.original_filename}")
+        pred_c, pred_i = predict_classes(model, h.example.raw, normalization, device)
+        cols = h.columns
+        gt_i = h.example.instances[:, cols] if h.example.instances is not None else None
+        result = score_all(pred_c[:, cols], None if pred_i is None else pred_i[:, cols], h.example.classes[:, cols], gt_i)
+        per_image.append(services.ImageScores(h.example.image.pk, h.split, metric_rows(result)))
+    primary = next((s for s in ("validation", "holdout", "test") if any(p.split == s for p in per_image)), None)
+    if primary is None:
+        return per_image
+    chosen = [p for p in per_image if p.split == primary]
+    names = sorted({n for p in chosen for n in p.scores})
+    aggregate = {}
+    for name in names:
+        values = [_value(p.scores[name]) for p in chosen if name in p.scores]
+        aggregate[name] = {"value": float(np.mean(values)), "images": len(values)}
+    return per_image + [services.ImageScores(None, primary, aggregate)]
+
+
+def _value(raw) -> float:
+    return float(raw["value"] if isinstance(raw, dict) else raw)
+
+
+def fit_accepts_weights(fit) -> bool:
+    """Whether the ML core's ``fit`` takes precomputed weight maps (``weights=``)."""
+    import inspect
+
+    return "weights" in inspect.signature(fit).parameters
+
+
+# --- the run ---------------------------------------------------------------------------------
+def _fit_with_oom_fallback(fit, examples: list[Example], weights: list[np.ndarray] | None, config, init, reporter):
+    """``fit``; on out-of-memory halve the tile (and batch) and retry, at most ``OOM_RETRIES`` times."""
+    from labseg.ml.device import free_cuda_cache, is_oom
+
+    kwargs = {}
+    if weights is not None:
+        kwargs["weights"] = weights  # precomputed, cached per annotation version
+    for attempt in range(OOM_RETRIES + 1):
+        try:
+            return fit([e.raw for e in examples], [e.classes for e in examples], [e.instances for e in examples],
+                       config=config, init=init, progress=reporter, **kwargs)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_oom(exc) and not isinstance(exc, MemoryError):
+                raise
+            free_cuda_cache()
+            if attempt == OOM_RETRIES or config.tile_output <= 16:
+                raise services.TrainingError(
+                    f"The {config.device} ran out of memory, even with training tiles of {config.tile_output} px "
+                    f"and batches of {config.batch_size}. Use a smaller base_channels, or a worker with more memory."
+                )
+            config.tile_output = max(16, config.tile_output // 2)
+            config.batch_size = max(1, config.batch_size // 2)
+            log.warning("out of memory; retrying with tile_output=%s batch_size=%s", config.tile_output, config.batch_size)
+            reporter.curve.clear()
+            reporter.flush(f"Out of memory: retrying with {config.tile_output}-px tiles")
+        except ValueError as exc:  # the ML core's input checks: data the lab can fix
+            raise services.TrainingError(f"Training could not start: {exc}.")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def execute_run(run_id: int, worker: str) -> ModelVersion | None:
+    """Train the claimed run ``run_id`` and store its version; raises TrainingError / RunStopped."""
+    from labseg.ml.train import fit, save_checkpoint, validate_config_overrides
+
+    started = time.monotonic()
+    run = TrainingRun.objects.select_related("project", "parent_version").get(pk=run_id)
+    project, parent = run.project, run.parent_version
+    device = resolve_device()
+    try:
+        config = validate_config_overrides(run.config)
+    except ValueError as exc:
+        raise services.TrainingError(f"The training settings are not valid: {exc}.")
+    config.device = str(device)
+    config.num_threads = settings.LABSEG_TORCH_THREADS or None
+    config.log_every = 1  # the reporter throttles its writes itself; cancel is seen within one step
+    if config.num_classes is None:
+        config.num_classes = max(2, services.project_num_classes(project))
+    beat = lambda message=None: services.heartbeat(run_id, worker, message)  # noqa: E731
+
+    examples = collect_examples(run, worker)
+    parent_channels = (parent.architecture or {}).get("in_channels") if parent else None
+    check_examples(examples, config.num_classes, parent_channels)
+    train, holdouts = split_holdout(examples)
+    if not train:
+        raise services.TrainingError(
+            "Every labelled image is in the validation or test split, so nothing is left to train on. "
+            "Put at least one labelled image in the train split."
+        )
+    weights, cached = None, 0
+    if fit_accepts_weights(fit):  # else fit computes them itself and a cache would only cost time
+        weights = []
+        for ex in train:
+            beat(f"Weight map of {ex.image.original_filename}")
+            w, hit = cached_weight_map(ex, config.w0, config.sigma, config.balance)
+            weights.append(w)
+            cached += hit
+
+    init = None
+    if parent is not None:
+        beat(f"Loading model version {parent.number} to fine-tune")
+        if not parent.checkpoint or not Path(parent.checkpoint.path).exists():
+            raise services.TrainingError(f"The checkpoint file of version {parent.number} is missing; train from scratch.")
+        init = parent.checkpoint.path
+    reporter = services.ProgressReporter(run_id, worker, total_steps=config.steps, max_seconds=config.max_seconds)
+    reporter.flush("Training")
+    model, history = _fit_with_oom_fallback(fit, train, weights, config, init, reporter)
+    if history.get("stop_reason") == "cancelled":
+        raise services.RunStopped("cancelled")
+    reporter.flush("Scoring the validation labels")
+
+    scores = score_holdouts(model, holdouts, history["normalization"], device, beat)
+    class_names = dict(project.label_classes.values_list("index", "name"))
+    names = [class_names.get(k, f"class {k}") for k in range(1, config.num_classes + 1)]
+    trained = {e.image.pk for e in train}
+    provenance = {
+        "images": [
+            {"id": e.image.pk, "file": e.image.original_filename, "annotation_id": e.annotation.pk,
+             "annotation_version": e.annotation.version, "labelled_pixels": int((e.classes > 0).sum()),
+             "split": e.image.split, "used_for": "train" if e.image.pk in trained else "validation"}
+            for e in examples
+        ],
+        "held_out": [{"image": h.example.image.pk, "split": h.split,
+                      "columns_from": h.columns.start} for h in holdouts],
+        "weight_maps_cached": cached, "weight_maps_precomputed": weights is not None,
+        "code_version": services.code_version(), "seed": config.seed, "device": str(device),
+        "torch_threads": None, "steps_done": history.get("steps"), "stop_reason": history.get("stop_reason"),
+        "train_seconds": round(float(history.get("seconds", 0.0)), 2),
+        "duration_seconds": round(time.monotonic() - started, 2),
+        "parent_version": parent.number if parent else None, "attempt": run.attempts,
+    }
+    try:
+        import torch
+
+        provenance["torch"] = torch.__version__
+        provenance["torch_threads"] = torch.get_num_threads() if device.type == "cpu" else None
+    except ImportError:  # pragma: no cover - the worker has torch
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.pt"
+        save_checkpoint(path, model, config=config, class_names=names, history=history,
+                        extra={"provenance": provenance, "project": project.pk, "run": run_id})
+        version = services.finish_run(
+            run_id, worker, checkpoint_path=path, architecture=dict(model.config),
+            config=config.to_dict(), provenance=provenance, scores=scores,
+        )
+    if version is not None and settings.LABSEG_AUTO_PREDICT:
+        _auto_predict(version)
+    return version
+
+
+def _auto_predict(version: ModelVersion) -> None:
+    """Queue predictions of the new version on every image, when the inference app offers it."""
+    try:
+        from apps.inference.services import request_predictions
+    except ImportError:
+        log.info("auto-predict skipped: apps.inference.services.request_predictions is not available")
+        return
+    try:
+        request_predictions(version, image_ids=None, user=None)
+    except Exception:  # noqa: BLE001 - the version is stored; predictions can be asked for again
+        log.exception("auto-predict of version %s failed", version.pk)

@@ -1,0 +1,87 @@
+"""Serializers of training runs, model versions and metric scores (read shapes + request bodies)."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .models import MetricScore, ModelVersion, TrainingRun
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    model_version = serializers.SerializerMethodField(help_text="Id of the version this run produced, if any")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    is_active = serializers.BooleanField(read_only=True, help_text="queued or running")
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id", "project", "parent_version", "config", "status", "is_active", "step", "total_steps",
+            "progress", "loss_curve", "elapsed_seconds", "eta_seconds", "message", "error",
+            "cancel_requested", "worker", "attempts", "heartbeat_at", "created_by", "created_at",
+            "started_at", "finished_at", "model_version",
+        ]
+        read_only_fields = fields
+
+    def get_model_version(self, run: TrainingRun) -> int | None:
+        version = getattr(run, "model_version", None)
+        return version.pk if version is not None else None
+
+
+class StartRunSerializer(serializers.Serializer):
+    parent_version = serializers.IntegerField(
+        required=False, allow_null=True,
+        help_text="Version to fine-tune from (default: the project's active version; none: from scratch)",
+    )
+    config = serializers.JSONField(
+        required=False, default=dict,
+        help_text="Overrides of labseg.ml.train.TrainConfig, e.g. {\"steps\": 500, \"max_seconds\": 600}",
+    )
+
+
+class MetricScoreSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MetricScore
+        fields = ["id", "image", "split", "name", "value", "details"]
+        read_only_fields = fields
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    run_status = serializers.CharField(source="run.status", read_only=True, default=None)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    metrics = serializers.SerializerMethodField(help_text="Aggregate scores (image null) by metric name")
+    lineage = serializers.SerializerMethodField(help_text="Ancestor version numbers, nearest first")
+    checkpoint_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "project", "number", "name", "run", "run_status", "parent", "lineage", "architecture",
+            "config", "provenance", "is_active", "metrics", "checkpoint_url", "created_by", "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_metrics(self, version: ModelVersion) -> dict[str, float]:
+        return {s.name: s.value for s in version.metric_scores.all() if s.image_id is None}
+
+    def get_lineage(self, version: ModelVersion) -> list[int]:
+        chain, seen, parent = [], {version.pk}, version.parent
+        while parent is not None and parent.pk not in seen:
+            chain.append(parent.number)
+            seen.add(parent.pk)
+            parent = parent.parent
+        return chain
+
+    def get_checkpoint_url(self, version: ModelVersion) -> str:
+        return f"/api/v1/model-versions/{version.pk}/checkpoint"
+
+
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    scores = MetricScoreSerializer(source="metric_scores", many=True, read_only=True)
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = ModelVersionSerializer.Meta.fields + ["scores"]
+        read_only_fields = fields
+
+
+class UploadCheckpointSerializer(serializers.Serializer):
+    checkpoint = serializers.FileField(help_text="A checkpoint written by labseg.ml.train.save_checkpoint (.pt)")
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)

@@ -1,0 +1,487 @@
+"""Write operations of the training app: one function per use case, transactions here.
+
+Run lifecycle::
+
+    start_run (API)        -> queued        (enqueued on commit; at most one queued/running run per project)
+    claim_run (worker)     -> running       (ONE conditional UPDATE queued->running: never run twice)
+    ProgressReporter       -> step/loss/ETA + heartbeat every ~1.5 s; sees cancel_requested and stops
+    finish_run (worker)    -> succeeded     (ModelVersion + MetricScores + activation, one transaction)
+    fail_run / cancel      -> failed / cancelled
+    recover_stale_runs     -> a running run without heartbeat for LABSEG_HEARTBEAT_TIMEOUT seconds is
+                              re-queued once (attempt 2), then failed with a message (see the docstring).
+
+Nothing here imports torch: ``labseg.ml.train`` is imported lazily where a config must be validated.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from django.conf import settings
+from django.core.files import File
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from apps.annotate.models import Image, LabelClass, Project
+
+from .models import ACTIVE_RUN_STATUSES, MetricScore, ModelVersion, RunStatus, TrainingRun
+
+log = logging.getLogger(__name__)
+
+#: A run is attempted at most this often: the first time, and once more after its worker died.
+MAX_RUN_ATTEMPTS = 2
+#: Progress rows are written at most this often (seconds); the heartbeat rides along.
+PROGRESS_INTERVAL_S = 1.5
+#: Loss curves longer than this are downsampled (every k-th point, last one kept) before storing.
+MAX_CURVE_POINTS = 400
+
+
+class ActiveRunExists(Exception):
+    """A project already has a queued or running run (the API answers 409 with it)."""
+
+    def __init__(self, run: TrainingRun):
+        super().__init__(f"Training run {run.pk} is already {run.status} for this project.")
+        self.run = run
+
+
+class RunStopped(Exception):
+    """Raised inside the progress callback to stop ``fit``: cancelled, or the run was taken from us."""
+
+    def __init__(self, reason: str = "cancelled"):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TrainingError(Exception):
+    """A failure the user can act on; the message is shown as is in the browser."""
+
+
+# --- configuration ----------------------------------------------------------------------------
+def validate_config(overrides: Any) -> dict:
+    """Check ``TrainConfig`` overrides; ValidationError (400) with the ML core's message otherwise."""
+    if overrides in (None, ""):
+        return {}
+    if not isinstance(overrides, dict):
+        raise ValidationError({"config": "config must be a JSON object of TrainConfig overrides."})
+    from labseg.ml.train import validate_config_overrides  # lazy: keeps torch out of Django's import
+
+    try:
+        cleaned = validate_config_overrides(overrides)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValidationError({"config": str(exc).strip("'\"")})
+    return dict(cleaned) if isinstance(cleaned, dict) else dict(overrides)
+
+
+def code_version() -> str:
+    """``git describe`` of the checkout when available, else the package version constant."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"], cwd=settings.BASE_DIR,
+            capture_output=True, text=True, timeout=5,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return os.environ.get("LABSEG_VERSION", "unknown")
+
+
+# --- starting, claiming, cancelling -----------------------------------------------------------
+def _enqueue(run_id: int) -> None:
+    from .tasks import run_training
+
+    transaction.on_commit(lambda: run_training.delay(run_id))
+
+
+def active_run(project_id: int) -> TrainingRun | None:
+    return TrainingRun.objects.filter(project_id=project_id, status__in=ACTIVE_RUN_STATUSES).order_by("-id").first()
+
+
+def start_run(project: Project, user, *, parent_version_id: int | None = None, config: Any = None) -> TrainingRun:
+    """Queue a training run; ``ActiveRunExists`` when one is queued/running; the worker starts on commit.
+
+    The parent (fine-tune from) defaults to the project's active version; pass another version of the
+    project to branch from it. A first run without any version starts from scratch.
+    """
+    overrides = validate_config(config)
+    if parent_version_id is not None:
+        parent = ModelVersion.objects.filter(pk=parent_version_id, project=project).first()
+        if parent is None:
+            raise ValidationError({"parent_version": f"Model version {parent_version_id} is not in this project."})
+    else:
+        parent = ModelVersion.objects.filter(project=project, is_active=True).first()
+    existing = active_run(project.pk)
+    if existing is not None:
+        raise ActiveRunExists(existing)
+    try:
+        with transaction.atomic():
+            run = TrainingRun.objects.create(
+                project=project, parent_version=parent, config=overrides, created_by=user,
+                message="Waiting for a GPU worker",
+            )
+            _enqueue(run.pk)
+    except IntegrityError:  # a concurrent request won the partial unique constraint
+        existing = active_run(project.pk)
+        if existing is None:
+            raise
+        raise ActiveRunExists(existing)
+    return run
+
+
+def claim_run(run_id: int, worker: str) -> bool:
+    """Take a queued run for this worker with ONE conditional UPDATE; False if anyone else had it."""
+    now = timezone.now()
+    claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, cancel_requested=False).update(
+        status=RunStatus.RUNNING, worker=worker[:200], started_at=now, heartbeat_at=now,
+        attempts=F("attempts") + 1, message="Loading images and labels", error="",
+    )
+    return claimed == 1
+
+
+def heartbeat(run_id: int, worker: str, message: str | None = None) -> None:
+    """Heartbeat (+ optional status line); RunStopped when the run was cancelled or is no longer ours."""
+    fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if message is not None:
+        fields["message"] = message[:500]
+    _write_or_stop(run_id, worker, fields)
+
+
+def _write_or_stop(run_id: int, worker: str, fields: dict) -> None:
+    rows = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=worker[:200])
+    if not rows.update(**fields):
+        raise RunStopped("lost")  # recovered as stale, or finished elsewhere: stop, write nothing more
+    if rows.filter(cancel_requested=True).exists():
+        raise RunStopped("cancelled")
+
+
+def downsample_curve(points: list[list[float]], limit: int = MAX_CURVE_POINTS) -> list[list[float]]:
+    """Every k-th point so that at most ``limit`` remain, always keeping the last one."""
+    if len(points) <= limit:
+        return list(points)
+    k = -(-len(points) // (limit - 1))
+    return points[::k][: limit - 1] + [points[-1]]
+
+
+class ProgressReporter:
+    """The ``progress`` callback handed to ``fit``: writes progress + heartbeat, stops on cancel.
+
+    Called as ``reporter(step, loss, steps=total, **anything)`` (extra keywords are ignored). Writes at
+    most every ``interval`` seconds (and always on the last step); raises ``RunStopped`` when the run
+    was cancelled or recovered, which ends ``fit`` within one step.
+    """
+
+    def __init__(self, run_id: int, worker: str, total_steps: int, max_seconds: float | None = None,
+                 interval: float = PROGRESS_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+        self.run_id, self.worker, self.total = run_id, worker, int(total_steps or 0)
+        self.max_seconds = max_seconds or None
+        self.interval, self.clock = interval, clock
+        self.started = clock()
+        self.last_write = -1e18
+        self.curve: list[list[float]] = []
+        self.step = 0
+
+    def eta(self, step: int, elapsed: float) -> float | None:
+        """Seconds left: by steps done so far, capped by the time budget when there is one."""
+        left = None
+        if step > 0 and self.total:
+            left = elapsed / step * max(self.total - step, 0)
+        if self.max_seconds:
+            budget_left = max(self.max_seconds - elapsed, 0.0)
+            left = budget_left if left is None else min(left, budget_left)
+        return left
+
+    def __call__(self, step: int, loss: float | None = None, *args: Any, total: int | None = None,
+                 steps: int | None = None, **_: Any):
+        if total or steps:
+            self.total = int(total or steps)
+        self.step = int(step)
+        if loss is not None:
+            self.curve.append([int(step), round(float(loss), 6)])
+        now = self.clock()
+        if now - self.last_write < self.interval and step < self.total:
+            return None
+        self.flush()
+        return None
+
+    def flush(self, message: str | None = None) -> None:
+        now = self.clock()
+        self.last_write = now
+        elapsed = now - self.started
+        total = max(self.total, self.step)
+        fields = {
+            "step": self.step, "total_steps": total, "progress": (self.step / total) if total else 0.0,
+            "loss_curve": downsample_curve(self.curve), "elapsed_seconds": round(elapsed, 2),
+            "eta_seconds": self.eta(self.step, elapsed), "heartbeat_at": timezone.now(),
+            "message": message or f"Training: step {self.step} of {total}",
+        }
+        _write_or_stop(self.run_id, self.worker, fields)
+
+
+def cancel_run(run: TrainingRun) -> TrainingRun:
+    """Cancel: a queued run ends at once; a running one gets the flag and stops within seconds.
+
+    A finished run is returned unchanged (``run.is_active`` False tells the caller).
+    """
+    now = timezone.now()
+    TrainingRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.CANCELLED, cancel_requested=True, finished_at=now, message="Cancelled before it started"
+    )
+    TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        cancel_requested=True, message="Cancelling..."
+    )
+    run.refresh_from_db()
+    return run
+
+
+def end_run(run_id: int, status: str, *, error: str = "", message: str = "", worker: str | None = None) -> bool:
+    """Move a running run to a final status (only if still running, and ours when ``worker`` given)."""
+    rows = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING)
+    if worker is not None:
+        rows = rows.filter(worker=worker[:200])
+    return bool(rows.update(status=status, error=error[:5000], message=message[:500] or status,
+                            finished_at=timezone.now(), eta_seconds=None))
+
+
+def fail_run(run_id: int, error: str, worker: str | None = None) -> bool:
+    return end_run(run_id, RunStatus.FAILED, error=error, message="Failed", worker=worker)
+
+
+def recover_stale_runs(timeout_s: float | None = None) -> dict[str, list[int]]:
+    """Runs whose worker died (no heartbeat for ``LABSEG_HEARTBEAT_TIMEOUT`` s) are never left running.
+
+    Rule: a run that died on its first attempt is **re-queued once** (a worker restart or a lost machine
+    should not cost the lab its run); a run that already had its second attempt is **failed** with a
+    message (a run that kills its worker twice, e.g. out of host memory, would only do it again). A
+    run with ``cancel_requested`` is cancelled instead. Each transition is a conditional UPDATE on
+    the stale heartbeat, so two recoverers never act twice; a re-queued run is claimed by exactly one
+    worker (claim_run), and the old broker message, if redelivered, finds it no longer queued.
+    """
+    timeout_s = settings.LABSEG_HEARTBEAT_TIMEOUT if timeout_s is None else timeout_s
+    cutoff = timezone.now() - timedelta(seconds=timeout_s)
+    stale = TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
+    result: dict[str, list[int]] = {"requeued": [], "failed": [], "cancelled": []}
+    for run in list(stale):
+        rows = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at)
+        lost = f"The worker running this training ({run.worker}) stopped responding for more than {int(timeout_s)} s"
+        if run.cancel_requested:
+            if rows.update(status=RunStatus.CANCELLED, finished_at=timezone.now(), message="Cancelled"):
+                result["cancelled"].append(run.pk)
+        elif run.attempts < MAX_RUN_ATTEMPTS:
+            with transaction.atomic():
+                if rows.update(status=RunStatus.QUEUED, worker="", message=f"{lost}; restarted automatically."):
+                    _enqueue(run.pk)
+                    result["requeued"].append(run.pk)
+        elif rows.update(
+            status=RunStatus.FAILED, finished_at=timezone.now(), message="Failed",
+            error=f"{lost}, twice. The worker process probably crashed (for example it ran out of memory). "
+                  "Try a smaller tile size or batch size, or ask your administrator to check the GPU worker.",
+        ):
+            result["failed"].append(run.pk)
+    if any(result.values()):
+        log.warning("recovered stale training runs: %s", result)
+    return result
+
+
+# --- model versions ---------------------------------------------------------------------------
+def _next_number(project_id: int) -> int:
+    """Next version number; call inside a transaction holding the project row lock."""
+    return (ModelVersion.objects.filter(project_id=project_id).aggregate(m=Max("number"))["m"] or 0) + 1
+
+
+def activate_version(version: ModelVersion) -> ModelVersion:
+    """Make this the project's one active version (the one predictions and new runs use)."""
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=version.project_id).first()
+        ModelVersion.objects.filter(project_id=version.project_id, is_active=True).exclude(pk=version.pk).update(
+            is_active=False
+        )
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    version.refresh_from_db()
+    return version
+
+
+def record_metric_scores(version: ModelVersion, image: Image | None, split: str, scores: dict) -> list[MetricScore]:
+    """Store ``{name: value}`` (or ``{name: {"value": v, "details": {...}}}``) for (version, image).
+
+    One row per (version, image, name), updated in place when scored again. ``image=None`` holds the
+    aggregate over ``split``. Non-finite values are skipped (JSON and charts cannot show them).
+    """
+    rows = []
+    for name, raw in scores.items():
+        details: dict = {}
+        if isinstance(raw, dict):
+            details = {k: v for k, v in raw.items() if k != "value"}
+            raw = raw.get("value")
+        if raw is None:
+            continue
+        value = float(raw)
+        if value != value or value in (float("inf"), float("-inf")):
+            continue
+        row, _ = MetricScore.objects.update_or_create(
+            model_version=version, image=image, name=str(name)[:64],
+            defaults={"value": value, "split": split or "", "details": _jsonable(details)},
+        )
+        rows.append(row)
+    return rows
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars / tuples -> plain JSON types."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+@dataclass
+class ImageScores:
+    """Validation scores of one image, stored as MetricScore rows of the new version."""
+
+    image_id: int | None
+    split: str
+    scores: dict
+
+
+def finish_run(
+    run_id: int, worker: str, *, checkpoint_path: str | Path, architecture: dict, config: dict,
+    provenance: dict, scores: list[ImageScores] = (),
+) -> ModelVersion | None:
+    """Create the run's ModelVersion (+ metric scores) and mark the run succeeded, in one transaction.
+
+    Activation rule: the new version becomes active when the project had no active version, or when
+    it was fine-tuned from the active one (the lab's normal loop: correct, retrain, use the result).
+    A run branched from an older, non-active version does not replace the active model: the lab
+    compares the scores and activates it by hand. Returns None when the run is no longer ours.
+    """
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != RunStatus.RUNNING or run.worker != worker[:200]:
+            return None
+        Project.objects.select_for_update().filter(pk=run.project_id).first()
+        active = ModelVersion.objects.filter(project_id=run.project_id, is_active=True).first()
+        activate = active is None or (run.parent_version_id is not None and run.parent_version_id == active.pk)
+        version = ModelVersion(
+            project_id=run.project_id, number=_next_number(run.project_id), run=run, parent=run.parent_version,
+            architecture=_jsonable(architecture), config=_jsonable(config), provenance=_jsonable(provenance),
+            created_by=run.created_by,
+        )
+        with open(checkpoint_path, "rb") as fh:
+            version.checkpoint.save(f"v{version.number}.pt", File(fh), save=False)
+        version.save()
+        images = {i.pk: i for i in Image.objects.filter(pk__in=[s.image_id for s in scores if s.image_id])}
+        for s in scores:
+            record_metric_scores(version, images.get(s.image_id) if s.image_id else None, s.split, s.scores)
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.SUCCEEDED, finished_at=timezone.now(), heartbeat_at=timezone.now(),
+            eta_seconds=0.0, progress=1.0, message=f"Finished: model version {version.number}",
+        )
+    if activate:
+        activate_version(version)
+    return version
+
+
+def project_channel_count(project: Project) -> int | None:
+    """The channel count of the project's images (None when it has no images yet)."""
+    counts = set(Image.objects.filter(project=project).values_list("channels", flat=True))
+    if len(counts) == 1:
+        return counts.pop()
+    if not counts:
+        return len(project.channels) or None
+    return max(counts)
+
+
+def project_num_classes(project: Project) -> int:
+    """Outputs a model of this project needs: one per class index 1..max (background included)."""
+    return max(LabelClass.objects.filter(project=project).values_list("index", flat=True), default=1)
+
+
+def upload_checkpoint(project: Project, user, uploaded, *, name: str = "") -> ModelVersion:
+    """Add an uploaded checkpoint as a new version after checking it loads and fits the project."""
+    from labseg.ml.train import load_checkpoint  # lazy: torch only when someone uploads
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload.pt"
+        with open(path, "wb") as out:
+            for chunk in uploaded.chunks():
+                out.write(chunk)
+        try:
+            loaded = load_checkpoint(str(path))
+        except Exception as exc:  # any unreadable file: a clear 400, never a 500
+            raise ValidationError({"checkpoint": f"This file is not a LabSeg checkpoint that can be loaded ({exc})."})
+        arch = checkpoint_architecture(loaded)
+        want_c = project_channel_count(project)
+        have_c = arch.get("in_channels")
+        if want_c is not None and have_c is not None and int(have_c) != int(want_c):
+            raise ValidationError({"checkpoint": (
+                f"This model expects {have_c}-channel images, but the images of this project have {want_c} "
+                f"channel{'s' if want_c != 1 else ''}. Upload a model trained on {want_c}-channel images.")})
+        want_k = project_num_classes(project)
+        have_k = arch.get("num_classes")
+        if have_k is not None and int(have_k) != want_k:
+            raise ValidationError({"checkpoint": (
+                f"This model predicts {have_k} classes, but this project has {want_k} "
+                "(background included). Add or remove label classes, or upload a matching model.")})
+        with transaction.atomic():
+            Project.objects.select_for_update().filter(pk=project.pk).first()
+            version = ModelVersion(
+                project=project, number=_next_number(project.pk), name=name[:200], architecture=arch,
+                config=_jsonable(checkpoint_config(loaded)), created_by=user,
+                provenance={"uploaded": True, "filename": getattr(uploaded, "name", ""),
+                            "uploaded_by": getattr(user, "username", None), "code_version": code_version()},
+            )
+            with open(path, "rb") as fh:
+                version.checkpoint.save(Path(getattr(uploaded, "name", "model.pt")).name or "model.pt",
+                                        File(fh), save=False)
+            version.save()
+            first = not ModelVersion.objects.filter(project=project, is_active=True).exists()
+    if first:
+        activate_version(version)
+    return version
+
+
+def _checkpoint_dict(loaded: Any) -> dict:
+    """The metadata dict of whatever ``load_checkpoint`` returned ((model, meta), meta dict, or object)."""
+    if isinstance(loaded, tuple):
+        for part in loaded:
+            if isinstance(part, dict):
+                return part
+        loaded = loaded[0]
+    if isinstance(loaded, dict):
+        return loaded
+    return getattr(loaded, "__dict__", {}) or {}
+
+
+def checkpoint_architecture(loaded: Any) -> dict:
+    """UNet kwargs (in_channels, num_classes, base_channels, depth, ...) of a loaded checkpoint."""
+    meta = _checkpoint_dict(loaded)
+    arch = dict(meta.get("model_config") or meta.get("architecture") or {})
+    model = loaded[0] if isinstance(loaded, tuple) else None
+    for key in ("in_channels", "num_classes", "base_channels", "depth"):
+        if key not in arch:
+            if key in meta:
+                arch[key] = meta[key]
+            elif model is not None and hasattr(model, key):
+                arch[key] = getattr(model, key)
+    return _jsonable(arch)
+
+
+def checkpoint_config(loaded: Any) -> dict:
+    meta = _checkpoint_dict(loaded)
+    cfg = meta.get("train_config") or meta.get("config") or {}
+    if hasattr(cfg, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        cfg = asdict(cfg)
+    return cfg if isinstance(cfg, dict) else {}
