@@ -148,7 +148,8 @@ export interface Project {
   name: string;
   description?: string;
   classes: LabelClass[];
-  role?: string;
+  my_role?: string | null;
+  owner?: string;
   channels?: string[];
   image_count?: number;
 }
@@ -163,7 +164,8 @@ export interface ImageInfo {
   display_range: [number, number][];
   split: string;
   thumbnail_url?: string | null;
-  annotated?: boolean;
+  display_url?: string;
+  has_annotation?: boolean;
   labelled_pixels?: number;
   annotation_version?: number;
 }
@@ -176,7 +178,7 @@ export interface AnnotationData {
   updated_at?: string | null;
 }
 export interface Member {
-  id?: number;
+  user_id?: number;
   username: string;
   role: string;
 }

@@ -64,7 +64,7 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
     return;
   }
   renderNav(pid, project.name);
-  const canEdit = project.role !== "viewer";
+  const canEdit = project.my_role !== "viewer";
 
   // --- layout ------------------------------------------------------------------------------
   const stage = h("div", { class: "stage" });

@@ -27,7 +27,7 @@ async function renderProject(root: HTMLElement, params: Record<string, string>):
     return;
   }
   renderNav(pid, project.name);
-  const canEdit = project.role !== "viewer";
+  const canEdit = project.my_role !== "viewer";
   const grid = h("div", { class: "image-grid", "data-testid": "image-grid" });
   const split = h("select", { "data-testid": "filter-split" }, ...["", "train", "validation", "test"].map((s) => h("option", { value: s }, s || "all splits")));
   const status = h("select", { "data-testid": "filter-annotated" }, h("option", { value: "" }, "any status"), h("option", { value: "yes" }, "annotated"), h("option", { value: "no" }, "not annotated"));
@@ -61,13 +61,13 @@ async function renderProject(root: HTMLElement, params: Record<string, string>):
     canEdit ? uploader(pid, load) : null,
     h("div", { class: "filters" }, "Show ", split, " ", status, " ", search),
     grid,
-    project.role === "owner" ? members(pid) : null,
+    project.my_role === "owner" ? members(pid) : null,
   );
   await load();
 }
 
 function isAnnotated(im: ImageInfo): boolean {
-  return Boolean(im.annotated ?? ((im.labelled_pixels ?? 0) > 0 || (im.annotation_version ?? 0) > 0));
+  return Boolean(im.has_annotation ?? ((im.labelled_pixels ?? 0) > 0 || (im.annotation_version ?? 0) > 0));
 }
 
 function imageCard(project: Project, im: ImageInfo, canEdit: boolean, reload: () => void): HTMLElement {
@@ -188,7 +188,7 @@ function members(pid: string): HTMLElement {
       const ms = await getAll<Member>(`/projects/${pid}/members/`);
       list.replaceChildren(...ms.map((m) => h("li", {}, `${m.username} (${m.role}) `, h("button", { class: "link danger", onclick: async () => {
         try {
-          await api.del(`/projects/${pid}/members/${m.id ?? m.username}/`);
+          await api.del(`/projects/${pid}/members/${encodeURIComponent(m.username)}/`);
           await load();
         } catch (err) {
           showError(err, "Could not remove the member");

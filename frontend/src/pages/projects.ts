@@ -17,7 +17,7 @@ async function renderProjects(root: HTMLElement): Promise<void> {
         h("a", { class: "card", href: `/projects/${p.id}`, "data-testid": `project-${p.id}` },
           h("h3", {}, p.name),
           h("div", { class: "swatches" }, ...(p.classes ?? []).map((c) => h("span", { class: "swatch", title: c.name, style: { background: c.color } }))),
-          h("div", { class: "muted" }, [p.role, p.image_count !== undefined ? `${p.image_count} images` : null].filter(Boolean).join(" · ")),
+          h("div", { class: "muted" }, [p.my_role, p.image_count !== undefined ? `${p.image_count} images` : null].filter(Boolean).join(" · ")),
         ),
       );
     }
