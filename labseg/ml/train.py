@@ -1,0 +1,478 @@
+"""U-Net training from dense masks or sparse scribbles, and self-describing checkpoints.
+
+``fit`` trains ``labseg.ml.unet.UNet`` with the paper's recipe adapted to few labels: softmax
+cross-entropy weighted per pixel by ``labseg.ml.weights.weight_map`` (class balance + touching-border
+term, exactly 0 on unlabelled pixels), crops centred on labelled pixels (class-balanced), and the
+paper's augmentation on the training device (flips/rot90, elastic 3x3 grid with 10 px std, grey values;
+``labseg.ml.augment.augment_batch``). Adam with warm-up + cosine decay by default; SGD with momentum
+0.99 as in the paper is available. Training stops at ``steps`` or ``max_seconds``, or when
+``progress(...)`` returns False / raises ``TrainingCancelled``.
+
+A checkpoint (``save_checkpoint`` / ``load_checkpoint``) holds the network config and weights, the
+training config, the input normalisation, the class names, the history and provenance, so loading it
+needs nothing else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from labseg.ml.augment import augment_batch
+from labseg.ml.device import DEVICE_CHOICES, configure_threads, pick_device
+from labseg.ml.io import normalize
+from labseg.ml.tiling import reflect_index
+from labseg.ml.unet import UNet, centre_crop
+from labseg.ml.weights import BALANCE_CHOICES, weight_map
+
+CHECKPOINT_FORMAT = "labseg.unet/1"
+ProgressFn = Callable[..., Any]
+
+
+class TrainingCancelled(Exception):
+    """Raise from a ``progress`` callback (or return False from it) to stop ``fit`` cleanly."""
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters. The defaults are the few-label CPU preset (a few minutes on 2 cores)."""
+
+    # network
+    base_channels: int = 16
+    depth: int = 3
+    dropout: float = 0.1
+    batch_norm: bool = False
+    num_classes: int | None = None  # None: the largest class value in the masks (at least 2)
+    # budget
+    steps: int = 800
+    max_seconds: float | None = 270.0
+    # data
+    batch_size: int = 4
+    tile_output: int = 64  # output side of one training crop; the input adds 2 * margin
+    jitter: float = 0.5  # crop centre moves up to jitter * tile_output / 2 from the labelled pixel
+    norm_low: float = 1.0
+    norm_high: float = 99.8
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.99
+    weight_decay: float = 1e-5
+    warmup_steps: int = 20
+    # loss
+    w0: float = 10.0
+    sigma: float = 5.0
+    balance: str | None = "inverse"
+    # augmentation
+    flips: bool = True
+    max_shift: int = 0
+    elastic: bool = True
+    elastic_grid: int = 3
+    elastic_sigma: float = 10.0
+    intensity: bool = True
+    # run
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = None  # None / 0: free cores minus one
+    log_every: int = 10
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError with a clear message on the first bad value; return self."""
+        checks = [
+            (self.base_channels >= 1, "base_channels must be >= 1"),
+            (1 <= self.depth <= 6, "depth must be between 1 and 6"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (self.num_classes is None or self.num_classes >= 2, "num_classes must be >= 2"),
+            (self.steps >= 1, "steps must be >= 1"),
+            (self.max_seconds is None or self.max_seconds > 0, "max_seconds must be > 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.tile_output >= 1, "tile_output must be >= 1"),
+            (0.0 <= self.jitter <= 1.0, "jitter must be in [0, 1]"),
+            (0.0 <= self.norm_low < self.norm_high <= 100.0, "need 0 <= norm_low < norm_high <= 100"),
+            (self.optimizer in ("adam", "sgd"), "optimizer must be 'adam' or 'sgd'"),
+            (self.lr > 0, "lr must be > 0"),
+            (0.0 <= self.momentum < 1.0, "momentum must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.w0 >= 0, "w0 must be >= 0"),
+            (self.sigma > 0, "sigma must be > 0"),
+            (self.balance in BALANCE_CHOICES, f"balance must be one of {BALANCE_CHOICES}"),
+            (self.max_shift >= 0, "max_shift must be >= 0"),
+            (self.elastic_grid >= 2, "elastic_grid must be >= 2"),
+            (self.elastic_sigma >= 0, "elastic_sigma must be >= 0"),
+            (self.device in DEVICE_CHOICES or str(self.device).startswith("cuda:"),
+             f"device must be one of {DEVICE_CHOICES}"),
+            (self.num_threads is None or self.num_threads >= 0, "num_threads must be >= 0"),
+            (self.log_every >= 1, "log_every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, value: Any, annotation: str) -> Any:
+    """Convert a JSON value to the field's type; ValueError with the field name otherwise."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{name} must not be null")
+    base = annotation.replace("| None", "").strip()
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if base == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {value!r}")
+        return value
+    return value  # pragma: no cover - every field has one of the types above
+
+
+def validate_config_overrides(overrides: dict | None, base: TrainConfig | None = None) -> TrainConfig:
+    """``TrainConfig`` from ``base`` (default preset) with ``overrides`` applied and validated.
+
+    Raises ValueError naming unknown keys, wrongly typed or out-of-range values (the API maps it to 400).
+    """
+    overrides = dict(overrides or {})
+    if not isinstance(overrides, dict):  # pragma: no cover - dict() above already fails
+        raise ValueError("hyper-parameters must be an object")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown training option(s): {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}")
+    values = dataclasses.asdict(base or TrainConfig())
+    for key, value in overrides.items():
+        values[key] = _coerce(key, value, str(fields[key].type))
+    return TrainConfig(**values).validate()
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+def _as_list(x: Any) -> list:
+    if isinstance(x, np.ndarray):
+        return [x]
+    return list(x)
+
+
+@dataclass
+class _Sample:
+    image: np.ndarray  # normalised float32 (C, H, W)
+    targets: np.ndarray  # int64 (H, W): class index (class value - 1), 0 where unlabelled
+    weights: np.ndarray  # float32 (H, W), 0 where unlabelled
+    by_class: list[np.ndarray] = field(default_factory=list)  # flat indices of labelled pixels per class
+
+
+def _prepare_samples(images: Sequence, classes: Sequence, instances: Sequence | None, config: TrainConfig) -> list[_Sample]:
+    images, classes = _as_list(images), _as_list(classes)
+    instances = [None] * len(images) if instances is None else _as_list(instances)
+    if not images:
+        raise ValueError("no training images")
+    if not (len(images) == len(classes) == len(instances)):
+        raise ValueError(f"got {len(images)} images, {len(classes)} class masks, {len(instances)} instance masks")
+    samples, channels = [], None
+    for k, (img, cls, inst) in enumerate(zip(images, classes, instances)):
+        img = np.asarray(img)
+        img = img[None] if img.ndim == 2 else img
+        cls = np.asarray(cls)
+        if img.ndim != 3 or cls.shape != img.shape[1:]:
+            raise ValueError(f"image {k}: image {img.shape} and class mask {cls.shape} do not match (C, H, W) / (H, W)")
+        if not np.issubdtype(cls.dtype, np.integer) or cls.min(initial=0) < 0:
+            raise ValueError(f"image {k}: the class mask must hold non-negative integers")
+        if channels is not None and img.shape[0] != channels:
+            raise ValueError(f"image {k} has {img.shape[0]} channels, the first one {channels}")
+        channels = img.shape[0]
+        if inst is not None and np.asarray(inst).shape != cls.shape:
+            raise ValueError(f"image {k}: instance mask {np.asarray(inst).shape} != class mask {cls.shape}")
+        wmap = weight_map(cls, inst, w0=config.w0, sigma=config.sigma, balance=config.balance)
+        flat = cls.ravel()
+        by_class = [np.flatnonzero(flat == v) for v in np.unique(flat) if v > 0]
+        samples.append(_Sample(
+            image=normalize(img, config.norm_low, config.norm_high),
+            targets=np.maximum(cls.astype(np.int64) - 1, 0),
+            weights=wmap,
+            by_class=by_class,
+        ))
+    if not any(s.by_class for s in samples):
+        raise ValueError("no labelled pixels: paint at least one stroke (class mask values > 0)")
+    return samples
+
+
+def _crop_batch(
+    samples: list[_Sample], rng: np.random.Generator, batch: int, tile_in: int, tile_out: int, jitter: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``batch`` input-sized crops centred near labelled pixels (class chosen uniformly, then a pixel).
+
+    The image is mirrored outside its borders; targets/weights are 0 there (no invented labels).
+    """
+    labelled = [s for s in samples if s.by_class]
+    xs, ts, ws = [], [], []
+    half = tile_in // 2
+    reach = int(jitter * tile_out / 2)
+    for _ in range(batch):
+        s = labelled[rng.integers(len(labelled))]
+        pixels = s.by_class[rng.integers(len(s.by_class))]
+        cy, cx = np.unravel_index(pixels[rng.integers(len(pixels))], s.targets.shape)
+        cy += int(rng.integers(-reach, reach + 1))
+        cx += int(rng.integers(-reach, reach + 1))
+        h, w = s.targets.shape
+        ry = np.arange(cy - half, cy - half + tile_in)
+        rx = np.arange(cx - half, cx - half + tile_in)
+        xs.append(s.image[:, reflect_index(ry, h)[:, None], reflect_index(rx, w)[None, :]])
+        inside = ((ry >= 0) & (ry < h))[:, None] & ((rx >= 0) & (rx < w))[None, :]
+        cy_i, cx_i = np.clip(ry, 0, h - 1), np.clip(rx, 0, w - 1)
+        ts.append(s.targets[cy_i[:, None], cx_i[None, :]])
+        ws.append(np.where(inside, s.weights[cy_i[:, None], cx_i[None, :]], 0.0).astype(np.float32))
+    return np.stack(xs), np.stack(ts), np.stack(ws)
+
+
+# ---------------------------------------------------------------------------------- model / init
+
+
+def build_model(config: dict) -> UNet:
+    """A ``UNet`` from its ``config`` dict (``UNet.config``)."""
+    return UNet(**config)
+
+
+def _state_and_config(init: Any) -> tuple[dict, dict | None]:
+    """Accept a state dict, a checkpoint dict, a UNet or a checkpoint path; return (state, model config)."""
+    if isinstance(init, (str, os.PathLike)):
+        init = torch.load(init, map_location="cpu", weights_only=True)
+    if isinstance(init, UNet):
+        return init.state_dict(), init.config
+    if isinstance(init, dict) and "state_dict" in init:
+        return init["state_dict"], init.get("model_config")
+    if isinstance(init, dict):
+        return init, None
+    raise ValueError(f"init must be a state dict, a checkpoint (dict or path) or a UNet, got {type(init).__name__}")
+
+
+def _init_model(init: Any, in_channels: int, num_classes: int, config: TrainConfig) -> UNet:
+    state, model_config = _state_and_config(init)
+    first = state.get("down.0.0.weight")
+    head = state.get("head.weight")
+    if first is None or head is None:
+        raise ValueError("init is not a LabSeg U-Net state dict (no down.0.0.weight / head.weight)")
+    if first.shape[1] != in_channels:
+        raise ValueError(f"init model expects {first.shape[1]} input channel(s), the images have {in_channels}")
+    if head.shape[0] != num_classes:
+        raise ValueError(f"init model predicts {head.shape[0]} classes, the masks need {num_classes}")
+    if model_config is None:  # infer the architecture from the weights
+        depth = sum(1 for k in state if k.startswith("down.") and k.endswith(".0.weight"))
+        model_config = {"in_channels": in_channels, "num_classes": num_classes, "base_channels": int(first.shape[0]),
+                        "depth": depth, "dropout": config.dropout,
+                        "batch_norm": any("running_mean" in k for k in state)}
+    model = build_model({**model_config, "dropout": config.dropout})
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"init weights do not fit the network: {error}") from error
+    return model
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+def _lr_factor(step: int, config: TrainConfig, elapsed: float) -> float:
+    """Linear warm-up, then cosine decay over the step budget or the time budget, whichever is nearer."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    frac = step / config.steps
+    if config.max_seconds:
+        frac = max(frac, elapsed / config.max_seconds)
+    return 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Sum of per-pixel weighted softmax cross-entropy divided by the weight sum (0 if no weight)."""
+    ce = F.cross_entropy(logits, targets, reduction="none")
+    total = weights.sum()
+    return (ce * weights).sum() / total.clamp_min(1e-8)
+
+
+def fit(
+    images: Sequence | np.ndarray,
+    classes: Sequence | np.ndarray,
+    instances: Sequence | np.ndarray | None = None,
+    config: TrainConfig | None = None,
+    init: Any = None,
+    progress: ProgressFn | None = None,
+) -> tuple[UNet, dict]:
+    """Train a U-Net; return ``(model in eval mode on the CPU, history)``.
+
+    ``images``: one or a list of (C, H, W) / (H, W) arrays (raw; normalised here per image and channel
+    with the config's percentiles). ``classes``: matching uint8 masks, 0 unlabelled, 1 background,
+    2.. object classes (network output k is class value k + 1). ``instances``: optional instance masks
+    (enable the touching-border weights). ``init``: state dict / checkpoint (dict or path) / UNet to
+    fine-tune from; its architecture is kept and a channel or class mismatch raises ValueError.
+    ``progress(step, loss, **info)`` is called every ``log_every`` steps and at the end (``info`` holds
+    ``steps``, ``lr``, ``elapsed``); returning False or raising ``TrainingCancelled`` stops training.
+    Deterministic for a seed on one device when the time budget does not bind.
+
+    ``history``: ``loss`` and ``lr`` per step, ``steps``, ``seconds``, ``stop_reason`` ("steps", "time"
+    or "cancelled"), ``normalization``, ``num_classes``, ``in_channels``, ``config``.
+    """
+    config = (config or TrainConfig()).validate()
+    configure_threads(config.num_threads)
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+
+    samples = _prepare_samples(images, classes, instances, config)
+    in_channels = samples[0].image.shape[0]
+    max_class = max(int(s.targets.max()) + 1 for s in samples)
+    num_classes = config.num_classes or max(2, max_class)
+    if max_class > num_classes:
+        raise ValueError(f"class value {max_class} exceeds num_classes={num_classes}")
+    if init is not None:
+        model = _init_model(init, in_channels, num_classes, config)
+    else:
+        model = UNet(in_channels, num_classes, config.base_channels, config.depth, config.dropout, config.batch_norm)
+    model.to(device).train()
+    tile_in = model.input_size_for(config.tile_output)
+    tile_out = model.output_size(tile_in)
+
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)
+    history: dict = {"loss": [], "lr": [], "steps": 0, "seconds": 0.0, "stop_reason": "steps",
+                     "normalization": {"method": "percentile", "low": config.norm_low, "high": config.norm_high},
+                     "num_classes": num_classes, "in_channels": in_channels, "config": config.to_dict(),
+                     "model_config": model.config, "tile_input": tile_in, "device": str(device)}
+    start = time.monotonic()
+
+    def report(step: int, loss: float) -> bool:
+        if progress is None:
+            return True
+        try:
+            keep_going = progress(step, loss, steps=config.steps, lr=history["lr"][-1],
+                                  elapsed=time.monotonic() - start)
+        except TrainingCancelled:
+            return False
+        return keep_going is not False
+
+    for step in range(config.steps):
+        elapsed = time.monotonic() - start
+        if config.max_seconds is not None and elapsed >= config.max_seconds:
+            history["stop_reason"] = "time"
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * _lr_factor(step, config, elapsed)
+        x, t, w = _crop_batch(samples, rng, config.batch_size, tile_in, tile_out, config.jitter)
+        x, t, w = (torch.from_numpy(a).to(device) for a in (x, t, w))
+        x, t, w = augment_batch(
+            x, t, w, generator=generator, flips=config.flips, max_shift=config.max_shift, elastic=config.elastic,
+            grid=config.elastic_grid, sigma=config.elastic_sigma, intensity=config.intensity,
+        )
+        logits = model(x)
+        t = centre_crop(t, tile_out, tile_out)
+        w = centre_crop(w, tile_out, tile_out)
+        loss = weighted_cross_entropy(logits, t, w)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = float(loss.detach())
+        history["loss"].append(value)
+        history["lr"].append(optimizer.param_groups[0]["lr"])
+        history["steps"] = step + 1
+        last = step + 1 == config.steps
+        if ((step + 1) % config.log_every == 0 or last) and not report(step + 1, value):
+            history["stop_reason"] = "cancelled"
+            break
+    history["seconds"] = time.monotonic() - start
+    model.eval()
+    return model.cpu(), history
+
+
+# -------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: UNet,
+    config: TrainConfig | dict | None = None,
+    normalization: dict | None = None,
+    class_names: Sequence[str] | None = None,
+    history: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """Write a self-describing checkpoint (``torch.save`` of plain data + tensors); return the dict.
+
+    ``class_names[k]`` names network output k (class value k + 1). Loading needs nothing else.
+    """
+    if isinstance(config, TrainConfig):
+        config = config.to_dict()
+    if normalization is None and history is not None:
+        normalization = history.get("normalization")
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": model.config,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "train_config": config or {},
+        "normalization": normalization or {"method": "percentile", "low": 1.0, "high": 99.8},
+        "class_names": list(class_names) if class_names is not None else
+        ["background"] + [f"class {k}" for k in range(2, model.num_classes + 1)],
+        "history": _plain(history or {}),
+        "extra": _plain(extra or {}),
+        "versions": {"torch": str(torch.__version__), "numpy": str(np.__version__)},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = f"{os.fspath(path)}.tmp"
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+    return checkpoint
+
+
+def _plain(value: Any) -> Any:
+    """Plain Python data (for ``weights_only`` loading): numpy scalars/arrays become Python lists/numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[UNet, dict]:
+    """Read a checkpoint written by ``save_checkpoint``: ``(model in eval mode, checkpoint dict)``."""
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{os.fspath(path)} is not a LabSeg U-Net checkpoint ({CHECKPOINT_FORMAT})")
+    model = build_model(checkpoint["model_config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), checkpoint
+
+
+def apply_normalization(image: np.ndarray, normalization: dict | None) -> np.ndarray:
+    """Normalise a raw image (C, H, W) / (H, W) the way the checkpoint's model was trained."""
+    normalization = normalization or {}
+    method = normalization.get("method", "percentile")
+    if method != "percentile":
+        raise ValueError(f"unknown normalisation method {method!r}")
+    return normalize(image, normalization.get("low", 1.0), normalization.get("high", 99.8))

@@ -1,0 +1,153 @@
+"""U-Net training: it learns, it stops when asked, it refuses mismatched init weights, checkpoints round-trip."""
+import numpy as np
+import pytest
+import torch
+
+from labseg.ml.io import normalize
+from labseg.ml.synthetic import classes_from_instances, make_nuclei
+from labseg.ml.tiling import predict_tiled
+from labseg.ml.train import (
+    TrainConfig, TrainingCancelled, apply_normalization, fit, load_checkpoint, save_checkpoint,
+    validate_config_overrides,
+)
+from labseg.ml.unet import UNet
+
+torch.set_num_threads(1)
+
+TINY = dict(base_channels=6, depth=2, dropout=0.0, batch_size=2, tile_output=40, max_seconds=None, num_threads=1,
+            device="cpu", lr=5e-3, warmup_steps=5)
+
+
+def foreground_iou(model, image, instances):
+    probs = predict_tiled(model, normalize(image), tile_output=64)
+    pred, gt = probs[1] > 0.5, instances > 0
+    return (pred & gt).sum() / max((pred | gt).sum(), 1)
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    image, instances = make_nuclei((96, 96), radius=(6.0, 9.0), seed=3, blur=1.0, noise=0.02)
+    held_out, held_instances = make_nuclei((96, 96), radius=(6.0, 9.0), seed=4, blur=1.0, noise=0.02)
+    return image, instances, held_out, held_instances
+
+
+def test_fit_on_synthetic_nuclei_lowers_loss_and_raises_iou(nuclei):
+    image, instances, held_out, held_instances = nuclei
+    classes = classes_from_instances(instances)
+    torch.manual_seed(0)
+    untrained = UNet(1, 2, base_channels=6, depth=2, dropout=0.0).eval()
+    model, history = fit(image, classes, instances, config=TrainConfig(steps=80, **TINY))
+    losses = history["loss"]
+    assert history["steps"] == 80 and history["stop_reason"] == "steps"
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
+    before, after = foreground_iou(untrained, held_out, held_instances), foreground_iou(model, held_out, held_instances)
+    assert after > 0.6 and after > before + 0.2
+
+
+def test_progress_returning_false_or_raising_cancels(nuclei):
+    image, instances, *_ = nuclei
+    classes = classes_from_instances(instances)
+    calls = []
+
+    def stop_at_3(step, loss, **info):
+        calls.append((step, loss, info["steps"]))
+        return step < 3
+
+    _, history = fit(image, classes, config=TrainConfig(steps=50, log_every=1, **TINY), progress=stop_at_3)
+    assert history["steps"] == 3 and history["stop_reason"] == "cancelled"
+    assert [c[0] for c in calls] == [1, 2, 3] and all(np.isfinite(c[1]) and c[2] == 50 for c in calls)
+
+    def raise_at_2(step, loss, **info):
+        if step == 4:
+            raise TrainingCancelled()
+
+    _, history = fit(image, classes, config=TrainConfig(steps=50, log_every=2, **TINY), progress=raise_at_2)
+    assert history["steps"] == 4 and history["stop_reason"] == "cancelled"
+
+
+def test_same_seed_reproduces_training_exactly(nuclei):
+    image, instances, *_ = nuclei
+    classes = classes_from_instances(instances)
+    cfg = TrainConfig(steps=4, **TINY)
+    a, ha = fit(image, classes, instances, config=cfg)
+    b, hb = fit(image, classes, instances, config=cfg)
+    assert ha["loss"] == hb["loss"]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    c, hc = fit(image, classes, instances, config=TrainConfig(**{**cfg.to_dict(), "seed": 1}))
+    assert hc["loss"] != ha["loss"]
+
+
+def test_init_with_other_channels_or_classes_raises_clear_error(nuclei):
+    image, instances, *_ = nuclei
+    classes = classes_from_instances(instances)
+    cfg = TrainConfig(steps=1, **TINY)
+    with pytest.raises(ValueError, match="expects 2 input channel"):
+        fit(image, classes, config=cfg, init=UNet(2, 2, base_channels=6, depth=2).state_dict())
+    with pytest.raises(ValueError, match="predicts 3 classes, the masks need 2"):
+        fit(image, classes, config=cfg, init=UNet(1, 3, base_channels=6, depth=2).state_dict())
+    with pytest.raises(ValueError, match="not a LabSeg U-Net"):
+        fit(image, classes, config=cfg, init={"weight": torch.zeros(1)})
+
+
+def test_fine_tuning_starts_from_init_and_keeps_its_architecture(nuclei):
+    image, instances, *_ = nuclei
+    classes = classes_from_instances(instances)
+    parent = UNet(1, 2, base_channels=5, depth=3, dropout=0.0)
+    cfg = TrainConfig(steps=1, **{**TINY, "lr": 1e-12, "warmup_steps": 0})
+    child, history = fit(image, classes, config=cfg, init=parent.state_dict())
+    assert child.config["base_channels"] == 5 and child.depth == 3
+    for (name, p), q in zip(parent.state_dict().items(), child.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=name)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(nuclei, tmp_path):
+    image, instances, held_out, _ = nuclei
+    classes = classes_from_instances(instances)
+    cfg = TrainConfig(steps=3, **TINY)
+    model, history = fit(image, classes, config=cfg)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, cfg, history["normalization"], ["background", "nucleus"], history, {"note": np.int64(3)})
+    loaded, ckpt = load_checkpoint(path)
+    x = apply_normalization(held_out, ckpt["normalization"])
+    np.testing.assert_array_equal(x, normalize(held_out, 1.0, 99.8))
+    assert np.array_equal(predict_tiled(loaded, x, tile_output=48), predict_tiled(model, x, tile_output=48))
+    assert ckpt["class_names"] == ["background", "nucleus"] and ckpt["train_config"]["steps"] == 3
+    assert ckpt["history"]["loss"] == history["loss"] and ckpt["extra"] == {"note": 3}
+    assert ckpt["model_config"] == model.config
+    fine, _ = fit(image, classes, config=TrainConfig(steps=1, **TINY), init=path)  # a path works as init
+    assert fine.config == model.config
+
+
+def test_checkpoint_loader_rejects_other_files(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"a": 1}, path)
+    with pytest.raises(ValueError, match="not a LabSeg U-Net checkpoint"):
+        load_checkpoint(path)
+
+
+def test_validate_config_overrides_accepts_good_and_rejects_bad_values():
+    cfg = validate_config_overrides({"steps": 12, "lr": 1, "optimizer": "sgd", "max_seconds": None, "elastic": False})
+    assert (cfg.steps, cfg.lr, cfg.optimizer, cfg.max_seconds, cfg.elastic) == (12, 1.0, "sgd", None, False)
+    assert cfg.base_channels == TrainConfig().base_channels
+    for bad, message in [
+        ({"stepz": 3}, "unknown training option.*stepz"),
+        ({"steps": "many"}, "steps must be an integer"),
+        ({"steps": 2.5}, "steps must be an integer"),
+        ({"steps": 0}, "steps must be >= 1"),
+        ({"lr": -1}, "lr must be > 0"),
+        ({"optimizer": "rmsprop"}, "optimizer must be"),
+        ({"elastic": "yes"}, "elastic must be true or false"),
+        ({"device": "tpu"}, "device must be one of"),
+        ({"batch_size": None}, "batch_size must not be null"),
+        ({"lr": float("nan")}, "lr must be a number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            validate_config_overrides(bad)
+
+
+def test_fit_rejects_unlabelled_or_mismatched_inputs():
+    image = np.zeros((1, 32, 32), np.float32)
+    with pytest.raises(ValueError, match="no labelled pixels"):
+        fit(image, np.zeros((32, 32), np.uint8), config=TrainConfig(steps=1, **TINY))
+    with pytest.raises(ValueError, match="do not match"):
+        fit(image, np.zeros((32, 31), np.uint8), config=TrainConfig(steps=1, **TINY))
