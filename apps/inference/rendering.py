@@ -1,8 +1,8 @@
 """Read stored prediction maps and render them for the browser: regions, downscale levels, colours.
 
-Region parameters follow the image display endpoint: ``x``, ``y``, ``w``, ``h`` (pixels of the full
-image, default the whole image) and ``level`` (downscale by ``2**level``, nearest neighbour so labels
-stay labels). Bad values answer 400.
+Region parameters are the image display endpoint's: ``region=x,y,w,h`` (or ``x``, ``y``, ``w``, ``h``;
+pixels of the full image, default the whole image) and ``level`` (downscale by ``2**level``, nearest
+neighbour so labels stay labels). Bad values answer 400.
 """
 from __future__ import annotations
 
@@ -11,10 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image as PILImage
-from rest_framework.exceptions import ValidationError
-
-MAX_LEVEL = 8
-
 
 @dataclass(frozen=True)
 class Region:
@@ -33,27 +29,13 @@ class Region:
         return array[self.y:self.y + self.h:self.step, self.x:self.x + self.w:self.step]
 
 
-def _int_param(params, name: str, default: int, lo: int, hi: int) -> int:
-    raw = params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ValidationError({name: f"{name} must be an integer."})
-    if not lo <= value <= hi:
-        raise ValidationError({name: f"{name} must be between {lo} and {hi}."})
-    return value
-
-
 def parse_region(params, width: int, height: int) -> Region:
-    """The region asked for in the query ``params`` of an image of ``width`` x ``height``."""
-    x = _int_param(params, "x", 0, 0, max(0, width - 1))
-    y = _int_param(params, "y", 0, 0, max(0, height - 1))
-    w = _int_param(params, "w", width - x, 1, width - x)
-    h = _int_param(params, "h", height - y, 1, height - y)
-    level = _int_param(params, "level", 0, 0, MAX_LEVEL)
-    return Region(x, y, w, h, level)
+    """The region asked for in the query ``params`` (``region=x,y,w,h`` or ``x``, ``y``, ``w``, ``h``, and
+    ``level``), validated exactly as the image display endpoint does (400 on bad values)."""
+    from apps.annotate.api import parse_display_params
+
+    p = parse_display_params(params, 1, width, height)
+    return Region(p["x"], p["y"], p["w"], p["h"], p["level"])
 
 
 def read_png(path: str) -> np.ndarray:

@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # Images with more pixels than this get their probabilities in a memmap instead of RAM.
 MEMMAP_PIXELS = int(os.environ.get("LABSEG_MEMMAP_PIXELS", 4096 * 4096))
+PROGRESS_EVERY_S = 1.0
 
 
 @dataclass
@@ -46,7 +48,7 @@ class LoadedModel:
     num_classes: int
     normalization: dict = field(default_factory=dict)
     class_names: list = field(default_factory=list)
-    tile_output: int | None = None
+    tile_output: int | None = None  # None: the ML core's default per device (256 CPU, 512 CUDA)
 
 
 _cache: dict[tuple[int, str], LoadedModel] = {}
@@ -75,9 +77,12 @@ def load_model(version: ModelVersion) -> LoadedModel:
     from labseg.ml.train import load_checkpoint
 
     device = torch_device()
-    ckpt = load_checkpoint(version.checkpoint.path, device=device)
-    loaded = _loaded_from_checkpoint(ckpt, version)
-    loaded.model.to(device).eval()
+    model, checkpoint = load_checkpoint(version.checkpoint.path, map_location=device)
+    loaded = LoadedModel(
+        model=model.to(device).eval(), in_channels=int(model.in_channels), num_classes=int(model.num_classes),
+        normalization=dict(checkpoint.get("normalization") or {}),
+        class_names=list(checkpoint.get("class_names") or []),
+    )
     with _cache_lock:
         while len(_cache) >= _CACHE_SIZE:
             _cache.pop(next(iter(_cache)))
@@ -85,29 +90,10 @@ def load_model(version: ModelVersion) -> LoadedModel:
     return loaded
 
 
-def _loaded_from_checkpoint(ckpt, version: ModelVersion) -> LoadedModel:
-    """Adapt the ML core's checkpoint (``load_checkpoint``'s result) to what prediction needs."""
-    model = getattr(ckpt, "model", None)
-    if model is None and isinstance(ckpt, tuple):
-        model = ckpt[0]
-    meta = getattr(ckpt, "meta", None) or (ckpt[1] if isinstance(ckpt, tuple) and len(ckpt) > 1 else {}) or {}
-    if not isinstance(meta, dict):
-        meta = dict(getattr(meta, "__dict__", {}))
-    arch = {**(version.architecture or {}), **(meta.get("architecture") or {})}
-    config = meta.get("config") or version.config or {}
-    return LoadedModel(
-        model=model,
-        in_channels=int(arch.get("in_channels", getattr(model, "in_channels", 1))),
-        num_classes=int(arch.get("num_classes", getattr(model, "num_classes", 2))),
-        normalization=meta.get("normalization") or {},
-        class_names=list(meta.get("class_names") or []),
-        tile_output=(config.get("tile_output") if isinstance(config, dict) else None),
-    )
-
-
 def read_normalized(path: str, loaded: LoadedModel) -> np.ndarray:
     """The image as float32 (C, H, W), normalised the way the checkpoint was trained."""
-    from labseg.ml.io import normalize, read_image
+    from labseg.ml.io import read_image
+    from labseg.ml.train import apply_normalization
 
     image = read_image(path)
     if image.ndim == 2:
@@ -116,7 +102,7 @@ def read_normalized(path: str, loaded: LoadedModel) -> np.ndarray:
         raise ValueError(
             f"The model expects {loaded.in_channels} channel(s) but the image has {image.shape[0]}."
         )
-    return np.asarray(normalize(image, **(loaded.normalization or {})), dtype=np.float32)
+    return np.asarray(apply_normalization(image, loaded.normalization), dtype=np.float32)
 
 
 def predict_maps(loaded: LoadedModel, image: np.ndarray, progress=None, out_dir: Path | None = None):
@@ -156,8 +142,6 @@ def normalised_entropy(probs: np.ndarray, rows: int = 512) -> np.ndarray:
 
 def run_prediction(prediction_id: int) -> None:
     """Predict, post-process, store the four maps and the counts, then score against the annotation."""
-    from labseg.ml.postprocess import instances_from_probs
-
     pred = Prediction.objects.select_related("image", "model_version", "image__project").get(pk=prediction_id)
     loaded = load_model(pred.model_version)
     report_progress(pred.pk, 0.02)
@@ -165,14 +149,19 @@ def run_prediction(prediction_id: int) -> None:
     work_dir = Path(settings.MEDIA_ROOT) / "tmp"
     work_dir.mkdir(parents=True, exist_ok=True)
 
+    last = [0.0]
+
     def progress(done: int, total: int, *_a, **_k) -> None:
-        report_progress(pred.pk, 0.05 + 0.8 * done / max(1, total))
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_S or done == total:  # a heartbeat, not a write per tile
+            last[0] = now
+            report_progress(pred.pk, 0.05 + 0.8 * done / max(1, total))
 
     probs, uncertainty = predict_maps(loaded, image, progress=progress, out_dir=work_dir)
     del image
     try:
         classes = classes_from_probs(probs)
-        instances = np.asarray(instances_from_probs(probs))
+        instances = instances_of(probs)
         report_progress(pred.pk, 0.9)
         counts = {
             "pixels_per_class": {str(int(k)): int(v) for k, v in zip(*np.unique(classes, return_counts=True))},
@@ -198,6 +187,18 @@ def run_prediction(prediction_id: int) -> None:
         from .scoring import score_prediction
 
         score_prediction(pred.pk, classes=classes, instances=instances)
+
+
+def instances_of(probs: np.ndarray) -> np.ndarray:
+    """Instance labels from the probabilities (``labseg.ml.postprocess.instances_from_probs``; connected
+    components of the arg-max foreground while the ML core's post-processing is not installed)."""
+    try:
+        from labseg.ml.postprocess import instances_from_probs
+    except ImportError:
+        from scipy import ndimage as ndi
+
+        return ndi.label(classes_from_probs(probs) >= 2)[0].astype(np.int32)
+    return np.asarray(instances_from_probs(probs))
 
 
 def explain_error(exc: Exception) -> str:

@@ -13,9 +13,9 @@ from apps.training.models import MetricScore, ModelVersion
 from .models import Prediction, PredictionStatus
 
 # Metrics that need dense ground truth (every pixel labelled); skipped on sparse annotations.
-DENSE_ONLY_METRICS = ("rand_error", "adapted_rand_error", "warping_error", "f1@0.5")
+DENSE_ONLY_METRICS = ("rand_error", "adapted_rand_error", "warping_error", "f1_iou50")
 # Lower is better for these; higher is better for every other metric (IoU, F1, ...).
-LOWER_IS_BETTER = ("pixel_error", "rand_error", "adapted_rand_error", "warping_error", "fp", "fn")
+LOWER_IS_BETTER = ("pixel_error", "rand_error", "adapted_rand_error", "warping_error")
 
 
 def get_version_for(user, version_id: int, min_role: str = Role.VIEWER) -> ModelVersion:
@@ -95,13 +95,13 @@ def _aggregate(images: list[dict]) -> dict:
     for entry in images:
         for name, value in entry["scores"].items():
             sums[name].append(value)
-        d = entry["details"].get("f1@0.5")
+        d = entry["details"].get("f1_iou50")
         if d and all(k in d for k in ("tp", "fp", "fn")):
             tp, fp, fn, pooled = tp + int(d["tp"]), fp + int(d["fp"]), fn + int(d["fn"]), True
     out = {name: {"mean": sum(vals) / len(vals), "n": len(vals)} for name, vals in sorted(sums.items())}
     if pooled:
         denom = 2 * tp + fp + fn
-        out["f1@0.5_pooled"] = {"value": (2 * tp / denom) if denom else 1.0, "tp": tp, "fp": fp, "fn": fn}
+        out["f1_iou50_pooled"] = {"value": (2 * tp / denom) if denom else 1.0, "tp": tp, "fp": fp, "fn": fn}
     return out
 
 

@@ -67,7 +67,7 @@ def create_tiny_version(project, number=1, base_channels=4, depth=2, seed=0, par
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
         save_checkpoint(path, model, class_names=["background", "nucleus"][:num_classes])
-        mv = ModelVersion(project=project, number=number, parent=parent, architecture=model.config(),
+        mv = ModelVersion(project=project, number=number, parent=parent, architecture=model.config,
                           is_active=is_active)
         with path.open("rb") as fh:
             mv.checkpoint.save("model.pt", File(fh), save=False)

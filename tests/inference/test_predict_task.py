@@ -1,0 +1,154 @@
+"""The inference.predict task through a real Celery worker equals the ML core called directly."""
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from apps.annotate.masks import encode_png
+from apps.annotate.models import Annotation
+from apps.inference.models import Prediction
+from apps.training.models import MetricScore
+from labseg.ml.synthetic import classes_from_instances, scribbles
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_done(pred_id: int, timeout: float = 240) -> Prediction:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pred = Prediction.objects.get(pk=pred_id)
+        if pred.status in ("succeeded", "failed"):
+            return pred
+        time.sleep(0.3)
+    raise AssertionError(f"prediction {pred_id} did not finish in {timeout}s (status {pred.status})")
+
+
+def get_png(client, url) -> np.ndarray:
+    r = client.get(url)
+    assert r.status_code == 200, r.content[:300]
+    return np.asarray(PILImage.open(io.BytesIO(r.content)))
+
+
+def get_tiff(client, url) -> np.ndarray:
+    import tifffile
+
+    r = client.get(url)
+    assert r.status_code == 200, r.content[:300]
+    return tifffile.imread(io.BytesIO(b"".join(r.streaming_content) if r.streaming else r.content))
+
+
+def direct_reference(version, pixels):
+    """The ML core called directly on the same image: TTA probabilities, entropy, instances."""
+    import torch
+
+    from labseg.ml.tiling import predict_tiled, predict_tiled_with_uncertainty
+    from labseg.ml.train import apply_normalization, load_checkpoint
+    torch.set_num_threads(1)
+    model, ckpt = load_checkpoint(version.checkpoint.path)
+    image = apply_normalization(pixels, ckpt["normalization"])
+    tta = predict_tiled_with_uncertainty(model, image, device="cpu")
+    plain_tta = predict_tiled(model, image, device="cpu", tta=True, tile_output=64)
+    np.testing.assert_allclose(tta.probs, plain_tta, atol=1e-4)  # predict_tiled itself, other tiles
+    try:
+        from labseg.ml.postprocess import instances_from_probs
+    except ImportError:  # before the ML core's post-processing lands: connected components (scipy)
+        from scipy import ndimage as ndi
+
+        return tta, ndi.label(tta.probs.argmax(0) >= 1)[0]
+    return tta, instances_from_probs(tta.probs)
+
+
+@pytest.mark.parametrize("shape", [(45, 67), (300, 280)], ids=["odd-sized", "several-tiles"])
+def test_task_prediction_equals_predict_tiled_called_directly(shape, celery_worker, project, make_image,
+                                                              make_version, annotator, client_for):
+    version = make_version(project)
+    im, pixels, _ = make_image(project, shape=shape, seed=3)
+    c = client_for(annotator)
+    r = c.post(f"/api/v1/model-versions/{version.pk}/predict/", {"image_ids": [im.pk]}, format="json")
+    assert r.status_code == 202
+    pred = wait_done(r.json()[0]["id"])
+    assert pred.status == "succeeded", pred.error + celery_worker.log_text()[-3000:]
+    tta, instances = direct_reference(version, pixels)
+
+    classes = get_png(c, f"/api/v1/predictions/{pred.pk}/classes.png")
+    probability = get_png(c, f"/api/v1/predictions/{pred.pk}/probability.png")
+    uncertainty = get_png(c, f"/api/v1/predictions/{pred.pk}/uncertainty.png")
+    stored_instances = get_tiff(c, f"/api/v1/predictions/{pred.pk}/instances.tif")
+    assert classes.shape == probability.shape == uncertainty.shape == stored_instances.shape == shape
+    expected_classes = tta.probs.argmax(0) + 1
+    near_tie = np.abs(tta.probs[0] - tta.probs[1]) < 1e-4
+    assert np.array_equal(classes[~near_tie], expected_classes[~near_tie])
+    assert np.abs(probability.astype(int) - np.round(255 * (1 - tta.probs[0])).astype(int)).max() <= 1
+    assert np.abs(uncertainty.astype(int) - np.round(255 * tta.entropy).astype(int)).max() <= 1
+    assert stored_instances.dtype == np.uint16 and np.array_equal(stored_instances, instances)
+    body = c.get(f"/api/v1/predictions/{pred.pk}/").json()
+    assert body["progress"] == 1.0 and body["counts"]["instances"] == len(np.unique(instances[instances > 0]))
+    assert body["mean_uncertainty"] == pytest.approx(float(tta.entropy.mean()), abs=1e-5)
+    assert sum(body["counts"]["pixels_per_class"].values()) == shape[0] * shape[1]
+
+
+def test_stored_metrics_equal_the_ml_core_on_the_same_masks(celery_worker, project, make_image, make_version,
+                                                            viewer, client_for):
+    from labseg.ml.metrics import score_all
+
+    version = make_version(project, seed=1)
+    dense_im, _, dense_inst = make_image(project, shape=(64, 64), seed=5, split="validation")
+    sparse_im, _, sparse_inst = make_image(project, shape=(64, 64), seed=6, split="test")
+    train_im, _, train_inst = make_image(project, shape=(64, 64), seed=7, split="train")
+    dense_classes = classes_from_instances(dense_inst)
+    Annotation.objects.create(image=dense_im, classes_png=encode_png(dense_classes),
+                              instances_png=encode_png(dense_inst.astype(np.uint16)), version=1,
+                              labelled_pixels=dense_classes.size)
+    sparse_classes = scribbles(sparse_inst, n_strokes=6, seed=2)
+    Annotation.objects.create(image=sparse_im, classes_png=encode_png(sparse_classes), version=1,
+                              labelled_pixels=int((sparse_classes > 0).sum()))
+    Annotation.objects.create(image=train_im, classes_png=encode_png(classes_from_instances(train_inst)), version=1,
+                              labelled_pixels=train_inst.size)
+    from apps.inference.services import request_predictions
+
+    preds = request_predictions(version)
+    done = {p.image_id: wait_done(p.pk) for p in preds}
+    assert all(p.status == "succeeded" for p in done.values()), [p.error for p in done.values()]
+    c = client_for(viewer)
+    metrics = c.get(f"/api/v1/model-versions/{version.pk}/metrics/").json()
+    by_image = {e["image"]: e for e in metrics["images"]}
+    assert set(by_image) == {dense_im.pk, sparse_im.pk}  # the train-split image is not scored
+
+    pred = done[dense_im.pk]
+    classes = get_png(c, f"/api/v1/predictions/{pred.pk}/classes.png")
+    instances = get_tiff(c, f"/api/v1/predictions/{pred.pk}/instances.tif")
+    ref = score_all(classes, instances, dense_classes, dense_inst)
+    scores = by_image[dense_im.pk]["scores"]
+    assert by_image[dense_im.pk]["dense"] is True and by_image[dense_im.pk]["split"] == "validation"
+    for name in ("pixel_error", "iou_fg", "rand_error", "adapted_rand_error", "warping_error", "f1_iou50"):
+        assert scores[name] == pytest.approx(ref[name], abs=1e-9), name
+    f1_row = MetricScore.objects.get(model_version=version, image=dense_im, name="f1_iou50")
+    assert (f1_row.details["tp"], f1_row.details["fp"], f1_row.details["fn"]) == (
+        ref["instances"]["tp"], ref["instances"]["fp"], ref["instances"]["fn"])
+
+    # Sparse labels: pixel-wise metrics on labelled pixels only, dense-only metrics skipped and said so.
+    pred = done[sparse_im.pk]
+    classes = get_png(c, f"/api/v1/predictions/{pred.pk}/classes.png")
+    labelled = sparse_classes > 0
+    expected_pixel_error = np.mean((classes[labelled] >= 2) != (sparse_classes[labelled] >= 2))
+    sparse = by_image[sparse_im.pk]
+    assert sparse["dense"] is False
+    assert sparse["scores"]["pixel_error"] == pytest.approx(expected_pixel_error, abs=1e-12)
+    assert set(sparse["skipped"]) >= {"rand_error", "adapted_rand_error", "warping_error", "f1_iou50"}
+    assert not set(sparse["scores"]) & {"rand_error", "adapted_rand_error", "warping_error", "f1_iou50"}
+    assert metrics["aggregate"]["all"]["pixel_error"]["n"] == 2
+    assert metrics["aggregate"]["all"]["pixel_error"]["mean"] == pytest.approx(
+        (scores["pixel_error"] + expected_pixel_error) / 2)
+
+
+def test_a_prediction_with_a_wrong_channel_count_fails_with_a_clear_message(celery_worker, project, make_image,
+                                                                            make_version):
+    from apps.inference.services import request_predictions
+
+    version = make_version(project, in_channels=2)
+    im, _, _ = make_image(project)
+    (pred,) = request_predictions(version, [im.pk])
+    pred = wait_done(pred.pk)
+    assert pred.status == "failed" and "expects 2 channel(s)" in pred.error and "has 1" in pred.error
