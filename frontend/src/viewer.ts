@@ -332,6 +332,9 @@ export class Viewer {
     ctx.imageSmoothingEnabled = this.scale < 1;
     ctx.fillStyle = "#111";
     ctx.fillRect(0, 0, W, H);
+    const [ix0, iy0] = this.imageToScreen(0, 0);
+    ctx.fillStyle = "#000"; // channels add up from black inside the image
+    ctx.fillRect(ix0, iy0, this.image.width * this.scale, this.image.height * this.scale);
     let complete = true;
 
     // channels: each tinted with its colour and added ("lighter")
