@@ -1,0 +1,127 @@
+"""From a foreground probability map to instance labels, separating touching nuclei.
+
+Threshold the probability, fill holes, then split touching objects by a seeded watershed on a landscape
+of distance-to-background (+ smoothed intensity when the image is given): one seed per h-maximum, so a
+neck or a dim line between two nuclei becomes a border while one elongated nucleus is not over-split. Objects smaller than
+``min_size`` pixels are dropped. ``split_instances`` does the splitting of any binary mask (the same
+post-processing is used for the baselines in ``labseg.ml.fewlabel``, so comparisons are fair).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.morphology import h_maxima
+from skimage.segmentation import relabel_sequential, watershed
+
+
+def marker_function(mask: np.ndarray, image: np.ndarray | None = None, *, radius: float = 10.0,
+                    smooth: float = 1.0) -> np.ndarray:
+    """The landscape whose maxima seed objects: distance to the background in units of ``radius``,
+    plus (when ``image`` is given) the Gaussian-smoothed intensity scaled so its 99th percentile inside
+    the mask is 1. Nuclei are brightest near their centres and dim where two touch, so intensity finds
+    borders that the shape of the mask alone does not show."""
+    distance = ndi.distance_transform_edt(mask) / float(radius)
+    if image is None:
+        return ndi.gaussian_filter(distance, smooth) if smooth > 0 else distance
+    image = np.asarray(image, np.float32)
+    if image.ndim == 3:
+        image = image[0]
+    if image.shape != mask.shape:
+        raise ValueError(f"image {image.shape} and mask {mask.shape} differ in shape")
+    intensity = ndi.gaussian_filter(image, smooth) if smooth > 0 else image
+    inside = intensity[mask]
+    lo = float(np.percentile(intensity[~mask], 50)) if (~mask).any() else 0.0
+    scale = max(float(np.percentile(inside, 99)) - lo, 1e-6)
+    return distance + (intensity - lo) / scale
+
+
+def split_instances(
+    mask: np.ndarray,
+    image: np.ndarray | None = None,
+    *,
+    h: float | None = None,
+    radius: float = 10.0,
+    smooth: float = 1.0,
+    min_size: int = 20,
+    fill_holes: bool = True,
+) -> np.ndarray:
+    """Instance labels int32 (H, W) from a binary mask (4-connected objects).
+
+    Seeded watershed on ``marker_function`` (see there; ``image`` (H, W) or (C, H, W), first channel
+    used, makes splitting intensity-aware). ``h``: minimal height of a maximum of that landscape to
+    seed its own object (larger merges more); default 0.15 (1.5 px of distance at radius 10) without
+    an image, 0.03 with one. ``min_size``: smaller objects are removed.
+    """
+    mask = np.asarray(mask, bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    if fill_holes:
+        mask = ndi.binary_fill_holes(mask)
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32)
+    if h is None:
+        h = 0.15 if image is None else 0.03
+    landscape = marker_function(mask, image, radius=radius, smooth=smooth)
+    eight = ndi.generate_binary_structure(2, 2)
+    four = ndi.generate_binary_structure(2, 1)
+    markers, _ = ndi.label(h_maxima(landscape, h, footprint=eight).astype(bool) & mask, structure=eight)
+    # components without a seed (too thin to reach h) keep one label each instead of vanishing
+    components, n_components = ndi.label(mask, structure=four)
+    unseeded = np.setdiff1d(np.arange(1, n_components + 1), np.unique(components[markers > 0]))
+    if len(unseeded):
+        extra = np.isin(components, unseeded)
+        markers[extra] = components[extra] + markers.max()
+    labels = watershed(-landscape, markers, mask=mask, connectivity=four)
+    return remove_small(labels, min_size)
+
+
+def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Drop objects with fewer than ``min_size`` pixels and renumber 1..N (int32)."""
+    labels = np.asarray(labels)
+    if min_size > 1 and labels.max() > 0:
+        sizes = np.bincount(labels.ravel())
+        small = sizes < min_size
+        small[0] = False
+        labels = np.where(small[labels], 0, labels)
+    return relabel_sequential(labels.astype(np.int32))[0].astype(np.int32)
+
+
+def foreground_probability(probs: np.ndarray, fg_class: int | None = 1) -> np.ndarray:
+    """(H, W) foreground probability from (K, H, W) softmax output or an (H, W) map.
+
+    ``fg_class``: the output channel of the object class (1 = class value 2, the first object class);
+    None: everything but channel 0 (background) counts as foreground.
+    """
+    probs = np.asarray(probs, np.float32)
+    if probs.ndim == 2:
+        return probs
+    if probs.ndim != 3:
+        raise ValueError(f"probs must be (K, H, W) or (H, W), got shape {probs.shape}")
+    if fg_class is None:
+        return 1.0 - probs[0]
+    if not 0 <= fg_class < probs.shape[0]:
+        raise ValueError(f"fg_class {fg_class} out of range for {probs.shape[0]} channels")
+    return probs[fg_class]
+
+
+def instances_from_probs(
+    probs: np.ndarray,
+    fg_class: int | None = 1,
+    threshold: float = 0.5,
+    min_size: int = 20,
+    *,
+    image: np.ndarray | None = None,
+    h: float | None = None,
+    radius: float = 10.0,
+    smooth: float = 1.0,
+    fill_holes: bool = True,
+) -> np.ndarray:
+    """Instance labels int32 (H, W) from softmax probabilities (K, H, W) or a foreground map (H, W).
+
+    Foreground = probability of ``fg_class`` above ``threshold``, holes filled; then ``split_instances``
+    (pass the normalised ``image`` to split touching nuclei by intensity as well as shape; ``radius``:
+    typical object radius in px).
+    """
+    fg = foreground_probability(probs, fg_class)
+    return split_instances(fg > threshold, image, h=h, radius=radius, smooth=smooth, min_size=min_size,
+                           fill_holes=fill_holes)
