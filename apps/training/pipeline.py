@@ -49,7 +49,11 @@ class Holdout:
 
     example: Example
     split: str
-    columns: slice = slice(None)
+    col_start: int = 0  # score columns [col_start:] only (0: the whole image)
+
+    @property
+    def columns(self) -> slice:
+        return slice(self.col_start, None)
 
 
 # --- settings -> torch -----------------------------------------------------------------------
@@ -159,7 +163,7 @@ def split_holdout(examples: list[Example]) -> tuple[list[Example], list[Holdout]
     if len(np.unique(kept[kept > 0])) < 2 or not (ex.classes[:, cut:] > 0).any():
         return train, []
     trimmed = dataclasses.replace(ex, classes=kept, variant=f"cols<{cut}")
-    return [trimmed], [Holdout(ex, "holdout", slice(cut, None))]
+    return [trimmed], [Holdout(ex, "holdout", cut)]
 
 
 def _classes_painted(examples: list[Example]) -> int:
@@ -359,7 +363,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
             for e in examples
         ],
         "held_out": [{"image": h.example.image.pk, "split": h.split,
-                      "columns_from": h.columns.start} for h in holdouts],
+                      "columns_from": h.col_start} for h in holdouts],
         "weight_maps_cached": cached, "weight_maps_precomputed": weights is not None,
         "code_version": services.code_version(), "seed": config.seed, "device": str(device),
         "torch_threads": None, "steps_done": history.get("steps"), "stop_reason": history.get("stop_reason"),
@@ -370,7 +374,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     try:
         import torch
 
-        provenance["torch"] = torch.__version__
+        provenance["torch"] = str(torch.__version__)
         provenance["torch_threads"] = torch.get_num_threads() if device.type == "cpu" else None
     except ImportError:  # pragma: no cover - the worker has torch
         pass

@@ -1,6 +1,7 @@
 """Helpers of the training tests: synthetic nuclei images with painted strokes, tiny configs, waiting."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import time
@@ -18,8 +19,11 @@ TINY = {"base_channels": 4, "depth": 2, "steps": 12, "tile_output": 32, "batch_s
 
 
 def add_image(project, *, seed: int = 0, size: int = 96, channels: int = 1, split: str = "train",
-              strokes: int = 12, dense: bool = False, only_class: int | None = None):
-    """An Image row (a real TIFF file) with an Annotation of painted strokes (or dense labels)."""
+              strokes: int = 12, dense: bool = False, only_class: int | None = None, client=None):
+    """An Image row (a real TIFF file) with an Annotation of painted strokes (or dense labels).
+
+    With ``client`` the masks are saved like the browser saves them: PUT /api/v1/images/{id}/annotation/.
+    """
     from apps.annotate.models import Annotation, Image
     from labseg.ml.synthetic import classes_from_instances
 
@@ -36,8 +40,15 @@ def add_image(project, *, seed: int = 0, size: int = 96, channels: int = 1, spli
     if only_class is not None:
         classes = np.where(classes > 0, only_class, 0).astype(np.uint8)
     inst = np.where(classes == 2, instances, 0).astype(np.uint16)
-    Annotation.objects.create(image=image, classes_png=encode_png(classes.astype(np.uint8)),
-                              instances_png=encode_png(inst), version=1, labelled_pixels=int((classes > 0).sum()))
+    if client is not None:
+        body = {"version": 0, "classes_png": base64.b64encode(encode_png(classes.astype(np.uint8))).decode(),
+                "instances_png": base64.b64encode(encode_png(inst)).decode() if inst.any() else None,
+                "strokes": []}
+        r = client.put(f"/api/v1/images/{image.pk}/annotation/", body, format="json")
+        assert r.status_code == 200, r.content
+    else:
+        Annotation.objects.create(image=image, classes_png=encode_png(classes.astype(np.uint8)),
+                                  instances_png=encode_png(inst), version=1, labelled_pixels=int((classes > 0).sum()))
     return image
 
 

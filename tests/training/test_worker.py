@@ -1,0 +1,161 @@
+"""Training with a real Celery worker on the test database: end to end, cancel, crash recovery, errors."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from django.utils import timezone
+
+from apps.training.models import ModelVersion, RunStatus, TrainingRun
+
+from .conftest import TINY, add_image, run_row, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+FINAL = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+def start(client, project, config=None, **body):
+    r = client.post(f"/api/v1/projects/{project.pk}/training-runs/", {"config": config or TINY, **body}, format="json")
+    assert r.status_code == 202, r.content
+    return r.json()["id"]
+
+
+def wait_final(run_id: int, timeout: float = 240) -> TrainingRun:
+    return wait_for(lambda: (r := run_row(run_id)).status in FINAL and r, timeout, what=f"run {run_id} to finish")
+
+
+def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance_and_metrics(
+    celery_worker, client_for, project, annotator, owner
+):
+    c = client_for(annotator)
+    train_img = add_image(project, seed=1, client=c)
+    val_img = add_image(project, seed=2, split="validation", dense=True, client=c)
+    run_id = start(c, project)
+
+    run = wait_final(run_id)
+    assert run.status == RunStatus.SUCCEEDED, (run.error, celery_worker.log_text()[-3000:])
+    assert run.step == run.total_steps == TINY["steps"] and run.progress == 1.0
+    assert len(run.loss_curve) >= 1 and run.loss_curve[-1][0] == TINY["steps"]
+    assert run.worker.startswith(celery_worker.name.split("@")[0]) and run.attempts == 1
+
+    version = ModelVersion.objects.get(run=run)
+    assert version.number == 1 and version.parent is None
+    assert version.is_active, "the first version of a project becomes active"
+    prov = version.provenance
+    by_id = {i["id"]: i for i in prov["images"]}
+    assert set(by_id) == {train_img.pk, val_img.pk}
+    assert by_id[train_img.pk]["annotation_version"] == train_img.annotation.version == 1
+    assert by_id[train_img.pk]["used_for"] == "train" and by_id[val_img.pk]["used_for"] == "validation"
+    assert prov["seed"] == 0 and prov["device"] == "cpu" and prov["code_version"]
+    assert prov["duration_seconds"] > 0 and prov["steps_done"] == TINY["steps"]
+    assert version.architecture["in_channels"] == 1 and version.architecture["base_channels"] == 4
+    assert version.config["steps"] == TINY["steps"]
+
+    # the validation image (dense labels) is scored: per image and as the split's aggregate
+    scores = {(s.image_id, s.name): s for s in version.metric_scores.all()}
+    for name in ("pixel_error", "mean_iou", "f1_iou50", "rand_error", "warping_error"):
+        assert (val_img.pk, name) in scores and (None, name) in scores, name
+        assert 0.0 <= scores[(val_img.pk, name)].value <= 1.0
+    assert scores[(val_img.pk, "pixel_error")].split == "validation"
+
+    # independent check of one stored score: re-predict with the stored checkpoint and compare
+    import numpy as np
+    from labseg.ml.io import read_image
+    from labseg.ml.tiling import predict_tiled
+    from labseg.ml.train import apply_normalization, load_checkpoint
+    from apps.annotate.masks import annotation_arrays
+
+    model, ckpt = load_checkpoint(version.checkpoint.path)
+    probs = predict_tiled(model, apply_normalization(read_image(val_img.file.path), ckpt["normalization"]))
+    gt, _ = annotation_arrays(val_img.annotation)
+    pred_fg = np.argmax(probs, axis=0) >= 1  # output 1 is class 2 (nucleus)
+    expected = float(np.mean(pred_fg != (gt >= 2)))
+    assert scores[(val_img.pk, "pixel_error")].value == pytest.approx(expected, abs=1e-6)
+
+    # the API shows the version with lineage + metrics
+    body = client_for(owner).get(f"/api/v1/model-versions/{version.pk}/").json()
+    assert body["run_status"] == "succeeded" and body["metrics"]["pixel_error"] == pytest.approx(
+        scores[(None, "pixel_error")].value)
+
+    # fine-tuning: the next run starts from the active version, and its result replaces it
+    run2 = wait_final(start(c, project))
+    assert run2.status == RunStatus.SUCCEEDED, run2.error
+    v2 = ModelVersion.objects.get(run=run2)
+    assert run2.parent_version_id == version.pk and v2.parent_id == version.pk and v2.number == 2
+    version.refresh_from_db()
+    assert v2.is_active and not version.is_active
+
+
+def test_cancel_stops_a_running_run_within_seconds(celery_worker, client_for, project, owner):
+    c = client_for(owner)
+    add_image(project, seed=3)
+    run_id = start(c, project, {**TINY, "steps": 100000})
+    wait_for(lambda: (r := run_row(run_id)).status == RunStatus.RUNNING and r.step > 0, 120, what="training steps")
+    asked = time.monotonic()
+    r = c.post(f"/api/v1/training-runs/{run_id}/cancel/")
+    assert r.status_code == 200 and r.json()["cancel_requested"] is True
+    run = wait_final(run_id, timeout=30)
+    took = time.monotonic() - asked
+    assert run.status == RunStatus.CANCELLED, run.error
+    assert took < 15, f"cancel took {took:.1f}s"
+    assert run.step < 100000 and not ModelVersion.objects.filter(run=run).exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nothing", "no image of this project has painted labels"),
+    ("one_class", "Only one class is painted (background)"),
+    ("channels", "different numbers of channels"),
+])
+def test_label_problems_fail_fast_with_a_message_a_biologist_understands(
+    celery_worker, client_for, project, owner, case, message
+):
+    if case == "one_class":
+        add_image(project, seed=4, only_class=1)
+    elif case == "channels":
+        add_image(project, seed=5, channels=1)
+        add_image(project, seed=6, channels=2)
+    run = wait_final(start(client_for(owner), project), timeout=120)
+    assert run.status == RunStatus.FAILED
+    assert message in run.error
+    assert run.finished_at is not None and not ModelVersion.objects.exists()
+    body = client_for(owner).get(f"/api/v1/training-runs/{run.pk}/").json()
+    assert message in body["error"]
+
+
+def test_killed_worker_run_is_requeued_once_and_a_second_worker_does_not_run_it_twice(
+    celery_worker, start_celery_worker, client_for, project, owner
+):
+    from labseg.celery import app
+
+    shared = celery_worker.name.replace("%h", os.uname().nodename)
+    app.control.cancel_consumer("gpu", destination=[shared], reply=True)  # only our doomed worker takes it
+    second = None
+    try:
+        doomed = start_celery_worker(queues="gpu")
+        add_image(project, seed=7)
+        run_id = start(client_for(owner), project, {**TINY, "steps": 100000, "max_seconds": 8})
+        wait_for(lambda: (r := run_row(run_id)).status == RunStatus.RUNNING and r.step > 0, 120, what="training")
+        assert run_row(run_id).worker.startswith(doomed.name.split("@")[0])
+        doomed.kill()
+        # the row still says running: only the missing heartbeat tells
+        assert run_row(run_id).status == RunStatus.RUNNING
+        wait_for(lambda: run_row(run_id).heartbeat_at < timezone.now() - timezone.timedelta(seconds=3), 30,
+                 what="the heartbeat to go stale")
+        # a new worker recovers on start (worker_ready), runs the re-queued run, and ignores the redelivered
+        # original message (short visibility timeout so the broker hands it out again during the test)
+        second = start_celery_worker(queues="gpu", extra_env={"LABSEG_HEARTBEAT_TIMEOUT": "3",
+                                                              "CELERY_VISIBILITY_TIMEOUT": "4"})
+        run = wait_final(run_id, timeout=180)
+        assert run.status == RunStatus.SUCCEEDED, (run.error, second.log_text()[-3000:])
+        assert run.attempts == 2 and run.worker.startswith(second.name.split("@")[0])
+        assert ModelVersion.objects.filter(run=run).count() == 1
+        wait_for(lambda: f"training run {run_id} not claimed" in second.log_text(), 60,
+                 what="the redelivered message to be refused by claim_run")
+        run.refresh_from_db()
+        assert run.status == RunStatus.SUCCEEDED and run.attempts == 2
+    finally:
+        app.control.add_consumer("gpu", destination=[shared], reply=True)
+        if second is not None:
+            second.stop()
