@@ -223,7 +223,8 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device) -> tupl
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization
 
-    probs = predict_tiled(model, apply_normalization(raw, normalization), device=device)
+    pixels = apply_normalization(raw, normalization)
+    probs = predict_tiled(model, pixels, device=device)
     classes = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     instances = None
     try:
@@ -231,7 +232,8 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device) -> tupl
     except ImportError:  # the ML core's post-processing not installed: score_all uses connected components
         instances_from_probs = None
     if instances_from_probs is not None and probs.shape[0] >= 2:
-        instances = instances_from_probs(probs)
+        foreground = 1.0 - probs[0]  # any object class (output 0 is background)
+        instances = instances_from_probs(foreground, image=pixels)
     return classes, instances
 
 

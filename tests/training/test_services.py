@@ -1,0 +1,228 @@
+"""Services and pipeline pieces without a worker: recovery rule, activation rule, progress/ETA,
+checkpoint upload validation, hold-out split and the weight-map cache."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from apps.training import pipeline, services
+from apps.training.models import ModelVersion, RunStatus, TrainingRun
+
+from .conftest import add_image
+from .test_api import make_version
+
+pytestmark = pytest.mark.django_db
+
+
+def running_run(project, *, attempts: int, age_s: float, cancel: bool = False, worker: str = "w1") -> TrainingRun:
+    return TrainingRun.objects.create(
+        project=project, status=RunStatus.RUNNING, attempts=attempts, worker=worker, cancel_requested=cancel,
+        heartbeat_at=timezone.now() - timedelta(seconds=age_s), started_at=timezone.now(),
+    )
+
+
+# --- recovery ------------------------------------------------------------------------------------
+def test_stale_run_on_first_attempt_is_requeued(project):
+    run = running_run(project, attempts=1, age_s=300)
+    assert services.recover_stale_runs(timeout_s=120) == {"requeued": [run.pk], "failed": [], "cancelled": []}
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED and run.worker == "" and "stopped responding" in run.message
+
+
+def test_stale_run_on_second_attempt_fails_with_a_message(project):
+    run = running_run(project, attempts=2, age_s=300)
+    assert services.recover_stale_runs(timeout_s=120)["failed"] == [run.pk]
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and run.finished_at is not None
+    assert "stopped responding" in run.error and "twice" in run.error
+
+
+def test_stale_run_with_cancel_requested_ends_cancelled(project):
+    run = running_run(project, attempts=1, age_s=300, cancel=True)
+    assert services.recover_stale_runs(timeout_s=120)["cancelled"] == [run.pk]
+    assert TrainingRun.objects.get(pk=run.pk).status == RunStatus.CANCELLED
+
+
+def test_fresh_heartbeat_is_left_alone(project):
+    run = running_run(project, attempts=1, age_s=5)
+    assert services.recover_stale_runs(timeout_s=120) == {"requeued": [], "failed": [], "cancelled": []}
+    assert TrainingRun.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+
+def test_a_recovered_worker_that_wakes_up_is_stopped_at_its_next_write(project):
+    run = running_run(project, attempts=1, age_s=300)
+    services.recover_stale_runs(timeout_s=120)
+    with pytest.raises(services.RunStopped) as stop:
+        services.heartbeat(run.pk, "w1")
+    assert stop.value.reason == "lost"
+    assert TrainingRun.objects.get(pk=run.pk).status == RunStatus.QUEUED  # nothing written by the zombie
+
+
+# --- progress --------------------------------------------------------------------------------------
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_progress_writes_step_curve_and_eta_and_throttles(project):
+    run = running_run(project, attempts=1, age_s=0)
+    clock = FakeClock()
+    rep = services.ProgressReporter(run.pk, "w1", total_steps=100, interval=2.0, clock=clock)
+    clock.t += 10.0
+    rep(20, 0.9, steps=100)  # 20 steps in 10 s -> 40 s for the 80 left
+    run.refresh_from_db()
+    assert (run.step, run.total_steps, run.progress) == (20, 100, 0.2)
+    assert run.eta_seconds == pytest.approx(40.0) and run.elapsed_seconds == pytest.approx(10.0)
+    assert run.loss_curve == [[20, 0.9]]
+    clock.t += 1.0
+    rep(21, 0.8)  # within the interval: not written
+    assert TrainingRun.objects.get(pk=run.pk).step == 20
+    clock.t += 1.5
+    rep(22, 0.7)
+    assert TrainingRun.objects.get(pk=run.pk).loss_curve == [[20, 0.9], [21, 0.8], [22, 0.7]]
+
+
+def test_eta_is_capped_by_the_time_budget():
+    rep = services.ProgressReporter(0, "w", total_steps=1000, max_seconds=60, clock=lambda: 0.0)
+    assert rep.eta(10, 30.0) == pytest.approx(30.0)  # 2970 s by steps, 30 s left in the budget
+    assert rep.eta(500, 10.0) == pytest.approx(10.0)  # by steps: 10 s
+
+
+def test_progress_sees_the_cancel_flag(project):
+    run = running_run(project, attempts=1, age_s=0)
+    rep = services.ProgressReporter(run.pk, "w1", total_steps=10, interval=0.0)
+    rep(1, 1.0)
+    services.cancel_run(run)
+    with pytest.raises(services.RunStopped) as stop:
+        rep(2, 1.0)
+    assert stop.value.reason == "cancelled"
+
+
+# --- activation rule -------------------------------------------------------------------------------
+def _finish(project, parent, tmp_path):
+    run = TrainingRun.objects.create(project=project, status=RunStatus.RUNNING, worker="w", parent_version=parent)
+    ckpt = tmp_path / f"c{run.pk}.pt"
+    ckpt.write_bytes(b"weights")
+    return services.finish_run(run.pk, "w", checkpoint_path=ckpt, architecture={}, config={}, provenance={},
+                               scores=[services.ImageScores(None, "validation", {"pixel_error": 0.25})])
+
+
+def test_version_activation_rule(project, tmp_path):
+    v1 = _finish(project, None, tmp_path)
+    assert v1.is_active and v1.number == 1  # no active version yet
+    v2 = _finish(project, v1, tmp_path)
+    v1.refresh_from_db()
+    assert v2.is_active and not v1.is_active  # fine-tuned from the active one: replaces it
+    v3 = _finish(project, v1, tmp_path)
+    v2.refresh_from_db()
+    assert not v3.is_active and v2.is_active  # branched from an older version: the lab decides
+    v4 = _finish(project, None, tmp_path)
+    assert not ModelVersion.objects.get(pk=v4.pk).is_active and v4.number == 4
+    assert v4.metric_scores.get().value == 0.25
+    assert TrainingRun.objects.get(pk=v4.run_id).status == RunStatus.SUCCEEDED
+
+
+def test_finish_by_a_worker_that_lost_the_run_creates_nothing(project, tmp_path):
+    run = TrainingRun.objects.create(project=project, status=RunStatus.RUNNING, worker="other")
+    ckpt = tmp_path / "c.pt"
+    ckpt.write_bytes(b"x")
+    assert services.finish_run(run.pk, "me", checkpoint_path=ckpt, architecture={}, config={}, provenance={}) is None
+    assert not ModelVersion.objects.exists()
+
+
+# --- checkpoint upload -----------------------------------------------------------------------------
+def checkpoint_bytes(in_channels: int, num_classes: int = 2) -> bytes:
+    import os
+    import tempfile
+
+    from labseg.ml.train import save_checkpoint
+    from labseg.ml.unet import UNet
+
+    model = UNet(in_channels, num_classes, base_channels=2, depth=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.pt")
+        save_checkpoint(path, model)
+        return open(path, "rb").read()
+
+
+def upload(client, project, data: bytes, name="model.pt"):
+    return client.post(f"/api/v1/projects/{project.pk}/model-versions/",
+                       {"checkpoint": SimpleUploadedFile(name, data), "name": "from the web"}, format="multipart")
+
+
+def test_upload_with_the_wrong_channel_count_is_refused_with_a_clear_message(client_for, project, owner):
+    add_image(project, seed=1, channels=1)
+    r = upload(client_for(owner), project, checkpoint_bytes(in_channels=3))
+    assert r.status_code == 400
+    assert r.json()["detail"] == ("checkpoint: This model expects 3-channel images, but the images of this project "
+                                  "have 1 channel. Upload a model trained on 1-channel images.")
+    assert not ModelVersion.objects.exists()
+
+
+def test_upload_with_the_wrong_class_count_is_refused(client_for, project, owner):
+    add_image(project, seed=1)
+    r = upload(client_for(owner), project, checkpoint_bytes(in_channels=1, num_classes=3))
+    assert r.status_code == 400 and "predicts 3 classes, but this project has 2" in r.json()["detail"]
+
+
+def test_upload_of_a_file_that_is_not_a_checkpoint_answers_400(client_for, project, owner):
+    r = upload(client_for(owner), project, b"GIF89a not a model")
+    assert r.status_code == 400 and "not a LabSeg checkpoint" in r.json()["detail"]
+
+
+def test_matching_upload_becomes_the_first_active_version(client_for, project, owner):
+    add_image(project, seed=1)
+    data = checkpoint_bytes(in_channels=1)
+    r = upload(client_for(owner), project, data)
+    assert r.status_code == 201, r.content
+    v = ModelVersion.objects.get(pk=r.json()["id"])
+    assert v.is_active and v.number == 1 and v.name == "from the web" and v.provenance["uploaded"] is True
+    assert v.architecture["in_channels"] == 1 and v.architecture["num_classes"] == 2
+    download = client_for(owner).get(f"/api/v1/model-versions/{v.pk}/checkpoint")
+    assert download.status_code == 200 and b"".join(download.streaming_content) == data
+
+
+# --- hold-out and weight cache ---------------------------------------------------------------------
+def _example(project, seed: int, split: str = "train") -> pipeline.Example:
+    img = add_image(project, seed=seed, split=split)
+    from apps.annotate.masks import annotation_arrays
+
+    classes, inst = annotation_arrays(img.annotation)
+    return pipeline.Example(img, img.annotation, np.zeros((1,) + classes.shape, np.float32), classes, inst)
+
+
+def test_validation_split_images_are_scored_not_trained(project):
+    a, b = _example(project, 1), _example(project, 2, "validation")
+    train, held = pipeline.split_holdout([a, b])
+    assert train == [a] and [(h.example, h.split) for h in held] == [(b, "validation")]
+
+
+def test_single_image_holds_out_its_right_quarter_of_labels(project):
+    a = _example(project, 1)
+    train, held = pipeline.split_holdout([a])
+    cols = np.flatnonzero((a.classes > 0).any(axis=0))
+    cut = held[0].col_start
+    assert cut == int(cols[0] + (cols[-1] - cols[0] + 1) * 0.75)
+    assert not (train[0].classes[:, cut:] > 0).any()  # nothing right of the cut is trained on
+    np.testing.assert_array_equal(train[0].classes[:, :cut], a.classes[:, :cut])
+
+
+def test_weight_map_cache_is_keyed_by_annotation_version(project, settings, tmp_path):
+    from labseg.ml.weights import weight_map
+
+    settings.MEDIA_ROOT = tmp_path
+    ex = _example(project, 1)
+    first, hit1 = pipeline.cached_weight_map(ex, 10.0, 5.0)
+    again, hit2 = pipeline.cached_weight_map(ex, 10.0, 5.0)
+    assert (hit1, hit2) == (False, True)
+    np.testing.assert_allclose(again, weight_map(ex.classes, ex.instances, w0=10.0, sigma=5.0), atol=1e-6)
+    ex.annotation.version += 1  # a new save of the annotation: a new cache entry
+    assert pipeline.cached_weight_map(ex, 10.0, 5.0)[1] is False
+    assert pipeline.cached_weight_map(ex, 10.0, 3.0)[1] is False  # other parameters: another entry
