@@ -1,0 +1,189 @@
+"""Command line: train a U-Net on labelled images, predict on new ones.
+
+    python -m labseg.ml train --image A.tif --labels A_classes.png [--instances A_inst.png] --out model.pt
+    python -m labseg.ml predict --model model.pt --image B.tif --out B_labels.tif [--probs B_probs.tif]
+
+``--image/--labels/--instances`` may be repeated (one per training image). Class masks: 0 unlabelled,
+1 background, 2.. classes. Hyper-parameters: ``--set key=value`` (any ``TrainConfig`` field, JSON
+values) or the shortcuts ``--steps``, ``--max-seconds``, ``--device``, ``--threads``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _read_mask(path: str) -> np.ndarray:
+    from labseg.ml.io import read_image
+
+    mask = read_image(path)
+    if mask.shape[0] != 1:
+        raise ValueError(f"{path}: a label mask must have one channel, it has {mask.shape[0]}")
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"{path}: a label mask must hold integers, got {mask.dtype}")
+    return mask[0]
+
+
+def write_array(path: str, array: np.ndarray) -> None:
+    """Write by extension: .tif/.tiff (tifffile, any dtype), .png (8/16-bit, one channel), .npy."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(path, array, compression="zlib")
+    elif suffix == ".npy":
+        np.save(path, array)
+    elif suffix == ".png":
+        from PIL import Image
+
+        if array.ndim != 2 or array.min(initial=0) < 0 or array.max(initial=0) > 65535:
+            raise ValueError("PNG output needs a 2-D array with values 0..65535; use .tif")
+        dtype = np.uint8 if array.max(initial=0) < 256 else np.uint16
+        Image.fromarray(array.astype(dtype)).save(path)
+    else:
+        raise ValueError(f"unknown output format {suffix!r}: use .tif, .png or .npy")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    values: dict = {}
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    for key in ("steps", "max_seconds", "device", "num_threads", "seed"):
+        value = getattr(args, key, None)
+        if value is not None:
+            values[key] = None if (key == "max_seconds" and value <= 0) else value
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from labseg.ml.io import read_image
+    from labseg.ml.train import fit, save_checkpoint, validate_config_overrides
+
+    if len(args.image) != len(args.labels):
+        raise ValueError(f"give one --labels per --image ({len(args.image)} images, {len(args.labels)} masks)")
+    if args.instances and len(args.instances) != len(args.image):
+        raise ValueError("give one --instances per --image, or none")
+    config = validate_config_overrides(_overrides(args))
+    images = [read_image(p) for p in args.image]
+    classes = [_read_mask(p) for p in args.labels]
+    instances = [_read_mask(p) for p in args.instances] if args.instances else None
+    print(f"training config: {json.dumps(config.to_dict())}", file=sys.stderr)
+    bar = tqdm(total=config.steps, unit="step", disable=args.quiet, file=sys.stderr)
+
+    def progress(step: int, loss: float, **info: object) -> bool:
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        return True
+
+    try:
+        model, history = fit(images, classes, instances, config=config, init=args.init, progress=progress)
+    finally:
+        bar.close()
+    names = args.class_names.split(",") if args.class_names else None
+    if names is not None and len(names) != model.num_classes:
+        raise ValueError(f"--class-names has {len(names)} names, the model has {model.num_classes} classes")
+    save_checkpoint(args.out, model, config, history["normalization"], names, history,
+                    {"images": args.image, "labels": args.labels, "instances": args.instances or []})
+    print(f"saved {args.out}: {history['steps']} steps in {history['seconds']:.1f}s, "
+          f"final loss {history['loss'][-1]:.4f} ({history['stop_reason']})", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from labseg.ml.device import configure_threads, pick_device
+    from labseg.ml.io import read_image
+    from labseg.ml.postprocess import instances_from_probs
+    from labseg.ml.tiling import predict_tiled_with_uncertainty, predict_tiled
+    from labseg.ml.train import apply_normalization, load_checkpoint
+
+    configure_threads(args.num_threads)
+    device = pick_device(args.device or "auto")
+    model, checkpoint = load_checkpoint(args.model)
+    x = apply_normalization(read_image(args.image), checkpoint["normalization"])
+    bar = tqdm(unit="tile", disable=args.quiet, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    kwargs = dict(tile_output=args.tile, batch_size=args.batch, device=device, progress=progress)
+    try:
+        if args.tta or args.uncertainty:
+            result = predict_tiled_with_uncertainty(model, x, **kwargs)
+            probs = result.probs
+        else:
+            probs = predict_tiled(model, x, **kwargs)
+    finally:
+        bar.close()
+    labels = instances_from_probs(probs, fg_class=1 if probs.shape[0] == 2 else None, threshold=args.threshold,
+                                  min_size=args.min_size, image=x)
+    write_array(args.out, labels.astype(np.uint16) if labels.max(initial=0) < 65536 else labels)
+    if args.probs:
+        write_array(args.probs, probs)
+    if args.classes:
+        write_array(args.classes, (probs.argmax(0) + 1).astype(np.uint8))
+    if args.uncertainty:
+        write_array(args.uncertainty, result.entropy)
+    print(f"{args.out}: {int(labels.max())} objects", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m labseg.ml", description="LabSeg U-Net: train and predict.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train (or fine-tune) a U-Net")
+    t.add_argument("--image", action="append", required=True, help="training image (repeat for several)")
+    t.add_argument("--labels", action="append", required=True, help="class mask: 0 unlabelled, 1 bg, 2.. classes")
+    t.add_argument("--instances", action="append", help="instance mask (enables touching-border weights)")
+    t.add_argument("--out", required=True, help="checkpoint to write (.pt)")
+    t.add_argument("--init", help="checkpoint to fine-tune from")
+    t.add_argument("--class-names", help="comma-separated names of the classes (background first)")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--max-seconds", dest="max_seconds", type=float, help="time budget (0 = none)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any TrainConfig field")
+    p = sub.add_parser("predict", help="predict instance labels (and probabilities) for an image")
+    p.add_argument("--model", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--out", required=True, help="instance labels (.tif / .png / .npy)")
+    p.add_argument("--probs", help="softmax probabilities float32 (K, H, W)")
+    p.add_argument("--classes", help="class mask (arg-max + 1)")
+    p.add_argument("--uncertainty", help="normalised entropy of the TTA mean (implies --tta)")
+    p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
+    p.add_argument("--tile", type=int, default=None, help="output tile side (default by device)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--min-size", dest="min_size", type=int, default=20)
+    for sp in (t, p):
+        sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+        sp.add_argument("--threads", dest="num_threads", type=int, default=None, help="torch CPU threads")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return cmd_train(args) if args.command == "train" else cmd_predict(args)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""The command line trains and predicts on real files, with the same numbers as the Python API."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from labseg.ml.synthetic import classes_from_instances, make_nuclei, scribbles
+from labseg.ml.tiling import predict_tiled
+from labseg.ml.train import apply_normalization, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "labseg.ml", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_train_then_predict_writes_labels_and_probabilities(tmp_path):
+    image, instances = make_nuclei((48, 56), radius=(5.0, 8.0), seed=5)
+    tifffile.imwrite(tmp_path / "a.tif", image[0])
+    Image.fromarray(scribbles(instances, 8, radius=2, seed=1)).save(tmp_path / "a_classes.png")
+    Image.fromarray(instances.astype(np.uint16)).save(tmp_path / "a_inst.png")
+    model = tmp_path / "model.pt"
+    done = run_cli("train", "--image", tmp_path / "a.tif", "--labels", tmp_path / "a_classes.png",
+                   "--instances", tmp_path / "a_inst.png", "--out", model, "--steps", 3, "--threads", 1,
+                   "--device", "cpu", "--class-names", "background,nucleus",
+                   "--set", "base_channels=4", "--set", "depth=2", "--set", "tile_output=24", "--set", "batch_size=1")
+    assert done.returncode == 0, done.stderr
+    assert "3/3" in done.stderr and "saved" in done.stderr  # the progress bar ran to the end
+    net, ckpt = load_checkpoint(model)
+    assert ckpt["class_names"] == ["background", "nucleus"] and ckpt["history"]["steps"] == 3
+    assert net.config["base_channels"] == 4 and ckpt["extra"]["images"] == [str(tmp_path / "a.tif")]
+
+    done = run_cli("predict", "--model", model, "--image", tmp_path / "a.tif", "--out", tmp_path / "labels.tif",
+                   "--probs", tmp_path / "probs.tif", "--classes", tmp_path / "classes.png", "--tile", 16,
+                   "--device", "cpu", "--threads", 1)
+    assert done.returncode == 0, done.stderr
+    probs = tifffile.imread(tmp_path / "probs.tif")
+    expected = predict_tiled(net, apply_normalization(image, ckpt["normalization"]), tile_output=48)
+    np.testing.assert_allclose(probs, expected, atol=1e-4)
+    labels = tifffile.imread(tmp_path / "labels.tif")
+    assert labels.shape == (48, 56) and labels.dtype == np.uint16
+    classes = np.asarray(Image.open(tmp_path / "classes.png"))
+    assert np.array_equal(classes, probs.argmax(0) + 1)
+
+
+def test_bad_arguments_exit_2_with_a_message(tmp_path):
+    image, instances = make_nuclei((32, 32), seed=1)
+    tifffile.imwrite(tmp_path / "a.tif", image[0])
+    Image.fromarray(classes_from_instances(instances)[:16]).save(tmp_path / "bad.png")
+    done = run_cli("train", "--image", tmp_path / "a.tif", "--labels", tmp_path / "bad.png", "--out",
+                   tmp_path / "m.pt", "--steps", 1, "--quiet")
+    assert done.returncode == 2 and "do not match" in done.stderr
+    done = run_cli("train", "--image", tmp_path / "a.tif", "--labels", tmp_path / "bad.png", "--out",
+                   tmp_path / "m.pt", "--set", "stepz=3", "--quiet")
+    assert done.returncode == 2 and "unknown training option" in done.stderr
+    done = run_cli("predict", "--model", tmp_path / "missing.pt", "--image", tmp_path / "a.tif", "--out",
+                   tmp_path / "x.tif", "--quiet")
+    assert done.returncode == 2 and "error:" in done.stderr
+    assert not (tmp_path / "m.pt").exists()
