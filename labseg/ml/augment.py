@@ -8,6 +8,7 @@ gathered by nearest neighbour, so an output label is always a value of the input
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -51,6 +52,26 @@ def mirror(coord: Tensor, size: int) -> Tensor:
     return torch.where(c > size - 1, period - c, c)
 
 
+@functools.lru_cache(maxsize=32)
+def _cubic_matrix(size: int, grid: int) -> Tensor:
+    """(size, grid) matrix of ``F.interpolate(mode="bicubic", align_corners=True)`` along one axis.
+
+    PyTorch's bicubic upsampling is separable, so a 2-D field is ``A_h @ nodes @ A_w.T``; the matrix
+    is read off the library itself by upsampling indicator rows (exact, cached per size).
+    """
+    basis = torch.eye(grid, dtype=torch.float64).view(grid, 1, grid, 1).expand(grid, 1, grid, 2)
+    up = F.interpolate(basis.contiguous(), size=(size, 2), mode="bicubic", align_corners=True)
+    return up[:, 0, :, 0].T.contiguous().float()
+
+
+def _node_field(nodes: Tensor, height: int, width: int) -> Tensor:
+    """Upsample node vectors (B, 2, g, g) to (B, H, W, 2) with bicubic interpolation (separable)."""
+    grid = nodes.shape[-1]
+    ah = _cubic_matrix(height, grid).to(nodes.device)
+    aw = _cubic_matrix(width, grid).to(nodes.device)
+    return torch.einsum("hi,bcij,wj->bhwc", ah, nodes, aw)
+
+
 def displacement_field(
     batch: int, height: int, width: int, *, grid: int = 3, sigma: float = 10.0,
     generator: torch.Generator | None = None, device: torch.device | str | None = None,
@@ -58,43 +79,86 @@ def displacement_field(
     """Per-pixel displacements (B, 2, H, W) in pixels, channel 0 = dy, 1 = dx.
 
     One N(0, sigma) vector per node of a ``grid x grid`` lattice spanning the image corner to corner,
-    upsampled bicubically (``align_corners=True``: the nodes keep their drawn values exactly).
+    upsampled bicubically (``align_corners=True``: the nodes keep their drawn values exactly). Equal
+    to ``F.interpolate(nodes, (H, W), mode="bicubic", align_corners=True)``, computed separably.
     """
     if grid < 2:
         raise ValueError(f"grid must be >= 2, got {grid}")
     nodes = _randn((batch, 2, grid, grid), generator, device) * float(sigma)
-    return F.interpolate(nodes, size=(height, width), mode="bicubic", align_corners=True)
+    return _node_field(nodes, height, width).permute(0, 3, 1, 2)
+
+
+def _sampling_grid(nodes: Tensor, height: int, width: int) -> Tensor:
+    """grid_sample's grid (B, H, W, 2): identity + bicubically upsampled node displacements (dy, dx).
+
+    One batched matmul writes it contiguously: with A_h, A_w the bicubic matrices (rows sum to 1),
+    ``grid[b, h, w, :] = sum_i A_h[h, i] T[b, i, w, :] + (0, y_h)`` and
+    ``T[b, i, w, :] = sum_j nodes[b, ::-1, i, j] * scale * A_w[w, j] + (x_w, 0)``; the ``(0, y_h)``
+    term is one more column of A_h against a constant row of T.
+    """
+    b, _, g, _ = nodes.shape
+    dev = nodes.device
+    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=dev)
+    ah = _cubic_matrix(height, g).to(dev)
+    aw = _cubic_matrix(width, g).to(dev)
+    t = torch.einsum("bcij,wj->biwc", nodes.flip(1) * scale.view(1, 2, 1, 1), aw)  # (B, g, W, 2) in (x, y)
+    xs = torch.linspace(-1.0, 1.0, width, device=dev) if width > 1 else torch.zeros(1, device=dev)
+    ys = torch.linspace(-1.0, 1.0, height, device=dev) if height > 1 else torch.zeros(1, device=dev)
+    t[..., 0] += xs
+    extra = torch.zeros(b, 1, width, 2, device=dev)
+    extra[..., 1] = 1.0
+    t = torch.cat([t, extra], dim=1).reshape(b, g + 1, width * 2)
+    a = torch.cat([ah, ys[:, None]], dim=1)  # (H, g + 1)
+    out = torch.empty(b, height, width * 2, device=dev)
+    torch.bmm(a.expand(b, height, g + 1), t, out=out)  # (far faster than broadcasting matmul on CPU)
+    return out.view(b, height, width, 2)
+
+
+def _base_grid(height: int, width: int, device) -> Tensor:
+    """Identity sampling grid (H, W, 2) in grid_sample's normalised (x, y) coordinates."""
+    ys = torch.linspace(-1.0, 1.0, height, device=device) if height > 1 else torch.zeros(1, device=device)
+    xs = torch.linspace(-1.0, 1.0, width, device=device) if width > 1 else torch.zeros(1, device=device)
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
 
 
 def warp(
     image: Tensor, labels: Tensor, weights: Tensor | None, field: Tensor, *, mode: str = "bilinear"
 ) -> Triple:
-    """Resample so that ``out[y, x] = in[y + dy, x + dx]`` with mirrored borders.
+    """Resample so that ``out[y, x] = in[y + dy, x + dx]`` (field (B, 2, H, W), pixels), mirrored borders.
 
     ``image`` and ``weights`` by ``mode`` (``"bilinear"`` or ``"bicubic"``) interpolation, ``labels`` by
-    nearest neighbour (index gather, exact for any int64 id).
+    nearest neighbour (never a value that is not in the input).
     """
     b, _, h, w = image.shape
-    ys = torch.arange(h, device=image.device, dtype=field.dtype).view(1, h, 1)
-    xs = torch.arange(w, device=image.device, dtype=field.dtype).view(1, 1, w)
-    sy = ys + field[:, 0]
-    sx = xs + field[:, 1]
-    # grid_sample reflects about pixel centres itself; normalised coordinates (x, y) in [-1, 1]
-    norm = torch.stack((2.0 * sx / max(w - 1, 1) - 1.0, 2.0 * sy / max(h - 1, 1) - 1.0), dim=-1)
-    out_img = F.grid_sample(
-        image, norm.to(image.dtype), mode=mode, padding_mode="reflection", align_corners=True
-    )
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=image.device)
+    norm = (field.flip(1) * scale.view(1, 2, 1, 1)).permute(0, 2, 3, 1) + _base_grid(h, w, image.device)
+    return _sample(image, labels, weights, norm, mode)
+
+
+def _sample(image: Tensor, labels: Tensor, weights: Tensor | None, norm: Tensor, mode: str) -> Triple:
+    """grid_sample image (+ weights, in the same call) smoothly and labels by nearest neighbour."""
+    b, c, h, w = image.shape
+    norm = norm.to(image.dtype)
+    out_img = F.grid_sample(image, norm, mode=mode, padding_mode="reflection", align_corners=True)
     out_w = None
     if weights is not None:
         out_w = F.grid_sample(
-            weights.unsqueeze(1), norm.to(weights.dtype), mode=mode, padding_mode="reflection",
-            align_corners=True,
-        ).squeeze(1)
+            weights.unsqueeze(1).to(image.dtype), norm, mode=mode, padding_mode="reflection", align_corners=True
+        )[:, 0].to(weights.dtype)
         if mode == "bicubic":
             out_w = out_w.clamp_min(0)  # bicubic overshoot must not make a loss weight negative
-    iy = torch.round(mirror(sy, h)).long().clamp_(0, h - 1)
-    ix = torch.round(mirror(sx, w)).long().clamp_(0, w - 1)
-    out_lab = labels.reshape(b, h * w).gather(1, (iy * w + ix).reshape(b, h * w)).reshape(b, h, w)
+    lo, hi = torch.aminmax(labels) if labels.numel() else (torch.tensor(0), torch.tensor(0))
+    if max(abs(int(lo)), abs(int(hi))) < 2**24:  # exact in float32: let grid_sample pick
+        out_lab = F.grid_sample(
+            labels.unsqueeze(1).float(), norm.float(), mode="nearest", padding_mode="reflection",
+            align_corners=True,
+        )[:, 0].to(labels.dtype)
+    else:  # huge ids: gather by index, exact for any int64
+        sx = (norm[..., 0].double() + 1.0) * (max(w - 1, 1) / 2.0)
+        sy = (norm[..., 1].double() + 1.0) * (max(h - 1, 1) / 2.0)
+        iy = torch.round(mirror(sy, h)).long().clamp_(0, h - 1)
+        ix = torch.round(mirror(sx, w)).long().clamp_(0, w - 1)
+        out_lab = labels.reshape(b, h * w).gather(1, (iy * w + ix).reshape(b, h * w)).reshape(b, h, w)
     return out_img, out_lab, out_w
 
 
@@ -114,8 +178,11 @@ def elastic_deform(
     if sigma == 0:
         return image.clone(), labels.clone(), None if weights is None else weights.clone()
     b, _, h, w = image.shape
-    field = displacement_field(b, h, w, grid=grid, sigma=sigma, generator=generator, device=image.device)
-    return warp(image, labels, weights, field.float(), mode=mode)
+    if grid < 2:
+        raise ValueError(f"grid must be >= 2, got {grid}")
+    nodes = _randn((b, 2, grid, grid), generator, image.device) * float(sigma)
+    # fold grid_sample's normalisation into the nodes: one small einsum builds the sampling grid
+    return _sample(image, labels, weights, _sampling_grid(nodes, h, w), mode)
 
 
 def _gather_rows_cols(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
