@@ -91,6 +91,8 @@ export class Viewer {
   private channelLayer: HTMLCanvasElement = document.createElement("canvas");
   private resizeObs: ResizeObserver;
   private failures = 0;
+  /** The user zoomed or panned: a resize keeps the view instead of fitting again. */
+  private userMoved = false;
 
   constructor(readonly container: HTMLElement, readonly image: ImageInfo) {
     this.canvas = document.createElement("canvas");
@@ -129,6 +131,7 @@ export class Viewer {
     this.canvas.height = Math.round(hgt * dpr);
     this.canvas.style.width = `${w}px`;
     this.canvas.style.height = `${hgt}px`;
+    if (!this.userMoved) this.fit();
     this.requestRender();
   }
 
@@ -157,6 +160,7 @@ export class Viewer {
     this.scale = s > 0 && isFinite(s) ? s : 1;
     this.offsetX = (this.viewWidth - this.image.width * this.scale) / 2;
     this.offsetY = (this.viewHeight - this.image.height * this.scale) / 2;
+    this.userMoved = false;
     this.changed();
   }
 
@@ -166,18 +170,21 @@ export class Viewer {
     this.scale = Math.min(64, Math.max(1 / 256, this.scale * factor));
     this.offsetX = sx - ix * this.scale;
     this.offsetY = sy - iy * this.scale;
+    this.userMoved = true;
     this.changed();
   }
 
   panBy(dx: number, dy: number): void {
     this.offsetX += dx;
     this.offsetY += dy;
+    this.userMoved = true;
     this.changed();
   }
 
   /** Set an exact view (tests, restoring a view). */
   setView(scale: number, offsetX: number, offsetY: number): void {
     Object.assign(this, { scale, offsetX, offsetY });
+    this.userMoved = true;
     this.changed();
   }
 

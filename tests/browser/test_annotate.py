@@ -253,13 +253,14 @@ def test_zoom_and_pan_keep_strokes_aligned_with_image_pixels(logged_in_page, pro
     page = open_annotate(logged_in_page, annotator, project, image_id)
     page.fill("[data-testid=mask-opacity]", "0")
     canvas = page.locator("[data-testid=annotation-canvas]").bounding_box()
-    # zoom in with the wheel at a point left of the square, then pan with the middle button
-    page.mouse.move(canvas["x"] + canvas["width"] * 0.4, canvas["y"] + canvas["height"] * 0.4)
+    # zoom in with the wheel with the cursor a little left of the square, then pan with the middle button
+    zx, zy = to_screen(page, 96, 64)
+    page.mouse.move(zx, zy)
     for _ in range(4):
         page.mouse.wheel(0, -300)
-    page.mouse.move(canvas["x"] + 300, canvas["y"] + 300)
+    page.mouse.move(zx, zy)
     page.mouse.down(button="middle")
-    page.mouse.move(canvas["x"] + 220, canvas["y"] + 260, steps=5)
+    page.mouse.move(zx - 60, zy - 40, steps=5)
     page.mouse.up(button="middle")
     scale = page.evaluate("window.labseg.viewer.scale")
     assert scale > 8  # well zoomed in
@@ -272,6 +273,9 @@ def test_zoom_and_pan_keep_strokes_aligned_with_image_pixels(logged_in_page, pro
     inside = shot[int(c["y"]):int(c["y"] + c["height"]), int(c["x"]):int(c["x"] + c["width"])].min(axis=2) > 200
     ys, xs = np.nonzero(inside)
     assert len(xs) > 0, "the bright square is not visible"
+    assert xs.min() > 0 and ys.min() > 0 and xs.max() < inside.shape[1] - 1 and ys.max() < inside.shape[0] - 1
+    # zoom to the cursor: image x=96 stayed under the cursor, then moved with the pan by (-60, -40)
+    assert abs(c["x"] + xs.min() - (zx - 60 + (100 - 96.5) * scale)) <= 2
     side = xs.max() - xs.min() + 1
     assert abs(side - 8 * scale) <= 2  # drawn at the zoom
     cx, cy = c["x"] + (xs.min() + xs.max() + 1) / 2, c["y"] + (ys.min() + ys.max() + 1) / 2
@@ -297,3 +301,34 @@ def test_zoom_and_pan_keep_strokes_aligned_with_image_pixels(logged_in_page, pro
     sx, sy = to_screen(page, x1, y1)
     assert tuple(shot[int(sy), int(sx)]) == (255, 0, 0)  # class 2 "nucleus" is #ff0000
     assert page.console_errors == []
+
+
+def test_instance_mode_polygon_and_fill_write_both_masks(logged_in_page, project, annotator, grey_image):
+    page = open_annotate(logged_in_page, annotator, project, grey_image)
+    page.check("[data-testid=instance-mode]")
+    page.click("[data-testid=class-2]")
+    set_radius(page, 5)
+    drag(page, [(30, 30)])  # object 1: a disc of radius 5 = 81 pixels
+    drag(page, [(80, 30)])  # object 2
+    page.click("[data-testid=tool-polygon]")
+    for x, y in [(20, 70), (60, 70), (60, 100), (20, 100)]:
+        page.mouse.click(*to_screen(page, x, y))
+    page.keyboard.press("Enter")  # object 3: rows 70..99 x columns 20..59
+    page.click("[data-testid=class-1]")
+    page.click("[data-testid=tool-fill]")
+    page.mouse.click(*to_screen(page, 150, 110))  # background everywhere still unlabelled
+    page.click("[data-testid=save]")
+    wait_saved(page)
+
+    from apps.annotate.models import Annotation
+
+    a = Annotation.objects.get(image_id=grey_image)
+    classes, instances = decode_mask(bytes(a.classes_png)), decode_mask(bytes(a.instances_png))
+    assert instances.dtype == np.uint16
+    ids, counts = np.unique(instances, return_counts=True)
+    assert dict(zip(ids.tolist(), counts.tolist())) == {0: 160 * 120 - 81 * 2 - 1200, 1: 81, 2: 81, 3: 1200}
+    assert instances[30, 30] == 1 and instances[30, 80] == 2 and instances[85, 40] == 3
+    np.testing.assert_array_equal(classes == 2, instances > 0)
+    np.testing.assert_array_equal(classes == 1, instances == 0)  # the fill reached every unlabelled pixel
+    assert [s["tool"] for s in a.strokes] == ["brush", "brush", "polygon", "fill"]
+    assert [s.get("instance") for s in a.strokes] == [1, 2, 3, None]

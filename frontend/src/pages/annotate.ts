@@ -43,6 +43,7 @@ const SHORTCUTS: Array<[string, string]> = [
   ["0", "fit the image"],
   ["I", "instance mode on/off (each new object gets a new id)"],
   ["Shift+click (pick)", "merge the clicked instance into the picked one"],
+  ["N", "new object (stop painting the picked instance)"],
   ["Delete", "delete the picked instance"],
   ["Enter / Esc", "close / cancel the polygon"],
   ["Ctrl+Z / Ctrl+Shift+Z", "undo / redo"],
@@ -86,6 +87,9 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
   let radius = 6;
   let instanceMode = false;
   let currentInstance = 0;
+  /** A picked instance keeps receiving strokes until "new object" (N); otherwise each stroke is a new object. */
+  let pinned = false;
+  let lassoMoved = false;
   let polygon: Array<[number, number]> = [];
   let live: Stroke | null = null;
   let pan: { x: number; y: number } | null = null;
@@ -154,10 +158,20 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
   const setInstanceMode = (on: boolean) => {
     instanceMode = on;
     instToggle.checked = on;
+    newObject();
+  };
+  /** The next stroke starts a new object. */
+  const newObject = () => {
     currentInstance = 0;
+    pinned = false;
     updateInstLabel();
   };
-  const updateInstLabel = () => (instLabel.textContent = instanceMode ? (currentInstance ? `#${currentInstance}` : "new") : "");
+  /** After a stroke: a new object next time, unless an instance was picked. */
+  const strokeDone = () => {
+    if (instanceMode && !pinned) currentInstance = 0;
+    updateInstLabel();
+  };
+  const updateInstLabel = () => (instLabel.textContent = instanceMode ? (currentInstance ? `#${currentInstance}${pinned ? " (picked)" : ""}` : "new") : "");
   setTool("brush");
   setClass(cls);
 
@@ -221,10 +235,11 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
       canvas.setPointerCapture(e.pointerId);
     } else if (tool === "fill") {
       if (p[0] >= 0 && p[1] >= 0 && p[0] < image.width && p[1] < image.height) store.add({ tool: "fill", radius: 0, points: [p], ...ink() });
-      if (instanceMode) currentInstance = 0;
+      strokeDone();
     } else if (tool === "polygon") {
       polygon.push(p);
-      live = { tool: "polygon", class: cls, radius: 0, points: polygon }; // drag = lasso
+      lassoMoved = false;
+      live = { tool: "polygon", class: cls, radius: 0, points: polygon }; // click = vertex, drag = lasso
       canvas.setPointerCapture(e.pointerId);
     } else if (tool === "pick") {
       if (p[0] < 0 || p[1] < 0 || p[0] >= image.width || p[1] >= image.height) return;
@@ -233,8 +248,11 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
         store.add({ tool: "instance_merge", class: 0, radius: 0, points: [p], instance: currentInstance, from: id });
         toast(`Merged #${id} into #${currentInstance}`);
       } else {
-        currentInstance = id;
-        if (id) setInstanceMode(true), (currentInstance = id);
+        if (id) {
+          if (!instanceMode) setInstanceMode(true);
+          currentInstance = id;
+          pinned = true;
+        } else newObject();
         const c = store.masks.classes[p[1] * image.width + p[0]];
         if (c >= 2) setClass(c);
         setTool("pick");
@@ -268,7 +286,10 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
     if (live && live.tool === "polygon" && e.buttons & 1) {
       const p = imagePoint(e);
       const last = polygon[polygon.length - 1];
-      if (Math.abs(p[0] - last[0]) + Math.abs(p[1] - last[1]) >= Math.max(1, 3 / viewer.scale)) polygon.push(p);
+      if (Math.abs(p[0] - last[0]) + Math.abs(p[1] - last[1]) >= Math.max(1, 3 / viewer.scale)) {
+        polygon.push(p);
+        lassoMoved = true;
+      }
     }
     viewer.requestRender();
   });
@@ -281,12 +302,11 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
     if (!live) return;
     if (live.tool === "brush" || live.tool === "eraser") {
       store.add(live, true);
-      if (instanceMode) currentInstance = 0;
-      updateInstLabel();
+      strokeDone();
       live = null;
     } else if (live.tool === "polygon") {
       live = null;
-      if (polygon.length > 8 && e.type === "pointerup") closePolygon(); // a lasso drag
+      if (lassoMoved && e.type === "pointerup") closePolygon(); // the end of a lasso drag
     }
   };
   canvas.addEventListener("pointerup", endPointer);
@@ -308,8 +328,7 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
     const pts = polygon.filter((p, i) => i === 0 || p[0] !== polygon[i - 1][0] || p[1] !== polygon[i - 1][1]);
     polygon = [];
     if (pts.length >= 3) store.add({ tool: "polygon", radius: 0, points: pts, ...ink() });
-    if (instanceMode) currentInstance = 0;
-    updateInstLabel();
+    strokeDone();
     viewer.requestRender();
   };
 
@@ -368,6 +387,7 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
     else if (k === "p" || k === "P") setTool("polygon");
     else if (k === "k" || k === "K") setTool("pick");
     else if (k === "i" || k === "I") setInstanceMode(!instanceMode);
+    else if (k === "n" || k === "N") newObject();
     else if (k === "[") setRadius(radius - 1);
     else if (k === "]") setRadius(radius + 1);
     else if (k === "0") viewer.fit();
@@ -380,8 +400,7 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
       viewer.requestRender();
     } else if ((k === "Delete" || k === "Backspace") && currentInstance) {
       store.add({ tool: "instance_delete", class: 0, radius: 0, points: [], instance: currentInstance });
-      currentInstance = 0;
-      updateInstLabel();
+      newObject();
     } else if (k === "?") showHelp();
   };
   const onKeyUp = (e: KeyboardEvent) => {
