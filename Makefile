@@ -38,6 +38,7 @@ services:
 	bash scripts/services.sh
 
 test: setup services
+	@if [ -f frontend/package.json ]; then cd frontend && npm test --silent; fi
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  LABSEG_VAR_DIR=$(CURDIR)/var/test MEDIA_ROOT=$(CURDIR)/var/test/media LABSEG_DEVICE=cpu \
 	  $(PY) -m pytest $(PYTEST_ARGS)
