@@ -74,7 +74,7 @@ class ProjectTrainingRunsView(APIView):
         try:
             run = services.start_run(
                 project, request.user, parent_version_id=body.validated_data.get("parent_version"),
-                config=body.validated_data.get("config"),
+                config=body.validated_data.get("config"), from_scratch=body.validated_data.get("from_scratch", False),
             )
         except services.ActiveRunExists as exc:
             raise Conflict(str(exc), code="run_active", extra={"run": TrainingRunSerializer(exc.run).data})

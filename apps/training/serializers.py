@@ -31,6 +31,9 @@ class StartRunSerializer(serializers.Serializer):
         required=False, allow_null=True,
         help_text="Version to fine-tune from (default: the project's active version; none: from scratch)",
     )
+    from_scratch = serializers.BooleanField(
+        required=False, default=False, help_text="Start from fresh weights even when a version is active",
+    )
     config = serializers.JSONField(
         required=False, default=dict,
         help_text="Overrides of labseg.ml.train.TrainConfig, e.g. {\"steps\": 500, \"max_seconds\": 600}",

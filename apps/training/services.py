@@ -106,14 +106,20 @@ def active_run(project_id: int) -> TrainingRun | None:
     return TrainingRun.objects.filter(project_id=project_id, status__in=ACTIVE_RUN_STATUSES).order_by("-id").first()
 
 
-def start_run(project: Project, user, *, parent_version_id: int | None = None, config: Any = None) -> TrainingRun:
+def start_run(project: Project, user, *, parent_version_id: int | None = None, config: Any = None,
+              from_scratch: bool = False) -> TrainingRun:
     """Queue a training run; ``ActiveRunExists`` when one is queued/running; the worker starts on commit.
 
     The parent (fine-tune from) defaults to the project's active version; pass another version of the
-    project to branch from it. A first run without any version starts from scratch.
+    project to branch from it, or ``from_scratch`` for fresh weights. A project's first run (no
+    version yet) starts from scratch.
     """
     overrides = validate_config(config)
-    if parent_version_id is not None:
+    if from_scratch and parent_version_id is not None:
+        raise ValidationError({"from_scratch": "Give either a parent_version or from_scratch, not both."})
+    if from_scratch:
+        parent = None
+    elif parent_version_id is not None:
         parent = ModelVersion.objects.filter(pk=parent_version_id, project=project).first()
         if parent is None:
             raise ValidationError({"parent_version": f"Model version {parent_version_id} is not in this project."})

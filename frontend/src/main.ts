@@ -5,6 +5,8 @@ import { h, renderNav } from "./ui";
 import "./pages/projects";
 import "./pages/project";
 import "./pages/annotate";
+import "./pages/training";
+import "./pages/models";
 
 setNotFound((root) => {
   renderNav();

@@ -89,6 +89,12 @@ def test_parent_defaults_to_the_active_version(client_for, project, owner):
     assert r.json()["parent_version"] == active.pk
 
 
+def test_from_scratch_ignores_the_active_version(client_for, project, owner):
+    make_version(project, 1, active=True)
+    r = client_for(owner).post(runs_url(project), {"from_scratch": True}, format="json")
+    assert r.status_code == 202 and r.json()["parent_version"] is None
+
+
 def test_cancel_of_a_queued_run_cancels_it_at_once(client_for, project, annotator):
     run = client_for(annotator).post(runs_url(project), {}, format="json").json()
     r = client_for(annotator).post(f"/api/v1/training-runs/{run['id']}/cancel/")

@@ -1,0 +1,185 @@
+/**
+ * Training page (/projects/:id/train): start a run (steps, time budget, parent version), watch its live
+ * progress bar, loss curve and ETA, cancel it, read its error; the project's earlier runs below.
+ */
+import { api, ApiError } from "../api";
+import { drawLineChart, type Point } from "../chart";
+import { registerRoute } from "../router";
+import { addProjectNavLink, append, errorBlock, h, renderNav, showError, toast } from "../ui";
+import { loadProject } from "./project";
+
+export interface TrainingRun {
+  id: number;
+  project: number;
+  parent_version: number | null;
+  config: Record<string, unknown>;
+  status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+  is_active: boolean;
+  step: number;
+  total_steps: number;
+  progress: number;
+  loss_curve: Point[];
+  elapsed_seconds: number;
+  eta_seconds: number | null;
+  message: string;
+  error: string;
+  cancel_requested: boolean;
+  attempts: number;
+  created_by: string | null;
+  created_at: string;
+  finished_at: string | null;
+  model_version: number | null;
+}
+
+export interface ModelVersion {
+  id: number;
+  number: number;
+  name: string;
+  run: number | null;
+  run_status: string | null;
+  parent: number | null;
+  lineage: number[];
+  is_active: boolean;
+  metrics: Record<string, number>;
+  checkpoint_url: string;
+  created_at: string;
+  provenance: Record<string, unknown>;
+}
+
+const POLL_MS = 1000;
+
+addProjectNavLink((pid) => ({ label: "Training", href: `/projects/${pid}/train`, testid: "nav-train" }));
+
+/** "1 h 02 min", "3 min 05 s", "12 s". */
+export function fmtDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
+  const s = Math.max(0, Math.round(seconds));
+  if (s >= 3600) return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+  if (s >= 60) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${s} s`;
+}
+
+function startForm(pid: string, versions: ModelVersion[], onStarted: (run: TrainingRun) => void): HTMLElement {
+  const steps = h("input", { type: "number", min: "1", value: "800", "data-testid": "train-steps" });
+  const minutes = h("input", { type: "number", min: "0.1", step: "0.5", value: "5", "data-testid": "train-minutes" });
+  const active = versions.find((v) => v.is_active);
+  const parent = h("select", { "data-testid": "train-parent" },
+    h("option", { value: "" }, active ? `active version (v${active.number})` : "from scratch (no version yet)"),
+    ...(active ? [h("option", { value: "scratch" }, "from scratch")] : []),
+    ...versions.filter((v) => !v.is_active).map((v) => h("option", { value: String(v.id) }, `v${v.number}${v.name ? " " + v.name : ""}`)));
+  const button = h("button", { class: "primary", "data-testid": "train-start" }, "Train");
+  button.addEventListener("click", async () => {
+    const body: Record<string, unknown> = { config: { steps: Number(steps.value), max_seconds: Math.round(Number(minutes.value) * 60) } };
+    if (parent.value === "scratch") body.from_scratch = true;
+    else if (parent.value) body.parent_version = Number(parent.value);
+    button.disabled = true;
+    try {
+      onStarted(await api.post<TrainingRun>(`/projects/${pid}/training-runs/`, body));
+      toast("Training started", "ok");
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 409 && err.body.run) {
+        toast("A training run is already going for this project.", "info");
+        onStarted(err.body.run as TrainingRun);
+      } else showError(err, "Could not start training");
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h("div", { class: "panel", "data-testid": "train-form" },
+    h("h2", {}, "Train a new version"),
+    h("p", { class: "muted" }, "Uses every image with painted labels; images in the validation split are scored, not trained on."),
+    h("label", {}, "Steps ", steps), " ", h("label", {}, "Time budget (min) ", minutes), " ", h("label", {}, "Start from ", parent), " ", button);
+}
+
+function runPanel(run: TrainingRun, canEdit: boolean, onCancel: () => void): HTMLElement {
+  const pct = Math.round(100 * (run.status === "succeeded" ? 1 : run.progress));
+  const canvas = h("canvas", { width: "560", height: "180", "data-testid": "train-loss-chart", style: { display: "block", margin: "8px 0" } });
+  drawLineChart(canvas, run.loss_curve, { xMax: run.total_steps, label: "loss per step" });
+  const cancel = canEdit && run.is_active
+    ? h("button", { class: "danger", "data-testid": "train-cancel", disabled: run.cancel_requested, onclick: onCancel }, run.cancel_requested ? "Cancelling…" : "Cancel")
+    : null;
+  return h("div", { class: "panel", "data-testid": "train-run", "data-status": run.status, "data-run-id": String(run.id) },
+    h("h2", {}, `Run ${run.id} `, h("span", { class: `badge${run.status === "succeeded" ? " ok" : ""}`, "data-testid": "train-status" }, run.status)),
+    h("progress", { max: "100", value: String(pct), "data-testid": "train-progress", style: { width: "100%", height: "18px" } }),
+    h("div", { "data-testid": "train-numbers" },
+      `step ${run.step} of ${run.total_steps || "?"} · ${pct} % · elapsed ${fmtDuration(run.elapsed_seconds)}`,
+      run.is_active ? ` · about ${fmtDuration(run.eta_seconds)} left` : ""),
+    h("div", { class: "muted" }, run.message),
+    canvas,
+    run.status === "failed" ? h("div", { class: "error-block", role: "alert", "data-testid": "train-error" }, h("strong", {}, "Training failed: "), run.error) : null,
+    run.model_version ? h("p", {}, "Produced ", h("a", { href: `/projects/${run.project}/models`, "data-testid": "train-version-link" }, "a new model version"), ".") : null,
+    cancel);
+}
+
+function historyTable(runs: TrainingRun[], onPick: (r: TrainingRun) => void): HTMLElement {
+  if (!runs.length) return h("p", { class: "muted" }, "No training runs yet.");
+  const table = h("table", { "data-testid": "train-history" },
+    h("tr", {}, ...["run", "status", "steps", "loss", "started by", "created"].map((t) => h("th", { style: { textAlign: "left", paddingRight: "12px" } }, t))));
+  for (const r of runs) {
+    const last = r.loss_curve.length ? r.loss_curve[r.loss_curve.length - 1][1].toFixed(4) : "–";
+    table.append(h("tr", {},
+      h("td", {}, h("button", { class: "link", onclick: () => onPick(r) }, `#${r.id}`)),
+      h("td", {}, r.status), h("td", {}, `${r.step}/${r.total_steps}`), h("td", {}, last),
+      h("td", {}, r.created_by ?? ""), h("td", {}, new Date(r.created_at).toLocaleString())));
+  }
+  return table;
+}
+
+async function renderTraining(root: HTMLElement, params: Record<string, string>): Promise<() => void> {
+  const pid = params.projectId;
+  renderNav(pid);
+  let timer: number | undefined;
+  const stop = () => window.clearTimeout(timer);
+  let project, versions: ModelVersion[], runs: TrainingRun[];
+  try {
+    [project, versions, runs] = await Promise.all([
+      loadProject(pid),
+      api.get<ModelVersion[]>(`/projects/${pid}/model-versions/`),
+      api.get<TrainingRun[]>(`/projects/${pid}/training-runs/`),
+    ]);
+  } catch (err) {
+    root.append(errorBlock(err, "Could not load training"));
+    return stop;
+  }
+  renderNav(pid, project.name);
+  const canEdit = project.my_role === "owner" || project.my_role === "annotator";
+  const current = h("div", { "data-testid": "train-current" });
+  const history = h("div", {});
+  let shown: TrainingRun | null = runs.find((r) => r.is_active) ?? runs[0] ?? null;
+
+  const draw = () => {
+    current.replaceChildren(shown ? runPanel(shown, canEdit, cancel) : h("p", { class: "muted" }, "No run yet: press Train."));
+    history.replaceChildren(h("h2", {}, "Earlier runs"), historyTable(runs, (r) => { shown = r; draw(); poll(); }));
+  };
+  const poll = async () => {
+    stop();
+    if (!shown) return;
+    try {
+      shown = await api.get<TrainingRun>(`/training-runs/${shown.id}/`);
+      runs = runs.some((r) => r.id === shown!.id) ? runs.map((r) => (r.id === shown!.id ? shown! : r)) : [shown, ...runs];
+      draw();
+    } catch (err) {
+      showError(err, "Could not refresh the run");
+    }
+    if (shown && shown.is_active) timer = window.setTimeout(poll, POLL_MS);
+  };
+  const cancel = async () => {
+    if (!shown) return;
+    try {
+      shown = await api.post<TrainingRun>(`/training-runs/${shown.id}/cancel/`);
+      draw();
+      poll();
+    } catch (err) {
+      showError(err, "Could not cancel");
+    }
+  };
+  append(root,
+    h("h1", {}, "Training"),
+    canEdit ? startForm(pid, versions, (run) => { shown = run; draw(); poll(); }) : h("p", { class: "muted" }, "Viewers can watch runs; annotators and owners start them."),
+    current, history);
+  draw();
+  poll();
+  return stop;
+}
+
+registerRoute("/projects/:projectId/train", renderTraining);

@@ -1,0 +1,56 @@
+"""Training in a real browser: press Train, watch the progress bar move, see the run finish and the version."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from apps.training.models import ModelVersion, TrainingRun
+from tests.training.conftest import add_image
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_page, live_url, project, annotator):
+    add_image(project, seed=11)
+    page = logged_in_page(annotator, f"/projects/{project.pk}/train")
+    page.wait_for_selector("[data-testid=train-form]")
+    page.fill("[data-testid=train-steps]", "40")
+    page.fill("[data-testid=train-minutes]", "2")
+    page.click("[data-testid=train-start]")
+    page.wait_for_selector("[data-testid=train-run]")
+
+    seen: set[int] = set()
+    deadline = time.time() + 240
+    status = ""
+    while time.time() < deadline:
+        panel = page.locator("[data-testid=train-run]")
+        status = panel.get_attribute("data-status") or ""
+        seen.add(int(page.locator("[data-testid=train-progress]").get_attribute("value") or 0))
+        if status in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.3)
+    run = TrainingRun.objects.get(project=project)
+    assert status == "succeeded", (run.status, run.error)
+    assert any(0 < v < 100 for v in seen), f"the progress bar never showed an intermediate value: {sorted(seen)}"
+    assert 100 in seen
+    assert "step 40 of 40" in page.inner_text("[data-testid=train-numbers]")
+    assert run.config == {"steps": 40, "max_seconds": 120}
+
+    # the Models page lists the new active version with its lineage and scores
+    page.click("[data-testid=train-version-link]")
+    row = page.locator("[data-testid=model-row-1]")
+    row.wait_for()
+    assert row.locator("[data-testid=model-active]").count() == 1
+    assert ModelVersion.objects.get(run=run).is_active
+    assert page.console_errors == []
+
+
+def test_a_failed_run_shows_its_error_in_the_page(celery_worker, logged_in_page, project, owner):
+    add_image(project, seed=12, only_class=1)  # only background painted
+    page = logged_in_page(owner, f"/projects/{project.pk}/train")
+    page.wait_for_selector("[data-testid=train-form]")
+    page.click("[data-testid=train-start]")
+    err = page.locator("[data-testid=train-error]")
+    err.wait_for(timeout=120000)
+    assert "Only one class is painted" in err.inner_text()
