@@ -17,6 +17,7 @@ import os
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,19 @@ def read_normalized(path: str, loaded: LoadedModel) -> np.ndarray:
     return np.asarray(apply_normalization(image, loaded.normalization), dtype=np.float32)
 
 
-def predict_maps(loaded: LoadedModel, image: np.ndarray, progress=None, out_dir: Path | None = None):
+@contextmanager
+def scratch_file(directory: Path, suffix: str = ".probs"):
+    """A temporary file path under ``directory``, removed on exit whatever happens."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def predict_maps(loaded: LoadedModel, image: np.ndarray, progress=None, scratch: Path | None = None):
     """``(probs (K, H, W) float32, uncertainty (H, W) float32 in 0..1)`` by overlap-tile inference.
 
     Images up to ``MEMMAP_PIXELS``: test-time augmentation over the 8 flips/rotations, uncertainty =
@@ -117,14 +130,12 @@ def predict_maps(loaded: LoadedModel, image: np.ndarray, progress=None, out_dir:
 
     h, w = image.shape[1:]
     device = torch_device()
-    if out_dir is None or h * w <= MEMMAP_PIXELS:
+    if scratch is None or h * w <= MEMMAP_PIXELS:
         result = predict_tiled_with_uncertainty(
             loaded.model, image, tile_output=loaded.tile_output, device=device, progress=progress
         )
         return result.probs, result.entropy
-    fd, tmp = tempfile.mkstemp(suffix=".probs", dir=out_dir)
-    os.close(fd)
-    out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(loaded.num_classes, h, w))
+    out = np.memmap(scratch, dtype=np.float32, mode="w+", shape=(loaded.num_classes, h, w))
     probs = predict_tiled(loaded.model, image, tile_output=loaded.tile_output, device=device, progress=progress,
                           out=out)
     return probs, normalised_entropy(probs)
@@ -146,8 +157,6 @@ def run_prediction(prediction_id: int) -> None:
     loaded = load_model(pred.model_version)
     report_progress(pred.pk, 0.02)
     image = read_normalized(pred.image.file.path, loaded)
-    work_dir = Path(settings.MEDIA_ROOT) / "tmp"
-    work_dir.mkdir(parents=True, exist_ok=True)
 
     last = [0.0]
 
@@ -157,9 +166,9 @@ def run_prediction(prediction_id: int) -> None:
             last[0] = now
             report_progress(pred.pk, 0.05 + 0.8 * done / max(1, total))
 
-    probs, uncertainty = predict_maps(loaded, image, progress=progress, out_dir=work_dir)
-    del image
-    try:
+    with scratch_file(Path(settings.MEDIA_ROOT) / "tmp") as scratch:
+        probs, uncertainty = predict_maps(loaded, image, progress=progress, scratch=scratch)
+        del image
         classes = classes_from_probs(probs)
         instances = instances_of(probs)
         report_progress(pred.pk, 0.9)
@@ -172,11 +181,7 @@ def run_prediction(prediction_id: int) -> None:
         pred.instances_file.save("instances.tif", ContentFile(encode_tiff(instances)), save=False)
         pred.probability_file.save("probability.png", ContentFile(encode_png(foreground_uint8(probs))), save=False)
         pred.uncertainty_file.save("uncertainty.png", ContentFile(encode_png(to_uint8(uncertainty))), save=False)
-    finally:
-        if isinstance(probs, np.memmap):
-            name = probs.filename
-            del probs
-            Path(name).unlink(missing_ok=True)
+        del probs  # drop the memmap before its file goes
     done = Prediction.objects.filter(pk=pred.pk, status=PredictionStatus.RUNNING).update(
         status=PredictionStatus.SUCCEEDED, progress=1.0, counts=counts, mean_uncertainty=counts["mean_uncertainty"],
         classes_file=pred.classes_file.name, instances_file=pred.instances_file.name,

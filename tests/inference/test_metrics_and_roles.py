@@ -1,0 +1,169 @@
+"""Metrics per version, comparison, next most uncertain image, large-image memmap path, roles."""
+import numpy as np
+import pytest
+
+from apps.annotate.models import Annotation
+from apps.inference.models import Prediction
+from apps.training.models import ModelVersion
+from apps.training.services import record_metric_scores
+
+pytestmark = pytest.mark.django_db
+
+
+def test_compare_marks_better_and_worse_per_metric(project, make_image, viewer, client_for):
+    im, _, _ = make_image(project, split="validation")
+    a = ModelVersion.objects.create(project=project, number=1, checkpoint="a.pt")
+    b = ModelVersion.objects.create(project=project, number=2, checkpoint="b.pt", parent=a)
+    record_metric_scores(a, im, "validation", {"pixel_error": 0.20, "f1_iou50": {"value": 0.50, "tp": 2, "fp": 2, "fn": 2},
+                                               "warping_error": 0.010})
+    record_metric_scores(b, im, "validation", {"pixel_error": 0.10, "f1_iou50": {"value": 0.40, "tp": 2, "fp": 3, "fn": 3},
+                                               "warping_error": 0.010})
+    r = client_for(viewer).get(f"/api/v1/projects/{project.pk}/model-versions/compare/?a={a.pk}&b={b.pk}")
+    assert r.status_code == 200, r.content
+    agg = r.json()["aggregate"]
+    assert agg["pixel_error"]["verdict"] == "better"  # lower error is better
+    assert agg["f1_iou50"]["verdict"] == "worse"  # lower F1 is worse
+    assert agg["warping_error"]["verdict"] == "same"
+    assert agg["pixel_error"]["delta"] == pytest.approx(-0.10)
+    assert r.json()["images"][0]["metrics"]["f1_iou50"]["a"] == 0.5
+
+
+def test_version_metrics_pool_f1_over_images(project, make_image, viewer, client_for):
+    v = ModelVersion.objects.create(project=project, number=1, checkpoint="a.pt")
+    im1, _, _ = make_image(project, seed=1, split="validation")
+    im2, _, _ = make_image(project, seed=2, split="test")
+    record_metric_scores(v, im1, "validation", {"f1_iou50": {"value": 1.0, "tp": 3, "fp": 0, "fn": 0}})
+    record_metric_scores(v, im2, "test", {"f1_iou50": {"value": 0.0, "tp": 0, "fp": 1, "fn": 1}})
+    body = client_for(viewer).get(f"/api/v1/model-versions/{v.pk}/metrics/").json()
+    assert body["aggregate"]["all"]["f1_iou50"] == {"mean": 0.5, "n": 2}
+    # pooled: 2 TP / (2 TP + FP + FN) over all objects = 6 / 8
+    assert body["aggregate"]["all"]["f1_iou50_pooled"]["value"] == pytest.approx(6 / 8)
+    assert set(body["aggregate"]) == {"all", "validation", "test"}
+
+
+@pytest.mark.parametrize("query", ["a=1", "a=x&b=2", "a=999999&b=999998"])
+def test_compare_with_bad_ids_is_4xx(query, project, viewer, client_for):
+    r = client_for(viewer).get(f"/api/v1/projects/{project.pk}/model-versions/compare/?{query}")
+    assert r.status_code in (400, 404) and "detail" in r.json()
+
+
+def test_next_uncertain_image_prefers_uncertain_and_unlabelled(project, make_image, viewer, client_for):
+    active = ModelVersion.objects.create(project=project, number=1, checkpoint="a.pt", is_active=True)
+    old = ModelVersion.objects.create(project=project, number=2, checkpoint="b.pt")
+    sure, _, _ = make_image(project, seed=1)
+    unsure, _, _ = make_image(project, seed=2)
+    unsure_but_labelled, _, _ = make_image(project, seed=3)
+    for image, u in ((sure, 0.1), (unsure, 0.4), (unsure_but_labelled, 0.5)):
+        Prediction.objects.create(image=image, model_version=active, status="succeeded", mean_uncertainty=u)
+    Prediction.objects.create(image=sure, model_version=old, status="succeeded", mean_uncertainty=0.99)
+    # 0.5 * (1 - 0.9) = 0.05 < 0.4 * 1: labels already there count against an image
+    Annotation.objects.create(image=unsure_but_labelled, version=1, labelled_pixels=int(0.9 * 64 * 64))
+    c = client_for(viewer)
+    body = c.get(f"/api/v1/projects/{project.pk}/images/next-uncertain/").json()
+    assert body["image"] == unsure.pk and body["mean_uncertainty"] == 0.4
+    body = c.get(f"/api/v1/projects/{project.pk}/images/next-uncertain/?exclude={unsure.pk}").json()
+    assert body["image"] == sure.pk
+
+
+def test_next_uncertain_without_predictions_is_404(project, viewer, client_for):
+    r = client_for(viewer).get(f"/api/v1/projects/{project.pk}/images/next-uncertain/")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+
+
+def test_large_images_go_through_a_memmap_that_is_removed(project, make_image, make_version, run_inline,
+                                                          monkeypatch, settings):
+    import torch
+
+    from apps.inference import runner
+    from labseg.ml.tiling import predict_tiled
+    from labseg.ml.train import apply_normalization, load_checkpoint
+
+    monkeypatch.setattr(runner, "MEMMAP_PIXELS", 1000)  # 40x50 = 2000 pixels counts as "large" here
+    version = make_version(project)
+    im, pixels, _ = make_image(project, shape=(40, 50))
+    loaded = runner.load_model(version)
+    seen = []
+    real_predict_maps = runner.predict_maps
+
+    def spy(*args, **kwargs):
+        probs, uncertainty = real_predict_maps(*args, **kwargs)
+        seen.append((type(probs), getattr(probs, "filename", None)))
+        return probs, uncertainty
+
+    monkeypatch.setattr(runner, "predict_maps", spy)
+    pred = run_inline(version, im)
+    assert len(seen) == 1 and seen[0][0] is np.memmap and str(seen[0][1]).startswith(str(settings.MEDIA_ROOT))
+    assert not list((settings.MEDIA_ROOT / "tmp").glob("*.probs"))  # removed after use
+    torch.set_num_threads(1)
+    model, ckpt = load_checkpoint(version.checkpoint.path)
+    probs = predict_tiled(model, apply_normalization(pixels, ckpt["normalization"]), device="cpu")
+    p = np.clip(probs, 1e-12, 1)
+    entropy = -(p * np.log(p)).sum(0) / np.log(2)
+    from PIL import Image as PILImage
+
+    stored_u = np.asarray(PILImage.open(pred.uncertainty_file.path)).astype(int)
+    stored_p = np.asarray(PILImage.open(pred.probability_file.path)).astype(int)
+    assert np.abs(stored_u - np.round(255 * entropy)).max() <= 1
+    assert np.abs(stored_p - np.round(255 * (1 - probs[0]))).max() <= 1
+    assert loaded.num_classes == 2
+
+
+# --- every endpoint against every persona ---------------------------------------------------------
+READ = {"owner": 200, "annotator": 200, "viewer": 200, "stranger": 404, None: 403}
+WRITE = {"owner": 200, "annotator": 200, "viewer": 403, "stranger": 404, None: 403}
+
+
+@pytest.fixture
+def world(project, make_image, make_version, run_inline):
+    """A finished prediction on an annotated image, an active version and a second version."""
+    v1 = make_version(project)
+    v1.is_active = True
+    v1.save()
+    v2 = ModelVersion.objects.create(project=project, number=2, checkpoint=v1.checkpoint.name, parent=v1)
+    im, _, inst = make_image(project, shape=(40, 40))
+    from apps.annotate.masks import encode_png
+
+    classes = np.where(inst > 0, 2, 1).astype(np.uint8)
+    Annotation.objects.create(image=im, classes_png=encode_png(classes), version=1, labelled_pixels=classes.size)
+    pred = run_inline(v1, im)
+    return {"v1": v1, "v2": v2, "im": im, "pred": pred, "project": project}
+
+
+ENDPOINTS = [
+    ("get", "/api/v1/predictions/{pred}/", READ),
+    ("get", "/api/v1/predictions/{pred}/classes.png", READ),
+    ("get", "/api/v1/predictions/{pred}/classes.png?style=colour", READ),
+    ("get", "/api/v1/predictions/{pred}/instances.tif", READ),
+    ("get", "/api/v1/predictions/{pred}/probability.png", READ),
+    ("get", "/api/v1/predictions/{pred}/uncertainty.png?style=colour&region=0,0,20,20&level=1", READ),
+    ("get", "/api/v1/predictions/{pred}/outlines.png", READ),
+    ("get", "/api/v1/images/{im}/weight-map.png", READ),
+    ("get", "/api/v1/images/{im}/predictions/", READ),
+    ("get", "/api/v1/model-versions/{v1}/metrics/", READ),
+    ("get", "/api/v1/projects/{project}/model-versions/compare/?a={v1}&b={v2}", READ),
+    ("get", "/api/v1/projects/{project}/images/next-uncertain/", READ),
+    ("get", "/api/v1/projects/{project}/export/masks.zip", READ),
+    ("get", "/api/v1/model-versions/{v1}/export/onnx", READ),
+    ("post", "/api/v1/predictions/{pred}/accept/", WRITE),
+    ("post", "/api/v1/model-versions/{v1}/predict/", {**WRITE, "owner": 202, "annotator": 202}),
+]
+
+
+@pytest.mark.parametrize("who", ["owner", "annotator", "viewer", "stranger", None])
+def test_each_role_against_each_endpoint(who, world, request, client_for):
+    user = request.getfixturevalue(who) if who else None
+    client = client_for(user)
+    ids = {k: v.pk for k, v in world.items()}
+    failures = []
+    for method, template, expected in ENDPOINTS:
+        url = template.format(**ids)
+        if method == "post":
+            data = {"version": 1} if "accept" in url else {"image_ids": [ids["im"]]}
+            r = client.post(url, data, format="json")
+        else:
+            r = client.get(url)
+        if r.status_code != expected[who]:
+            failures.append((method, url, r.status_code, expected[who]))
+        if r.status_code >= 400:
+            assert r["Content-Type"].startswith("application/json"), url
+    assert not failures, failures
