@@ -455,10 +455,11 @@ def score_all(
         "pred": "instances" if pred_instances is not None else "connected components",
     }
     out["rand_error"] = rand_error(pi, gi)
-    if gt_fg.any():
-        out["adapted_rand_error"] = adapted_rand_error(pi, gi)
+    are = adapted_rand_error(pi, gi) if gt_fg.any() else float("nan")
+    if np.isfinite(are):
+        out["adapted_rand_error"] = are
     else:
-        out["skipped"]["adapted_rand_error"] = "ground truth has no foreground object"
+        out["skipped"]["adapted_rand_error"] = "undefined: ground truth has no object larger than one pixel"
     warp = warping_error(pred_fg, gt_fg)
     out["warping_error"] = warp.error
     out["warping"] = warp.as_dict()

@@ -258,6 +258,17 @@ def test_score_all_sparse_ground_truth_skips_dense_metrics_with_reason():
     json.dumps(empty, allow_nan=False)
 
 
+def test_score_all_dense_background_only_skips_undefined_adapted_rand():
+    gt = np.ones((20, 20), np.uint8)
+    pred = gt.copy()
+    pred[5:9, 5:9] = 2  # one false object
+    s = score_all(pred, None, gt, None)
+    assert "adapted_rand_error" in s["skipped"] and "adapted_rand_error" not in s
+    assert s["instances"] == {"tp": 0, "fp": 1, "fn": 0} and s["f1_iou50"] == 0.0
+    assert s["warping"]["additions"] == 1
+    json.dumps(s, allow_nan=False)
+
+
 def test_metrics_reject_shape_mismatch():
     with pytest.raises(ValueError):
         pixel_error(np.zeros((3, 3)), np.zeros((3, 4)))
