@@ -15,6 +15,8 @@ from labseg.ml.synthetic import make_nuclei
 def _media_in_tmp(settings, tmp_path):
     """Each test writes its files under its own temporary MEDIA_ROOT."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    # Personas are created per test: a fast hasher keeps the role x endpoint table cheap on 2 cores.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def tiff_bytes(array: np.ndarray, **kwargs) -> bytes:
