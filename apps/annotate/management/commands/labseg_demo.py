@@ -57,8 +57,8 @@ class Command(BaseCommand):
 
     def _admin(self):
         User = get_user_model()
-        username = os.environ.get("LABSEG_ADMIN_USER", "admin")
-        password = os.environ.get("LABSEG_ADMIN_PASSWORD")
+        username = os.environ.get("LABSEG_ADMIN_USER") or "admin"
+        password = os.environ.get("LABSEG_ADMIN_PASSWORD") or None  # empty (compose default) = unset
         pw_file = Path(settings.VAR_DIR) / "admin-password.txt"
         user = User.objects.filter(username=username).first()
         if password is None:
