@@ -340,8 +340,9 @@ export class Viewer {
     ctx.fillStyle = "#111";
     ctx.fillRect(0, 0, W, H);
     const [ix0, iy0] = this.imageToScreen(0, 0);
+    const iw = this.image.width * this.scale, ih = this.image.height * this.scale;
     ctx.fillStyle = "#000"; // channels add up from black inside the image
-    ctx.fillRect(ix0, iy0, this.image.width * this.scale, this.image.height * this.scale);
+    ctx.fillRect(ix0, iy0, iw, ih);
     let complete = true;
 
     // channels: each tinted with its colour and added ("lighter")
@@ -357,12 +358,14 @@ export class Viewer {
       lctx.globalCompositeOperation = "source-over";
       lctx.imageSmoothingEnabled = this.scale < 1;
       lctx.clearRect(0, 0, W, H);
+      lctx.fillStyle = "#000"; // opaque black under the tiles, so tinting never colours missing tiles
+      lctx.fillRect(ix0, iy0, iw, ih);
       const prefix = `ch:${c}:${Math.round(ch.min)}:${Math.round(ch.max)}`;
       complete = this.drawLayer(lctx, prefix, (r) => displayUrl(this.image.id, c, ch.min, ch.max, r)) && complete;
       if (ch.color.toLowerCase() !== "#ffffff") {
         lctx.globalCompositeOperation = "multiply";
         lctx.fillStyle = ch.color;
-        lctx.fillRect(0, 0, W, H);
+        lctx.fillRect(ix0, iy0, iw, ih);
       }
       ctx.save();
       ctx.setTransform(1, 0, 0, 1, 0, 0);
