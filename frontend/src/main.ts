@@ -7,6 +7,8 @@ import "./pages/project";
 import "./pages/annotate";
 import "./pages/training";
 import "./pages/models";
+import "./overlays";
+import "./model-compare";
 
 setNotFound((root) => {
   renderNav();

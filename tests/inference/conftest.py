@@ -44,14 +44,35 @@ def make_image(db):
 def make_version(db):
     """``make_version(project, number=1, base_channels=4, depth=2, seed=0) -> ModelVersion`` with a real
     checkpoint of a freshly initialised tiny UNet (He init, so its predictions are not trivial)."""
-    def make(project, number=1, base_channels=4, depth=2, seed=0, parent=None, in_channels=1, num_classes=2):
-        return create_tiny_version(project, number, base_channels, depth, seed, parent, in_channels, num_classes)
+    def make(project, number=1, base_channels=4, depth=2, seed=0, parent=None, in_channels=1, num_classes=2,
+             threshold=None):
+        return create_tiny_version(project, number, base_channels, depth, seed, parent, in_channels, num_classes,
+                                   threshold=threshold)
 
     return make
 
 
+def make_threshold_unet(model, threshold: float = 0.35, gain: float = 25.0):
+    """Set a UNet's weights so it thresholds channel 0: every conv passes input channel 0 through its
+    centre tap (the decoder uses only the skip connection), the head gives logit(class 2) - logit(class 1)
+    = gain * (x - threshold). A known, non-trivial segmenter without a training run."""
+    import torch
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                m.weight.zero_()
+                if m.bias is not None:
+                    m.bias.zero_()
+                if isinstance(m, torch.nn.Conv2d) and m is not model.head:
+                    m.weight[0, 0, 1, 1] = 1.0
+        model.head.weight[1, 0, 0, 0] = gain
+        model.head.bias[1] = -gain * threshold
+    return model
+
+
 def create_tiny_version(project, number=1, base_channels=4, depth=2, seed=0, parent=None, in_channels=1,
-                        num_classes=2, is_active=False):
+                        num_classes=2, is_active=False, threshold: float | None = None):
     import tempfile
     from pathlib import Path
 
@@ -64,6 +85,8 @@ def create_tiny_version(project, number=1, base_channels=4, depth=2, seed=0, par
 
     torch.manual_seed(seed)
     model = UNet(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth)
+    if threshold is not None:
+        make_threshold_unet(model, threshold)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
         save_checkpoint(path, model, class_names=["background", "nucleus"][:num_classes])

@@ -1,0 +1,150 @@
+"""Predictions in the browser: overlay toggles change the canvas, accept loads the prediction into the
+editor, next-uncertain navigates, and the models page compares a version with its parent."""
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from apps.annotate.masks import encode_png
+from labseg.ml.synthetic import make_nuclei
+
+from .conftest import tiff_bytes, wait_saved, wait_viewer_loaded
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def canvas_rgb(page) -> np.ndarray:
+    shot = page.locator("[data-testid=annotation-canvas]").screenshot()
+    return np.asarray(PILImage.open(io.BytesIO(shot)).convert("RGB")).astype(int)
+
+
+def wait_changed(page, before: np.ndarray, timeout: float = 10.0, min_pixels: int = 50) -> np.ndarray:
+    """Poll the canvas until at least ``min_pixels`` pixels differ from ``before``; return the new one."""
+    deadline = time.time() + timeout
+    while True:
+        now = canvas_rgb(page)
+        changed = int((np.abs(now - before).sum(-1) > 30).sum())
+        if changed >= min_pixels or time.time() > deadline:
+            return now
+        time.sleep(0.2)
+
+
+def predict_inline(version, image):
+    """Run the prediction task body in this process (the worker's code, without the broker)."""
+    import torch
+
+    from apps.inference import runner
+    from apps.inference.models import Prediction
+    from apps.inference.services import claim_prediction
+
+    torch.set_num_threads(1)
+    pred = Prediction.objects.create(image=image, model_version=version)
+    assert claim_prediction(pred.pk)
+    runner.run_prediction(pred.pk)
+    pred.refresh_from_db()
+    assert pred.status == "succeeded", pred.error
+    return pred
+
+
+@pytest.fixture
+def predicted(project, upload_image):
+    """Two uploaded images, an active tiny version with predictions of both, an annotation on the first."""
+    from apps.annotate.models import Annotation, Image
+    from tests.inference.conftest import create_tiny_version
+
+    ids = []
+    for seed in (1, 2):
+        pixels, inst = make_nuclei((96, 128), seed=seed, radius=(5.0, 9.0))
+        ids.append(upload_image(project, f"nuclei{seed}.tif", tiff_bytes(pixels[0])))
+        if seed == 1:
+            classes = np.where(inst > 0, 2, 1).astype(np.uint8)
+            Annotation.objects.create(image_id=ids[0], classes_png=encode_png(classes),
+                                      instances_png=encode_png(inst.astype(np.uint16)), version=1,
+                                      labelled_pixels=classes.size)
+    version = create_tiny_version(project, number=1, seed=3, is_active=True, threshold=0.35)
+    preds = [predict_inline(version, Image.objects.get(pk=i)) for i in ids]
+    return {"ids": ids, "version": version, "preds": preds}
+
+
+def test_overlay_toggles_change_the_canvas_and_back(project, owner, predicted, logged_in_page):
+    image_id = predicted["ids"][0]
+    page = logged_in_page(owner, f"/projects/{project.pk}/images/{image_id}/annotate")
+    page.wait_for_selector("[data-testid=annotation-canvas]")
+    wait_saved(page)
+    wait_viewer_loaded(page)
+    page.wait_for_function("() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'")
+    page.keyboard.press("o")  # hide the label mask so only the overlays change the picture
+    time.sleep(0.3)
+    base = canvas_rgb(page)
+    for name in ("prediction", "outlines", "uncertainty", "weight-map"):
+        page.click(f"[data-testid=toggle-{name}]")
+        shown = wait_changed(page, base)
+        assert (np.abs(shown - base).sum(-1) > 30).sum() >= 50, f"{name} overlay did not change the canvas"
+        assert page.locator("[data-testid=overlay-panel]").is_visible()
+        page.click(f"[data-testid=toggle-{name}]")  # off again: the picture comes back
+        back = wait_changed(page, shown)
+        assert (np.abs(back - base).sum(-1) > 30).sum() < 20, f"{name} overlay did not go away"
+    # opacity: the weight map at opacity 1 differs more from the bare image than at 0.2
+    page.click("[data-testid=toggle-weight-map]")
+    wait_changed(page, base)
+    page.fill("[data-testid='overlay-weight map-opacity']", "0.2")
+    time.sleep(0.5)
+    faint = canvas_rgb(page)
+    page.fill("[data-testid='overlay-weight map-opacity']", "1")
+    strong = wait_changed(page, faint)
+    assert np.abs(strong - base).sum() > 2 * np.abs(faint - base).sum()
+    assert not page.console_errors
+
+
+def test_accept_prediction_loads_it_into_the_editor(project, annotator, predicted, logged_in_page):
+    from apps.annotate.masks import annotation_arrays
+    from apps.annotate.models import Annotation
+
+    image_id = predicted["ids"][1]  # no annotation yet
+    page = logged_in_page(annotator, f"/projects/{project.pk}/images/{image_id}/annotate")
+    page.wait_for_selector("[data-testid=annotation-canvas]")
+    wait_saved(page)
+    wait_viewer_loaded(page)
+    page.wait_for_function("() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'")
+    before = canvas_rgb(page)
+    page.click("[data-testid=accept-prediction]")
+    page.wait_for_function("() => document.querySelector('[data-testid=save-status]')?.textContent.includes('(v1)')")
+    after = wait_changed(page, before)
+    assert (np.abs(after - before).sum(-1) > 30).sum() > 100  # the mask layer now shows the prediction
+    classes, _ = annotation_arrays(Annotation.objects.get(image_id=image_id))
+    stored = np.asarray(PILImage.open(predicted["preds"][1].classes_file.path))
+    assert np.array_equal(classes, stored)
+
+
+def test_next_uncertain_opens_another_predicted_image(project, viewer, predicted, logged_in_page):
+    first, second = predicted["ids"]
+    page = logged_in_page(viewer, f"/projects/{project.pk}/images/{first}/annotate")
+    page.wait_for_selector("[data-testid=annotation-canvas]")
+    assert page.locator("[data-testid=accept-prediction]").is_disabled()  # viewers cannot accept
+    page.click("[data-testid=next-uncertain]")
+    page.wait_for_url(f"**/images/{second}/annotate")
+
+
+def test_models_page_marks_scores_against_the_parent(project, owner, make_user, logged_in_page, predicted):
+    from apps.annotate.models import Image
+    from apps.training.services import record_metric_scores
+    from tests.inference.conftest import create_tiny_version
+
+    parent = predicted["version"]
+    child = create_tiny_version(project, number=2, seed=4, parent=parent)
+    im = Image.objects.get(pk=predicted["ids"][0])
+    record_metric_scores(parent, im, "validation", {"pixel_error": 0.2, "f1_iou50": 0.5})
+    record_metric_scores(child, im, "validation", {"pixel_error": 0.1, "f1_iou50": 0.4})
+    page = logged_in_page(owner, f"/projects/{project.pk}/models")
+    page.wait_for_selector("[data-testid=compare-row-2]")
+    row = page.locator("[data-testid=compare-row-2]")
+    cells = row.locator("td[data-verdict]")
+    verdicts = {cells.nth(i).get_attribute("data-verdict") for i in range(cells.count())}
+    assert verdicts == {"better", "worse"}  # pixel error fell (better), F1 fell (worse)
+    page.select_option("[data-testid=lineage-version]", str(child.pk))
+    page.select_option("[data-testid=lineage-metric]", "pixel_error")
+    assert page.locator("[data-testid=lineage-points]").inner_text() == "v1: 0.2000, v2: 0.1000"
