@@ -88,23 +88,25 @@ def displacement_field(
     return _node_field(nodes, height, width).permute(0, 3, 1, 2)
 
 
-def _sampling_grid(nodes: Tensor, height: int, width: int) -> Tensor:
+def _sampling_grid(nodes: Tensor, height: int, width: int, pad: int = 0) -> Tensor:
     """grid_sample's grid (B, H, W, 2): identity + bicubically upsampled node displacements (dy, dx).
 
-    One batched matmul writes it contiguously: with A_h, A_w the bicubic matrices (rows sum to 1),
+    Normalised (x, y) coordinates of the image padded by ``pad`` px on every side. One batched matmul
+    writes it contiguously: with A_h, A_w the bicubic matrices (rows sum to 1),
     ``grid[b, h, w, :] = sum_i A_h[h, i] T[b, i, w, :] + (0, y_h)`` and
     ``T[b, i, w, :] = sum_j nodes[b, ::-1, i, j] * scale * A_w[w, j] + (x_w, 0)``; the ``(0, y_h)``
     term is one more column of A_h against a constant row of T.
     """
     b, _, g, _ = nodes.shape
     dev = nodes.device
-    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=dev)
+    hp, wp = height + 2 * pad, width + 2 * pad
+    sx, sy = 2.0 / max(wp - 1, 1), 2.0 / max(hp - 1, 1)
     ah = _cubic_matrix(height, g).to(dev)
     aw = _cubic_matrix(width, g).to(dev)
-    t = torch.einsum("bcij,wj->biwc", nodes.flip(1) * scale.view(1, 2, 1, 1), aw)  # (B, g, W, 2) in (x, y)
-    xs = torch.linspace(-1.0, 1.0, width, device=dev) if width > 1 else torch.zeros(1, device=dev)
-    ys = torch.linspace(-1.0, 1.0, height, device=dev) if height > 1 else torch.zeros(1, device=dev)
-    t[..., 0] += xs
+    scale = torch.tensor([sx, sy], device=dev).view(1, 2, 1, 1)
+    t = torch.einsum("bcij,wj->biwc", nodes.flip(1) * scale, aw)  # (B, g, W, 2) in (x, y) order
+    t[..., 0] += (torch.arange(width, device=dev) + pad) * sx - 1.0 if wp > 1 else 0.0
+    ys = (torch.arange(height, device=dev) + pad) * sy - 1.0 if hp > 1 else torch.zeros(height, device=dev)
     extra = torch.zeros(b, 1, width, 2, device=dev)
     extra[..., 1] = 1.0
     t = torch.cat([t, extra], dim=1).reshape(b, g + 1, width * 2)
@@ -112,6 +114,13 @@ def _sampling_grid(nodes: Tensor, height: int, width: int) -> Tensor:
     out = torch.empty(b, height, width * 2, device=dev)
     torch.bmm(a.expand(b, height, g + 1), t, out=out)  # (far faster than broadcasting matmul on CPU)
     return out.view(b, height, width, 2)
+
+
+def _reach(nodes: Tensor, height: int, width: int) -> float:
+    """An upper bound (px) of the upsampled displacement: max |node| x the matrices' max row |sums|."""
+    g = nodes.shape[-1]
+    gain = float(_cubic_matrix(height, g).abs().sum(1).max() * _cubic_matrix(width, g).abs().sum(1).max())
+    return float(nodes.abs().max()) * gain
 
 
 def _base_grid(height: int, width: int, device) -> Tensor:
@@ -135,27 +144,40 @@ def warp(
     return _sample(image, labels, weights, norm, mode)
 
 
-def _sample(image: Tensor, labels: Tensor, weights: Tensor | None, norm: Tensor, mode: str) -> Triple:
-    """grid_sample image (+ weights, in the same call) smoothly and labels by nearest neighbour."""
+def _sample(
+    image: Tensor, labels: Tensor, weights: Tensor | None, norm: Tensor, mode: str, pad: int = 0
+) -> Triple:
+    """grid_sample image and weights smoothly, labels by nearest neighbour.
+
+    With ``pad > 0`` the grid addresses the inputs mirrored by ``pad`` px (``F.pad`` "reflect", the
+    same mirror as grid_sample's reflection with align_corners) and every sample lies inside them, so
+    the cheaper ``padding_mode="border"`` gives the reflection result; else grid_sample reflects.
+    """
     b, c, h, w = image.shape
     norm = norm.to(image.dtype)
-    out_img = F.grid_sample(image, norm, mode=mode, padding_mode="reflection", align_corners=True)
+    border = "border" if pad else "reflection"
+
+    def padded(x: Tensor) -> Tensor:
+        return F.pad(x, (pad, pad, pad, pad), mode="reflect") if pad else x
+
+    out_img = F.grid_sample(padded(image), norm, mode=mode, padding_mode=border, align_corners=True)
     out_w = None
     if weights is not None:
         out_w = F.grid_sample(
-            weights.unsqueeze(1).to(image.dtype), norm, mode=mode, padding_mode="reflection", align_corners=True
+            padded(weights.unsqueeze(1).to(image.dtype)), norm, mode=mode, padding_mode=border,
+            align_corners=True,
         )[:, 0].to(weights.dtype)
         if mode == "bicubic":
             out_w = out_w.clamp_min(0)  # bicubic overshoot must not make a loss weight negative
     lo, hi = torch.aminmax(labels) if labels.numel() else (torch.tensor(0), torch.tensor(0))
     if max(abs(int(lo)), abs(int(hi))) < 2**24:  # exact in float32: let grid_sample pick
         out_lab = F.grid_sample(
-            labels.unsqueeze(1).float(), norm.float(), mode="nearest", padding_mode="reflection",
+            padded(labels.unsqueeze(1).float()), norm.float(), mode="nearest", padding_mode=border,
             align_corners=True,
         )[:, 0].to(labels.dtype)
     else:  # huge ids: gather by index, exact for any int64
-        sx = (norm[..., 0].double() + 1.0) * (max(w - 1, 1) / 2.0)
-        sy = (norm[..., 1].double() + 1.0) * (max(h - 1, 1) / 2.0)
+        sx = (norm[..., 0].double() + 1.0) * (max(w + 2 * pad - 1, 1) / 2.0) - pad
+        sy = (norm[..., 1].double() + 1.0) * (max(h + 2 * pad - 1, 1) / 2.0) - pad
         iy = torch.round(mirror(sy, h)).long().clamp_(0, h - 1)
         ix = torch.round(mirror(sx, w)).long().clamp_(0, w - 1)
         out_lab = labels.reshape(b, h * w).gather(1, (iy * w + ix).reshape(b, h * w)).reshape(b, h, w)
@@ -182,7 +204,10 @@ def elastic_deform(
         raise ValueError(f"grid must be >= 2, got {grid}")
     nodes = _randn((b, 2, grid, grid), generator, image.device) * float(sigma)
     # fold grid_sample's normalisation into the nodes: one small einsum builds the sampling grid
-    return _sample(image, labels, weights, _sampling_grid(nodes, h, w), mode)
+    pad = math.ceil(_reach(nodes, h, w)) + 2
+    if pad >= min(h, w):  # displacements beyond one mirror image: let grid_sample reflect
+        pad = 0
+    return _sample(image, labels, weights, _sampling_grid(nodes, h, w, pad), mode, pad)
 
 
 def _gather_rows_cols(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:

@@ -75,7 +75,7 @@ def test_displacement_nodes_are_gaussian_with_std_sigma():
 
 
 @pytest.mark.parametrize("huge_ids", [True, False])
-@pytest.mark.parametrize("shape", [(40, 57), (64, 64), (17, 90)])
+@pytest.mark.parametrize("shape", [(40, 57), (64, 64), (17, 90), (150, 171)])
 def test_elastic_matches_scipy_map_coordinates_of_same_field(shape, huge_ids):
     h, w = shape
     img, lab, wt = batch(h=h, w=w)
