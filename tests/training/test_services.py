@@ -226,3 +226,54 @@ def test_weight_map_cache_is_keyed_by_annotation_version(project, settings, tmp_
     ex.annotation.version += 1  # a new save of the annotation: a new cache entry
     assert pipeline.cached_weight_map(ex, 10.0, 5.0)[1] is False
     assert pipeline.cached_weight_map(ex, 10.0, 3.0)[1] is False  # other parameters: another entry
+
+
+# --- device and out-of-memory ---------------------------------------------------------------------
+def test_labseg_device_picks_the_device_or_fails_with_a_clear_message(settings):
+    import torch
+
+    settings.LABSEG_DEVICE = "cpu"
+    assert pipeline.resolve_device().type == "cpu"
+    settings.LABSEG_DEVICE = "cuda"
+    if torch.cuda.is_available():
+        assert pipeline.resolve_device().type == "cuda"
+    else:
+        with pytest.raises(services.TrainingError, match="cannot train: device 'cuda' requested but CUDA is not"):
+            pipeline.resolve_device()
+
+
+class OOMThenOK:
+    """A ``fit`` stand-in for the GPU edge: out of memory until the tile is small enough."""
+
+    def __init__(self, fits_at: int):
+        self.fits_at, self.tiles = fits_at, []
+
+    def __call__(self, images, classes, instances, config, init, progress):
+        self.tiles.append((config.tile_output, config.batch_size))
+        if config.tile_output > self.fits_at:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "model", {"stop_reason": "steps"}
+
+
+def _oom_setup(project):
+    from labseg.ml.train import validate_config_overrides
+
+    run = running_run(project, attempts=1, age_s=0)
+    reporter = services.ProgressReporter(run.pk, "w1", total_steps=10, interval=0.0)
+    config = validate_config_overrides({"tile_output": 256, "batch_size": 4})
+    return [_example(project, 1)], config, reporter
+
+
+def test_out_of_memory_retries_with_half_the_tile_and_batch(project):
+    examples, config, reporter = _oom_setup(project)
+    fit = OOMThenOK(fits_at=64)
+    assert pipeline._fit_with_oom_fallback(fit, examples, None, config, None, reporter)[0] == "model"
+    assert fit.tiles == [(256, 4), (128, 2), (64, 1)]
+
+
+def test_out_of_memory_after_the_retries_fails_with_a_message(project):
+    examples, config, reporter = _oom_setup(project)
+    fit = OOMThenOK(fits_at=16)
+    with pytest.raises(services.TrainingError, match="ran out of memory, even with training tiles of 64 px"):
+        pipeline._fit_with_oom_fallback(fit, examples, None, config, None, reporter)
+    assert len(fit.tiles) == pipeline.OOM_RETRIES + 1
