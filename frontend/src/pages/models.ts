@@ -1,11 +1,29 @@
 /** Models page (/projects/:id/models): versions with lineage, run status, key metrics, activate, download. */
-import { api } from "../api";
+import { api, type Project } from "../api";
 import { registerRoute } from "../router";
 import { addProjectNavLink, append, errorBlock, h, renderNav, showError, toast } from "../ui";
 import { loadProject } from "./project";
 import type { ModelVersion } from "./training";
 
 addProjectNavLink((pid) => ({ label: "Models", href: `/projects/${pid}/models`, testid: "nav-models" }));
+
+/** What a section added to the Models page gets: the project id, the versions (newest first), the viewer's role. */
+export interface ModelsContext {
+  projectId: string;
+  versions: ModelVersion[];
+  role: string | null | undefined;
+  reload: () => Promise<void>;
+}
+
+const sections: Array<(ctx: ModelsContext) => Node | null> = [];
+
+/**
+ * Add a section below the versions table (e.g. inference's comparison of scores vs the parent):
+ * `addModelsSection((ctx) => h("div", {}, ...))`; called again after every reload of the list.
+ */
+export function addModelsSection(render: (ctx: ModelsContext) => Node | null): void {
+  sections.push(render);
+}
 
 /** Metrics shown as columns, with whether lower is better. */
 const METRICS: Array<[string, string, boolean]> = [
@@ -24,7 +42,7 @@ async function renderModels(root: HTMLElement, params: Record<string, string>): 
   const pid = params.projectId;
   renderNav(pid);
   const body = h("div", { "data-testid": "models-list" });
-  let project;
+  let project: Project;
   try {
     project = await loadProject(pid);
   } catch (err) {
@@ -73,6 +91,15 @@ async function renderModels(root: HTMLElement, params: Record<string, string>): 
         h("td", {}, activate, " ", h("a", { href: v.checkpoint_url, download: "" }, "download"))));
     }
     body.replaceChildren(table, h("p", { class: "muted" }, "Scores are measured on the validation images (or held-out labels). Bold: best."));
+    const ctx: ModelsContext = { projectId: pid, versions, role: project.my_role, reload: load };
+    for (const render of sections) {
+      try {
+        const node = render(ctx);
+        if (node) body.append(node);
+      } catch (err) {
+        showError(err, "A section of this page failed");
+      }
+    }
   };
   append(root, h("h1", {}, "Model versions"), body);
   await load();

@@ -2,7 +2,7 @@
  * Training page (/projects/:id/train): start a run (steps, time budget, parent version), watch its live
  * progress bar, loss curve and ETA, cancel it, read its error; the project's earlier runs below.
  */
-import { api, ApiError } from "../api";
+import { api, ApiError, type Project } from "../api";
 import { drawLineChart, type Point } from "../chart";
 import { registerRoute } from "../router";
 import { addProjectNavLink, append, errorBlock, h, renderNav, showError, toast } from "../ui";
@@ -130,7 +130,7 @@ async function renderTraining(root: HTMLElement, params: Record<string, string>)
   renderNav(pid);
   let timer: number | undefined;
   const stop = () => window.clearTimeout(timer);
-  let project, versions: ModelVersion[], runs: TrainingRun[];
+  let project: Project, versions: ModelVersion[], runs: TrainingRun[];
   try {
     [project, versions, runs] = await Promise.all([
       loadProject(pid),
