@@ -45,6 +45,9 @@ from .selectors import get_image_for, get_project_for
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 256
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Images with at least this many pixels get their decoded array cached (.npy) for fast region reads.
+CACHE_MIN_PIXELS = 2048 * 2048
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 DEFAULT_CLASS_COLORS = ("#ff0000", "#00ff00", "#ffff00", "#ff00ff", "#00ffff", "#ff8000", "#8000ff")
 BACKGROUND_COLOR = "#0000ff"
@@ -263,12 +266,13 @@ def _store_one(project: Project, user, f, limit: int) -> UploadResult:
     ranges = mlio.display_range(pixels)
     thumb = make_thumbnail(pixels, ranges)
     c, h, w = pixels.shape
-    dtype = pixels.dtype.name
-    del pixels  # one decoded image in memory at a time
     img = Image(project=project, original_filename=name, checksum=checksum, size_bytes=size, width=w, height=h,
-                channels=c, dtype=dtype, display_range=ranges, uploaded_by=user)
+                channels=c, dtype=pixels.dtype.name, display_range=ranges, uploaded_by=user)
     f.seek(0)
     img.file.save(name, f, save=False)  # copies the original bytes unchanged
+    if w * h >= CACHE_MIN_PIXELS:
+        _prime_cache(img, pixels)
+    del pixels  # one decoded image in memory at a time
     img.thumbnail.save("thumb.png", ContentFile(thumb), save=False)
     try:
         with transaction.atomic():
@@ -319,6 +323,18 @@ def _delete_files(names: list[str]) -> None:
             log.warning("could not delete %s: %s", n, exc)
 
 
+def _prime_cache(img: Image, pixels: np.ndarray) -> None:
+    """Big images: keep the decoded array next to the original (unless it can be memory-mapped)."""
+    try:
+        path = img.file.path
+    except NotImplementedError:  # remote storage: no local cache
+        return
+    try:
+        mlio.write_cache(path, pixels, cache_name(path))
+    except OSError as exc:  # a cache is an optimisation: never fail an upload for it
+        log.warning("could not cache %s: %s", path, exc)
+
+
 def cache_name(file_name: str) -> str:
     """Storage name of the decoded-array cache (.npy) next to an original."""
     return file_name + ".cache.npy"
@@ -357,11 +373,12 @@ def image_array(image: Image) -> np.ndarray:
     except NotImplementedError:  # remote storage: decode from the stream
         with image.file.open("rb") as fh:
             return mlio.read_image(fh)
-    return mlio.open_array(path, cache_path=Path(path).with_name(Path(path).name + ".cache.npy"))
+    big = image.width * image.height >= CACHE_MIN_PIXELS
+    return mlio.open_array(path, cache_path=cache_name(path) if big else None)
 
 
 # --- annotations -------------------------------------------------------------------------------
-def _b64_mask(value: Any, field: str) -> np.ndarray | None:
+def _b64_mask(value: Any, field: str, expected_size: tuple[int, int]) -> np.ndarray | None:
     if value in (None, ""):
         return None
     if not isinstance(value, str):
@@ -372,6 +389,15 @@ def _b64_mask(value: Any, field: str) -> np.ndarray | None:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise ValidationError({field: "not valid base64"})
+    if raw.startswith(PNG_MAGIC):
+        try:  # the header tells the size: refuse a wrong size before decoding (no huge decodes)
+            with PILImage.open(io.BytesIO(raw)) as im:
+                size = im.size
+        except Exception as exc:  # PIL raises many types on garbage
+            raise ValidationError({field: f"not a readable grey PNG mask: {exc}"})
+        if size != expected_size:
+            raise ValidationError({field: f"mask is {size[0]}x{size[1]} but the image is "
+                                          f"{expected_size[0]}x{expected_size[1]}"})
     try:
         arr = decode_mask(raw)
     except Exception as exc:  # PIL raises many types on garbage
@@ -380,8 +406,9 @@ def _b64_mask(value: Any, field: str) -> np.ndarray | None:
 
 
 def _validate_masks(image: Image, classes_b64: Any, instances_b64: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-    classes = _b64_mask(classes_b64, "classes_png")
-    instances = _b64_mask(instances_b64, "instances_png")
+    size = (image.width, image.height)
+    classes = _b64_mask(classes_b64, "classes_png", size)
+    instances = _b64_mask(instances_b64, "instances_png", size)
     for field, arr in (("classes_png", classes), ("instances_png", instances)):
         if arr is not None and arr.shape != (image.height, image.width):
             raise ValidationError({field: f"mask is {arr.shape[1]}x{arr.shape[0]} but the image is "

@@ -12,6 +12,7 @@ series axes; singleton T/Z axes are squeezed; for Z > 1 or T > 1 the first plane
 """
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from dataclasses import dataclass
@@ -153,7 +154,7 @@ def _read_tiff(src: Any) -> tuple[np.ndarray, dict]:
                 plan = _plan_tiff(series.axes, series.shape)
                 if plan.planes:
                     # Only the first plane along T/Z/...: read the pages that hold it, not the whole stack.
-                    arr = _read_first_planes(series, plan)
+                    arr = _read_first_planes(tf, series, plan)
                 else:
                     arr = series.asarray()
                     arr = _to_cyx(arr, plan)
@@ -164,26 +165,18 @@ def _read_tiff(src: Any) -> tuple[np.ndarray, dict]:
     return _fix_dtype(arr), {"planes": plan.planes}
 
 
-def _read_first_planes(series, plan: _TiffPlan) -> np.ndarray:
-    """Read a hyperstack's first T/Z plane (all channels) -> (C, H, W)."""
-    try:
-        levels = series.levels[0] if getattr(series, "levels", None) else series
-        zarr_like = levels.aszarr() if hasattr(levels, "aszarr") else None
-    except Exception:  # noqa: BLE001 - zarr store unavailable: fall back to reading everything
-        zarr_like = None
-    if zarr_like is not None:
-        try:
-            import zarr  # type: ignore[import-not-found]
-
-            z = zarr.open(zarr_like, mode="r")
-            arr = np.asarray(z[plan.index])
-            sub = _TiffPlan(tuple(slice(None) for _ in plan.kept_axes), plan.kept_axes, plan.channel_axes, {})
-            return _to_cyx(arr, sub)
-        except ImportError:
-            pass
-        finally:
-            zarr_like.close()
-    return _to_cyx(series.asarray(), plan)
+def _read_first_planes(tf, series, plan: _TiffPlan) -> np.ndarray:
+    """Read a hyperstack's first T/Z plane (all channels) -> (C, H, W), decoding only the pages needed."""
+    page_shape = tuple(series.keyframe.shape)
+    nlead = len(series.shape) - len(page_shape)
+    if nlead <= 0 or tuple(series.shape[nlead:]) != page_shape:
+        return _to_cyx(series.asarray(), plan)  # pages do not map onto the series axes: read it all
+    lead_shape = tuple(series.shape[:nlead])
+    grids = [range(n) if isinstance(idx, slice) else [0] for n, idx in zip(lead_shape, plan.index[:nlead])]
+    keys = [int(np.ravel_multi_index(t, lead_shape)) for t in itertools.product(*grids)]
+    arr = tf.asarray(key=keys, series=0)
+    arr = arr.reshape(tuple(len(g) for g in grids) + page_shape)  # the skipped axes now have length 1
+    return _to_cyx(arr, plan)
 
 
 def _pil_to_cyx(im) -> np.ndarray:
@@ -395,14 +388,30 @@ def open_array(path: str | os.PathLike, cache_path: str | os.PathLike | None = N
                 cache_path.unlink(missing_ok=True)  # a half-written cache: rebuild it
     arr = read_image(path)
     if cache_path is not None:
-        tmp = cache_path.with_name(cache_path.name + f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, cache_path)  # atomic: concurrent readers never see a partial file
+        _save_npy(arr, cache_path)
     return arr
 
 
-#: Colours of channels 0, 1, 2, ... in a composite (RGB photos stay RGB; then cyan, magenta, yellow).
+def _save_npy(arr: np.ndarray, cache_path: str | os.PathLike) -> None:
+    cache_path = Path(cache_path)
+    tmp = cache_path.with_name(cache_path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, arr, allow_pickle=False)
+    os.replace(tmp, cache_path)  # atomic: concurrent readers never see a partial file
+
+
+def write_cache(path: str | os.PathLike, image: np.ndarray, cache_path: str | os.PathLike) -> bool:
+    """Save the already decoded ``image`` of ``path`` as the ``.npy`` cache :func:`open_array` uses,
+    unless the file can be memory-mapped directly. Returns whether a cache was written."""
+    path = os.fspath(path)
+    _, head = _open_source(path)
+    if _kind(head) == "tiff" and _tiff_memmap(path) is not None:
+        return False
+    _save_npy(np.ascontiguousarray(image), cache_path)
+    return True
+
+
+#: Colours of the 1st, 2nd, 3rd, ... selected channel in a composite (RGB photos stay RGB; then cyan, magenta, yellow).
 CHANNEL_COLORS = ((1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (1, 0, 1), (1, 1, 0), (1, 1, 1))
 
 
@@ -410,7 +419,8 @@ def composite_rgb(image: np.ndarray, ranges, channels: list[int] | None = None) 
     """8-bit rendering: one channel -> grey (H, W); several -> additive colour composite (H, W, 3).
 
     ``ranges`` holds ``[lo, hi]`` for every channel of ``image``; ``channels`` selects which to show
-    (default: all when there are at most three, else the first three).
+    (default: all when there are at most three, else the first three). The k-th selected channel
+    gets colour k of :data:`CHANNEL_COLORS` (red, green, blue, cyan, magenta, yellow, white).
     """
     image = np.asarray(image)
     if channels is None:
@@ -420,8 +430,8 @@ def composite_rgb(image: np.ndarray, ranges, channels: list[int] | None = None) 
     if len(channels) == 1:
         return sel[0]
     out = np.zeros(sel.shape[1:] + (3,), dtype=np.uint16)
-    for k, c in enumerate(channels):
-        color = CHANNEL_COLORS[c % len(CHANNEL_COLORS)]
+    for k in range(len(channels)):
+        color = CHANNEL_COLORS[k % len(CHANNEL_COLORS)]
         for j in range(3):
             if color[j]:
                 out[..., j] += sel[k]
@@ -429,4 +439,4 @@ def composite_rgb(image: np.ndarray, ranges, channels: list[int] | None = None) 
 
 
 __all__ = ["ImageReadError", "read_image", "read_image_with_info", "image_info", "normalize", "display_range",
-           "to_uint8", "image_bytes", "open_array", "composite_rgb"]
+           "to_uint8", "image_bytes", "open_array", "write_cache", "composite_rgb"]

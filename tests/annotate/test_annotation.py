@@ -146,3 +146,21 @@ def test_history_lists_overwritten_versions_and_restore_brings_one_back(client_f
     assert np.array_equal(decode_mask(base64.b64decode(r.json()["classes_png"])), m1)
     assert [h["version"] for h in c.get(url(stored_image) + "history/").json()] == [2, 1]
     assert c.get(url(stored_image) + "history/9/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_oversized_png_mask_is_refused_from_its_header(client_for, annotator, stored_image):
+    """A mask far larger than the image is refused by its header size, before any decoding."""
+    import struct
+    import zlib
+
+    w, h = 9000, 9000  # 81 megapixels if decoded; the PNG header alone says so (no IDAT data needed)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    r = client_for(annotator).put(url(stored_image), {"version": 0, "classes_png": base64.b64encode(png).decode()},
+                                  format="json")
+    assert r.status_code == 400 and "9000x9000" in r.json()["detail"]

@@ -60,19 +60,26 @@ def test_default_rendering_uses_stored_display_range(client_for, viewer, stored_
     assert np.abs(got.astype(int) - reference(stored_image._array[0], lo, hi)).max() <= 1
 
 
-def test_big_uncompressed_tiff_is_read_through_a_memory_map_and_cached_otherwise(owner, project):
+def test_big_uncompressed_tiff_is_read_through_a_memory_map_and_cached_otherwise(owner, project, monkeypatch):
     from pathlib import Path
 
+    monkeypatch.setattr(services, "CACHE_MIN_PIXELS", 64 * 80)  # these count as "big"
     arr = nuclei(shape=(64, 80))
     _, res = services.upload_images(user=owner, project_id=project.pk, files=[
-        upload("raw.tif", tiff_bytes(arr)), upload("z.tif", tiff_bytes(arr[:, ::-1], compression="zlib"))])
-    raw, packed = (Image.objects.get(pk=r["id"]) for r in res)
-    assert isinstance(services.image_array(raw), np.memmap)
+        upload("raw.tif", tiff_bytes(arr)), upload("z.tif", tiff_bytes(arr[:, ::-1], compression="zlib")),
+        upload("small.tif", tiff_bytes(arr[:, :32, :32], compression="zlib"))])
+    raw, packed, small = (Image.objects.get(pk=r["id"]) for r in res)
+    mapped = services.image_array(raw)
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, arr)
     assert not Path(raw.file.path + ".cache.npy").exists()
-    first = services.image_array(packed)
+    assert Path(packed.file.path + ".cache.npy").is_file()  # written at upload, from the decoded pixels
+    cached = services.image_array(packed)
+    assert isinstance(cached, np.memmap) and np.array_equal(cached, arr[:, ::-1])
+    Path(packed.file.path + ".cache.npy").unlink()  # a lost cache is rebuilt on the next read
+    assert np.array_equal(services.image_array(packed), arr[:, ::-1])
     assert Path(packed.file.path + ".cache.npy").is_file()
-    again = services.image_array(packed)
-    assert isinstance(again, np.memmap) and np.array_equal(again, first) and np.array_equal(first, arr[:, ::-1])
+    assert np.array_equal(services.image_array(small), arr[:, :32, :32])  # small: decoded, not cached
+    assert not Path(small.file.path + ".cache.npy").exists()
 
 
 @pytest.mark.parametrize("query", ["channel=5", "channel=a", "channel=0,0", "region=0,0,500,10", "region=1,2,3",

@@ -61,6 +61,9 @@ def test_hyperstack_with_z_and_t_takes_first_plane_and_says_so():
         assert np.array_equal(arr, CYX16)
         assert info["planes"] == {"T": 2, "Z": 3}
         assert image_info(tif(stack, **kw))["planes"] == {"T": 2, "Z": 3}
+    czyx = np.stack([CYX16, CYX16 + 5], axis=1)  # channel-major OME stack: C, Z, Y, X
+    arr, info = read_image_with_info(tif(czyx, ome=True, metadata={"axes": "CZYX"}))
+    assert np.array_equal(arr, CYX16) and info["planes"] == {"Z": 2}
     singleton = read_image(tif(CYX16[None, None], imagej=True, metadata={"axes": "TZCYX"}))
     assert np.array_equal(singleton, CYX16)
 
