@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += bench_unet(unet_base, 572 if not q else 188, 1 if q else 3, 512 if q else 4096, device)
     rows.append(bench_tiled(8 if q else (64 if device == "cuda" else 16), 256 if q else 1024,
                             1 if q else 2, device))
+    rows += __import__("bench.inference", fromlist=["inference_rows"]).inference_rows(q, device)  # inference app
     targets = {"border_weights 512": 50, "border_weights 2048": 200, "elastic_deform": 10, "U-Net": 0.55}
     print_table(rows, targets)
     print(f"\nloadavg at end {tuple(round(v, 2) for v in os.getloadavg())}")

@@ -118,7 +118,7 @@ def scratch_file(directory: Path, suffix: str = ".probs"):
         Path(name).unlink(missing_ok=True)
 
 
-def predict_maps(loaded: LoadedModel, image: np.ndarray, progress=None, scratch: Path | None = None):
+def predict_maps(loaded: LoadedModel, image: np.ndarray, progress=None, scratch: Path | None = None, device=None):
     """``(probs (K, H, W) float32, uncertainty (H, W) float32 in 0..1)`` by overlap-tile inference.
 
     Images up to ``MEMMAP_PIXELS``: test-time augmentation over the 8 flips/rotations, uncertainty =
@@ -129,7 +129,7 @@ def predict_maps(loaded: LoadedModel, image: np.ndarray, progress=None, scratch:
     from labseg.ml.tiling import predict_tiled, predict_tiled_with_uncertainty
 
     h, w = image.shape[1:]
-    device = torch_device()
+    device = device or torch_device()
     if scratch is None or h * w <= MEMMAP_PIXELS:
         result = predict_tiled_with_uncertainty(
             loaded.model, image, tile_output=loaded.tile_output, device=device, progress=progress
@@ -151,13 +151,48 @@ def normalised_entropy(probs: np.ndarray, rows: int = 512) -> np.ndarray:
     return out
 
 
+@dataclass
+class PredictionOutputs:
+    """What one prediction produces: the encoded files, the label arrays (for scoring) and the counts."""
+
+    classes: np.ndarray
+    instances: np.ndarray
+    files: dict[str, bytes]
+    counts: dict
+
+
+def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progress=None,
+                    device=None) -> PredictionOutputs:
+    """Read + normalise the image, predict (TTA or memmap), post-process and encode the four maps.
+
+    The whole prediction except the database and the broker (the benchmark times exactly this).
+    """
+    image = read_normalized(path, loaded)
+    with scratch_file(scratch_dir) as scratch:
+        probs, uncertainty = predict_maps(loaded, image, progress=progress, scratch=scratch, device=device)
+        del image
+        classes = classes_from_probs(probs)
+        instances = instances_of(probs)
+        files = {
+            "classes.png": encode_png(classes),
+            "instances.tif": encode_tiff(instances),
+            "probability.png": encode_png(foreground_uint8(probs)),
+            "uncertainty.png": encode_png(to_uint8(uncertainty)),
+        }
+        counts = {
+            "pixels_per_class": {str(int(k)): int(v) for k, v in zip(*np.unique(classes, return_counts=True))},
+            "instances": int(len(np.unique(instances[instances > 0]))),
+            "mean_uncertainty": float(np.mean(uncertainty, dtype=np.float64)),
+        }
+        del probs  # drop the memmap before its file goes
+    return PredictionOutputs(classes=classes, instances=instances, files=files, counts=counts)
+
+
 def run_prediction(prediction_id: int) -> None:
     """Predict, post-process, store the four maps and the counts, then score against the annotation."""
     pred = Prediction.objects.select_related("image", "model_version", "image__project").get(pk=prediction_id)
     loaded = load_model(pred.model_version)
     report_progress(pred.pk, 0.02)
-    image = read_normalized(pred.image.file.path, loaded)
-
     last = [0.0]
 
     def progress(done: int, total: int, *_a, **_k) -> None:
@@ -166,24 +201,16 @@ def run_prediction(prediction_id: int) -> None:
             last[0] = now
             report_progress(pred.pk, 0.05 + 0.8 * done / max(1, total))
 
-    with scratch_file(Path(settings.MEDIA_ROOT) / "tmp") as scratch:
-        probs, uncertainty = predict_maps(loaded, image, progress=progress, scratch=scratch)
-        del image
-        classes = classes_from_probs(probs)
-        instances = instances_of(probs)
-        report_progress(pred.pk, 0.9)
-        counts = {
-            "pixels_per_class": {str(int(k)): int(v) for k, v in zip(*np.unique(classes, return_counts=True))},
-            "instances": int(len(np.unique(instances[instances > 0]))),
-            "mean_uncertainty": float(np.mean(uncertainty, dtype=np.float64)),
-        }
-        pred.classes_file.save("classes.png", ContentFile(encode_png(classes)), save=False)
-        pred.instances_file.save("instances.tif", ContentFile(encode_tiff(instances)), save=False)
-        pred.probability_file.save("probability.png", ContentFile(encode_png(foreground_uint8(probs))), save=False)
-        pred.uncertainty_file.save("uncertainty.png", ContentFile(encode_png(to_uint8(uncertainty))), save=False)
-        del probs  # drop the memmap before its file goes
+    out = compute_outputs(loaded, pred.image.file.path, scratch_dir=Path(settings.MEDIA_ROOT) / "tmp",
+                          progress=progress)
+    report_progress(pred.pk, 0.9)
+    fields = {"classes.png": pred.classes_file, "instances.tif": pred.instances_file,
+              "probability.png": pred.probability_file, "uncertainty.png": pred.uncertainty_file}
+    for name, field_file in fields.items():
+        field_file.save(name, ContentFile(out.files[name]), save=False)
     done = Prediction.objects.filter(pk=pred.pk, status=PredictionStatus.RUNNING).update(
-        status=PredictionStatus.SUCCEEDED, progress=1.0, counts=counts, mean_uncertainty=counts["mean_uncertainty"],
+        status=PredictionStatus.SUCCEEDED, progress=1.0, counts=out.counts,
+        mean_uncertainty=out.counts["mean_uncertainty"],
         classes_file=pred.classes_file.name, instances_file=pred.instances_file.name,
         probability_file=pred.probability_file.name, uncertainty_file=pred.uncertainty_file.name,
         finished_at=timezone.now(), heartbeat_at=timezone.now(), error="",
@@ -191,7 +218,7 @@ def run_prediction(prediction_id: int) -> None:
     if done:
         from .scoring import score_prediction
 
-        score_prediction(pred.pk, classes=classes, instances=instances)
+        score_prediction(pred.pk, classes=out.classes, instances=out.instances)
 
 
 def instances_of(probs: np.ndarray) -> np.ndarray:
