@@ -97,9 +97,22 @@ def code_version() -> str:
 
 # --- starting, claiming, cancelling -----------------------------------------------------------
 def _enqueue(run_id: int) -> None:
+    """Send the task once the run row is committed; if the broker is unreachable, fail the run at once
+    (a queued run nobody will ever receive would block the project's next run with 409)."""
     from .tasks import run_training
 
-    transaction.on_commit(lambda: run_training.delay(run_id))
+    def send() -> None:
+        try:
+            run_training.delay(run_id)
+        except Exception as exc:  # noqa: BLE001 - kombu raises many kinds of connection errors
+            log.exception("could not enqueue training run %s", run_id)
+            TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+                status=RunStatus.FAILED, finished_at=timezone.now(), message="Failed",
+                error=f"The training queue could not be reached ({type(exc).__name__}). "
+                      "Ask your administrator to check the broker (Redis) and try again.",
+            )
+
+    transaction.on_commit(send)
 
 
 def active_run(project_id: int) -> TrainingRun | None:
