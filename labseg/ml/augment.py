@@ -203,7 +203,7 @@ def elastic_deform(
     if grid < 2:
         raise ValueError(f"grid must be >= 2, got {grid}")
     nodes = _randn((b, 2, grid, grid), generator, image.device) * float(sigma)
-    # fold grid_sample's normalisation into the nodes: one small einsum builds the sampling grid
+    # mirror-pad once by the field's reach, so grid_sample need not reflect every sample itself
     pad = math.ceil(_reach(nodes, h, w)) + 2
     if pad >= min(h, w):  # displacements beyond one mirror image: let grid_sample reflect
         pad = 0
