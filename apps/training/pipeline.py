@@ -345,6 +345,12 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         beat(f"Loading model version {parent.number} to fine-tune")
         if not parent.checkpoint or not Path(parent.checkpoint.path).exists():
             raise services.TrainingError(f"The checkpoint file of version {parent.number} is missing; train from scratch.")
+        parent_classes = (parent.architecture or {}).get("num_classes")
+        if parent_classes is not None and int(parent_classes) != config.num_classes:
+            raise services.TrainingError(
+                f"Version {parent.number} was trained for {parent_classes} classes (background included), but this "
+                f"project now has {config.num_classes}. Train from scratch so the model learns the new classes."
+            )
         init = parent.checkpoint.path
     reporter = services.ProgressReporter(run_id, worker, total_steps=config.steps, max_seconds=config.max_seconds)
     reporter.flush("Training")

@@ -295,3 +295,17 @@ def test_unreachable_broker_fails_the_run_instead_of_leaving_it_queued(project, 
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and "training queue could not be reached" in run.error
     assert services.active_run(project.pk) is None  # the project is not blocked
+
+
+def test_fine_tuning_a_version_trained_for_fewer_classes_fails_with_advice(project, owner, settings):
+    from apps.annotate.models import LabelClass
+
+    settings.LABSEG_DEVICE = "cpu"
+    add_image(project, seed=1)
+    parent = make_version(project, 1, active=True)  # architecture: 1 channel, 2 classes
+    LabelClass.objects.create(project=project, index=3, name="mitosis")
+    run = services.start_run(project, owner)
+    assert services.claim_run(run.pk, "w1")
+    with pytest.raises(services.TrainingError, match="Version 1 was trained for 2 classes .* now has 3. Train from scratch"):
+        pipeline.execute_run(run.pk, "w1")
+    assert run.parent_version_id == parent.pk
