@@ -91,6 +91,7 @@ export class Viewer {
   private channelLayer: HTMLCanvasElement = document.createElement("canvas");
   private resizeObs: ResizeObserver;
   private failures = 0;
+  private retries = new Map<string, number>();
   /** The user zoomed or panned: a resize keeps the view instead of fitting again. */
   private userMoved = false;
 
@@ -296,7 +297,18 @@ export class Viewer {
         this.requestRender();
       };
       img.onerror = () => {
+        // retry a few times (a busy server, a network blip), then give up on this tile and say so
+        const tries = (this.retries.get(key) ?? 0) + 1;
+        this.retries.set(key, tries);
+        if (tries <= 3) {
+          setTimeout(() => {
+            if (this.tiles.get(key) === tt) this.tiles.delete(key);
+            this.requestRender();
+          }, 1000 * tries);
+          return;
+        }
         tt.failed = true;
+        this.requestRender();
         if (this.failures++ % 20 === 0) this.onError?.("Could not load part of the image from the server.");
       };
       img.src = url;
@@ -318,7 +330,7 @@ export class Viewer {
         const key = `${prefix}|${l}|${r.x}|${r.y}`;
         const t = this.tile(key, source(r));
         if (!t.ready) {
-          if (l === level) complete = false;
+          if (l === level && !t.failed) complete = false;
           continue;
         }
         const [sx, sy] = this.imageToScreen(r.x, r.y);

@@ -332,3 +332,27 @@ def test_instance_mode_polygon_and_fill_write_both_masks(logged_in_page, project
     np.testing.assert_array_equal(classes == 1, instances == 0)  # the fill reached every unlabelled pixel
     assert [s["tool"] for s in a.strokes] == ["brush", "brush", "polygon", "fill"]
     assert [s.get("instance") for s in a.strokes] == [1, 2, 3, None]
+
+
+def test_large_image_opens_with_downscaled_region_tiles(logged_in_page, project, annotator, upload_image):
+    arr = np.zeros((4000, 6000), np.uint8)
+    arr[::40, :] = 200
+    arr[:, ::40] = 120
+    image_id = upload_image(project, "large.png", png_bytes(arr))
+    sizes: list[tuple[str, tuple[int, int]]] = []
+    page = logged_in_page(annotator)
+    page.on("response", lambda r: "display.png" in r.url and r.ok and sizes.append(
+        (r.url, PILImage.open(io.BytesIO(r.body())).size)))
+    page.goto(page.url.rstrip("/") + f"/projects/{project.pk}/images/{image_id}/annotate")
+    wait_viewer_loaded(page, timeout=60000)
+    assert 0 < len(sizes) <= 12
+    for url, (w, h) in sizes:
+        assert "level=" in url and "level=0" not in url, url  # never the full resolution at fit
+        assert w <= 512 and h <= 512, (url, w, h)
+    # zooming in on a corner fetches full-resolution tiles of that region only
+    n = len(sizes)
+    page.evaluate("() => { const v = window.labseg.viewer; v.setView(1, 0, 0); }")
+    wait_viewer_loaded(page, timeout=60000)
+    new = sizes[n:]
+    assert new and all("level=0" in u for u, _ in new)
+    assert all(int(u.split("region=")[1].split("%2C")[0]) < 2048 for u, _ in new)  # x of the tiles near 0

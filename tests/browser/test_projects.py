@@ -83,3 +83,18 @@ def test_upload_three_files_one_bad_shows_per_file_results(logged_in_page, proje
     grid.first.wait_for()
     assert grid.count() == 2
     page.wait_for_function("() => [...document.querySelectorAll('.image-card img')].every(i => i.complete && i.naturalWidth > 0)")
+
+
+def test_network_failure_and_missing_image_show_visible_errors(logged_in_page, live_url, project, owner):
+    page = logged_in_page(owner)
+    page.wait_for_selector(f"[data-testid=project-{project.pk}]")
+    page.route("**/api/v1/projects/", lambda route: route.abort())  # the server is unreachable
+    page.reload()
+    err = page.locator("[data-testid=page-error]")
+    err.wait_for()
+    assert "Network error" in err.inner_text()
+    page.unroute("**/api/v1/projects/")
+    page.goto(f"{live_url}/projects/{project.pk}/images/999999/annotate")
+    err = page.locator("[data-testid=page-error]")
+    err.wait_for()
+    assert "404" in err.inner_text()
