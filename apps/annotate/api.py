@@ -26,6 +26,7 @@ from labseg.ml import io as mlio
 from . import serializers as s
 from . import services
 from .models import Annotation, AnnotationRevision, Role, Split
+from .uploads import batch_upload_handlers
 from .selectors import get_image_for, get_project_for, image_with_stats, images_in, projects_with_stats
 
 ERRORS = {code: OpenApiResponse(s.ErrorSerializer, description=desc) for code, desc in {
@@ -182,6 +183,11 @@ class ClassDetailView(APIView):
 # --- images ------------------------------------------------------------------------------------
 class ProjectImagesView(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method == "POST":  # before anything reads the body (the CSRF check reads request.POST)
+            request.upload_handlers = batch_upload_handlers(request)
+        return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
         parameters=[OpenApiParameter("split", str, enum=Split.values, description="only images of this split"),

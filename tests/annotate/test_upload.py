@@ -155,3 +155,30 @@ def test_deleting_an_image_removes_row_and_files(client_for, owner, stored_image
         r = client_for(owner).delete(f"/api/v1/images/{stored_image.pk}/")
     assert r.status_code == 204
     assert not Image.objects.filter(pk=stored_image.pk).exists() and not path.exists()
+
+
+def test_large_batch_streams_to_disk_and_stops_writing_an_oversized_file(client_for, annotator, project, settings,
+                                                                        monkeypatch):
+    """Bodies above FILE_UPLOAD_MAX_MEMORY_SIZE go to temporary files; an oversized file is reported
+    with its true size although only the first LABSEG_MAX_UPLOAD_BYTES of it were written."""
+    from apps.annotate.uploads import SizeLimitedUploadHandler
+
+    written: dict[str, int] = {}
+    original = SizeLimitedUploadHandler.file_complete
+
+    def spy(self, file_size):
+        written[self.file_name] = self.file.tell()  # bytes actually on disk
+        return original(self, file_size)
+
+    monkeypatch.setattr(SizeLimitedUploadHandler, "file_complete", spy)
+    good = tiff_bytes(nuclei(shape=(32, 32), seed=11))
+    big = tiff_bytes(nuclei(shape=(64, 80), seed=12))
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1000
+    settings.LABSEG_MAX_UPLOAD_BYTES = len(good) + 100
+    r = post_files(client_for(annotator), project, [upload("good.tif", good), upload("big.tif", big)])
+    assert r.status_code == 207, r.json()
+    ok, err = r.json()["results"]
+    assert err["code"] == "too_large" and f"{len(big)} bytes" in err["error"]
+    with Image.objects.get(pk=ok["id"]).file.open("rb") as fh:
+        assert fh.read() == good
+    assert written["good.tif"] == len(good) and written["big.tif"] <= settings.LABSEG_MAX_UPLOAD_BYTES < len(big)
