@@ -218,13 +218,17 @@ def metric_rows(result: dict) -> dict:
     return rows
 
 
-def predict_classes(model, raw: np.ndarray, normalization: dict, device) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image."""
+def predict_classes(model, raw: np.ndarray, normalization: dict, device,
+                    on_tile=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image.
+
+    ``on_tile(done, total)`` is called after each tile (heartbeat + cancel check on large images).
+    """
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization
 
     pixels = apply_normalization(raw, normalization)
-    probs = predict_tiled(model, pixels, device=device)
+    probs = predict_tiled(model, pixels, device=device, progress=on_tile)
     classes = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     instances = None
     try:
@@ -243,8 +247,16 @@ def score_holdouts(model, holdouts: list[Holdout], normalization: dict, device, 
 
     per_image: list[services.ImageScores] = []
     for h in holdouts:
-        beat(f"Scoring {h.example.image.original_filename}")
-        pred_c, pred_i = predict_classes(model, h.example.raw, normalization, device)
+        name = h.example.image.original_filename
+        beat(f"Scoring {name}")
+        last = [time.monotonic()]
+
+        def on_tile(done: int, total: int, name=name, last=last) -> None:
+            if time.monotonic() - last[0] >= services.PROGRESS_INTERVAL_S:
+                last[0] = time.monotonic()
+                beat(f"Scoring {name}: tile {done} of {total}")
+
+        pred_c, pred_i = predict_classes(model, h.example.raw, normalization, device, on_tile)
         cols = h.columns
         gt_i = h.example.instances[:, cols] if h.example.instances is not None else None
         result = score_all(pred_c[:, cols], None if pred_i is None else pred_i[:, cols], h.example.classes[:, cols], gt_i)
