@@ -192,7 +192,7 @@ class ProjectImagesView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("split", str, enum=Split.values, description="only images of this split"),
                     OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
-        responses={200: s.ImageSerializer(many=True), **_errors(400, 403, 404)}, tags=["images"])
+        responses={200: s.ImagePageSerializer, **_errors(400, 403, 404)}, tags=["images"])
     def get(self, request, project_id: int):
         project = get_project_for(request.user, project_id)
         split = request.query_params.get("split") or None
@@ -206,7 +206,9 @@ class ProjectImagesView(APIView):
         request={"multipart/form-data": s.UploadRequestSerializer},
         responses={201: s.UploadResponseSerializer,
                    207: OpenApiResponse(s.UploadResponseSerializer, description="some files stored, some failed"),
-                   400: OpenApiResponse(s.UploadResponseSerializer, description="no file stored"),
+                   400: OpenApiResponse(s.UploadResponseSerializer,
+                                        description="no file stored (per-file results); or no `files` at all "
+                                                    "(then the usual error body)"),
                    **_errors(403, 404)},
         description="Batch upload: repeat the multipart field `files`. One result per file: `id` when stored, "
                     "`error` + `code` when not (duplicates also give `duplicate_of`).",

@@ -131,6 +131,15 @@ class ImageSerializer(serializers.ModelSerializer):
         return reverse("annotate:image-thumbnail", args=[obj.pk])
 
 
+class ImagePageSerializer(serializers.Serializer):
+    """One page of a project's images (``?page=``, ``?page_size=``)."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ImageSerializer(many=True)
+
+
 class ImageUpdateSerializer(serializers.Serializer):
     split = serializers.ChoiceField(choices=Split.choices, required=False)
     display_range = serializers.ListField(

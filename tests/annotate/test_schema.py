@@ -24,6 +24,9 @@ def test_annotate_schema_validates_without_warnings():
         assert p in paths
     assert "409" in paths["/api/v1/images/{image_id}/annotation/"]["put"]["responses"]
     assert "207" in paths["/api/v1/projects/{project_id}/images/"]["post"]["responses"]
+    listing = paths["/api/v1/projects/{project_id}/images/"]["get"]["responses"]["200"]["content"]
+    page = schema["components"]["schemas"][listing["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert {"count", "next", "previous", "results"} <= set(page["properties"])  # the paginated shape
 
 
 @pytest.mark.django_db
