@@ -127,7 +127,7 @@ export class AnnotationStore {
 
   private edited(rect: Rect | null): void {
     this.editSeq++;
-    this.setState("unsaved");
+    if (this.state !== "conflict") this.setState("unsaved"); // a conflict waits for the user's choice
     this.writeDraft();
     this.onChange?.(rect);
     this.scheduleSave();
