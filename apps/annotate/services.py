@@ -354,7 +354,25 @@ def update_image(*, user, image_id: int, split: str | None = None, display_range
             raise ValidationError({"display_range": f"expected {image.channels} pairs [lo, hi] with hi > lo"})
         image.display_range = [[float(a), float(b)] for a, b in display_range]
     image.save(update_fields=["split", "display_range"])
+    if display_range is not None:
+        _refresh_thumbnail(image)
     return image
+
+
+def _refresh_thumbnail(image: Image) -> None:
+    """Re-render the thumbnail with the image's current display range (a failure keeps the old one)."""
+    try:
+        pixels = image_array(image)
+        step = max(1, int(np.ceil(max(image.height, image.width) / (THUMBNAIL_SIZE * 2))))
+        png = make_thumbnail(np.asarray(pixels[:, ::step, ::step]), image.display_range)
+    except (mlio.ImageReadError, OSError, ValueError) as exc:
+        log.warning("thumbnail of image %s not refreshed: %s", image.pk, exc)
+        return
+    old = image.thumbnail.name
+    image.thumbnail.save("thumb.png", ContentFile(png), save=False)
+    image.save(update_fields=["thumbnail"])
+    if old:
+        transaction.on_commit(lambda: _delete_files([old]))
 
 
 def delete_image(*, user, image_id: int) -> None:

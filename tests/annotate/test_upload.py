@@ -182,3 +182,17 @@ def test_large_batch_streams_to_disk_and_stops_writing_an_oversized_file(client_
     with Image.objects.get(pk=ok["id"]).file.open("rb") as fh:
         assert fh.read() == good
     assert written["good.tif"] == len(good) and written["big.tif"] <= settings.LABSEG_MAX_UPLOAD_BYTES < len(big)
+
+
+def test_patching_the_display_range_re_renders_the_thumbnail(client_for, annotator, stored_image):
+    def thumb():
+        r = client_for(annotator).get(f"/api/v1/images/{stored_image.pk}/thumbnail.png")
+        return np.asarray(PILImage.open(io.BytesIO(b"".join(r.streaming_content))))
+
+    before = thumb()
+    hi = float(stored_image._array.max()) * 10  # a much wider range: a darker rendering
+    r = client_for(annotator).patch(f"/api/v1/images/{stored_image.pk}/",
+                                    {"display_range": [[0, hi], [0, hi]]}, format="json")
+    assert r.status_code == 200 and r.json()["display_range"] == [[0, hi], [0, hi]]
+    after = thumb()
+    assert after.shape == before.shape and after.mean() < before.mean() / 3
