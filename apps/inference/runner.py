@@ -222,14 +222,10 @@ def run_prediction(prediction_id: int) -> None:
 
 
 def instances_of(probs: np.ndarray) -> np.ndarray:
-    """Instance labels from the probabilities (``labseg.ml.postprocess.instances_from_probs``; connected
-    components of the arg-max foreground while the ML core's post-processing is not installed)."""
-    try:
-        from labseg.ml.postprocess import instances_from_probs
-    except ImportError:
-        from scipy import ndimage as ndi
+    """Instance labels from the probabilities (``labseg.ml.postprocess.instances_from_probs``: foreground
+    above 0.5, holes filled, touching objects split by a seeded watershed, tiny objects removed)."""
+    from labseg.ml.postprocess import instances_from_probs
 
-        return ndi.label(classes_from_probs(probs) >= 2)[0].astype(np.int32)
     return np.asarray(instances_from_probs(probs))
 
 

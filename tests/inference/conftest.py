@@ -25,8 +25,8 @@ def make_image(db):
     from apps.annotate.models import Image
     from labseg.ml.synthetic import make_nuclei
 
-    def make(project, shape=(64, 64), seed=0, split="train", channels=1):
-        pixels, instances = make_nuclei(shape, seed=seed, channels=channels, radius=(4.0, 7.0))
+    def make(project, shape=(64, 64), seed=0, split="train", channels=1, touching=0.6):
+        pixels, instances = make_nuclei(shape, seed=seed, channels=channels, radius=(4.0, 7.0), touching=touching)
         data = tiff_bytes(pixels)
         im = Image(
             project=project, original_filename=f"img{seed}.tif", checksum=hashlib.sha256(data).hexdigest(),
