@@ -23,7 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 from PIL import Image as PILImage
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 
 from labseg.api import Conflict
 from labseg.ml import io as mlio
@@ -132,8 +132,6 @@ def add_member(*, user, project_id: int, username: str, role: str = Role.ANNOTAT
 def _membership(project: Project, username: str) -> Membership:
     m = project.memberships.select_for_update().select_related("user").filter(user__username=username).first()
     if m is None:
-        from rest_framework.exceptions import NotFound
-
         raise NotFound(f"{username!r} is not a member of this project.")
     return m
 
@@ -182,8 +180,6 @@ def update_class(*, user, project_id: int, index: int, name: str | None = None, 
     project = get_project_for(user, project_id, Role.OWNER)
     cls = project.label_classes.select_for_update().filter(index=index).first()
     if cls is None:
-        from rest_framework.exceptions import NotFound
-
         raise NotFound(f"The project has no class {index}.")
     if name is not None:
         name = _check_class_name(name)
@@ -362,9 +358,7 @@ def update_image(*, user, image_id: int, split: str | None = None, display_range
 def _refresh_thumbnail(image: Image) -> None:
     """Re-render the thumbnail with the image's current display range (a failure keeps the old one)."""
     try:
-        pixels = image_array(image)
-        step = max(1, int(np.ceil(max(image.height, image.width) / (THUMBNAIL_SIZE * 2))))
-        png = make_thumbnail(np.asarray(pixels[:, ::step, ::step]), image.display_range)
+        png = make_thumbnail(image_array(image), image.display_range)  # strided: reads few pixels of a memmap
     except (mlio.ImageReadError, OSError, ValueError) as exc:
         log.warning("thumbnail of image %s not refreshed: %s", image.pk, exc)
         return
@@ -511,8 +505,6 @@ def restore_revision(*, user, image_id: int, version: int, check_role: bool = Tr
     image = get_image_for(user, image_id, Role.ANNOTATOR) if check_role else Image.objects.get(pk=image_id)
     rev = AnnotationRevision.objects.filter(image=image, version=version).first()
     if rev is None:
-        from rest_framework.exceptions import NotFound
-
         raise NotFound(f"No saved version {version} in this image's history.")
     current = Annotation.objects.filter(image=image).values_list("version", flat=True).first() or 0
 
