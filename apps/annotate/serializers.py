@@ -157,6 +157,7 @@ class UploadResultSerializer(serializers.Serializer):
     error = serializers.CharField(required=False, help_text="set when not stored")
     code = serializers.ChoiceField(choices=["empty", "too_large", "duplicate", "unreadable"], required=False)
     duplicate_of = serializers.IntegerField(required=False)
+    note = serializers.CharField(required=False, help_text="e.g. only the first plane of a Z/T stack is used")
 
 
 class UploadResponseSerializer(serializers.Serializer):

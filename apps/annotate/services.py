@@ -200,11 +200,14 @@ class UploadResult:
     error: str | None = None
     code: str | None = None
     duplicate_of: int | None = None
+    note: str | None = None
 
     def as_dict(self) -> dict:
         d: dict[str, Any] = {"filename": self.filename}
         if self.id is not None:
             d["id"] = self.id
+        if self.note:
+            d["note"] = self.note
         if self.error is not None:
             d["error"], d["code"] = self.error, self.code
         if self.duplicate_of is not None:
@@ -277,9 +280,11 @@ def _store_one(project: Project, user, f, limit: int) -> UploadResult:
         dup = project.images.filter(checksum=checksum).values_list("id", flat=True).first()
         return UploadResult(name, error=f"duplicate of image {dup} already in the project", code="duplicate",
                             duplicate_of=dup)
+    note = None
     if info.get("planes"):
-        log.info("image %s: stack %s, only the first plane is used", img.pk, info["planes"])
-    return UploadResult(name, id=img.pk)
+        stack = ", ".join(f"{axis}={n}" for axis, n in info["planes"].items())
+        note = f"a stack ({stack}): only the first plane is used"
+    return UploadResult(name, id=img.pk, note=note)
 
 
 def upload_images(*, user, project_id: int, files: list) -> tuple[int, list[dict]]:

@@ -33,3 +33,4 @@ def test_annotate_schema_validates_without_warnings():
 def test_full_schema_endpoint_answers(client_for, owner):
     r = client_for(owner).get("/api/schema/?format=json")
     assert r.status_code == 200 and "/api/v1/projects/" in r.json()["paths"]
+    assert client_for(owner).get("/api/docs/").status_code == 200

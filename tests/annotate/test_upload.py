@@ -129,6 +129,7 @@ def test_hyperstack_with_z_stores_first_plane_metadata(client_for, annotator, pr
     data = tiff_bytes(stack, imagej=True, metadata={"axes": "ZCYX"})
     r = post_files(client_for(annotator), project, [upload("stack.tif", data)])
     assert r.status_code == 201
+    assert r.json()["results"][0]["note"] == "a stack (Z=2): only the first plane is used"
     img = Image.objects.get(pk=r.json()["results"][0]["id"])
     assert (img.channels, img.width, img.height) == (2, 80, 64)
     assert np.allclose(img.display_range, display_range(stack[0]))
