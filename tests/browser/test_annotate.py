@@ -305,8 +305,12 @@ def test_zoom_and_pan_keep_strokes_aligned_with_image_pixels(logged_in_page, pro
 
 def test_instance_mode_polygon_and_fill_write_both_masks(logged_in_page, project, annotator, grey_image):
     page = open_annotate(logged_in_page, annotator, project, grey_image)
+    page.keyboard.press("?")
+    assert "undo" in page.locator("[data-testid=help-overlay]").inner_text()
+    page.get_by_role("button", name="Close").click()
     page.check("[data-testid=instance-mode]")
-    page.click("[data-testid=class-2]")
+    page.keyboard.press("2")  # class keys
+    assert "active" in page.get_attribute("[data-testid=class-2]", "class")
     set_radius(page, 5)
     drag(page, [(30, 30)])  # object 1: a disc of radius 5 = 81 pixels
     drag(page, [(80, 30)])  # object 2

@@ -98,3 +98,23 @@ def test_network_failure_and_missing_image_show_visible_errors(logged_in_page, l
     err = page.locator("[data-testid=page-error]")
     err.wait_for()
     assert "404" in err.inner_text()
+
+
+def test_owner_adds_and_removes_a_member_through_the_page(logged_in_page, project, owner, make_user):
+    from apps.annotate.models import Membership
+
+    newcomer = make_user("nina_newcomer")
+    page = logged_in_page(owner, f"/projects/{project.pk}")
+    members = page.locator("[data-testid=member-list]")
+    members.locator("li").first.wait_for()
+    page.fill("[data-testid=member-username]", "nina_newcomer")
+    page.select_option("[data-testid=member-role]", "viewer")
+    page.get_by_role("button", name="Add member").click()
+    members.locator("li", has_text="nina_newcomer").wait_for()
+    assert Membership.objects.get(project=project, user=newcomer).role == "viewer"
+    page.fill("[data-testid=member-username]", "nobody_here")
+    page.get_by_role("button", name="Add member").click()
+    page.locator("[data-testid=toast-error]").wait_for()  # a 4xx is shown, not swallowed
+    members.locator("li", has_text="nina_newcomer").get_by_role("button", name="remove").click()
+    page.wait_for_function("() => !document.querySelector('[data-testid=member-list]').textContent.includes('nina_newcomer')")
+    assert not Membership.objects.filter(project=project, user=newcomer).exists()
