@@ -360,3 +360,24 @@ def test_large_image_opens_with_downscaled_region_tiles(logged_in_page, project,
     new = sizes[n:]
     assert new and all("level=0" in u for u, _ in new)
     assert all(int(u.split("region=")[1].split("%2C")[0]) < 2048 for u, _ in new)  # x of the tiles near 0
+
+
+def test_painting_a_2048_image_renders_within_a_60fps_frame(logged_in_page, project, annotator, upload_image):
+    yy, xx = np.mgrid[0:2048, 0:2048]
+    arr = ((np.sin(xx / 37.0) * np.cos(yy / 23.0) + 1) * 20000).astype(np.uint16)
+    image_id = upload_image(project, "big.tif", tiff_bytes(arr))
+    page = open_annotate(logged_in_page, annotator, project, image_id)
+    # time every render of the viewer while a long brush stroke is painted
+    page.evaluate("""() => { const v = window.labseg.viewer; const render = v.render.bind(v); window.__ms = [];
+        v.render = () => { const t = performance.now(); render(); window.__ms.push(performance.now() - t); }; }""")
+    set_radius(page, 10)
+    page.click("[data-testid=class-2]")
+    drag(page, [(1024 + 700 * np.cos(a), 1024 + 700 * np.sin(a)) for a in np.linspace(0, 6.2, 25)], steps=4)
+    ms = np.asarray(page.evaluate("window.__ms"))
+    assert len(ms) >= 50  # the canvas redrew while painting
+    assert np.median(ms) < 16.7, np.percentile(ms, [50, 90, 100])
+    page.click("[data-testid=save]")
+    wait_saved(page, timeout=30000)
+    classes, strokes, _ = stored(image_id)
+    assert len(strokes) == 1 and len(strokes[0]["points"]) > 50
+    assert classes.shape == (2048, 2048) and classes[1024, 1024 + 700] == 2
