@@ -74,6 +74,12 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     expected = float(np.mean(pred_fg != (gt >= 2)))
     assert scores[(val_img.pk, "pixel_error")].value == pytest.approx(expected, abs=1e-6)
 
+    # LABSEG_AUTO_PREDICT (on by default): the new version was asked to predict every image of the project
+    from apps.inference.models import Prediction
+
+    assert sorted(Prediction.objects.filter(model_version=version).values_list("image_id", flat=True)) == sorted(
+        [train_img.pk, val_img.pk])
+
     # the API shows the version with lineage + metrics
     body = client_for(owner).get(f"/api/v1/model-versions/{version.pk}/").json()
     assert body["run_status"] == "succeeded" and body["metrics"]["pixel_error"] == pytest.approx(
