@@ -9,6 +9,8 @@ import json
 
 import numpy as np
 from django.http import FileResponse, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, renderer_classes
 from rest_framework.exceptions import ValidationError
@@ -35,6 +37,12 @@ class AnyRenderer(BaseRenderer):
 
 
 BINARY = (JSONRenderer, AnyRenderer)
+REGION_PARAMS = [
+    OpenApiParameter("region", str, description="x,y,w,h in full-resolution pixels (default: the whole image)"),
+    OpenApiParameter("level", int, description="downscale by 2**level (nearest neighbour; 0 = full resolution)"),
+]
+STYLE = OpenApiParameter("style", str, description='"raw" (grey values) or "colour" (RGBA overlay)')
+PNG = {(200, "image/png"): OpenApiTypes.BINARY}
 
 
 class PredictionSerializer(serializers.ModelSerializer):
@@ -64,6 +72,7 @@ class PredictRequestSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema(request=PredictRequestSerializer, responses={202: PredictionSerializer(many=True)})
 @api_view(["POST"])
 def predict(request, version_id: int):
     """Queue predictions of the version: 202 with one prediction per image (running ones are reused)."""
@@ -75,12 +84,14 @@ def predict(request, version_id: int):
     return Response(PredictionSerializer(preds, many=True).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(responses=PredictionSerializer)
 @api_view(["GET"])
 def prediction_detail(request, prediction_id: int):
     pred = selectors.get_prediction_for(request.user, prediction_id)
     return Response(PredictionSerializer(pred).data)
 
 
+@extend_schema(responses=PredictionSerializer(many=True))
 @api_view(["GET"])
 def image_predictions(request, image_id: int):
     """The newest prediction of the image by each version (newest version first)."""
@@ -106,6 +117,7 @@ def _png(array: np.ndarray, name: str) -> HttpResponse:
     return resp
 
 
+@extend_schema(parameters=[*REGION_PARAMS, STYLE], responses=PNG)
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def prediction_map(request, prediction_id: int, kind: str):
@@ -134,6 +146,7 @@ def prediction_map(request, prediction_id: int, kind: str):
     return _png(out, f"prediction-{pred.pk}-{kind}.png")
 
 
+@extend_schema(parameters=REGION_PARAMS, responses={(200, "image/tiff"): OpenApiTypes.BINARY})
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def prediction_instances(request, prediction_id: int):
@@ -152,6 +165,7 @@ def prediction_instances(request, prediction_id: int):
     return resp
 
 
+@extend_schema(parameters=[*REGION_PARAMS, OpenApiParameter("style", str, description='"colour" or "grey"'), OpenApiParameter("w0", float), OpenApiParameter("sigma", float)], responses=PNG)
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def weight_map(request, image_id: int):
@@ -187,6 +201,7 @@ def _float_param(params, name: str, default: float, lo: float, hi: float) -> flo
     return value
 
 
+@extend_schema(request=inline_serializer("AcceptPrediction", {"version": serializers.IntegerField(), "keep_labels": serializers.BooleanField(required=False)}), responses=OpenApiTypes.OBJECT)
 @api_view(["POST"])
 def accept(request, prediction_id: int):
     """Copy the prediction into the image's annotation as a new version.
@@ -209,12 +224,14 @@ def accept(request, prediction_id: int):
     return Response(services.annotation_summary(annotation), status=status.HTTP_200_OK)
 
 
+@extend_schema(responses=OpenApiTypes.OBJECT)
 @api_view(["GET"])
 def version_metrics(request, version_id: int):
     version = selectors.get_version_for(request.user, version_id)
     return Response(selectors.version_metrics(version))
 
 
+@extend_schema(parameters=[OpenApiParameter("a", int, required=True), OpenApiParameter("b", int, required=True)], responses=OpenApiTypes.OBJECT)
 @api_view(["GET"])
 def compare(request, project_id: int):
     get_project_for(request.user, project_id)
@@ -224,6 +241,7 @@ def compare(request, project_id: int):
     return Response(selectors.compare_versions(project_id, q.get("a"), q.get("b")))
 
 
+@extend_schema(parameters=[OpenApiParameter("exclude", str, description="comma-separated image ids to skip")], responses=OpenApiTypes.OBJECT)
 @api_view(["GET"])
 def next_uncertain(request, project_id: int):
     """The image with the highest mean uncertainty (and few labels) under the active version; 404 if none."""
@@ -241,6 +259,7 @@ def next_uncertain(request, project_id: int):
     return Response(best)
 
 
+@extend_schema(parameters=[OpenApiParameter("version", int, description="model version id (default: the active one)")], responses={(200, "application/zip"): OpenApiTypes.BINARY})
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def export_masks(request, project_id: int):
@@ -261,6 +280,7 @@ def export_masks(request, project_id: int):
     return FileResponse(handle, as_attachment=True, filename=name, content_type="application/zip")
 
 
+@extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def export_model(request, version_id: int, fmt: str):
