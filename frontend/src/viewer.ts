@@ -80,6 +80,8 @@ export class Viewer {
   /** Extra drawing on top (brush cursor, polygon preview), in screen coordinates. */
   drawTop: ((ctx: CanvasRenderingContext2D) => void) | null = null;
   onViewChange: (() => void) | null = null;
+  /** Called after a channel's colour, range or visibility changed. */
+  onChannelsChange: (() => void) | null = null;
   onOverlaysChange: ((names: string[]) => void) | null = null;
   onError: ((message: string) => void) | null = null;
 
@@ -204,6 +206,7 @@ export class Viewer {
   // --- channels, mask, overlays ------------------------------------------------------------
   setChannel(c: number, patch: Partial<ChannelSetting>): void {
     Object.assign(this.channels[c], patch);
+    this.onChannelsChange?.();
     this.requestRender();
   }
 

@@ -10,7 +10,7 @@ import { AnnotationStore, type Conflict, type SaveState } from "../annotation";
 import type { Stroke, Tool } from "../raster";
 import { registerRoute, type Cleanup } from "../router";
 import { dialog, errorBlock, h, renderNav, showError, toast } from "../ui";
-import { rgb, Viewer } from "../viewer";
+import { rgb, Viewer, type ChannelSetting } from "../viewer";
 import { annotateUrl, loadProject } from "./project";
 
 /** What an extension of the annotate page gets. */
@@ -80,6 +80,7 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
   viewer.onError = (m) => toast(m, "error");
   (window as unknown as { labseg: unknown }).labseg = { viewer }; // for debugging and browser tests
   const store = new AnnotationStore(iid, image.width, image.height);
+  const channelsRestored = restoreChannels(viewer, `labseg-view-${iid}`);
 
   // --- editor state ------------------------------------------------------------------------
   let tool: EditTool = "brush";
@@ -431,7 +432,7 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
     statusEl.textContent = "⚠ annotation not loaded";
   }
   if (!image.display_range?.length) image.display_range = [];
-  for (let c = 0; c < image.channels; c++) if (!image.display_range[c]) void viewer.autoRange(c).catch(() => undefined);
+  for (let c = 0; c < image.channels; c++) if (!image.display_range[c] && !channelsRestored) void viewer.autoRange(c).catch(() => undefined);
 
   const extCleanups = extensions.map((ext) => {
     try {
@@ -463,6 +464,28 @@ function navLinks(projectId: number, imageId: number): HTMLElement {
     if (i >= 0 && i < list.length - 1) box.append(h("a", { href: annotateUrl(projectId, list[i + 1].id), "data-testid": "next-image" }, "next ›"));
   }).catch(() => undefined);
   return box;
+}
+
+/** Channel colours/ranges the user chose for this image last time (kept in localStorage). */
+function restoreChannels(viewer: Viewer, key: string): boolean {
+  let restored = false;
+  try {
+    const saved = JSON.parse(localStorage.getItem(key) || "null") as ChannelSetting[] | null;
+    if (Array.isArray(saved) && saved.length === viewer.channels.length) {
+      saved.forEach((c, i) => Object.assign(viewer.channels[i], c));
+      restored = true;
+    }
+  } catch {
+    /* unreadable: keep the defaults */
+  }
+  viewer.onChannelsChange = () => {
+    try {
+      localStorage.setItem(key, JSON.stringify(viewer.channels));
+    } catch {
+      /* storage full or disabled */
+    }
+  };
+  return restored;
 }
 
 /** Per-channel visibility, colour, min/max and auto contrast. */
