@@ -241,6 +241,29 @@ def compare(request, project_id: int):
     return Response(selectors.compare_versions(project_id, q.get("a"), q.get("b")))
 
 
+@extend_schema(parameters=[OpenApiParameter("version", int, description="model version id (default: the active one)")],
+               responses=OpenApiTypes.OBJECT)
+@api_view(["GET"])
+def project_predictions(request, project_id: int):
+    """The image grid's view of a version: prediction thumbnail URL, object count, F1 per image."""
+    project = get_project_for(request.user, project_id)
+    return Response(selectors.project_predictions(project.pk, _version_param(request, project)))
+
+
+def _version_param(request, project):
+    """The model version named by ``?version=`` (of this project, else 400), or None."""
+    raw = request.query_params.get("version")
+    if not raw:
+        return None
+    try:
+        version = selectors.get_version_for(request.user, int(raw))
+    except ValueError:
+        raise ValidationError({"version": "version must be a model version id."})
+    if version.project_id != project.pk:
+        raise ValidationError({"version": "That model version belongs to another project."})
+    return version
+
+
 @extend_schema(parameters=[OpenApiParameter("exclude", str, description="comma-separated image ids to skip")], responses=OpenApiTypes.OBJECT)
 @api_view(["GET"])
 def next_uncertain(request, project_id: int):
@@ -265,16 +288,7 @@ def next_uncertain(request, project_id: int):
 def export_masks(request, project_id: int):
     """A zip of TIFF label images: predictions of the active (or ``?version=``) version + annotations."""
     project = get_project_for(request.user, project_id)
-    version = None
-    if request.query_params.get("version"):
-        try:
-            version = selectors.get_version_for(request.user, int(request.query_params["version"]))
-        except ValueError:
-            raise ValidationError({"version": "version must be a model version id."})
-        if version.project_id != project.pk:
-            raise ValidationError({"version": "That model version belongs to another project."})
-    else:
-        version = selectors.active_version(project.pk)
+    version = _version_param(request, project) or selectors.active_version(project.pk)
     handle = exports.masks_zip(project, version)
     name = f"labseg-project-{project.pk}-masks" + (f"-v{version.number}" if version else "") + ".zip"
     return FileResponse(handle, as_attachment=True, filename=name, content_type="application/zip")

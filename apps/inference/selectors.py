@@ -164,3 +164,26 @@ def next_uncertain_image(project_id: int, exclude: list[int] | None = None) -> d
                     "mean_uncertainty": pred.mean_uncertainty, "labelled_fraction": fraction, "score": score,
                     "model_version": version.pk}
     return best
+
+
+def project_predictions(project_id: int, version: ModelVersion | None) -> dict:
+    """For the image grid: each image's newest finished prediction by ``version`` (default: the active
+    one), its level for a ~128-px thumbnail and its F1 / pixel error where the image was scored."""
+    version = version or active_version(project_id)
+    if version is None:
+        return {"model_version": None, "images": []}
+    scores: dict[int, dict] = defaultdict(dict)
+    for image_id, name, value in MetricScore.objects.filter(
+        model_version=version, image__isnull=False, name__in=("f1_iou50", "pixel_error")
+    ).values_list("image_id", "name", "value"):
+        scores[image_id][name] = value
+    rows = []
+    for pred in latest_predictions(version).select_related("image"):
+        side = max(pred.image.width, pred.image.height)
+        level = max(0, (side - 1).bit_length() - 7)  # 2**level >= side / 128
+        rows.append({"image": pred.image_id, "prediction": pred.pk, "level": level,
+                     "thumbnail_url": f"/api/v1/predictions/{pred.pk}/classes.png?style=colour&level={level}",
+                     "instances": pred.counts.get("instances"), "mean_uncertainty": pred.mean_uncertainty,
+                     "f1_iou50": scores[pred.image_id].get("f1_iou50"),
+                     "pixel_error": scores[pred.image_id].get("pixel_error")})
+    return {"model_version": {"id": version.pk, "number": version.number}, "images": rows}

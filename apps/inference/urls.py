@@ -22,5 +22,6 @@ urlpatterns = [
     path("images/<int:image_id>/weight-map.png", api.weight_map, name="image-weight-map"),
     path("projects/<int:project_id>/model-versions/compare/", api.compare, name="modelversion-compare"),
     path("projects/<int:project_id>/images/next-uncertain/", api.next_uncertain, name="image-next-uncertain"),
+    path("projects/<int:project_id>/predictions/", api.project_predictions, name="project-predictions"),
     path("projects/<int:project_id>/export/masks.zip", api.export_masks, name="project-export-masks"),
 ]

@@ -10,7 +10,7 @@
  *   /api/v1/images/{id}/weight-map.png                  training weight map (border term bright)
  */
 import { api, ApiError } from "./api";
-import { navigate } from "./router";
+import { navigate, onRouteChange } from "./router";
 import { dialog, h, showError, toast } from "./ui";
 import type { Region, RegionSource } from "./viewer";
 import { onAnnotatePage, type AnnotateContext } from "./pages/annotate";
@@ -211,3 +211,52 @@ function setupPredictions(ctx: AnnotateContext): () => void {
 }
 
 onAnnotatePage(setupPredictions);
+
+// --- image grid: prediction thumbnails and per-image F1 --------------------------------------------
+interface GridPrediction {
+  image: number;
+  prediction: number;
+  thumbnail_url: string;
+  instances: number | null;
+  f1_iou50: number | null;
+  pixel_error: number | null;
+}
+
+/** Add the active version's prediction thumbnail and F1 to each card of the project page's grid. */
+export function decorateImageGrid(grid: HTMLElement, projectId: string): () => void {
+  let rows = new Map<number, GridPrediction>();
+  let version = 0;
+  const decorate = () => {
+    grid.querySelectorAll<HTMLElement>(".image-card[data-testid^=image-]").forEach((card) => {
+      const id = Number(card.dataset.testid!.slice("image-".length));
+      const row = rows.get(id);
+      if (!row || card.querySelector(".prediction-thumb")) return;
+      const f1 = row.f1_iou50 !== null ? `F1 ${row.f1_iou50.toFixed(2)}` : row.pixel_error !== null ? `pixel error ${row.pixel_error.toFixed(3)}` : "";
+      card.append(h("div", { class: "prediction-thumb row", "data-testid": `prediction-thumb-${id}`, title: `prediction of model v${version}` },
+        h("img", { src: row.thumbnail_url, alt: "prediction", loading: "lazy", style: { width: "48px", height: "48px", objectFit: "contain", background: "#111" } }),
+        h("span", { class: "muted" }, `v${version}: ${row.instances ?? 0} objects`),
+        f1 ? h("span", { class: "badge", "data-testid": `image-f1-${id}` }, f1) : null));
+    });
+  };
+  const observer = new MutationObserver(decorate);
+  observer.observe(grid, { childList: true });
+  void api.get<{ model_version: { number: number } | null; images: GridPrediction[] }>(`/projects/${projectId}/predictions/`)
+    .then((res) => {
+      version = res.model_version?.number ?? 0;
+      rows = new Map(res.images.map((r) => [r.image, r]));
+      decorate();
+    })
+    .catch(() => undefined); // the grid works without predictions
+  return () => observer.disconnect();
+}
+
+onRouteChange((path, params) => {
+  if (!/^\/projects\/[^/]+\/?$/.test(path) || !params.projectId) return;
+  let tries = 0;
+  const attach = () => {
+    const grid = document.querySelector<HTMLElement>("[data-testid=image-grid]");
+    if (grid) decorateImageGrid(grid, params.projectId);
+    else if (tries++ < 50) window.setTimeout(attach, 100);
+  };
+  window.setTimeout(attach, 0);
+});

@@ -148,3 +148,19 @@ def test_models_page_marks_scores_against_the_parent(project, owner, make_user, 
     page.select_option("[data-testid=lineage-version]", str(child.pk))
     page.select_option("[data-testid=lineage-metric]", "pixel_error")
     assert page.locator("[data-testid=lineage-points]").inner_text() == "v1: 0.2000, v2: 0.1000"
+
+
+def test_image_grid_shows_prediction_thumbnails_and_f1(project, viewer, predicted, logged_in_page):
+    from apps.annotate.models import Image
+    from apps.training.services import record_metric_scores
+
+    first, second = predicted["ids"]
+    record_metric_scores(predicted["version"], Image.objects.get(pk=first), "validation",
+                         {"f1_iou50": {"value": 0.5, "tp": 1, "fp": 1, "fn": 1}})
+    page = logged_in_page(viewer, f"/projects/{project.pk}")
+    page.wait_for_selector(f"[data-testid=prediction-thumb-{first}]")
+    page.wait_for_selector(f"[data-testid=prediction-thumb-{second}]")
+    assert page.locator(f"[data-testid=image-f1-{first}]").inner_text() == "F1 0.50"
+    assert page.locator(f"[data-testid=image-f1-{second}]").count() == 0  # not scored
+    page.wait_for_function(f"""() => {{ const i = document.querySelector('[data-testid=prediction-thumb-{first}] img');
+                                       return i && i.complete && i.naturalWidth > 0; }}""")  # the PNG loads

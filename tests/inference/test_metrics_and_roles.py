@@ -108,6 +108,30 @@ def test_large_images_go_through_a_memmap_that_is_removed(project, make_image, m
     assert loaded.num_classes == 2
 
 
+def test_project_predictions_list_thumbnails_and_scores_of_the_active_version(project, make_image, make_version,
+                                                                               run_inline, viewer, client_for):
+    version = make_version(project)
+    version.is_active = True
+    version.save()
+    big, _, _ = make_image(project, shape=(300, 200), seed=1)
+    small, _, _ = make_image(project, shape=(40, 40), seed=2)
+    make_image(project, seed=3)  # never predicted
+    preds = {im.pk: run_inline(version, im) for im in (big, small)}
+    record_metric_scores(version, small, "validation", {"f1_iou50": 0.75})
+    c = client_for(viewer)
+    body = c.get(f"/api/v1/projects/{project.pk}/predictions/").json()
+    rows = {r["image"]: r for r in body["images"]}
+    assert body["model_version"]["id"] == version.pk and set(rows) == {big.pk, small.pk}
+    assert rows[small.pk]["f1_iou50"] == 0.75 and rows[big.pk]["f1_iou50"] is None
+    assert rows[big.pk]["level"] == 2 and rows[small.pk]["level"] == 0  # 300 px / 4 <= 128 px
+    assert rows[big.pk]["prediction"] == preds[big.pk].pk
+    from PIL import Image as PILImage
+    import io
+
+    thumb = PILImage.open(io.BytesIO(c.get(rows[big.pk]["thumbnail_url"]).content))
+    assert thumb.size == (50, 75) and thumb.mode == "RGBA"
+
+
 # --- every endpoint against every persona ---------------------------------------------------------
 READ = {"owner": 200, "annotator": 200, "viewer": 200, "stranger": 404, None: 403}
 WRITE = {"owner": 200, "annotator": 200, "viewer": 403, "stranger": 404, None: 403}
@@ -143,6 +167,7 @@ ENDPOINTS = [
     ("get", "/api/v1/projects/{project}/model-versions/compare/?a={v1}&b={v2}", READ),
     ("get", "/api/v1/projects/{project}/images/next-uncertain/", READ),
     ("get", "/api/v1/projects/{project}/export/masks.zip", READ),
+    ("get", "/api/v1/projects/{project}/predictions/", READ),
     ("get", "/api/v1/model-versions/{v1}/export/onnx", READ),
     ("post", "/api/v1/predictions/{pred}/accept/", WRITE),
     ("post", "/api/v1/model-versions/{v1}/predict/", {**WRITE, "owner": 202, "annotator": 202}),
