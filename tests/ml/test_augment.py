@@ -10,6 +10,7 @@ from labseg.ml.augment import (
     augment_batch,
     displacement_field,
     elastic_deform,
+    warp,
     random_flip_rot90,
     random_intensity,
     random_shift,
@@ -94,6 +95,17 @@ def test_elastic_matches_scipy_map_coordinates_of_same_field(shape, huge_ids):
         ref_l = ndi.map_coordinates(lab[b].numpy(), coords, order=0, mode="mirror")
         # nearest neighbour may round an exact .5 differently: allow a few ties, nothing more
         assert (ol[b].numpy() != ref_l).mean() < 0.005
+
+
+def test_warp_with_the_drawn_field_reproduces_elastic_deform():
+    img, lab, wt = batch(h=90, w=77)
+    lab = lab % 5
+    ei, el, ew = elastic_deform(img, lab, wt, sigma=8.0, generator=gen(21))
+    field = displacement_field(2, 90, 77, sigma=8.0, generator=gen(21))
+    wi, wl, ww = warp(img, lab, wt, field)
+    torch.testing.assert_close(wi, ei, rtol=0, atol=1e-4)
+    torch.testing.assert_close(ww, ew, rtol=0, atol=1e-3)  # weights go up to 10
+    assert (wl != el).float().mean() < 0.005  # nearest-neighbour ties may round either way
 
 
 def _symmetries(x: torch.Tensor):
