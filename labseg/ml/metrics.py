@@ -260,8 +260,8 @@ def warp_simple_points(source: np.ndarray, target: np.ndarray, fg_connectivity: 
 
     Pixels of one parity class ``(y % 2, x % 2)`` are never 8-neighbours of each other, so all simple
     mismatches of one class are flipped at once (each stays simple after the others' flips: its
-    neighbourhood does not change); the four classes are swept until a sweep flips nothing. Cost per
-    sweep is O(number of mismatches); the image is padded with background (outside is background).
+    neighbourhood does not change); the four classes take turns until none has a pixel to examine.
+    The image is padded with background (outside is background).
     """
     lut = _LUTS[fg_connectivity]
     h, w = source.shape
@@ -270,24 +270,38 @@ def warp_simple_points(source: np.ndarray, target: np.ndarray, fg_connectivity: 
     stride = w + 2
     offsets = np.array([dy * stride + dx for dy, dx in _RING], np.intp)
     weights = (1 << np.arange(8)).astype(np.int32)
+
+    # only pixels whose 3x3 neighbourhood changed since they were last examined can have become simple:
+    # each phase examines its queued ("dirty") mismatches, flips the simple ones and queues their
+    # mismatched neighbours, so the total work is O(mismatches + 8 * flips), not O(sweeps * mismatches)
     mis = np.flatnonzero(W != T)
-    ys, xs = mis // stride, mis % stride
-    phase_of = (ys % 2) * 2 + (xs % 2)
-    while len(mis):
-        flipped = 0
-        for phase in range(4):
-            cand = mis[phase_of == phase]
-            if len(cand) == 0:
-                continue
+    ph = (mis // stride % 2) * 2 + (mis % stride % 2)
+    queues = [mis[ph == k] for k in range(4)]
+    idle = 0
+    k = 0
+    while idle < 4:
+        cand = queues[k]
+        queues[k] = cand[:0]
+        if len(cand):
+            cand = np.unique(cand)
             cand = cand[W[cand] != T[cand]]
+        if len(cand):
             codes = (W[cand[:, None] + offsets[None, :]].astype(np.int32) * weights).sum(axis=1)
             simple = cand[lut[codes]]
+        else:
+            simple = cand
+        if len(simple):
             W[simple] = T[simple]
-            flipped += len(simple)
-        if flipped == 0:
-            break
-        keep = W[mis] != T[mis]
-        mis, phase_of = mis[keep], phase_of[keep]
+            nb = (simple[:, None] + offsets[None, :]).ravel()
+            nb = nb[W[nb] != T[nb]]
+            nph = (nb // stride % 2) * 2 + (nb % stride % 2)
+            for j in range(4):
+                if j != k:
+                    queues[j] = np.concatenate([queues[j], nb[nph == j]])
+            idle = 0
+        else:
+            idle += 1
+        k = (k + 1) % 4
     return W.reshape(h + 2, w + 2)[1:-1, 1:-1].copy()
 
 
