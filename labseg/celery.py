@@ -28,4 +28,5 @@ app.autodiscover_tasks(["apps.annotate", "apps.training", "apps.inference"])
 # Sent to "default" so that a busy (or dead) GPU worker does not hold up the check.
 app.conf.beat_schedule = {
     "training-recover-stale": {"task": "training.recover_stale", "schedule": 60.0, "options": {"queue": "default"}},
+    "inference-recover-stale": {"task": "inference.recover_stale", "schedule": 60.0, "options": {"queue": "default"}},
 }

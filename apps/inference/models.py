@@ -37,6 +37,7 @@ class Prediction(models.Model):
         null=True, blank=True, db_index=True, help_text="mean of the TTA uncertainty map (0..1), for active learning"
     )
     worker = models.CharField(max_length=200, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="times a worker claimed it")
     error = models.TextField(blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

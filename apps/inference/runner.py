@@ -31,13 +31,14 @@ from apps.training.models import ModelVersion
 
 from .maps import classes_from_probs, encode_tiff, foreground_uint8, to_uint8
 from .models import Prediction, PredictionStatus
-from .services import report_progress
+from .services import heartbeat, report_progress
 
 log = logging.getLogger(__name__)
 
 # Images with more pixels than this get their probabilities in a memmap instead of RAM.
 MEMMAP_PIXELS = int(os.environ.get("LABSEG_MEMMAP_PIXELS", 4096 * 4096))
 PROGRESS_EVERY_S = 1.0
+HEARTBEAT_EVERY_S = 10.0
 
 
 @dataclass
@@ -151,6 +152,32 @@ def normalised_entropy(probs: np.ndarray, rows: int = 512) -> np.ndarray:
     return out
 
 
+@contextmanager
+def heartbeats(prediction_id: int, every_s: float = HEARTBEAT_EVERY_S):
+    """Write a heartbeat every ``every_s`` seconds from a thread while the block runs (post-processing of a
+    huge image reports no progress for minutes; without this, recovery would think the worker dead)."""
+    from django.db import connection
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(every_s):
+                heartbeat(prediction_id)
+        except Exception:  # noqa: BLE001 - a missed heartbeat must not kill the prediction
+            log.exception("heartbeat of prediction %s failed", prediction_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{prediction_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 @dataclass
 class PredictionOutputs:
     """What one prediction produces: the encoded files, the label arrays (for scoring) and the counts."""
@@ -201,8 +228,9 @@ def run_prediction(prediction_id: int) -> None:
             last[0] = now
             report_progress(pred.pk, 0.05 + 0.8 * done / max(1, total))
 
-    out = compute_outputs(loaded, pred.image.file.path, scratch_dir=Path(settings.MEDIA_ROOT) / "tmp",
-                          progress=progress)
+    with heartbeats(pred.pk):
+        out = compute_outputs(loaded, pred.image.file.path, scratch_dir=Path(settings.MEDIA_ROOT) / "tmp",
+                              progress=progress)
     report_progress(pred.pk, 0.9)
     fields = {"classes.png": pred.classes_file, "instances.tif": pred.instances_file,
               "probability.png": pred.probability_file, "uncertainty.png": pred.uncertainty_file}

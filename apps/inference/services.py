@@ -12,6 +12,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -113,9 +114,39 @@ def claim_prediction(prediction_id: int, worker: str = "") -> bool:
     now = timezone.now()
     return bool(
         Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.QUEUED).update(
-            status=PredictionStatus.RUNNING, started_at=now, heartbeat_at=now, progress=0.0, worker=worker[:200]
+            status=PredictionStatus.RUNNING, started_at=now, heartbeat_at=now, progress=0.0, worker=worker[:200],
+            attempts=F("attempts") + 1,
         )
     )
+
+
+def heartbeat(prediction_id: int) -> None:
+    """Say the worker is alive (without touching progress)."""
+    Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.RUNNING).update(heartbeat_at=timezone.now())
+
+
+MAX_ATTEMPTS = 2
+
+
+def recover_stale_predictions(timeout_s: float | None = None) -> dict[str, list[int]]:
+    """Running predictions without a heartbeat for ``timeout_s`` (LABSEG_HEARTBEAT_TIMEOUT): their worker
+    died. Re-queued (a new message) if claimed fewer than MAX_ATTEMPTS times, else failed with a message.
+    Each change is one conditional UPDATE, so a live worker's final write is never overwritten."""
+    timeout_s = settings.LABSEG_HEARTBEAT_TIMEOUT if timeout_s is None else timeout_s
+    cutoff = timezone.now() - timedelta(seconds=timeout_s)
+    out: dict[str, list[int]] = {"requeued": [], "failed": []}
+    stale = Prediction.objects.filter(status=PredictionStatus.RUNNING, heartbeat_at__lt=cutoff)
+    for pred_id, attempts in stale.values_list("id", "attempts"):
+        same = Prediction.objects.filter(pk=pred_id, status=PredictionStatus.RUNNING, heartbeat_at__lt=cutoff)
+        if attempts < MAX_ATTEMPTS:
+            with transaction.atomic():
+                if same.update(status=PredictionStatus.QUEUED, progress=0.0, worker=""):
+                    _enqueue(pred_id)
+                    out["requeued"].append(pred_id)
+        elif same.update(status=PredictionStatus.FAILED, finished_at=timezone.now(),
+                         error="The worker running this prediction stopped responding twice; ask for it again."):
+            out["failed"].append(pred_id)
+    return out
 
 
 def report_progress(prediction_id: int, progress: float) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import socket
 
+from celery.signals import worker_ready
+
 from labseg.celery import app
 
 from . import services
@@ -11,14 +13,14 @@ from . import services
 log = logging.getLogger(__name__)
 
 
-@app.task(name="inference.predict", acks_late=True, ignore_result=True)
-def predict(prediction_id: int) -> None:
+@app.task(name="inference.predict", acks_late=True, ignore_result=True, bind=True)
+def predict(self, prediction_id: int) -> None:
     """Run one queued prediction: claim it (queued -> running), predict, store the maps, score it.
 
     A redelivered message finds the row no longer queued and does nothing. Any error fails the
     prediction with its message (never left "running").
     """
-    if not services.claim_prediction(prediction_id, worker=socket.gethostname()):
+    if not services.claim_prediction(prediction_id, worker=self.request.hostname or socket.gethostname()):
         log.info("prediction %s is not queued any more; nothing to do", prediction_id)
         return
     from . import runner  # imports torch lazily
@@ -28,3 +30,22 @@ def predict(prediction_id: int) -> None:
     except Exception as exc:  # noqa: BLE001 - every failure must end the row, with its message
         log.exception("prediction %s failed", prediction_id)
         services.fail_prediction(prediction_id, runner.explain_error(exc))
+
+
+@app.task(name="inference.recover_stale")
+def recover_stale() -> dict:
+    """Periodic (beat, queue default): re-queue or fail predictions whose worker stopped its heartbeats."""
+    return services.recover_stale_predictions()
+
+
+@worker_ready.connect
+def _recover_on_worker_start(sender=None, **_kwargs) -> None:
+    """A worker that starts after a crash picks up the predictions the dead one left running."""
+    from django.db import connections
+
+    try:
+        services.recover_stale_predictions()
+    except Exception:  # noqa: BLE001 - never keep a worker from starting
+        log.exception("stale-prediction recovery on worker start failed")
+    finally:
+        connections.close_all()
