@@ -64,3 +64,23 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path):
                    tmp_path / "x.tif", "--quiet")
     assert done.returncode == 2 and "error:" in done.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_fewlabel_evaluation_runs_end_to_end_and_prints_a_table(tmp_path, capsys):
+    import json
+
+    from labseg.ml import fewlabel
+
+    raw, instances = fewlabel.realistic_crop(7)
+    again, _ = fewlabel.realistic_crop(7)
+    assert raw.dtype == np.uint16 and np.array_equal(raw, again)
+    labelled = (fewlabel.scribble_mask(instances, 1) > 0).mean()
+    assert 0.02 < labelled < 0.09
+    tiny = json.dumps({"steps": 2, "base_channels": 4, "depth": 2, "tile_output": 24, "batch_size": 1})
+    assert fewlabel.main(["--seeds", "1", "--test", "1", "--threads", "1", "--unet", tiny,
+                          "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    for method in ("otsu", "forest", "unet"):
+        assert f"\n{method}" in out
+    result = json.loads((tmp_path / "r.json").read_text())["results"][0]
+    assert 0 <= result["otsu"]["f1"] <= 1 and result["unet_steps"] == 2

@@ -7,7 +7,7 @@ from labseg.ml.io import normalize
 from labseg.ml.synthetic import classes_from_instances, make_nuclei
 from labseg.ml.tiling import predict_tiled
 from labseg.ml.train import (
-    TrainConfig, TrainingCancelled, apply_normalization, fit, load_checkpoint, save_checkpoint,
+    TrainConfig, TrainingCancelled, apply_normalization, crf_loss, fit, load_checkpoint, save_checkpoint,
     validate_config_overrides,
 )
 from labseg.ml.unet import UNet
@@ -151,3 +151,38 @@ def test_fit_rejects_unlabelled_or_mismatched_inputs():
         fit(image, np.zeros((32, 32), np.uint8), config=TrainConfig(steps=1, **TINY))
     with pytest.raises(ValueError, match="do not match"):
         fit(image, np.zeros((32, 31), np.uint8), config=TrainConfig(steps=1, **TINY))
+
+
+def naive_crf_loss(probs, image, sigma, radius):
+    """Loop over every pixel pair at the documented offsets; mean per offset, then over offsets."""
+    b, k, h, w = probs.shape
+    per_offset = []
+    d = 1
+    while d <= radius:
+        for dy, dx in ((0, d), (d, 0), (d, d), (d, -d)):
+            terms = []
+            for n in range(b):
+                for y in range(h):
+                    for x in range(w):
+                        y2, x2 = y + dy, x + dx
+                        if 0 <= y2 < h and 0 <= x2 < w:
+                            a = np.exp(-np.sum((image[n, :, y, x] - image[n, :, y2, x2]) ** 2) / (2 * sigma**2))
+                            terms.append(a * (1 - np.dot(probs[n, :, y, x], probs[n, :, y2, x2])))
+            per_offset.append(np.mean(terms))
+        d *= 2
+    return np.mean(per_offset)
+
+
+def test_crf_loss_matches_pairwise_definition_and_prefers_boundaries_on_edges():
+    rng = np.random.default_rng(0)
+    probs = torch.softmax(torch.from_numpy(rng.normal(size=(2, 3, 9, 11))), 1)
+    image = torch.from_numpy(rng.normal(size=(2, 2, 9, 11)))
+    got = crf_loss(probs, image, sigma=0.7, radius=4).item()
+    assert got == pytest.approx(naive_crf_loss(probs.numpy(), image.numpy(), 0.7, 4), rel=1e-9)
+    # a step edge in the image at column 10: a label boundary there costs less than one 4 px away
+    image = torch.zeros(1, 1, 16, 20)
+    image[..., 10:] = 1.0
+    on_edge, off_edge = torch.zeros(1, 2, 16, 20), torch.zeros(1, 2, 16, 20)
+    on_edge[:, 1, :, 10:], on_edge[:, 0, :, :10] = 1, 1
+    off_edge[:, 1, :, 6:], off_edge[:, 0, :, :6] = 1, 1
+    assert crf_loss(on_edge, image, 0.15, 8) < 0.1 * crf_loss(off_edge, image, 0.15, 8)
