@@ -280,20 +280,18 @@ def test_out_of_memory_after_the_retries_fails_with_a_message(project):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_unreachable_broker_fails_the_run_instead_of_leaving_it_queued(project, owner, settings):
-    from labseg.celery import app
+def test_unreachable_broker_fails_the_run_instead_of_leaving_it_queued(project, owner, monkeypatch):
+    from kombu.exceptions import OperationalError
 
-    old = app.conf.broker_url, app.conf.broker_connection_max_retries
-    app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-    app.conf.broker_connection_max_retries = 0
-    try:
-        app.pool.force_close_all()
-        run = services.start_run(project, owner)
-    finally:
-        app.conf.broker_url, app.conf.broker_connection_max_retries = old
-        app.pool.force_close_all()
+    from apps.training import tasks
+
+    def broker_down(*args, **kwargs):  # the external edge: Redis refuses the connection
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.run_training, "delay", broker_down)
+    run = services.start_run(project, owner)
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "training queue could not be reached" in run.error
+    assert run.status == RunStatus.FAILED and "training queue could not be reached (OperationalError)" in run.error
     assert services.active_run(project.pk) is None  # the project is not blocked
 
 
