@@ -1,0 +1,49 @@
+"""Large images: instances per connected component equal the whole-image post-processing; memory stays small."""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from apps.inference.runner import instances_by_component
+from labseg.ml.io import normalize
+from labseg.ml.postprocess import instances_from_probs
+from labseg.ml.synthetic import make_nuclei
+
+
+def threshold_probs(pixels: np.ndarray) -> np.ndarray:
+    x = normalize(pixels)[0]
+    p = 1.0 / (1.0 + np.exp(-25.0 * (np.maximum(x, 0) - 0.35)))
+    return np.stack([1 - p, p]).astype(np.float32)
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same objects, whatever their ids: a one-to-one map between the labels of a and b."""
+    if ((a > 0) != (b > 0)).any():
+        return False
+    pairs = set(zip(a[a > 0].tolist(), b[b > 0].tolist()))
+    return len(pairs) == len(np.unique(a[a > 0])) == len(np.unique(b[b > 0]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_instances_by_component_equal_the_whole_image_call(seed):
+    pixels, _ = make_nuclei((320, 288), seed=seed, touching=0.8)
+    probs = threshold_probs(pixels)
+    whole = instances_from_probs(probs)
+    parts = instances_by_component(probs)
+    assert whole.max() > 20  # many objects, many touching
+    assert same_partition(whole, parts)
+    assert parts.max() == len(np.unique(parts[parts > 0]))  # numbered 1..N
+
+
+def test_instances_by_component_need_a_fraction_of_the_memory():
+    tile, _ = make_nuclei((400, 400), seed=3)
+    probs = threshold_probs(np.tile(tile, (1, 3, 3)))  # 1200 x 1200, ~1000 nuclei
+    peaks = []
+    for fn in (instances_from_probs, instances_by_component):
+        tracemalloc.start()
+        fn(probs)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    whole, parts = peaks
+    pixels = probs.shape[1] * probs.shape[2]
+    assert parts < 16 * pixels < whole  # bytes per pixel: ~10 by component, ~100 for the whole image
