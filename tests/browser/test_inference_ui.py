@@ -164,3 +164,25 @@ def test_image_grid_shows_prediction_thumbnails_and_f1(project, viewer, predicte
     assert page.locator(f"[data-testid=image-f1-{second}]").count() == 0  # not scored
     page.wait_for_function(f"""() => {{ const i = document.querySelector('[data-testid=prediction-thumb-{first}] img');
                                        return i && i.complete && i.naturalWidth > 0; }}""")  # the PNG loads
+
+
+def test_predict_button_runs_the_task_and_the_overlay_appears(project, annotator, upload_image, celery_worker,
+                                                              logged_in_page):
+    from tests.inference.conftest import create_tiny_version
+
+    pixels, _ = make_nuclei((96, 128), seed=5, radius=(5.0, 9.0))
+    image_id = upload_image(project, "fresh.tif", tiff_bytes(pixels[0]))
+    create_tiny_version(project, number=1, seed=3, is_active=True, threshold=0.35)
+    page = logged_in_page(annotator, f"/projects/{project.pk}/images/{image_id}/annotate")
+    page.wait_for_selector("[data-testid=annotation-canvas]")
+    wait_saved(page)
+    wait_viewer_loaded(page)
+    page.wait_for_function("() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'none'")
+    assert page.locator("[data-testid=toggle-prediction]").is_disabled()
+    base = canvas_rgb(page)
+    page.click("[data-testid=predict]")
+    page.wait_for_function("() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'",
+                           timeout=120000)
+    page.click("[data-testid=toggle-prediction]")
+    shown = wait_changed(page, base)
+    assert (np.abs(shown - base).sum(-1) > 30).sum() >= 50
