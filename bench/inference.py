@@ -72,7 +72,7 @@ def bench_task(base: int, size: int, repeats: int, device: str) -> dict:
 
 
 def bench_paper_512(device: str, repeats: int = 20) -> list[dict]:
-    """Seconds for one 512x512 image with the paper's U-Net on CUDA (float32 and bf16 autocast)."""
+    """Seconds for one 512x512 image with the paper's U-Net (float32 and bf16 autocast); run on CUDA."""
     import torch
 
     from labseg.ml.tiling import predict_tiled
@@ -83,9 +83,10 @@ def bench_paper_512(device: str, repeats: int = 20) -> list[dict]:
     rows = []
     for label, dtype in (("float32", None), ("bf16 autocast", torch.bfloat16)):
         def run() -> None:
-            with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+            with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
                 predict_tiled(model, image, device=device, tile_output=512)
-            torch.cuda.synchronize()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
 
         run()
         times = []
@@ -94,7 +95,8 @@ def bench_paper_512(device: str, repeats: int = 20) -> list[dict]:
             run()
             times.append(time.perf_counter() - t0)
         t = statistics.median(times)
-        rows.append(dict(name=f"paper U-Net 512^2 on {torch.cuda.get_device_name(0)} ({label})", ours=t,
+        where = torch.cuda.get_device_name(0) if device.startswith("cuda") else device
+        rows.append(dict(name=f"paper U-Net 512^2 on {where} ({label})", ours=t,
                          ref=None, unit="s", note=f"{t * 1e3:.1f} ms per image (paper: < 1 s in 2015)"))
     return rows
 
