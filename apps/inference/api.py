@@ -96,9 +96,9 @@ def prediction_detail(request, prediction_id: int):
 def image_predictions(request, image_id: int):
     """The newest prediction of the image by each version (newest version first)."""
     image = get_image_for(request.user, image_id)
-    preds = (Prediction.objects.filter(image=image).select_related("image")
-             .order_by("model_version_id", "-created_at", "-id").distinct("model_version_id"))
-    data = PredictionSerializer(sorted(preds, key=lambda p: -p.model_version_id), many=True).data
+    preds = selectors.newest_per(Prediction.objects.filter(image=image).select_related("image")
+                                 .order_by("-model_version_id", "-created_at", "-id"), "model_version_id")
+    data = PredictionSerializer(preds, many=True).data
     return Response(data)
 
 

@@ -44,13 +44,22 @@ def active_version(project_id: int) -> ModelVersion | None:
     return ModelVersion.objects.filter(project_id=project_id, is_active=True).first()
 
 
-def latest_predictions(version: ModelVersion) -> QuerySet[Prediction]:
+def newest_per(predictions, key: str) -> list[Prediction]:
+    """The first prediction per value of ``key`` in an ordered iterable (portable DISTINCT ON)."""
+    seen, out = set(), []
+    for pred in predictions:
+        value = getattr(pred, key)
+        if value not in seen:
+            seen.add(value)
+            out.append(pred)
+    return out
+
+
+def latest_predictions(version: ModelVersion, related: tuple[str, ...] = ()) -> list[Prediction]:
     """The newest succeeded prediction of each image by ``version``."""
-    return (
-        Prediction.objects.filter(model_version=version, status=PredictionStatus.SUCCEEDED)
-        .order_by("image_id", "-finished_at", "-id")
-        .distinct("image_id")
-    )
+    rows = (Prediction.objects.filter(model_version=version, status=PredictionStatus.SUCCEEDED)
+            .select_related(*related).order_by("image_id", "-finished_at", "-id"))
+    return newest_per(rows, "image_id")
 
 
 def lower_is_better(name: str) -> bool:
@@ -152,7 +161,7 @@ def next_uncertain_image(project_id: int, exclude: list[int] | None = None) -> d
     if version is None:
         return None
     best = None
-    for pred in latest_predictions(version).select_related("image", "image__annotation"):
+    for pred in latest_predictions(version, ("image", "image__annotation")):
         if pred.mean_uncertainty is None or (exclude and pred.image_id in exclude):
             continue
         image: Image = pred.image
@@ -178,7 +187,7 @@ def project_predictions(project_id: int, version: ModelVersion | None) -> dict:
     ).values_list("image_id", "name", "value"):
         scores[image_id][name] = value
     rows = []
-    for pred in latest_predictions(version).select_related("image"):
+    for pred in latest_predictions(version, ("image",)):
         side = max(pred.image.width, pred.image.height)
         level = max(0, (side - 1).bit_length() - 7)  # 2**level >= side / 128
         rows.append({"image": pred.image_id, "prediction": pred.pk, "level": level,
