@@ -110,10 +110,11 @@ def _finished(request, prediction_id: int) -> Prediction:
     return pred
 
 
-def _png(array: np.ndarray, name: str) -> HttpResponse:
+def _png(array: np.ndarray, name: str, cache: bool = True) -> HttpResponse:
+    """PNG response; prediction maps never change (cached an hour), weight maps follow the annotation."""
     resp = HttpResponse(rendering.png_response_bytes(array), content_type="image/png")
     resp["Content-Disposition"] = f'inline; filename="{name}"'
-    resp["Cache-Control"] = "private, max-age=3600"
+    resp["Cache-Control"] = "private, max-age=3600" if cache else "no-cache"
     return resp
 
 
@@ -134,14 +135,14 @@ def prediction_map(request, prediction_id: int, kind: str):
         raise ValidationError({"style": 'style must be "raw" or "colour".'})
     colour = style != "raw"
     if kind == "classes":
-        values = region.apply(rendering.read_png(pred.classes_file.path))
+        values = region.apply(rendering.read_map(pred.classes_file.path))
         out = rendering.classes_rgba(values, image.project) if colour else values
     elif kind == "outlines":
-        values = region.apply(rendering.read_tiff(pred.instances_file.path))
+        values = region.apply(rendering.read_map(pred.instances_file.path))
         out = rendering.outlines_rgba(values)
     else:
         field = pred.probability_file if kind == "probability" else pred.uncertainty_file
-        values = region.apply(rendering.read_png(field.path))
+        values = region.apply(rendering.read_map(field.path))
         out = rendering.ramp_rgba(values) if colour else values
     return _png(out, f"prediction-{pred.pk}-{kind}.png")
 
@@ -159,7 +160,7 @@ def prediction_instances(request, prediction_id: int):
     else:
         from .maps import encode_tiff
 
-        resp = HttpResponse(encode_tiff(region.apply(rendering.read_tiff(pred.instances_file.path))),
+        resp = HttpResponse(encode_tiff(region.apply(rendering.read_map(pred.instances_file.path))),
                             content_type="image/tiff")
     resp["Content-Disposition"] = f'attachment; filename="prediction-{pred.pk}-instances.tif"'
     return resp
@@ -185,7 +186,7 @@ def weight_map(request, image_id: int):
     values = services.weight_map_of(image, w0=w0, sigma=sigma)
     grey = rendering.normalise_to_uint8(region.apply(values))
     out = grey if style in ("grey", "gray") else rendering.grey_to_colour(grey)
-    return _png(out, f"image-{image.pk}-weight-map.png")
+    return _png(out, f"image-{image.pk}-weight-map.png", cache=False)
 
 
 def _float_param(params, name: str, default: float, lo: float, hi: float) -> float:

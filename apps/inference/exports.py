@@ -25,7 +25,7 @@ from apps.annotate.models import Annotation, Project
 from apps.training.models import ModelVersion
 
 from .maps import encode_tiff
-from .rendering import read_png, read_tiff
+from .rendering import read_map
 from .selectors import latest_predictions
 
 EXPORT_FORMATS = ("torchscript", "onnx")
@@ -125,8 +125,8 @@ def masks_zip(project: Project, version: ModelVersion | None):
             entry = {"id": image.pk, "filename": image.original_filename, "split": image.split, "files": []}
             pred = preds.get(image.pk)
             if pred is not None:
-                for suffix, array in (("classes", read_png(pred.classes_file.path)),
-                                      ("instances", read_tiff(pred.instances_file.path))):
+                for suffix, array in (("classes", read_map(pred.classes_file.path)),
+                                      ("instances", read_map(pred.instances_file.path))):
                     name = f"predictions/{stem}_{suffix}.tif"
                     zf.writestr(name, _tiff(array, suffix))
                     entry["files"].append(name)

@@ -38,16 +38,12 @@ def parse_region(params, width: int, height: int) -> Region:
     return Region(p["x"], p["y"], p["w"], p["h"], p["level"])
 
 
-def read_png(path: str) -> np.ndarray:
-    """A stored 8-bit grey PNG map as a uint8 (H, W) array."""
-    with PILImage.open(path) as im:
-        return np.asarray(im.convert("L"), dtype=np.uint8)
+def read_map(path: str) -> np.ndarray:
+    """A stored map (8-bit PNG or label TIFF) as a 2-D array; decoded once, then memory-mapped from a
+    ``.cache.npy`` beside it, so region requests on a big image do not decode the whole file each time."""
+    from labseg.ml.io import open_array
 
-
-def read_tiff(path: str) -> np.ndarray:
-    import tifffile
-
-    return np.asarray(tifffile.imread(path))
+    return open_array(path, cache_path=f"{path}.cache.npy")[0]
 
 
 def png_response_bytes(array: np.ndarray) -> bytes:

@@ -187,10 +187,10 @@ def accept_prediction(prediction: Prediction, user, version: int, keep_labels: b
     from apps.annotate.models import Annotation
     from apps.annotate.services import save_annotation
 
-    from .rendering import read_png, read_tiff
+    from .rendering import read_map
 
-    classes = read_png(prediction.classes_file.path)
-    instances = read_tiff(prediction.instances_file.path)
+    classes = read_map(prediction.classes_file.path)
+    instances = read_map(prediction.instances_file.path)
     if keep_labels:
         current = Annotation.objects.filter(image_id=prediction.image_id).first()
         old_classes, old_instances = annotation_arrays(current) if current is not None else (None, None)

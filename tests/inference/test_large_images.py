@@ -47,3 +47,20 @@ def test_instances_by_component_need_a_fraction_of_the_memory():
     whole, parts = peaks
     pixels = probs.shape[1] * probs.shape[2]
     assert parts < 16 * pixels < whole  # bytes per pixel: ~10 by component, ~100 for the whole image
+
+
+def test_stored_maps_are_decoded_once_then_memory_mapped(tmp_path):
+    from apps.annotate.masks import encode_png
+    from apps.inference.maps import encode_tiff
+    from apps.inference.rendering import read_map
+
+    labels = np.arange(300 * 250, dtype=np.uint32).reshape(300, 250) % 70001  # ids above 65535: uint32
+    grey = (np.arange(300 * 250) % 256).astype(np.uint8).reshape(300, 250)
+    (tmp_path / "instances.tif").write_bytes(encode_tiff(labels))
+    (tmp_path / "classes.png").write_bytes(encode_png(grey))
+    for name, want in (("instances.tif", labels), ("classes.png", grey)):
+        first = read_map(str(tmp_path / name))
+        again = read_map(str(tmp_path / name))
+        assert first.dtype == want.dtype and np.array_equal(first, want) and np.array_equal(again, want)
+        assert isinstance(again.base, np.memmap) or isinstance(again, np.memmap)
+        assert (tmp_path / f"{name}.cache.npy").is_file()
