@@ -7,7 +7,8 @@ rest 0), and three methods are scored by instance F1 at IoU 0.5 on held-out crop
 - ``otsu``: Otsu threshold of the lightly smoothed normalised image (no training);
 - ``forest``: ``RandomForestClassifier`` on ``skimage.feature.multiscale_basic_features`` trained on
   the scribbled pixels (what ilastik's pixel classification does);
-- ``unet``: ``labseg.ml.train.fit`` with the default ``TrainConfig`` on the same scribbles.
+- ``unet``: ``labseg.ml.train.fit`` with the default ``TrainConfig`` on the same scribbles (scored
+  without and with test-time augmentation, ``unet_tta``: the mean of the 8 flips/rotations).
 
 All three use the same post-processing (``labseg.ml.postprocess.split_instances`` with the image), so
 the comparison measures the foreground each method finds. Run:
@@ -137,6 +138,12 @@ def run_seed(seed: int, *, n_test: int = 3, threads: int = 2, methods=METHODS, u
             train_s = history["seconds"]
             result["unet_steps"] = history["steps"]
             preds = [instances_from_probs(predict_tiled(net, x), image=x) for x in xs]
+            tta_start = time.monotonic()
+            tta = [instances_from_probs(predict_tiled(net, x, tta=True), image=x) for x in xs]
+            f1, iou = _score(tta, gts)
+            result["unet_tta"] = {"f1": f1, "iou": iou, "train_s": train_s,
+                                  "total_s": train_s + time.monotonic() - tta_start}
+            log(f"seed {seed} unet+tta F1@0.5 {f1:.3f}  fg IoU {iou:.3f}")
         f1, iou = _score(preds, gts)
         result[method] = {"f1": f1, "iou": iou, "train_s": train_s, "total_s": time.monotonic() - start}
         log(f"seed {seed} {method:6s} F1@0.5 {f1:.3f}  fg IoU {iou:.3f}  train {train_s:.1f}s")
@@ -145,12 +152,14 @@ def run_seed(seed: int, *, n_test: int = 3, threads: int = 2, methods=METHODS, u
 
 def summarise(results: list[dict], methods=METHODS) -> str:
     """A text table of mean ± std over seeds."""
-    lines = [f"{'method':8s} {'F1@0.5':>16s} {'fg IoU':>16s} {'train s':>14s}"]
+    lines = [f"{'method':9s}{'F1@0.5':>16s} {'fg IoU':>16s} {'train s':>14s}"]
+    if "unet" in methods:
+        methods = [*methods, "unet_tta"]
     for m in methods:
         f1 = np.array([r[m]["f1"] for r in results])
         iou = np.array([r[m]["iou"] for r in results])
         ts = np.array([r[m]["train_s"] for r in results])
-        lines.append(f"{m:8s} {f1.mean():8.3f} ± {f1.std():5.3f} {iou.mean():8.3f} ± {iou.std():5.3f} "
+        lines.append(f"{m:9s}{f1.mean():8.3f} ± {f1.std():5.3f} {iou.mean():8.3f} ± {iou.std():5.3f} "
                      f"{ts.mean():7.1f} ± {ts.std():4.1f}")
     frac = np.mean([r["labelled_fraction"] for r in results])
     lines.append(f"{len(results)} seed(s), {frac * 100:.1f} % of the training crop labelled (15 strokes)")
