@@ -159,19 +159,21 @@ def report_progress(prediction_id: int, progress: float) -> None:
 def weight_map_of(image: Image, *, w0: float = 10.0, sigma: float = 5.0):
     """The training weight map (``labseg.ml.weights.weight_map``) of the image's current annotation.
 
-    Raises NotFound when the image has no labelled pixels yet.
+    Cached per annotation version in the training pipeline's weight cache (the same files a training
+    run uses), so the viewer's many region requests compute it once. NotFound without labelled pixels.
     """
     from rest_framework.exceptions import NotFound
 
     from apps.annotate.masks import annotation_arrays
     from apps.annotate.models import Annotation
-    from labseg.ml.weights import weight_map
+    from apps.training.pipeline import Example, cached_weight_map
 
     annotation = Annotation.objects.filter(image=image).first()
     classes, instances = annotation_arrays(annotation) if annotation is not None else (None, None)
     if classes is None or not classes.any():
         raise NotFound("This image has no annotation yet: paint some labels first.")
-    return weight_map(classes, instances, w0=w0, sigma=sigma)
+    example = Example(image=image, annotation=annotation, raw=None, classes=classes, instances=instances)
+    return cached_weight_map(example, w0, sigma)[0]
 
 
 def accept_prediction(prediction: Prediction, user, version: int, keep_labels: bool = False):

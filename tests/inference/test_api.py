@@ -136,3 +136,23 @@ def test_weight_map_without_annotation_is_404(project, make_image, viewer, stran
     r = client_for(viewer).get(f"/api/v1/images/{im.pk}/weight-map.png")
     assert r.status_code == 404 and "annotation" in r.json()["detail"]
     assert client_for(stranger).get(f"/api/v1/images/{im.pk}/weight-map.png").status_code == 404
+
+
+def test_weight_map_follows_a_new_annotation_version(project, make_image, viewer, client_for):
+    from labseg.ml.weights import weight_map
+
+    im, _, _ = make_image(project, shape=(40, 60))
+    classes, instances = two_touching_objects()
+    ann = Annotation.objects.create(image=im, classes_png=encode_png(classes), instances_png=encode_png(instances),
+                                    version=1, labelled_pixels=classes.size)
+    c = client_for(viewer)
+    first = png_array(c.get(f"/api/v1/images/{im.pk}/weight-map.png?style=grey"))
+    assert c.get(f"/api/v1/images/{im.pk}/weight-map.png")["Cache-Control"] == "no-cache"
+    instances[instances == 2] = 0  # one object only: no border term any more
+    classes = np.where(instances > 0, 2, 1).astype(np.uint8)
+    Annotation.objects.filter(pk=ann.pk).update(classes_png=encode_png(classes), instances_png=encode_png(instances),
+                                                version=2)
+    second = png_array(c.get(f"/api/v1/images/{im.pk}/weight-map.png?style=grey"))
+    expected = weight_map(classes, instances)
+    np.testing.assert_allclose(second, np.round(expected / expected.max() * 255), atol=1)
+    assert second[12:28, 28:30].max() < first[12:28, 28:30].min()  # the gap is no longer a border
