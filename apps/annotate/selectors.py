@@ -41,15 +41,29 @@ def get_project_for(user, project_id: int, min_role: str = Role.VIEWER) -> Proje
         raise NotFound("Project not found.")
 
 
-def get_image_for(user, image_id: int, min_role: str = Role.VIEWER) -> Image:
-    image = Image.objects.select_related("project").filter(pk=image_id).first()
-    if image is None:
-        raise NotFound("Image not found.")
+def get_scoped(queryset: QuerySet, pk: int, user, min_role: str = Role.VIEWER, *, label: str,
+               project_attr: str = "project_id"):
+    """The row ``pk`` of ``queryset`` if ``user`` has ``min_role`` in its project.
+
+    A missing row and a non-member both answer the same 404 ("<label> not found."), so ids of other
+    projects' rows are not revealed; a member below ``min_role`` gets 403. Every app's
+    "get X for this user" goes through here.
+    """
+    obj = queryset.filter(pk=pk).first()
+    if obj is None:
+        raise NotFound(f"{label} not found.")
+    project_id = obj
+    for part in project_attr.split("."):
+        project_id = getattr(project_id, part)
     try:
-        require_role(user, image.project_id, min_role)
+        require_role(user, project_id, min_role)
     except NotFound:
-        raise NotFound("Image not found.")
-    return image
+        raise NotFound(f"{label} not found.")
+    return obj
+
+
+def get_image_for(user, image_id: int, min_role: str = Role.VIEWER) -> Image:
+    return get_scoped(Image.objects.select_related("project"), image_id, user, min_role, label="Image")
 
 
 def projects_with_stats(user) -> QuerySet[Project]:

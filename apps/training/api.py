@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.annotate.models import Role
-from apps.annotate.selectors import get_project_for, require_role
+from apps.annotate.selectors import get_project_for, get_scoped
 from labseg.api import Conflict
 
 from . import services
@@ -30,28 +30,13 @@ from .serializers import (
 
 
 def _run_for(user, run_id: int, min_role: str = Role.VIEWER) -> TrainingRun:
-    run = TrainingRun.objects.select_related("project", "created_by").filter(pk=run_id).first()
-    if run is None:
-        raise NotFound("Training run not found.")
-    try:
-        require_role(user, run.project_id, min_role)
-    except NotFound:
-        raise NotFound("Training run not found.")
-    return run
+    return get_scoped(TrainingRun.objects.select_related("project", "created_by"), run_id, user, min_role,
+                      label="Training run")
 
 
 def _version_for(user, version_id: int, min_role: str = Role.VIEWER) -> ModelVersion:
-    version = (
-        ModelVersion.objects.select_related("run", "parent", "created_by")
-        .prefetch_related("metric_scores").filter(pk=version_id).first()
-    )
-    if version is None:
-        raise NotFound("Model version not found.")
-    try:
-        require_role(user, version.project_id, min_role)
-    except NotFound:
-        raise NotFound("Model version not found.")
-    return version
+    qs = ModelVersion.objects.select_related("run", "parent", "created_by").prefetch_related("metric_scores")
+    return get_scoped(qs, version_id, user, min_role, label="Model version")
 
 
 class ProjectTrainingRunsView(APIView):
