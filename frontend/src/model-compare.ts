@@ -9,7 +9,7 @@
 import { api } from "./api";
 import { drawLineChart, type Point } from "./chart";
 import { onRouteChange } from "./router";
-import { errorBlock, h } from "./ui";
+import { errorBlock, h, showError, toast } from "./ui";
 
 interface VersionRow {
   id: number;
@@ -66,6 +66,18 @@ export function lineagePoints(chain: VersionRow[], metrics: Map<number, VersionM
   return pts;
 }
 
+/** "Predict all": queue this version's prediction of every image of the project (annotators, owners). */
+function predictAllButton(v: VersionRow): HTMLElement {
+  return h("button", { "data-testid": `predict-all-${v.number}`, title: "predict every image of the project with this version (scores the validation/test images)", onclick: async () => {
+    try {
+      const preds = await api.post<unknown[]>(`/model-versions/${v.id}/predict/`, { all: true });
+      toast(`v${v.number}: ${preds.length} prediction(s) queued; scores appear here when they finish.`, "ok");
+    } catch (err) {
+      showError(err, "Could not start the predictions");
+    }
+  } }, "Predict all");
+}
+
 export function modelComparisonSection(projectId: string | number): HTMLElement {
   const section = h("section", { class: "panel", "data-testid": "model-compare" }, h("h2", {}, "Scores against the parent version"));
   void fill(section, projectId);
@@ -94,7 +106,7 @@ async function fill(section: HTMLElement, pid: string | number): Promise<void> {
   }));
   const keys = Object.keys(METRIC_NAMES);
   const table = h("table", { "data-testid": "compare-table" },
-    h("tr", {}, h("th", {}, "version"), h("th", {}, "parent"), ...keys.map((k) => h("th", { title: DENSE_ONLY.has(k) ? "needs densely labelled images" : "" }, METRIC_NAMES[k] + (DENSE_ONLY.has(k) ? " *" : "")))));
+    h("tr", {}, h("th", {}, "version"), h("th", {}, "parent"), ...keys.map((k) => h("th", { title: DENSE_ONLY.has(k) ? "needs densely labelled images" : "" }, METRIC_NAMES[k] + (DENSE_ONLY.has(k) ? " *" : ""))), h("th", {}, "")));
   for (const v of versions) {
     const parent = versions.find((p) => p.id === v.parent);
     let cmp: Comparison | null = null;
@@ -115,7 +127,8 @@ async function fill(section: HTMLElement, pid: string | number): Promise<void> {
         const mark = side.verdict === "better" ? "▲" : side.verdict === "worse" ? "▼" : "=";
         return h("td", { class: `verdict ${side.verdict}`, "data-verdict": side.verdict, title: `parent ${fmt(side.a)}, change ${side.delta >= 0 ? "+" : ""}${side.delta.toFixed(4)}`, style: { color: side.verdict === "better" ? "#3fb950" : side.verdict === "worse" ? "#f85149" : "" } },
           `${fmt(side.b)} ${mark} `, h("span", { class: "muted" }, `(${fmt(side.a)})`));
-      })));
+      }),
+      h("td", {}, predictAllButton(v))));
   }
   const note = h("p", { class: "muted" }, "▲ better than the parent, ▼ worse (parent's score in brackets). * needs densely labelled ground truth: skipped on images with sparse strokes.");
 

@@ -186,3 +186,14 @@ def test_predict_button_runs_the_task_and_the_overlay_appears(project, annotator
     page.click("[data-testid=toggle-prediction]")
     shown = wait_changed(page, base)
     assert (np.abs(shown - base).sum(-1) > 30).sum() >= 50
+
+
+def test_predict_all_from_the_models_page_queues_every_image(project, owner, predicted, logged_in_page):
+    from apps.inference.models import Prediction
+
+    version = predicted["version"]
+    page = logged_in_page(owner, f"/projects/{project.pk}/models")
+    page.click("[data-testid=predict-all-1]")
+    page.wait_for_selector("text=2 prediction(s) queued")
+    new = Prediction.objects.filter(model_version=version).exclude(pk__in=[p.pk for p in predicted["preds"]])
+    assert sorted(new.values_list("image_id", flat=True)) == sorted(predicted["ids"])  # (a worker may run them)
