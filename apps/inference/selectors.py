@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from django.db.models import QuerySet
 from rest_framework.exceptions import NotFound, ValidationError
 
 from apps.annotate.models import Image, Role
