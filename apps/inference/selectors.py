@@ -6,7 +6,7 @@ from collections import defaultdict
 from rest_framework.exceptions import NotFound, ValidationError
 
 from apps.annotate.models import Image, Role
-from apps.annotate.selectors import require_role
+from apps.annotate.selectors import get_scoped
 from apps.training.models import MetricScore, ModelVersion
 
 from .models import Prediction, PredictionStatus
@@ -18,25 +18,13 @@ LOWER_IS_BETTER = ("pixel_error", "rand_error", "adapted_rand_error", "warping_e
 
 
 def get_version_for(user, version_id: int, min_role: str = Role.VIEWER) -> ModelVersion:
-    version = ModelVersion.objects.select_related("project").filter(pk=version_id).first()
-    if version is None:
-        raise NotFound("Model version not found.")
-    try:
-        require_role(user, version.project_id, min_role)
-    except NotFound:
-        raise NotFound("Model version not found.")
-    return version
+    return get_scoped(ModelVersion.objects.select_related("project"), version_id, user, min_role,
+                      label="Model version")
 
 
 def get_prediction_for(user, prediction_id: int, min_role: str = Role.VIEWER) -> Prediction:
-    pred = Prediction.objects.select_related("image", "model_version").filter(pk=prediction_id).first()
-    if pred is None:
-        raise NotFound("Prediction not found.")
-    try:
-        require_role(user, pred.image.project_id, min_role)
-    except NotFound:
-        raise NotFound("Prediction not found.")
-    return pred
+    return get_scoped(Prediction.objects.select_related("image", "model_version"), prediction_id, user, min_role,
+                      label="Prediction", project_attr="image.project_id")
 
 
 def active_version(project_id: int) -> ModelVersion | None:

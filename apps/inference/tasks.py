@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 import socket
 
-from celery.signals import worker_ready
 
 from labseg.celery import app
+from labseg.worker import recover_on_worker_start
 
 from . import services
 
@@ -38,14 +38,4 @@ def recover_stale() -> dict:
     return services.recover_stale_predictions()
 
 
-@worker_ready.connect
-def _recover_on_worker_start(sender=None, **_kwargs) -> None:
-    """A worker that starts after a crash picks up the predictions the dead one left running."""
-    from django.db import connections
-
-    try:
-        services.recover_stale_predictions()
-    except Exception:  # noqa: BLE001 - never keep a worker from starting
-        log.exception("stale-prediction recovery on worker start failed")
-    finally:
-        connections.close_all()
+recover_on_worker_start(services.recover_stale_predictions, "predictions")

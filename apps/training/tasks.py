@@ -11,10 +11,10 @@ import logging
 import os
 import socket
 
-from celery.signals import worker_ready
 from django.db import close_old_connections
 
 from labseg.celery import app
+from labseg.worker import recover_on_worker_start
 
 from . import services
 from .models import RunStatus
@@ -68,14 +68,4 @@ def recover_stale() -> dict:
     return services.recover_stale_runs()
 
 
-@worker_ready.connect
-def _recover_on_worker_start(sender=None, **_kwargs) -> None:
-    """A worker that starts after a crash recovers the runs the dead one left "running"."""
-    try:
-        services.recover_stale_runs()
-    except Exception:  # noqa: BLE001 - never keep a worker from starting
-        log.exception("stale-run recovery on worker start failed")
-    finally:
-        from django.db import connections
-
-        connections.close_all()
+recover_on_worker_start(services.recover_stale_runs, "training runs")
