@@ -25,6 +25,7 @@ from apps.annotate.models import Annotation, Image, Project, Split
 from labseg.ml.synthetic import classes_from_instances, make_nuclei, scribbles
 
 PROJECT_NAME = "Demo nuclei"
+PROJECT_NAME_2CH = "Demo nuclei, two channels"
 SHAPE = (512, 512)
 
 
@@ -43,16 +44,23 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         admin, password = self._admin()
-        project = self._project(admin)
-        specs = [  # (file name, channels, seed, split, annotation)
-            ("nuclei_512_16bit.tif", 1, 1, Split.TRAIN, "strokes"),
-            ("nuclei_512_2ch.tif", 2, 2, Split.TRAIN, None),
-            ("nuclei_512_validation.tif", 1, 3, Split.VALIDATION, "dense"),
+        # One channel count per project: a U-Net takes a fixed number of input channels, so the
+        # 2-channel example lives in a project of its own (a mixed project would fail to predict).
+        demos = [
+            (PROJECT_NAME, ["DAPI"], [  # (file name, channels, seed, split, annotation)
+                ("nuclei_512_16bit.tif", 1, 1, Split.TRAIN, "strokes"),
+                ("nuclei_512_validation.tif", 1, 3, Split.VALIDATION, "dense"),
+            ]),
+            (PROJECT_NAME_2CH, ["DAPI", "membrane"], [
+                ("nuclei_512_2ch.tif", 2, 2, Split.TRAIN, "strokes"),
+            ]),
         ]
-        for name, channels, seed, split, kind in specs:
-            self._image(project, admin, name, channels, seed, split, kind)
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo project '{project.name}' (id {project.pk}) has {project.images.count()} images."))
+        for project_name, channel_names, specs in demos:
+            project = self._project(admin, project_name, channel_names)
+            for name, channels, seed, split, kind in specs:
+                self._image(project, admin, name, channels, seed, split, kind)
+            self.stdout.write(self.style.SUCCESS(
+                f"Demo project '{project.name}' (id {project.pk}) has {project.images.count()} images."))
         self.stdout.write(f"Admin user: {admin.username}   password: {password}")
 
     def _admin(self):
@@ -76,12 +84,12 @@ class Command(BaseCommand):
             user.save()
         return user, password
 
-    def _project(self, admin) -> Project:
-        project = Project.objects.filter(name=PROJECT_NAME, memberships__user=admin).first()
+    def _project(self, admin, name: str, channels: list[str]) -> Project:
+        project = Project.objects.filter(name=name, memberships__user=admin).first()
         if project is None:
             project = services.create_project(
-                user=admin, name=PROJECT_NAME, description="Synthetic fluorescence-like nuclei, many touching.",
-                channels=["DAPI"], classes=[{"name": "nucleus", "color": "#ff0000"}])
+                user=admin, name=name, description="Synthetic fluorescence-like nuclei, many touching.",
+                channels=channels, classes=[{"name": "nucleus", "color": "#ff0000"}])
         return project
 
     def _image(self, project, admin, name, channels, seed, split, kind) -> Image:
