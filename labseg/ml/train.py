@@ -71,7 +71,7 @@ class TrainConfig:
     sigma: float = 5.0
     balance: str | None = "inverse"
     # scribble regulariser: Potts/CRF loss on all pixels (Tang et al. 2018), boundaries follow edges
-    crf_weight: float = 2.0
+    crf_weight: float = 3.0
     crf_sigma: float = 0.15  # intensity scale of the affinity, in normalised units
     crf_radius: int = 8  # neighbour offsets 1, 2, 4, .. up to this distance
     # augmentation
