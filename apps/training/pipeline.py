@@ -175,9 +175,14 @@ def _classes_painted(examples: list[Example]) -> int:
 
 # --- weight maps, cached per annotation version ---------------------------------------------
 def weight_cache_path(ex: Example, w0: float, sigma: float, balance: str | None) -> Path:
-    """Cache file of one weight map: keyed by annotation id + version + parameters + crop variant."""
-    key = f"{ex.annotation.pk}-v{ex.annotation.version}-{w0}-{sigma}-{balance}-{ex.variant}"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    """Cache file of one weight map: keyed by annotation id + version + parameters + crop variant, and by
+    the masks' content, so a reused id (a recreated or restored database) can never return a stale map."""
+    h = hashlib.sha1(f"{w0}-{sigma}-{balance}-{ex.variant}".encode())
+    for mask in (ex.classes, ex.instances):
+        if mask is not None:
+            h.update(f"{mask.dtype}{mask.shape}".encode())
+            h.update(np.ascontiguousarray(mask).data)
+    digest = h.hexdigest()[:16]
     return Path(settings.MEDIA_ROOT) / "cache" / "weights" / f"ann{ex.annotation.pk}-v{ex.annotation.version}-{digest}.npy"
 
 
@@ -277,25 +282,15 @@ def _value(raw) -> float:
     return float(raw["value"] if isinstance(raw, dict) else raw)
 
 
-def fit_accepts_weights(fit) -> bool:
-    """Whether the ML core's ``fit`` takes precomputed weight maps (``weights=``)."""
-    import inspect
-
-    return "weights" in inspect.signature(fit).parameters
-
-
 # --- the run ---------------------------------------------------------------------------------
-def _fit_with_oom_fallback(fit, examples: list[Example], weights: list[np.ndarray] | None, config, init, reporter):
+def _fit_with_oom_fallback(fit, examples: list[Example], weights: list[np.ndarray], config, init, reporter):
     """``fit``; on out-of-memory halve the tile (and batch) and retry, at most ``OOM_RETRIES`` times."""
     from labseg.ml.device import free_cuda_cache, is_oom
 
-    kwargs = {}
-    if weights is not None:
-        kwargs["weights"] = weights  # precomputed, cached per annotation version
     for attempt in range(OOM_RETRIES + 1):
         try:
             return fit([e.raw for e in examples], [e.classes for e in examples], [e.instances for e in examples],
-                       config=config, init=init, progress=reporter, **kwargs)
+                       config=config, init=init, progress=reporter, weights=weights)
         except (RuntimeError, MemoryError) as exc:
             if not is_oom(exc) and not isinstance(exc, MemoryError):
                 raise
@@ -343,14 +338,12 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
             "Every labelled image is in the validation or test split, so nothing is left to train on. "
             "Put at least one labelled image in the train split."
         )
-    weights, cached = None, 0
-    if fit_accepts_weights(fit):  # else fit computes them itself and a cache would only cost time
-        weights = []
-        for ex in train:
-            beat(f"Weight map of {ex.image.original_filename}")
-            w, hit = cached_weight_map(ex, config.w0, config.sigma, config.balance)
-            weights.append(w)
-            cached += hit
+    weights, cached = [], 0  # computed once per annotation version, shared with the weight-map overlay
+    for ex in train:
+        beat(f"Weight map of {ex.image.original_filename}")
+        w, hit = cached_weight_map(ex, config.w0, config.sigma, config.balance)
+        weights.append(w)
+        cached += hit
 
     init = None
     if parent is not None:
@@ -384,7 +377,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         ],
         "held_out": [{"image": h.example.image.pk, "split": h.split,
                       "columns_from": h.col_start} for h in holdouts],
-        "weight_maps_cached": cached, "weight_maps_precomputed": weights is not None,
+        "weight_maps_cached": cached,
         "code_version": services.code_version(), "seed": config.seed, "device": str(device),
         "torch_threads": None, "steps_done": history.get("steps"), "stop_reason": history.get("stop_reason"),
         "train_seconds": round(float(history.get("seconds", 0.0)), 2),

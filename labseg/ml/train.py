@@ -190,15 +190,18 @@ class _Sample:
     by_class: list[np.ndarray] = field(default_factory=list)  # flat indices of labelled pixels per class
 
 
-def _prepare_samples(images: Sequence, classes: Sequence, instances: Sequence | None, config: TrainConfig) -> list[_Sample]:
+def _prepare_samples(images: Sequence, classes: Sequence, instances: Sequence | None, config: TrainConfig,
+                     weights: Sequence | None = None) -> list[_Sample]:
     images, classes = _as_list(images), _as_list(classes)
     instances = [None] * len(images) if instances is None else _as_list(instances)
+    weights = [None] * len(images) if weights is None else _as_list(weights)
     if not images:
         raise ValueError("no training images")
-    if not (len(images) == len(classes) == len(instances)):
-        raise ValueError(f"got {len(images)} images, {len(classes)} class masks, {len(instances)} instance masks")
+    if not (len(images) == len(classes) == len(instances) == len(weights)):
+        raise ValueError(f"got {len(images)} images, {len(classes)} class masks, {len(instances)} instance masks, "
+                         f"{len(weights)} weight maps")
     samples, channels = [], None
-    for k, (img, cls, inst) in enumerate(zip(images, classes, instances)):
+    for k, (img, cls, inst, wmap) in enumerate(zip(images, classes, instances, weights)):
         img = np.asarray(img)
         img = img[None] if img.ndim == 2 else img
         cls = np.asarray(cls)
@@ -211,7 +214,14 @@ def _prepare_samples(images: Sequence, classes: Sequence, instances: Sequence | 
         channels = img.shape[0]
         if inst is not None and np.asarray(inst).shape != cls.shape:
             raise ValueError(f"image {k}: instance mask {np.asarray(inst).shape} != class mask {cls.shape}")
-        wmap = weight_map(cls, inst, w0=config.w0, sigma=config.sigma, balance=config.balance)
+        if wmap is None:
+            wmap = weight_map(cls, inst, w0=config.w0, sigma=config.sigma, balance=config.balance)
+        else:
+            wmap = np.asarray(wmap, dtype=np.float32)
+            if wmap.shape != cls.shape:
+                raise ValueError(f"image {k}: weight map {wmap.shape} != class mask {cls.shape}")
+            if np.any(wmap[cls == 0] != 0):
+                raise ValueError(f"image {k}: the weight map must be 0 on unlabelled pixels")
         flat = cls.ravel()
         by_class = [np.flatnonzero(flat == v) for v in np.unique(flat) if v > 0]
         samples.append(_Sample(
@@ -353,6 +363,7 @@ def fit(
     config: TrainConfig | None = None,
     init: Any = None,
     progress: ProgressFn | None = None,
+    weights: Sequence | np.ndarray | None = None,
 ) -> tuple[UNet, dict]:
     """Train a U-Net; return ``(model in eval mode on the CPU, history)``.
 
@@ -364,6 +375,8 @@ def fit(
     ``progress(step, loss, **info)`` is called every ``log_every`` steps and at the end (``info`` holds
     ``steps``, ``lr``, ``elapsed``); returning False or raising ``TrainingCancelled`` stops training.
     Deterministic for a seed on one device when ``max_seconds`` is None (the schedule then follows steps only).
+    ``weights``: optional precomputed per-pixel loss weights, one float32 (H, W) map per image (e.g. cached
+    per annotation version by the app); default: ``weight_map(classes, instances, w0, sigma, balance)``.
 
     ``history``: ``loss`` and ``lr`` per step, ``steps``, ``seconds``, ``stop_reason`` ("steps", "time"
     or "cancelled"), ``normalization``, ``num_classes``, ``in_channels``, ``config``.
@@ -375,7 +388,7 @@ def fit(
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
 
-    samples = _prepare_samples(images, classes, instances, config)
+    samples = _prepare_samples(images, classes, instances, config, weights)
     in_channels = samples[0].image.shape[0]
     max_class = max(int(s.targets.max()) + 1 for s in samples)
     num_classes = config.num_classes or max(2, max_class)

@@ -77,6 +77,25 @@ def test_same_seed_reproduces_training_exactly(nuclei):
     assert hc["loss"] != ha["loss"]
 
 
+def test_precomputed_weight_maps_train_exactly_like_the_computed_ones_and_are_checked(nuclei):
+    from labseg.ml.weights import weight_map
+
+    image, instances, *_ = nuclei
+    classes = classes_from_instances(instances)
+    classes[:, :20] = 0  # some unlabelled pixels
+    cfg = TrainConfig(steps=3, **TINY)
+    wmap = weight_map(classes, instances, w0=cfg.w0, sigma=cfg.sigma, balance=cfg.balance)
+    _, computed = fit(image, classes, instances, config=cfg)
+    _, given = fit(image, classes, instances, config=cfg, weights=[wmap])
+    assert given["loss"] == computed["loss"]
+    _, flat = fit(image, classes, instances, config=cfg, weights=[(classes > 0).astype(np.float32)])
+    assert flat["loss"] != computed["loss"]  # the maps are really used
+    with pytest.raises(ValueError, match="0 on unlabelled"):
+        fit(image, classes, instances, config=cfg, weights=[np.ones_like(wmap)])
+    with pytest.raises(ValueError, match="weight map"):
+        fit(image, classes, instances, config=cfg, weights=[wmap[:-1]])
+
+
 def test_init_with_other_channels_or_classes_raises_clear_error(nuclei):
     image, instances, *_ = nuclei
     classes = classes_from_instances(instances)

@@ -248,7 +248,7 @@ class OOMThenOK:
     def __init__(self, fits_at: int):
         self.fits_at, self.tiles = fits_at, []
 
-    def __call__(self, images, classes, instances, config, init, progress):
+    def __call__(self, images, classes, instances, config, init, progress, weights=None):
         self.tiles.append((config.tile_output, config.batch_size))
         if config.tile_output > self.fits_at:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -92,6 +92,8 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     assert run2.parent_version_id == version.pk and v2.parent_id == version.pk and v2.number == 2
     version.refresh_from_db()
     assert v2.is_active and not version.is_active
+    # the annotations did not change: the second run reused the first run's weight maps
+    assert v2.provenance["weight_maps_cached"] == 1
 
 
 def test_cancel_stops_a_running_run_within_seconds(celery_worker, client_for, project, owner):
