@@ -5,7 +5,8 @@ score_all`` computes pixel-wise metrics on labelled pixels only and skips the me
 dense ground truth (Rand, adapted Rand, warping, F1) on sparse annotations; every stored row says
 whether the ground truth was dense and which metrics were skipped (``details.dense``/``skipped``).
 Rows are stored with ``apps.training.services.record_metric_scores`` (one per version, image, name),
-named as the training run's validation rows (``apps.training.pipeline.metric_rows``).
+named as the training run's validation rows (``apps.training.pipeline.metric_rows``); an image the
+version's training run already scored keeps those validation rows.
 """
 from __future__ import annotations
 
@@ -38,15 +39,19 @@ def score_masks(pred_classes: np.ndarray, pred_instances: np.ndarray | None, gt_
 
 def score_prediction(prediction_id: int, *, classes: np.ndarray, instances: np.ndarray) -> dict:
     """Score the prediction if its image is in a scored split and annotated; returns the stored rows."""
-    from apps.training.services import record_metric_scores
+    from apps.training.services import has_training_scores, record_metric_scores
 
     pred = Prediction.objects.select_related("image", "model_version").get(pk=prediction_id)
     if pred.image.split not in SCORED_SPLITS:
+        return {}
+    if has_training_scores(pred.model_version, pred.image):
+        # the run already scored this image at the end of training (without TTA): those rows are the
+        # version's validation scores and are not replaced by the auto-prediction's (TTA) scores
         return {}
     annotation = Annotation.objects.filter(image=pred.image).first()
     gt_classes, gt_instances = annotation_arrays(annotation) if annotation is not None else (None, None)
     if gt_classes is None or not gt_classes.any():
         return {}
     rows = score_masks(classes, instances, gt_classes, gt_instances)
-    record_metric_scores(pred.model_version, pred.image, pred.image.split, rows)
+    record_metric_scores(pred.model_version, pred.image, pred.image.split, rows, source="prediction")
     return rows

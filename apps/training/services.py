@@ -328,11 +328,17 @@ def activate_version(version: ModelVersion) -> ModelVersion:
     return version
 
 
-def record_metric_scores(version: ModelVersion, image: Image | None, split: str, scores: dict) -> list[MetricScore]:
+TRAINING_VALIDATION = "training-validation"
+
+
+def record_metric_scores(version: ModelVersion, image: Image | None, split: str, scores: dict,
+                         source: str = "") -> list[MetricScore]:
     """Store ``{name: value}`` (or ``{name: {"value": v, "details": {...}}}``) for (version, image).
 
     One row per (version, image, name), updated in place when scored again. ``image=None`` holds the
     aggregate over ``split``. Non-finite values are skipped (JSON and charts cannot show them).
+    ``source`` (kept in ``details["source"]``) says who scored: ``TRAINING_VALIDATION`` for the run's
+    own validation, which later scorers must not overwrite (see ``has_training_scores``).
     """
     rows = []
     for name, raw in scores.items():
@@ -340,6 +346,8 @@ def record_metric_scores(version: ModelVersion, image: Image | None, split: str,
         if isinstance(raw, dict):
             details = {k: v for k, v in raw.items() if k != "value"}
             raw = raw.get("value")
+        if source:
+            details["source"] = source
         if raw is None:
             continue
         value = float(raw)
@@ -351,6 +359,13 @@ def record_metric_scores(version: ModelVersion, image: Image | None, split: str,
         )
         rows.append(row)
     return rows
+
+
+def has_training_scores(version: ModelVersion, image: Image) -> bool:
+    """Whether the version's training run scored this image (its validation, against the annotation
+    version recorded in the provenance): those rows stay the version's validation scores."""
+    return MetricScore.objects.filter(model_version=version, image=image,
+                                      details__source=TRAINING_VALIDATION).exists()
 
 
 def _jsonable(value: Any) -> Any:
@@ -401,13 +416,14 @@ def finish_run(
         version.save()
         images = {i.pk: i for i in Image.objects.filter(pk__in=[s.image_id for s in scores if s.image_id])}
         for s in scores:
-            record_metric_scores(version, images.get(s.image_id) if s.image_id else None, s.split, s.scores)
+            record_metric_scores(version, images.get(s.image_id) if s.image_id else None, s.split, s.scores,
+                                 source=TRAINING_VALIDATION)
+        if activate:  # in the same transaction: nobody sees a succeeded run whose version is not active yet
+            activate_version(version)
         TrainingRun.objects.filter(pk=run.pk).update(
             status=RunStatus.SUCCEEDED, finished_at=timezone.now(), heartbeat_at=timezone.now(),
             eta_seconds=0.0, progress=1.0, message=f"Finished: model version {version.number}",
         )
-    if activate:
-        activate_version(version)
     return version
 
 

@@ -79,6 +79,13 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
 
     assert sorted(Prediction.objects.filter(model_version=version).values_list("image_id", flat=True)) == sorted(
         [train_img.pk, val_img.pk])
+    # ... and when those (TTA) predictions are done, the run's own validation scores are still the stored ones
+    deadline = time.time() + 120
+    while Prediction.objects.filter(model_version=version, status__in=["queued", "running"]).exists():
+        assert time.time() < deadline, "auto-predictions did not finish"
+        time.sleep(0.3)
+    row = version.metric_scores.get(image=val_img, name="pixel_error")
+    assert row.value == pytest.approx(expected, abs=1e-6) and row.details["source"] == "training-validation"
 
     # the API shows the version with lineage + metrics
     body = client_for(owner).get(f"/api/v1/model-versions/{version.pk}/").json()
