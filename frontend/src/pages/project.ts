@@ -1,6 +1,6 @@
 /** Project page: image grid (thumbnail, split, annotation status), filters, drag-and-drop batch upload, members. */
 import { api, getAll, uploadForm, type ImageInfo, type Member, type Project } from "../api";
-import { registerRoute } from "../router";
+import { navigate, registerRoute } from "../router";
 import { append, errorBlock, fmtBytes, h, messageOf, renderNav, showError, toast } from "../ui";
 
 /** The project, cached for pages that need it (nav bar, annotate page). */
@@ -55,8 +55,14 @@ async function renderProject(root: HTMLElement, params: Record<string, string>):
   [split, status].forEach((el) => el.addEventListener("change", draw));
   search.addEventListener("input", draw);
 
+  const train = canEdit
+    ? h("button", { class: "primary", "data-testid": "train-button", title: "Train a new model version from this project's strokes" }, "Train…")
+    : null;
+  train?.addEventListener("click", () => navigate(`/projects/${pid}/train`));
+  const models = h("button", { "data-testid": "models-button" }, "Models");
+  models.addEventListener("click", () => navigate(`/projects/${pid}/models`));
   append(root,
-    h("h1", {}, project.name),
+    h("div", { class: "filters" }, h("h1", { style: { margin: "0 12px 0 0" } }, project.name), train, " ", models),
     h("div", { class: "swatches" }, ...project.classes.map((c) => h("span", { class: "chip" }, h("span", { class: "swatch", style: { background: c.color } }), `${c.index} ${c.name}`))),
     canEdit ? uploader(pid, load) : null,
     h("div", { class: "filters" }, "Show ", split, " ", status, " ", search),
