@@ -205,6 +205,19 @@ def _check_out(out: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarra
     return out
 
 
+def _tile_counter(total: int, progress: ProgressFn | None) -> Callable[[], None]:
+    """A ``tick()`` to call after each tile: reports ``progress(done, total)`` when a callback is given."""
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    return tick
+
+
 def predict_tiled_with_uncertainty(
     model: nn.Module,
     image: np.ndarray,
@@ -228,13 +241,7 @@ def predict_tiled_with_uncertainty(
     votes = np.zeros((k_classes, h, w), np.uint8)
     passes = [(k, f, _forward_transform(image, k, f)) for k, f in _DIHEDRAL]
     total = sum(_tile_count(t.shape[1:], tile_output, model) for _, _, t in passes)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
+    tick = _tile_counter(total, progress)
 
     with _eval_mode(model), torch.inference_mode():
         model.to(device)
@@ -298,13 +305,7 @@ def predict_tiled(
     _, h, w = image.shape
     result = _check_out(out, (int(model.num_classes), h, w))
     total = _tile_count((h, w), tile_output, model)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
+    tick = _tile_counter(total, progress)
 
     with _eval_mode(model), torch.inference_mode():
         model.to(device)

@@ -12,6 +12,8 @@ from PIL import Image as PILImage
 from apps.annotate.masks import encode_png
 from labseg.ml.synthetic import make_nuclei
 
+from tests.inference.helpers import predict_inline
+
 from .conftest import tiff_bytes, wait_saved, wait_viewer_loaded
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -31,23 +33,6 @@ def wait_changed(page, before: np.ndarray, timeout: float = 10.0, min_pixels: in
         if changed >= min_pixels or time.time() > deadline:
             return now
         time.sleep(0.2)
-
-
-def predict_inline(version, image):
-    """Run the prediction task body in this process (the worker's code, without the broker)."""
-    import torch
-
-    from apps.inference import runner
-    from apps.inference.models import Prediction
-    from apps.inference.services import claim_prediction
-
-    torch.set_num_threads(1)
-    pred = Prediction.objects.create(image=image, model_version=version)
-    assert claim_prediction(pred.pk)
-    runner.run_prediction(pred.pk)
-    pred.refresh_from_db()
-    assert pred.status == "succeeded", pred.error
-    return pred
 
 
 @pytest.fixture

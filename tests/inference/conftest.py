@@ -6,6 +6,8 @@ import io
 import numpy as np
 import pytest
 
+from .helpers import predict_inline
+
 
 def tiff_bytes(image: np.ndarray) -> bytes:
     import tifffile
@@ -101,19 +103,4 @@ def create_tiny_version(project, number=1, base_channels=4, depth=2, seed=0, par
 @pytest.fixture
 def run_inline(db):
     """``run_inline(version, image) -> Prediction``: the task body in this process (no broker, no worker)."""
-    def run(version, image):
-        import torch
-
-        from apps.inference import runner
-        from apps.inference.models import Prediction
-        from apps.inference.services import claim_prediction
-
-        torch.set_num_threads(1)
-        pred = Prediction.objects.create(image=image, model_version=version)
-        assert claim_prediction(pred.pk)
-        runner.run_prediction(pred.pk)
-        pred.refresh_from_db()
-        assert pred.status == "succeeded", pred.error
-        return pred
-
-    return run
+    return predict_inline
