@@ -264,6 +264,9 @@ export class Viewer {
   // --- rendering ---------------------------------------------------------------------------
   requestRender(): void {
     if (this.frame) return;
+    // a frame is pending: what is on screen is not the current view yet (tests wait on data-loaded)
+    this.loaded = false;
+    this.canvas.dataset.loaded = "false";
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
       this.render();

@@ -360,8 +360,14 @@ def test_large_image_opens_with_downscaled_region_tiles(logged_in_page, project,
         assert w <= 512 and h <= 512, (url, w, h)
     # zooming in on a corner fetches full-resolution tiles of that region only
     n = len(sizes)
-    page.evaluate("() => { const v = window.labseg.viewer; v.setView(1, 0, 0); }")
+    # render now (not on the next animation frame), so data-loaded is false until the new tiles are in
+    with page.expect_response(lambda r: "display.png" in r.url and "level=0" in r.url, timeout=60000):
+        page.evaluate("() => { const v = window.labseg.viewer; v.setView(1, 0, 0); v.render(); }")
     wait_viewer_loaded(page, timeout=60000)
+    for _ in range(50):  # the response handler reads bodies asynchronously: let it catch up
+        if len(sizes) > n:
+            break
+        page.wait_for_timeout(100)
     new = sizes[n:]
     assert new and all("level=0" in u for u, _ in new)
     assert all(int(u.split("region=")[1].split("%2C")[0]) < 2048 for u, _ in new)  # x of the tiles near 0
