@@ -35,3 +35,12 @@ describe("viewer helpers", () => {
     expect(rgb("#ff8000")).toEqual([255, 128, 0]);
   });
 });
+
+describe("slug", () => {
+  it("makes names safe for test ids", async () => {
+    const { slug } = await import("./ui");
+    expect(slug("weight map")).toBe("weight-map");
+    expect(slug(" Uncertainty (TTA) ")).toBe("uncertainty-tta");
+    expect(slug("classes")).toBe("classes");
+  });
+});

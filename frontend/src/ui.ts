@@ -113,6 +113,11 @@ function logout(e: Event): void {
 
 
 /** Text for a number of bytes. */
+/** A name as a test id / CSS-safe word: "weight map" -> "weight-map". */
+export function slug(name: string): string {
+  return name.trim().toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
+}
+
 export function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KB`;

@@ -76,10 +76,10 @@ def test_overlay_toggles_change_the_canvas_and_back(project, owner, predicted, l
     # opacity: the weight map at opacity 1 differs more from the bare image than at 0.2
     page.click("[data-testid=toggle-weight-map]")
     wait_changed(page, base)
-    page.fill("[data-testid='overlay-weight map-opacity']", "0.2")
+    page.fill("[data-testid=overlay-weight-map-opacity]", "0.2")
     time.sleep(0.5)
     faint = canvas_rgb(page)
-    page.fill("[data-testid='overlay-weight map-opacity']", "1")
+    page.fill("[data-testid=overlay-weight-map-opacity]", "1")
     strong = wait_changed(page, faint)
     assert np.abs(strong - base).sum() > 2 * np.abs(faint - base).sum()
     assert not page.console_errors

@@ -9,7 +9,7 @@ import { api, type ImageInfo, type Project } from "../api";
 import { AnnotationStore, type Conflict, type SaveState } from "../annotation";
 import type { Stroke, Tool } from "../raster";
 import { registerRoute, type Cleanup } from "../router";
-import { dialog, errorBlock, h, renderNav, showError, toast } from "../ui";
+import { dialog, errorBlock, h, renderNav, showError, slug, toast } from "../ui";
 import { rgb, Viewer, type ChannelSetting } from "../viewer";
 import { annotateUrl, loadProject } from "./project";
 
@@ -529,8 +529,8 @@ function drawOverlayControls(viewer: Viewer, box: HTMLElement): void {
   box.replaceChildren(h("h3", {}, "Overlays"));
   for (const name of names) {
     const o = viewer.overlay(name)!;
-    const vis = h("input", { type: "checkbox", checked: o.visible, "data-testid": `overlay-${name}-visible` });
-    const op = h("input", { type: "range", min: 0, max: 1, step: 0.05, value: o.opacity, "data-testid": `overlay-${name}-opacity` });
+    const vis = h("input", { type: "checkbox", checked: o.visible, "data-testid": `overlay-${slug(name)}-visible` });
+    const op = h("input", { type: "range", min: 0, max: 1, step: 0.05, value: o.opacity, "data-testid": `overlay-${slug(name)}-opacity` });
     vis.addEventListener("change", () => viewer.setOverlay(name, null, { visible: vis.checked }));
     op.addEventListener("input", () => viewer.setOverlay(name, null, { opacity: Number(op.value) }));
     box.append(h("div", { class: "overlay-row" }, vis, ` ${name} `, op));
