@@ -19,7 +19,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 from PIL import Image as PILImage
@@ -101,7 +101,7 @@ def delete_project(*, user, project_id: int) -> None:
     """Delete the project, its rows and (after commit) its files."""
     project = get_project_for(user, project_id, Role.OWNER)
     with transaction.atomic():
-        files = [_image_files(img) for img in project.images.all()]
+        files = [_image_files(img) for img in project.images.all()] + [_dependent_files(project)]
         project.delete()
         transaction.on_commit(lambda: [_delete_files(f) for f in files])
 
@@ -305,10 +305,28 @@ def upload_images(*, user, project_id: int, files: list) -> tuple[int, list[dict
 
 
 def _image_files(img: Image) -> list[str]:
-    """Storage names of the files belonging to an image (original, thumbnail, region cache)."""
+    """Storage names of the files belonging to an image (original, thumbnail, region cache) and to the
+    rows that go with it (predictions' maps, with their region caches)."""
     names = [n for n in (img.file.name, img.thumbnail.name) if n]
     if img.file.name:
         names.append(cache_name(img.file.name))
+    return names + _dependent_files(img)
+
+
+def _dependent_files(obj: models.Model) -> list[str]:
+    """Storage names in the FileFields of rows that point at ``obj`` and are deleted with it (cascade),
+    plus their region caches; apps that add such rows (predictions, model versions) need no hook here."""
+    names: list[str] = []
+    for rel in obj._meta.related_objects:
+        if not (rel.one_to_many or rel.one_to_one) or rel.on_delete is not models.CASCADE:
+            continue
+        fields = [f.name for f in rel.related_model._meta.concrete_fields if isinstance(f, models.FileField)]
+        if not fields:
+            continue
+        for row in rel.related_model._base_manager.filter(**{rel.field.name: obj}).values_list(*fields):
+            for name in row:
+                if name:
+                    names += [name, cache_name(name)]
     return names
 
 
