@@ -106,7 +106,7 @@ def classes_from_instances(instances: np.ndarray, object_class: int = 2) -> np.n
 
 def scribbles(
     instances: np.ndarray, n_strokes: int = 15, *, radius: int = 3, length: int = 24, seed: int = 0,
-    object_class: int = 2, bg_margin: float | None = None,
+    object_class: int = 2, bg_margin: float | None = None, separations: int = 0,
 ) -> np.ndarray:
     """Sparse brush strokes as a user paints them: short strokes inside nuclei and in background.
 
@@ -114,6 +114,9 @@ def scribbles(
     clipped to that nucleus, so it never crosses a border), the rest into background away from nuclei:
     every background stroke pixel is more than ``bg_margin`` px from the nearest nucleus (default
     ``radius + 3``, a cautious painter; 1-2 px is a painter who outlines the gaps between nuclei).
+    ``separations``: how many of the background strokes are instead thin (1 px radius) lines along the
+    shared border of two touching nuclei, up to ``length`` px long: the paper's separation borders, as a
+    user who wants touching nuclei apart paints them (background, over the nuclei's edge pixels).
     """
     rng = np.random.default_rng(seed)
     h, w = instances.shape
@@ -123,7 +126,8 @@ def scribbles(
     bg_far = ndi.distance_transform_edt(instances == 0) > margin
     yy, xx = np.mgrid[0:h, 0:w]
     n_fg = (n_strokes + 1) // 2
-    for k in range(n_strokes):
+    n_sep = min(max(0, separations), n_strokes - n_fg)
+    for k in range(n_strokes - n_sep):
         fg = k < n_fg and ids
         if fg:
             obj = instances == ids[rng.integers(len(ids))]
@@ -141,4 +145,37 @@ def scribbles(
             py, px = y + t * np.sin(ang), x + t * np.cos(ang)
             disk = (yy - py) ** 2 + (xx - px) ** 2 <= radius**2
             out[disk & allowed] = value
+    for _ in range(n_sep):
+        line = separation_line(instances, rng, length)
+        if line is not None:
+            out[line] = 1
     return out
+
+
+def touching_pairs(instances: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted pairs (a, b), a < b, of instance ids that share a 4-connected border."""
+    pairs = set()
+    for a, b in ((instances[:, :-1], instances[:, 1:]), (instances[:-1, :], instances[1:, :])):
+        touch = (a > 0) & (b > 0) & (a != b)
+        lo, hi = np.minimum(a[touch], b[touch]), np.maximum(a[touch], b[touch])
+        pairs.update(zip(lo.tolist(), hi.tolist()))
+    return sorted(pairs)
+
+
+def separation_line(instances: np.ndarray, rng: np.random.Generator, length: int = 24,
+                    pairs: list[tuple[int, int]] | None = None) -> np.ndarray | None:
+    """A boolean mask: the pixels on both sides of the border between two touching nuclei (a random
+    pair), at most ``length`` px along it; None when no nuclei touch."""
+    pairs = touching_pairs(instances) if pairs is None else pairs
+    if not pairs:
+        return None
+    a, b = pairs[rng.integers(len(pairs))]
+    in_a, in_b = instances == a, instances == b
+    cross = ndi.generate_binary_structure(2, 1)
+    border = (in_a & ndi.binary_dilation(in_b, cross)) | (in_b & ndi.binary_dilation(in_a, cross))
+    ys, xs = np.nonzero(border)
+    j = rng.integers(len(ys))
+    near = np.hypot(ys - ys[j], xs - xs[j]) <= length / 2
+    line = np.zeros(instances.shape, bool)
+    line[ys[near], xs[near]] = True
+    return line
