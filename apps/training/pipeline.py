@@ -380,6 +380,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "weight_maps_cached": cached,
         "code_version": services.code_version(), "seed": config.seed, "device": str(device),
         "torch_threads": None, "steps_done": history.get("steps"), "stop_reason": history.get("stop_reason"),
+        "rounds": history.get("rounds", []),  # the second and later rounds train on self-training labels
         "train_seconds": round(float(history.get("seconds", 0.0)), 2),
         "duration_seconds": round(time.monotonic() - started, 2),
         "parent_version": parent.number if parent else None, "attempt": run.attempts,

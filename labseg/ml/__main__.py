@@ -83,6 +83,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar = tqdm(total=config.steps, unit="step", disable=args.quiet, file=sys.stderr)
 
     def progress(step: int, loss: float, **info: object) -> bool:
+        if isinstance(info.get("steps"), int) and info["steps"] != bar.total:  # self-training adds a round
+            bar.total = info["steps"]
+            bar.refresh()
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{loss:.4f}")
         return True

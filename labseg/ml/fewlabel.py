@@ -7,8 +7,10 @@ rest 0), and three methods are scored by instance F1 at IoU 0.5 on held-out crop
 - ``otsu``: Otsu threshold of the lightly smoothed normalised image (no training);
 - ``forest``: ``RandomForestClassifier`` on ``skimage.feature.multiscale_basic_features`` trained on
   the scribbled pixels (what ilastik's pixel classification does);
-- ``unet``: ``labseg.ml.train.fit`` with the default ``TrainConfig`` on the same scribbles (scored
-  without and with test-time augmentation, ``unet_tta``: the mean of the 8 flips/rotations).
+- ``unet``: ``labseg.ml.train.fit`` with the default ``TrainConfig`` on the same scribbles: a first
+  round on the strokes, then one self-training round on the network's own confident labels with
+  separation borders where predicted nuclei touch (scored without and with test-time augmentation,
+  ``unet_tta``: the mean of the 8 flips/rotations).
 
 All three use the same post-processing (``labseg.ml.postprocess.split_instances`` with the image), so
 the comparison measures the foreground each method finds. Run:
@@ -53,12 +55,14 @@ def realistic_crop(seed: int, shape: tuple[int, int] = (256, 256)) -> tuple[np.n
     return np.round(raw * 30000 + 300).astype(np.uint16), instances
 
 
-def scribble_mask(instances: np.ndarray, seed: int, n_strokes: int = 15, bg_margin: float | None = None) -> np.ndarray:
+def scribble_mask(instances: np.ndarray, seed: int, n_strokes: int = 15, bg_margin: float | None = None,
+                  separations: int = 0) -> np.ndarray:
     """About 15 brush strokes (radius 5 px, 32 px long): ~5 % of a 256x256 crop labelled.
 
     ``bg_margin``: how close (px) background strokes come to nuclei; None = radius + 3 (8 px).
     """
-    return scribbles(instances, n_strokes, radius=5, length=32, seed=seed, bg_margin=bg_margin)
+    return scribbles(instances, n_strokes, radius=5, length=32, seed=seed, bg_margin=bg_margin,
+                     separations=separations)
 
 
 def _score(preds: list[np.ndarray], gts: list[np.ndarray]) -> tuple[float, float]:
@@ -112,7 +116,7 @@ class ForestModel:
 
 
 def run_seed(seed: int, *, n_test: int = 3, threads: int = 2, methods=METHODS, unet_overrides: dict | None = None,
-             log=print, bg_margin: float | None = None) -> dict:
+             log=print, bg_margin: float | None = None, separations: int = 0) -> dict:
     """Train every method on one scribbled crop and score it on ``n_test`` held-out crops."""
     import torch
 
@@ -121,7 +125,7 @@ def run_seed(seed: int, *, n_test: int = 3, threads: int = 2, methods=METHODS, u
 
     torch.set_num_threads(threads)
     raw, instances = realistic_crop(1000 * seed)
-    classes = scribble_mask(instances, seed, bg_margin=bg_margin)
+    classes = scribble_mask(instances, seed, bg_margin=bg_margin, separations=separations)
     tests = [realistic_crop(1000 * seed + k) for k in range(1, n_test + 1)]
     xs = [normalize(t) for t, _ in tests]
     gts = [g for _, g in tests]
@@ -180,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write per-seed results here")
     parser.add_argument("--bg-margin", type=float, default=None,
                         help="px between background strokes and nuclei (default: brush radius + 3 = 8)")
+    parser.add_argument("--separations", type=int, default=0,
+                        help="how many of the background strokes are thin lines between touching nuclei")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)
@@ -189,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         results.append(run_seed(seed, n_test=args.test, threads=args.threads, methods=methods,
-                                unet_overrides=json.loads(args.unet), bg_margin=args.bg_margin))
+                                unet_overrides=json.loads(args.unet), bg_margin=args.bg_margin,
+                                separations=args.separations))
     print(summarise(results, methods))
     load = os.getloadavg()
     print(f"started {started}; load average now {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from labseg.ml.augment import augment_batch
 from labseg.ml.device import DEVICE_CHOICES, configure_threads, pick_device
 from labseg.ml.io import normalize
-from labseg.ml.tiling import reflect_index
+from labseg.ml.tiling import predict_tiled, reflect_index
 from labseg.ml.unet import UNet, centre_crop
 from labseg.ml.weights import BALANCE_CHOICES, weight_map
 
@@ -74,6 +74,12 @@ class TrainConfig:
     crf_weight: float = 3.0
     crf_sigma: float = 0.15  # intensity scale of the affinity, in normalised units
     crf_radius: int = 8  # neighbour offsets 1, 2, 4, .. up to this distance
+    # self-training on sparse labels: the network's own confident prediction labels the unlabelled pixels
+    # (touching predicted objects get the paper's separation borders + border weights), then training goes on
+    self_training: int = 1  # extra rounds (0 = off); used only when most pixels are unlabelled
+    pseudo_low: float = 0.1  # foreground probability below this: background
+    pseudo_high: float = 0.9  # above this, inside a predicted object: that object's class
+    pseudo_edge: int = 0  # px along each predicted object's outline left unlabelled
     # augmentation
     flips: bool = True
     max_shift: int = 0
@@ -111,6 +117,9 @@ class TrainConfig:
             (self.crf_weight >= 0, "crf_weight must be >= 0"),
             (self.crf_sigma > 0, "crf_sigma must be > 0"),
             (self.crf_radius >= 1, "crf_radius must be >= 1"),
+            (0 <= self.self_training <= 5, "self_training must be between 0 and 5 rounds"),
+            (0.0 < self.pseudo_low < self.pseudo_high < 1.0, "need 0 < pseudo_low < pseudo_high < 1"),
+            (0 <= self.pseudo_edge <= 50, "pseudo_edge must be between 0 and 50 px"),
             (self.max_shift >= 0, "max_shift must be >= 0"),
             (self.elastic_grid >= 2, "elastic_grid must be >= 2"),
             (self.elastic_sigma >= 0, "elastic_sigma must be >= 0"),
@@ -185,13 +194,14 @@ def _as_list(x: Any) -> list:
 @dataclass
 class _Sample:
     image: np.ndarray  # normalised float32 (C, H, W)
+    labels: np.ndarray  # the class mask as given: 0 unlabelled, 1 background, 2.. objects
     targets: np.ndarray  # int64 (H, W): class index (class value - 1), 0 where unlabelled
     weights: np.ndarray  # float32 (H, W), 0 where unlabelled
     by_class: list[np.ndarray] = field(default_factory=list)  # flat indices of labelled pixels per class
 
 
 def _prepare_samples(images: Sequence, classes: Sequence, instances: Sequence | None, config: TrainConfig,
-                     weights: Sequence | None = None) -> list[_Sample]:
+                     weights: Sequence | None = None, normalized: bool = False) -> list[_Sample]:
     images, classes = _as_list(images), _as_list(classes)
     instances = [None] * len(images) if instances is None else _as_list(instances)
     weights = [None] * len(images) if weights is None else _as_list(weights)
@@ -225,7 +235,8 @@ def _prepare_samples(images: Sequence, classes: Sequence, instances: Sequence | 
         flat = cls.ravel()
         by_class = [np.flatnonzero(flat == v) for v in np.unique(flat) if v > 0]
         samples.append(_Sample(
-            image=normalize(img, config.norm_low, config.norm_high),
+            image=img.astype(np.float32) if normalized else normalize(img, config.norm_low, config.norm_high),
+            labels=cls,
             targets=np.maximum(cls.astype(np.int64) - 1, 0),
             weights=wmap,
             by_class=by_class,
@@ -310,17 +321,21 @@ def _init_model(init: Any, in_channels: int, num_classes: int, config: TrainConf
 # ---------------------------------------------------------------------------------------- training
 
 
-def _lr_factor(step: int, config: TrainConfig, elapsed: float) -> float:
-    """Linear warm-up, then cosine decay over the step budget or the time budget, whichever is nearer."""
+def _lr_factor(step: int, config: TrainConfig, elapsed: float, seconds: float | None = None) -> float:
+    """Linear warm-up, then cosine decay over the step budget or the time budget, whichever is nearer.
+
+    ``step`` / ``elapsed`` count from the start of the current round; ``seconds``: that round's time
+    budget (default ``config.max_seconds``)."""
     if config.warmup_steps and step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
-    frac = max(step / config.steps, _budget_fraction(config, elapsed))
+    frac = max(step / config.steps, _budget_fraction(config, elapsed, seconds))
     return 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
 
 
-def _budget_fraction(config: TrainConfig, elapsed: float) -> float:
-    """Share of the time budget used (0 without one)."""
-    return elapsed / config.max_seconds if config.max_seconds else 0.0
+def _budget_fraction(config: TrainConfig, elapsed: float, seconds: float | None = None) -> float:
+    """Share of the (round's) time budget used (0 without one)."""
+    budget = config.max_seconds if seconds is None else seconds
+    return elapsed / budget if budget else 0.0
 
 
 def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -378,8 +393,16 @@ def fit(
     ``weights``: optional precomputed per-pixel loss weights, one float32 (H, W) map per image (e.g. cached
     per annotation version by the app); default: ``weight_map(classes, instances, w0, sigma, balance)``.
 
-    ``history``: ``loss`` and ``lr`` per step, ``steps``, ``seconds``, ``stop_reason`` ("steps", "time"
-    or "cancelled"), ``normalization``, ``num_classes``, ``in_channels``, ``config``.
+    ``history``: ``loss`` and ``lr`` per step, ``steps`` (over all rounds), ``seconds``, ``stop_reason``
+    ("steps", "time" or "cancelled"), ``normalization``, ``num_classes``, ``in_channels``, ``config``,
+    ``rounds`` (steps, seconds so far and labelled share of each round).
+
+    Self-training (``config.self_training`` rounds, only when most pixels are unlabelled): after
+    ``steps`` steps the network predicts its training images, ``pseudo_labels`` turns its confident
+    answer into labels for the unlabelled pixels (the user's labels win), with separation borders where
+    predicted objects touch and the paper's border weights on them, and training goes on for another
+    ``steps`` steps with a fresh optimizer. Scribbles say nothing about where two touching nuclei part;
+    this round teaches it. ``max_seconds`` covers all rounds; progress counts their steps together.
     """
     config = (config or TrainConfig()).validate()
     configure_threads(config.num_threads)
@@ -402,34 +425,78 @@ def fit(
     tile_in = model.input_size_for(config.tile_output)
     tile_out = model.output_size(tile_in)
 
-    if config.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay)
+    rounds = config.self_training if _mostly_unlabelled(samples) else 0
+    total_steps = config.steps * (1 + rounds)
     history: dict = {"loss": [], "lr": [], "steps": 0, "seconds": 0.0, "stop_reason": "steps",
                      "normalization": {"method": "percentile", "low": config.norm_low, "high": config.norm_high},
                      "num_classes": num_classes, "in_channels": in_channels, "config": config.to_dict(),
-                     "model_config": model.config, "tile_input": tile_in, "device": str(device)}
+                     "model_config": model.config, "tile_input": tile_in, "device": str(device), "rounds": []}
     start = time.monotonic()
 
     def report(step: int, loss: float) -> bool:
         if progress is None:
             return True
         try:
-            keep_going = progress(step, loss, steps=config.steps, lr=history["lr"][-1],
+            keep_going = progress(step, loss, steps=total_steps, lr=history["lr"][-1],
                                   elapsed=time.monotonic() - start)
         except TrainingCancelled:
             return False
         return keep_going is not False
 
-    for step in range(config.steps):
-        elapsed = time.monotonic() - start
-        if config.max_seconds is not None and elapsed >= config.max_seconds:
-            history["stop_reason"] = "time"
+    for round_ in range(1 + rounds):
+        if round_ > 0:  # relabel the unlabelled pixels with the network's own confident prediction
+            model.eval()
+            tta = sum(s.targets.size for s in samples) <= PSEUDO_TTA_PIXELS
+            labels = [pseudo_labels(predict_tiled(model, s.image, device=device, tta=tta), s.labels, s.image,
+                                    low=config.pseudo_low, high=config.pseudo_high, edge=config.pseudo_edge)
+                      for s in samples]
+            samples = _prepare_samples([s.image for s in samples], [c for c, _ in labels], [i for _, i in labels],
+                                       config, normalized=True)
+            model.train()
+        seconds = None
+        if config.max_seconds is not None:  # what is left of the budget, shared by the rounds still to come
+            seconds = max(config.max_seconds - (time.monotonic() - start), 0.0) / (1 + rounds - round_)
+        labelled = float(np.mean([(s.weights > 0).mean() for s in samples]))
+        done = _train_round(model, samples, config, device, rng, generator, tile_in, tile_out, seconds,
+                            history, report)
+        history["rounds"].append({"steps": done, "seconds": round(time.monotonic() - start, 3),
+                                  "labelled_fraction": round(labelled, 4), "pseudo_labels": round_ > 0})
+        if history["stop_reason"] == "cancelled":
             break
+    history["seconds"] = time.monotonic() - start
+    model.eval()
+    return model.cpu(), history
+
+
+PSEUDO_TTA_PIXELS = 4_000_000  # pseudo-labels use the 8-fold test-time augmentation up to this many pixels
+
+
+def _mostly_unlabelled(samples: list[_Sample]) -> bool:
+    """Sparse labels (scribbles): more than half of all pixels unlabelled."""
+    labelled = sum(int((s.labels > 0).sum()) for s in samples)
+    return labelled < 0.5 * sum(s.labels.size for s in samples)
+
+
+def _train_round(model: UNet, samples: list[_Sample], config: TrainConfig, device: torch.device,
+                 rng: np.random.Generator, generator: torch.Generator, tile_in: int, tile_out: int,
+                 seconds: float | None, history: dict, report: Callable[[int, float], bool]) -> int:
+    """Up to ``config.steps`` steps (or ``seconds``) with a fresh optimizer and schedule; returns the steps done.
+
+    Appends to ``history`` (loss, lr, steps counted over all rounds) and sets its ``stop_reason``."""
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)
+    began, offset = time.monotonic(), history["steps"]
+    history["stop_reason"] = "steps"
+    for step in range(config.steps):
+        elapsed = time.monotonic() - began
+        if seconds is not None and elapsed >= seconds:
+            history["stop_reason"] = "time"
+            return step
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * _lr_factor(step, config, elapsed)
+            group["lr"] = config.lr * _lr_factor(step, config, elapsed, seconds)
         x, t, w = _crop_batch(samples, rng, config.batch_size, tile_in, tile_out, config.jitter)
         x, t, w = (torch.from_numpy(a).to(device) for a in (x, t, w))
         x, t, w = augment_batch(
@@ -441,7 +508,7 @@ def fit(
         w = centre_crop(w, tile_out, tile_out)
         loss = weighted_cross_entropy(logits, t, w)
         if config.crf_weight > 0:  # ramped in over the first third, after the scribbles set the classes
-            ramp = min(1.0, 3.0 * max(step / config.steps, _budget_fraction(config, elapsed)))
+            ramp = min(1.0, 3.0 * max(step / config.steps, _budget_fraction(config, elapsed, seconds)))
             x_out = centre_crop(x, tile_out, tile_out)
             loss = loss + ramp * config.crf_weight * crf_loss(torch.softmax(logits, 1), x_out, config.crf_sigma,
                                                        config.crf_radius)
@@ -451,14 +518,49 @@ def fit(
         value = float(loss.detach())
         history["loss"].append(value)
         history["lr"].append(optimizer.param_groups[0]["lr"])
-        history["steps"] = step + 1
-        last = step + 1 == config.steps
-        if ((step + 1) % config.log_every == 0 or last) and not report(step + 1, value):
+        history["steps"] = offset + step + 1
+        if ((step + 1) % config.log_every == 0 or step + 1 == config.steps) and not report(history["steps"], value):
             history["stop_reason"] = "cancelled"
-            break
-    history["seconds"] = time.monotonic() - start
-    model.eval()
-    return model.cpu(), history
+            return step + 1
+    return config.steps
+
+
+def pseudo_labels(probs: np.ndarray, classes: np.ndarray, image: np.ndarray | None = None, *,
+                  low: float = 0.1, high: float = 0.9, edge: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Self-training labels from a prediction: ``(class mask uint8, instances int32)``, both (H, W).
+
+    ``probs`` (K, H, W) softmax of the network on the training image, ``classes`` the user's labels
+    (they always win). Unlabelled pixels become background where the foreground probability is below
+    ``low`` and the predicted object class where it is above ``high`` inside an object of
+    ``instances_from_probs``; pixels where two predicted objects touch become background, the
+    separation borders of the paper, and the returned instances give them its border weights.
+    ``edge`` > 0 leaves that many pixels along each object's outline unlabelled (where a network
+    trained on far-away background strokes is least sure where the object ends). Everything else
+    stays unlabelled (0).
+    """
+    from labseg.ml.postprocess import instances_from_probs
+
+    probs = np.asarray(probs, np.float32)
+    classes = np.asarray(classes)
+    foreground = 1.0 - probs[0]
+    objects = instances_from_probs(foreground, image=image)
+    out = np.zeros(classes.shape, np.uint8)
+    out[foreground < low] = 1
+    sure = (objects > 0) & (probs[1:].max(0) > high)
+    if edge > 0:
+        from scipy import ndimage as ndi
+
+        sure &= ndi.distance_transform_edt(objects > 0) > edge
+    out[sure] = (probs[1:].argmax(0) + 2)[sure]
+    touching = np.zeros(classes.shape, bool)
+    padded = np.pad(objects, 1)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        other = padded[dy:dy + objects.shape[0], dx:dx + objects.shape[1]]
+        touching |= (objects > 0) & (other > 0) & (other != objects)
+    out[touching] = 1
+    out[classes > 0] = classes[classes > 0]
+    instances = np.where(touching | (out < 2), 0, objects).astype(np.int32)
+    return out, instances
 
 
 # -------------------------------------------------------------------------------------- checkpoints

@@ -36,8 +36,9 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     assert status == "succeeded", (run.status, run.error)
     assert any(0 < v < 100 for v in seen), f"the progress bar never showed an intermediate value: {sorted(seen)}"
     assert 100 in seen
-    assert "step 40 of 40" in page.inner_text("[data-testid=train-numbers]")
-    assert run.config == {"steps": 40, "max_seconds": 120}
+    # strokes only, self-training on (the default): a second round of 40 steps on the model's own labels
+    assert "step 80 of 80" in page.inner_text("[data-testid=train-numbers]")
+    assert run.config == {"steps": 40, "max_seconds": 120, "self_training": 1}
 
     # the Models page lists the new active version with its lineage and scores
     page.click("[data-testid=train-version-link]")

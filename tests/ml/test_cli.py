@@ -32,9 +32,10 @@ def test_train_then_predict_writes_labels_and_probabilities(tmp_path):
                    "--device", "cpu", "--class-names", "background,nucleus",
                    "--set", "base_channels=4", "--set", "depth=2", "--set", "tile_output=24", "--set", "batch_size=1")
     assert done.returncode == 0, done.stderr
-    assert "3/3" in done.stderr and "saved" in done.stderr  # the progress bar ran to the end
+    # strokes only: 3 steps, then a self-training round of 3 more; the bar grows to 6 and runs to the end
+    assert "6/6" in done.stderr and "saved" in done.stderr
     net, ckpt = load_checkpoint(model)
-    assert ckpt["class_names"] == ["background", "nucleus"] and ckpt["history"]["steps"] == 3
+    assert ckpt["class_names"] == ["background", "nucleus"] and ckpt["history"]["steps"] == 6
     assert net.config["base_channels"] == 4 and ckpt["extra"]["images"] == [str(tmp_path / "a.tif")]
 
     done = run_cli("predict", "--model", model, "--image", tmp_path / "a.tif", "--out", tmp_path / "labels.tif",
@@ -83,4 +84,4 @@ def test_fewlabel_evaluation_runs_end_to_end_and_prints_a_table(tmp_path, capsys
     for method in ("otsu", "forest", "unet"):
         assert f"\n{method}" in out
     result = json.loads((tmp_path / "r.json").read_text())["results"][0]
-    assert 0 <= result["otsu"]["f1"] <= 1 and result["unet_steps"] == 2
+    assert 0 <= result["otsu"]["f1"] <= 1 and result["unet_steps"] == 4  # 2 + a self-training round of 2

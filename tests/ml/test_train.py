@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from labseg.ml.io import normalize
-from labseg.ml.synthetic import classes_from_instances, make_nuclei
+from labseg.ml.synthetic import classes_from_instances, make_nuclei, scribbles
 from labseg.ml.tiling import predict_tiled
 from labseg.ml.train import (
-    TrainConfig, TrainingCancelled, apply_normalization, crf_loss, fit, load_checkpoint, save_checkpoint,
-    validate_config_overrides,
+    TrainConfig, TrainingCancelled, apply_normalization, crf_loss, fit, load_checkpoint, pseudo_labels,
+    save_checkpoint, validate_config_overrides,
 )
 from labseg.ml.unet import UNet
 
@@ -205,3 +205,48 @@ def test_crf_loss_matches_pairwise_definition_and_prefers_boundaries_on_edges():
     on_edge[:, 1, :, 10:], on_edge[:, 0, :, :10] = 1, 1
     off_edge[:, 1, :, 6:], off_edge[:, 0, :, :6] = 1, 1
     assert crf_loss(on_edge, image, 0.15, 8) < 0.1 * crf_loss(off_edge, image, 0.15, 8)
+
+
+def _two_touching_squares_probs():
+    """A hand-built prediction: two touching squares (foreground 0.95), a faint blob (0.5), background 0.02."""
+    fg = np.full((20, 30), 0.02, np.float32)
+    fg[4:14, 3:10] = 0.95
+    fg[4:14, 10:17] = 0.95
+    fg[4:14, 22:27] = 0.5  # unsure: stays unlabelled
+    image = np.where(fg > 0.9, 1.0, 0.0).astype(np.float32)
+    image[4:14, 9:11] = 0.3  # a dim line where the two squares touch, as between two nuclei
+    return np.stack([1 - fg, fg]), image
+
+
+def test_pseudo_labels_keep_user_labels_and_put_background_between_touching_objects():
+    probs, image = _two_touching_squares_probs()
+    user = np.zeros((20, 30), np.uint8)
+    user[0, 0] = 2  # the user says object here (the network said background): the user wins
+    user[6, 5] = 1  # and background inside the first square
+    classes, instances = pseudo_labels(probs, user, image[None])
+    assert classes[0, 0] == 2 and classes[6, 5] == 1
+    assert (classes[15:, :] == 1).all()  # confident background
+    assert (classes[4:14, 22:27] == 0).all()  # the unsure blob stays unlabelled
+    # two objects, split where they touch: the columns on both sides of the border are background
+    ids_left, ids_right = set(np.unique(instances[4:14, 3:9])) - {0}, set(np.unique(instances[4:14, 11:17])) - {0}
+    assert len(ids_left) == 1 and len(ids_right) == 1 and ids_left != ids_right
+    border = (instances == 0) & (classes == 1) & (probs[1] > 0.9) & (user == 0)
+    assert border.any() and set(np.nonzero(border)[1]) <= {8, 9, 10, 11}  # next to the touching line
+    assert (instances[classes != 2] == 0).all() and (classes[instances > 0] == 2).all()
+
+
+def test_self_training_runs_a_pseudo_label_round_on_scribbles_only(nuclei):
+    image, instances, *_ = nuclei
+    sparse = scribbles(instances, 8, radius=2, seed=1)
+    seen = []
+    cfg = TrainConfig(steps=40, log_every=10, **TINY)
+    _, history = fit(image, sparse, config=cfg, progress=lambda step, loss, **info: seen.append((step, info["steps"])))
+    assert cfg.self_training == 1 and history["steps"] == 80 and len(history["rounds"]) == 2
+    assert [r["pseudo_labels"] for r in history["rounds"]] == [False, True]
+    # the pseudo-labelled round trains on far more pixels than the strokes
+    assert history["rounds"][1]["labelled_fraction"] > 2 * history["rounds"][0]["labelled_fraction"]
+    assert [s for s, _ in seen] == list(range(10, 81, 10)) and {t for _, t in seen} == {80}
+    # dense labels or self_training=0: one round
+    _, dense = fit(image, classes_from_instances(instances), config=TrainConfig(steps=6, **TINY))
+    _, off = fit(image, sparse, config=TrainConfig(steps=6, self_training=0, **TINY))
+    assert dense["steps"] == 6 and off["steps"] == 6 and len(dense["rounds"]) == len(off["rounds"]) == 1

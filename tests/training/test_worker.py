@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from apps.training.models import ModelVersion, RunStatus, TrainingRun
+from labseg.ml.train import TrainConfig
 
 from .conftest import TINY, add_image, run_row, wait_for
 
@@ -36,8 +37,9 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
 
     run = wait_final(run_id)
     assert run.status == RunStatus.SUCCEEDED, (run.error, celery_worker.log_text()[-3000:])
-    assert run.step == run.total_steps == TINY["steps"] and run.progress == 1.0
-    assert len(run.loss_curve) >= 1 and run.loss_curve[-1][0] == TINY["steps"]
+    done = TINY["steps"] * (1 + TrainConfig().self_training)  # strokes only: a self-training round follows
+    assert run.step == run.total_steps == done and run.progress == 1.0
+    assert len(run.loss_curve) >= 1 and run.loss_curve[-1][0] == done
     assert run.worker.startswith(celery_worker.name.split("@")[0]) and run.attempts == 1
 
     version = ModelVersion.objects.get(run=run)
@@ -49,7 +51,8 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     assert by_id[train_img.pk]["annotation_version"] == train_img.annotation.version == 1
     assert by_id[train_img.pk]["used_for"] == "train" and by_id[val_img.pk]["used_for"] == "validation"
     assert prov["seed"] == 0 and prov["device"] == "cpu" and prov["code_version"]
-    assert prov["duration_seconds"] > 0 and prov["steps_done"] == TINY["steps"]
+    assert prov["duration_seconds"] > 0 and prov["steps_done"] == done
+    assert [r["pseudo_labels"] for r in prov["rounds"]] == [False, True]
     assert version.architecture["in_channels"] == 1 and version.architecture["base_channels"] == 4
     assert version.config["steps"] == TINY["steps"]
 
