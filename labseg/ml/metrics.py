@@ -334,7 +334,6 @@ def _classify(warped: np.ndarray, target: np.ndarray, fg_connectivity: int) -> t
     flip changes no component count are not topological errors. Returns the counts and the number of pixels in error clusters.
     """
     s_fg = STRUCT4 if fg_connectivity == 4 else STRUCT8
-    s_bg = STRUCT8 if fg_connectivity == 4 else STRUCT4
     counts = dict(splits=0, mergers=0, additions=0, removals=0, holes=0)
     err_pixels = 0
     wp = np.pad(warped, 1)  # outside is background, as in the warp

@@ -233,6 +233,13 @@ def test_pseudo_labels_keep_user_labels_and_put_background_between_touching_obje
     border = (instances == 0) & (classes == 1) & (probs[1] > 0.9) & (user == 0)
     assert border.any() and set(np.nonzero(border)[1]) <= {8, 9, 10, 11}  # next to the touching line
     assert (instances[classes != 2] == 0).all() and (classes[instances > 0] == 2).all()
+    # edge=1: the outermost object pixels (the squares' outline) stay unlabelled; the inside keeps its label
+    edged, _ = pseudo_labels(probs, np.zeros_like(user), image[None], edge=1)
+    outline = np.zeros_like(edged, bool)
+    outline[4, 3:17] = outline[13, 3:17] = outline[4:14, 3] = outline[4:14, 16] = True
+    outline[:, 9:11] = False  # where the squares touch, the separation border (background) wins
+    assert (edged[outline] == 0).all() and (edged[4:14, 9:11] == 1).all()
+    assert (edged[6:12, 5:8] == 2).all() and (edged[15:, :] == 1).all()
 
 
 def test_self_training_runs_a_pseudo_label_round_on_scribbles_only(nuclei):
