@@ -356,8 +356,8 @@ class ImageThumbnailView(APIView):
     @extend_schema(responses={**PNG, **_errors(403, 404)}, tags=["images"])
     def get(self, request, image_id: int):
         image = get_image_for(request.user, image_id)
-        if not image.thumbnail:
-            raise NotFound("This image has no thumbnail.")
+        if not services.ensure_thumbnail(image):
+            raise NotFound("This image has no thumbnail and its pixels could not be read to make one.")
         try:
             fh = image.thumbnail.open("rb")
         except FileNotFoundError:

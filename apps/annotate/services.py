@@ -378,6 +378,17 @@ def update_image(*, user, image_id: int, split: str | None = None, display_range
     return image
 
 
+def ensure_thumbnail(image: Image) -> bool:
+    """Render the thumbnail when the image has none or its file is gone (images stored by scripts or an
+    interrupted upload); True when one is there afterwards."""
+    from django.core.files.storage import default_storage
+
+    if image.thumbnail and default_storage.exists(image.thumbnail.name):
+        return True
+    _refresh_thumbnail(image)
+    return bool(image.thumbnail) and default_storage.exists(image.thumbnail.name)
+
+
 def _refresh_thumbnail(image: Image) -> None:
     """Re-render the thumbnail with the image's current display range (a failure keeps the old one)."""
     try:

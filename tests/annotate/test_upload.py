@@ -147,6 +147,18 @@ def test_image_patch_split_and_list_filter(client_for, annotator, stored_image, 
     assert bad_range.status_code == 400
 
 
+def test_a_missing_thumbnail_is_rendered_on_request(client_for, viewer, stored_image):
+    from pathlib import Path
+
+    Path(stored_image.thumbnail.path).unlink()  # file gone from storage
+    r = client_for(viewer).get(f"/api/v1/images/{stored_image.pk}/thumbnail.png")
+    assert r.status_code == 200 and r["Content-Type"] == "image/png"
+    assert PILImage.open(io.BytesIO(b"".join(r.streaming_content))).size[0] > 0
+    Image.objects.filter(pk=stored_image.pk).update(thumbnail="")  # never had one (stored by a script)
+    r = client_for(viewer).get(f"/api/v1/images/{stored_image.pk}/thumbnail.png")
+    assert r.status_code == 200 and Image.objects.get(pk=stored_image.pk).thumbnail.name
+
+
 def test_deleting_an_image_removes_row_and_files(client_for, owner, stored_image, django_capture_on_commit_callbacks):
     from pathlib import Path
 

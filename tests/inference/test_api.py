@@ -35,7 +35,7 @@ def two_touching_objects(h=40, w=60):
 
 
 @pytest.mark.parametrize("who,expected", [("owner", 202), ("annotator", 202), ("viewer", 403),
-                                          ("stranger", 404), (None, 403)])
+                                          ("stranger", 404), (None, 401)])
 def test_predict_endpoint_needs_the_annotator_role(request, who, expected, project, make_image, bare_version,
                                                    client_for):
     im, _, _ = make_image(project)

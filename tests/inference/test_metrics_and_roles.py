@@ -133,8 +133,8 @@ def test_project_predictions_list_thumbnails_and_scores_of_the_active_version(pr
 
 
 # --- every endpoint against every persona ---------------------------------------------------------
-READ = {"owner": 200, "annotator": 200, "viewer": 200, "stranger": 404, None: 403}
-WRITE = {"owner": 200, "annotator": 200, "viewer": 403, "stranger": 404, None: 403}
+READ = {"owner": 200, "annotator": 200, "viewer": 200, "stranger": 404, None: 401}
+WRITE = {"owner": 200, "annotator": 200, "viewer": 403, "stranger": 404, None: 401}
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def test_claim_is_one_conditional_update(project, owner):
 
 # --- roles -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("persona, expected", [("owner", 202), ("annotator", 202), ("viewer", 403),
-                                               ("stranger", 404), (None, 403)])
+                                               ("stranger", 404), (None, 401)])
 def test_who_may_start_a_run(request, client_for, project, persona, expected):
     user = request.getfixturevalue(persona) if persona else None
     r = client_for(user).post(runs_url(project), {}, format="json")
