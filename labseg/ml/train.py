@@ -24,11 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 from torch.nn import functional as F
 
 from labseg.ml.augment import augment_batch
 from labseg.ml.device import DEVICE_CHOICES, configure_threads, pick_device
 from labseg.ml.io import normalize
+from labseg.ml.postprocess import instances_from_probs
 from labseg.ml.tiling import predict_tiled, reflect_index
 from labseg.ml.unet import UNet, centre_crop
 from labseg.ml.weights import BALANCE_CHOICES, weight_map
@@ -538,8 +540,6 @@ def pseudo_labels(probs: np.ndarray, classes: np.ndarray, image: np.ndarray | No
     trained on far-away background strokes is least sure where the object ends). Everything else
     stays unlabelled (0).
     """
-    from labseg.ml.postprocess import instances_from_probs
-
     probs = np.asarray(probs, np.float32)
     classes = np.asarray(classes)
     foreground = 1.0 - probs[0]
@@ -548,8 +548,6 @@ def pseudo_labels(probs: np.ndarray, classes: np.ndarray, image: np.ndarray | No
     out[foreground < low] = 1
     sure = (objects > 0) & (probs[1:].max(0) > high)
     if edge > 0:
-        from scipy import ndimage as ndi
-
         sure &= ndi.distance_transform_edt(objects > 0) > edge
     out[sure] = (probs[1:].argmax(0) + 2)[sure]
     touching = np.zeros(classes.shape, bool)
