@@ -448,7 +448,7 @@ def fit(
     for round_ in range(1 + rounds):
         if round_ > 0:  # relabel the unlabelled pixels with the network's own confident prediction
             model.eval()
-            tta = sum(s.targets.size for s in samples) <= PSEUDO_TTA_PIXELS
+            tta = sum(s.labels.size for s in samples) <= PSEUDO_TTA_PIXELS
             labels = [pseudo_labels(predict_tiled(model, s.image, device=device, tta=tta), s.labels, s.image,
                                     low=config.pseudo_low, high=config.pseudo_high, edge=config.pseudo_edge)
                       for s in samples]
@@ -458,7 +458,7 @@ def fit(
         seconds = None
         if config.max_seconds is not None:  # what is left of the budget, shared by the rounds still to come
             seconds = max(config.max_seconds - (time.monotonic() - start), 0.0) / (1 + rounds - round_)
-        labelled = float(np.mean([(s.weights > 0).mean() for s in samples]))
+        labelled = float(np.mean([(s.labels > 0).mean() for s in samples]))
         done = _train_round(model, samples, config, device, rng, generator, tile_in, tile_out, seconds,
                             history, report)
         history["rounds"].append({"steps": done, "seconds": round(time.monotonic() - start, 3),

@@ -253,6 +253,10 @@ def test_self_training_runs_a_pseudo_label_round_on_scribbles_only(nuclei):
     # the pseudo-labelled round trains on far more pixels than the strokes
     assert history["rounds"][1]["labelled_fraction"] > 2 * history["rounds"][0]["labelled_fraction"]
     assert [s for s, _ in seen] == list(range(10, 81, 10)) and {t for _, t in seen} == {80}
+    # a time budget is shared: the first round stops at its half, the second still trains
+    _, timed = fit(image, sparse, config=TrainConfig(steps=10**6, **{**TINY, "max_seconds": 0.5}))
+    assert timed["stop_reason"] == "time" and [r["pseudo_labels"] for r in timed["rounds"]] == [False, True]
+    assert all(r["steps"] > 0 for r in timed["rounds"]) and timed["rounds"][0]["seconds"] < 0.5
     # dense labels or self_training=0: one round
     _, dense = fit(image, classes_from_instances(instances), config=TrainConfig(steps=6, **TINY))
     _, off = fit(image, sparse, config=TrainConfig(steps=6, self_training=0, **TINY))
