@@ -3,7 +3,10 @@
 Every error answers JSON ``{"detail": <message>, "code": <machine code>, ...}`` with the right 4xx.
 Validation errors keep the per-field messages under ``"errors"`` and summarise them in ``detail``.
 """
-from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
+import logging
+import re
+
+from django.core.exceptions import PermissionDenied, SuspiciousOperation, ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -20,6 +23,55 @@ class Conflict(exceptions.APIException):
     def __init__(self, detail=None, code=None, extra=None):
         super().__init__(detail, code)
         self.extra = extra or {}
+
+
+class PayloadTooLarge(exceptions.APIException):
+    """413: the request's data is over a size limit of this server (the message names the setting)."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request is too large."
+    default_code = "too_large"
+
+
+class ServiceUnavailable(exceptions.APIException):
+    """503: a service the request needs (the task queue) cannot be reached; nothing was started."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "A service this request needs is unavailable; try again later."
+    default_code = "unavailable"
+
+    def __init__(self, detail=None, code=None, extra=None):
+        super().__init__(detail, code)
+        self.extra = extra or {}
+
+
+_ASCII_INT = re.compile(r"-?[0-9]{1,18}")
+
+
+def parse_int(raw, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
+    """A query/form value as an int: ASCII digits only (``int()`` also takes "٣", "1_0" and " 7 ", and
+    ``str.isdigit()`` passes "²", which ``int()`` then refuses), at most 18 digits (fits a bigint), within
+    ``lo``..``hi``. Anything else is a ValidationError (400) naming the parameter."""
+    text = raw if isinstance(raw, str) else str(raw)
+    if not _ASCII_INT.fullmatch(text):
+        raise exceptions.ValidationError({name: f"{name} must be an integer (ASCII digits), got {text[:40]!r}"})
+    value = int(text)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        span = f"between {lo} and {hi}" if lo is not None and hi is not None else (
+            f">= {lo}" if lo is not None else f"<= {hi}")
+        raise exceptions.ValidationError({name: f"{name} must be {span}, got {value}"})
+    return value
+
+
+def parse_int_list(raw: str, name: str, *, lo: int | None = None, hi: int | None = None) -> list[int]:
+    """``"1,2,3"`` -> [1, 2, 3] with :func:`parse_int`'s rules for every item (empty items are skipped)."""
+    items = [v for v in str(raw).split(",") if v != ""]
+    if len(items) > 10_000:
+        raise exceptions.ValidationError({name: f"{name}: at most 10000 values"})
+    if not all(_ASCII_INT.fullmatch(v) for v in items):
+        raise exceptions.ValidationError({name: f"{name} must be integers (ASCII digits) separated by commas, "
+                                                f"got {str(raw)[:40]!r}"})
+    return [parse_int(v, name, lo=lo, hi=hi) for v in items]
 
 
 def _first_message(data):
@@ -39,6 +91,12 @@ def _first_message(data):
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, SuspiciousOperation):  # Django refused the request while parsing it (too many files, ...)
+        from labseg.views import describe_bad_request
+
+        logging.getLogger(f"django.security.{type(exc).__name__}").warning("%s", exc)
+        status_code, code, message = describe_bad_request(exc)
+        return Response({"detail": message, "code": code}, status=status_code)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):
@@ -55,7 +113,7 @@ def exception_handler(exc, context):
     else:
         body = {
             "detail": _first_message(data) or "Invalid input.",
-            "code": "invalid" if isinstance(exc, exceptions.ValidationError) else "error",
+            "code": "invalid" if isinstance(exc, exceptions.ValidationError) else getattr(exc, "default_code", "error"),
             "errors": data,
         }
     body.update(getattr(exc, "extra", {}) or {})

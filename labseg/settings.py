@@ -119,6 +119,13 @@ LABSEG_MAX_UPLOAD_BYTES = env_int("LABSEG_MAX_UPLOAD_BYTES", 2 * 1024**3)
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("LABSEG_MAX_FILES_PER_UPLOAD", 1000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 512 * 1024**2)  # JSON bodies with masks
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2  # larger files stream to a temp file
+# Decoded size limits, checked from the file's header before any pixel is decoded (a small compressed
+# file can declare a huge image). Images: pixels x channels of the plane that is read (the first T/Z
+# plane of a stack); the default holds a 2 GiB uncompressed 16-bit plane (32768 x 32768 = 1.07e9) and
+# needs ~2.2 GB of memory to decode one. Masks (annotation saves): height x width; the default lets any
+# storable image be annotated; lower both to bound a web process's memory.
+LABSEG_MAX_IMAGE_PIXELS = env_int("LABSEG_MAX_IMAGE_PIXELS", 1_100_000_000)
+LABSEG_MAX_MASK_PIXELS = env_int("LABSEG_MAX_MASK_PIXELS", 1_100_000_000)
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -132,6 +139,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "labseg.api.exception_handler",
+    # Password guessing on auth/token/: per client address, counted in the default cache (per process).
+    "DEFAULT_THROTTLE_RATES": {"auth-token": os.environ.get("LABSEG_TOKEN_RATE", "10/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "LabSeg API",
@@ -171,6 +180,9 @@ LABSEG_DEVICE = os.environ.get("LABSEG_DEVICE", "auto")  # auto | cpu | cuda
 LABSEG_TORCH_THREADS = env_int("LABSEG_TORCH_THREADS", 0)  # 0: torch's default
 LABSEG_HEARTBEAT_TIMEOUT = env_int("LABSEG_HEARTBEAT_TIMEOUT", 120)  # seconds without heartbeat = dead
 LABSEG_AUTO_PREDICT = env_bool("LABSEG_AUTO_PREDICT", True)
+# Every training run also fits a threshold and a random forest on the same labels and scores them on the
+# same held-out images, up to this many pixels (training + held-out images together; 0 turns it off).
+LABSEG_BASELINE_MAX_PIXELS = env_int("LABSEG_BASELINE_MAX_PIXELS", 16_000_000)
 
 LOGGING = {
     "version": 1,

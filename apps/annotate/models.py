@@ -4,10 +4,13 @@ Invariants live here (fat models); write operations with transactions live in se
 """
 from __future__ import annotations
 
+import posixpath
+import re
 import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils.text import slugify
 
 
 class Role(models.TextChoices):
@@ -81,8 +84,25 @@ class Membership(models.Model):
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
 
 
+#: Longest slug kept from an uploaded file's name in its storage name (the full name stays in the database).
+STORED_STEM_CHARS = 60
+
+
+def safe_file_name(filename: str, max_stem: int = STORED_STEM_CHARS) -> str:
+    """A short, ASCII, filesystem-safe version of an uploaded file's name for storage: the slug of its
+    stem, truncated, plus its (sanitised) extension, e.g. ``"Zellkern Ü 1.TIF"`` -> ``"zellkern-u-1.tif"``.
+
+    Users send names of any length and script (a name over 255 UTF-8 bytes cannot be a file name at all,
+    and derived names such as the ``.cache.npy`` beside it must fit too); storage paths also get a
+    random directory, so two uploads with the same name never collide."""
+    stem, ext = posixpath.splitext(posixpath.basename((filename or "").replace("\\", "/")))
+    stem = slugify(stem)[:max_stem].strip("-_") or "file"
+    ext = re.sub(r"[^a-z0-9]", "", ext.lower())[:10]
+    return f"{stem}.{ext}" if ext else stem
+
+
 def image_upload_to(instance: "Image", filename: str) -> str:
-    return f"projects/{instance.project_id}/images/{uuid.uuid4().hex}/{filename}"
+    return f"projects/{instance.project_id}/images/{uuid.uuid4().hex}/{safe_file_name(filename)}"
 
 
 def thumbnail_upload_to(instance: "Image", filename: str) -> str:

@@ -25,10 +25,10 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from rest_framework.exceptions import NotFound, ValidationError
 
-from labseg.api import Conflict
+from labseg.api import Conflict, PayloadTooLarge
 from labseg.ml import io as mlio
 
-from .masks import decode_mask, encode_png
+from .masks import MaskError, decode_mask, encode_png
 from .models import (
     Annotation,
     AnnotationRevision,
@@ -44,7 +44,6 @@ from .selectors import get_image_for, get_project_for
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 256
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Images with at least this many pixels get their decoded array cached (.npy) for fast region reads.
 CACHE_MIN_PIXELS = 2048 * 2048
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -238,7 +237,11 @@ def make_thumbnail(image: np.ndarray, ranges, size: int = THUMBNAIL_SIZE) -> byt
 
 
 def _display_name(name: str) -> str:
-    return os.path.basename(name or "upload")[:255] or "upload"
+    """The name shown for an upload (kept in the database only; storage uses ``safe_file_name``): its base
+    name without control characters (PostgreSQL refuses NUL), at most 255 characters."""
+    name = os.path.basename((name or "").replace("\\", "/"))
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    return name[:255] or "upload"
 
 
 def _store_one(project: Project, user, f, limit: int) -> UploadResult:
@@ -256,7 +259,9 @@ def _store_one(project: Project, user, f, limit: int) -> UploadResult:
         return UploadResult(name, error=f"duplicate of image {dup} already in the project", code="duplicate",
                             duplicate_of=dup)
     try:
-        pixels, info = mlio.read_image_with_info(f)
+        pixels, info = mlio.read_image_with_info(f, max_pixels=int(settings.LABSEG_MAX_IMAGE_PIXELS))
+    except mlio.ImageTooLargeError as exc:
+        return UploadResult(name, error=f"{exc} (LABSEG_MAX_IMAGE_PIXELS)", code="too_large")
     except mlio.ImageReadError as exc:
         return UploadResult(name, error=str(exc), code="unreadable")
     except MemoryError:
@@ -424,6 +429,11 @@ def image_array(image: Image) -> np.ndarray:
 
 # --- annotations -------------------------------------------------------------------------------
 def _b64_mask(value: Any, field: str, expected_size: tuple[int, int]) -> np.ndarray | None:
+    """A base64 mask (grey PNG, or the ``LSNPYZ1`` compressed .npy) of an image of ``expected_size`` (w, h).
+
+    The size in the PNG / .npy header is checked before any pixel is decompressed: a wrong size is a 400,
+    one over ``LABSEG_MAX_MASK_PIXELS`` (or a zlib stream longer than its header says) a 413.
+    """
     if value in (None, ""):
         return None
     if not isinstance(value, str):
@@ -434,20 +444,17 @@ def _b64_mask(value: Any, field: str, expected_size: tuple[int, int]) -> np.ndar
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise ValidationError({field: "not valid base64"})
-    if raw.startswith(PNG_MAGIC):
-        try:  # the header tells the size: refuse a wrong size before decoding (no huge decodes)
-            with PILImage.open(io.BytesIO(raw)) as im:
-                size = im.size
-        except Exception as exc:  # PIL raises many types on garbage
-            raise ValidationError({field: f"not a readable grey PNG mask: {exc}"})
-        if size != expected_size:
-            raise ValidationError({field: f"mask is {size[0]}x{size[1]} but the image is "
-                                          f"{expected_size[0]}x{expected_size[1]}"})
+    w, h = expected_size
     try:
-        arr = decode_mask(raw)
+        return decode_mask(raw, expected_shape=(h, w), max_pixels=int(settings.LABSEG_MAX_MASK_PIXELS))
+    except MaskError as exc:
+        if exc.too_large:
+            raise PayloadTooLarge({field: str(exc)})
+        raise ValidationError({field: str(exc)})
+    except PILImage.DecompressionBombError as exc:
+        raise PayloadTooLarge({field: f"the mask is too large to decode: {exc}"})
     except Exception as exc:  # PIL raises many types on garbage
         raise ValidationError({field: f"not a readable grey PNG mask: {exc}"})
-    return arr
 
 
 def _validate_masks(image: Image, classes_b64: Any, instances_b64: Any) -> tuple[np.ndarray | None, np.ndarray | None]:

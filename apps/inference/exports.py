@@ -121,7 +121,8 @@ def masks_zip(project: Project, version: ModelVersion | None):
     preds = {p.image_id: p for p in latest_predictions(version)} if version is not None else {}
     with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for image in project.images.order_by("id"):
-            stem = f"{image.pk:06d}_{image.original_filename.rsplit('.', 1)[0]}"
+            # at most 60 characters of the name: the entries must stay valid file names once unzipped
+            stem = f"{image.pk:06d}_{image.original_filename.rsplit('.', 1)[0][:60]}"
             entry = {"id": image.pk, "filename": image.original_filename, "split": image.split, "files": []}
             pred = preds.get(image.pk)
             if pred is not None:

@@ -41,6 +41,26 @@ class ImageReadError(ValueError):
     """The file is empty, truncated, not an image, or an image layout we cannot read."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """The image's header declares more pixels than the caller's budget (nothing was decoded)."""
+
+
+def check_pixel_budget(shape: tuple[int, ...] | list[int], max_pixels: int | None, what: str = "the image") -> int:
+    """The number of values an array of ``shape`` holds; :class:`ImageTooLargeError` when it is more than
+    ``max_pixels`` (``None``: no limit). Pure: callers pass the shape they are about to decode (from a
+    header) and their limit, so a tiny compressed file that declares a huge image is refused before a
+    single pixel is allocated."""
+    if any(int(n) < 0 for n in shape):
+        raise ImageReadError(f"{what} declares a negative size {tuple(shape)}")
+    total = 1
+    for n in shape:
+        total *= int(n)  # Python ints: no overflow however large the header's numbers are
+    if max_pixels is not None and total > max_pixels:
+        dims = " x ".join(str(int(n)) for n in shape)
+        raise ImageTooLargeError(f"{what} is {dims} = {total} pixel values, more than the limit of {max_pixels}")
+    return total
+
+
 @dataclass(frozen=True)
 class _TiffPlan:
     """How to turn a tifffile series (``axes``, ``shape``) into (C, H, W)."""
@@ -143,7 +163,19 @@ def _tiff_series(tf) -> Any:
     return tf.series[0]  # OME pyramids: level 0 is the full resolution
 
 
-def _read_tiff(src: Any) -> tuple[np.ndarray, dict]:
+def _decoded_shape(series, plan: _TiffPlan) -> tuple[int, ...]:
+    """The shape :func:`_read_tiff` will decode: the kept axes (first plane, all channels) when the pages
+    map onto the series axes, else the whole series (see :func:`_read_first_planes`)."""
+    shape = tuple(int(n) for n in series.shape)
+    if plan.planes:
+        page_shape = tuple(series.keyframe.shape)
+        nlead = len(shape) - len(page_shape)
+        if nlead <= 0 or shape[nlead:] != page_shape:
+            return shape
+    return tuple(n for n, idx in zip(shape, plan.index) if isinstance(idx, slice))
+
+
+def _read_tiff(src: Any, max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
     import tifffile
 
     try:
@@ -152,6 +184,8 @@ def _read_tiff(src: Any) -> tuple[np.ndarray, dict]:
             with tifffile.TiffFile(src) as tf:
                 series = _tiff_series(tf)
                 plan = _plan_tiff(series.axes, series.shape)
+                # From the header only: refuse before tifffile allocates the output array.
+                check_pixel_budget(_decoded_shape(series, plan), max_pixels, "the TIFF image")
                 if plan.planes:
                     # Only the first plane along T/Z/...: read the pages that hold it, not the whole stack.
                     arr = _read_first_planes(tf, series, plan)
@@ -206,25 +240,33 @@ def _pil_to_cyx(im) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _read_pil(src: Any, kind: str) -> tuple[np.ndarray, dict]:
+def _read_pil(src: Any, kind: str, max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
     from PIL import Image as PILImage, UnidentifiedImageError
 
     try:
-        with PILImage.open(src) as im:
+        with PILImage.open(src) as im:  # reads the header only
+            w, h = im.size
+            check_pixel_budget((len(im.getbands()), h, w), max_pixels, f"the {kind.upper()} image")
             im.load()  # decode now, so truncated data fails here
             arr = _pil_to_cyx(im)
+    except ImageReadError:
+        raise
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"cannot read the {kind.upper()} file (truncated or corrupt?): {exc}") from exc
     except PILImage.DecompressionBombError as exc:
-        raise ImageReadError(f"the {kind.upper()} image is too large to decode: {exc}") from exc
+        raise ImageTooLargeError(f"the {kind.upper()} image is too large to decode: {exc}") from exc
     return arr, {"planes": {}}
 
 
-def read_image_with_info(src: PathOrFile) -> tuple[np.ndarray, dict]:
-    """``(image (C, H, W), {"format", "planes"})``; see :func:`read_image`."""
+def read_image_with_info(src: PathOrFile, max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
+    """``(image (C, H, W), {"format", "planes"})``; see :func:`read_image`.
+
+    ``max_pixels``: the most values (channels x height x width of what gets decoded) the caller accepts;
+    a larger image raises :class:`ImageTooLargeError`, decided from the header before decoding.
+    """
     src, head = _open_source(src)
     kind = _kind(head)
-    arr, extra = _read_tiff(src) if kind == "tiff" else _read_pil(src, kind)
+    arr, extra = _read_tiff(src, max_pixels) if kind == "tiff" else _read_pil(src, kind, max_pixels)
     if arr.ndim != 3 or arr.shape[1] == 0 or arr.shape[2] == 0 or arr.shape[0] == 0:
         raise ImageReadError(f"the image has an empty shape {arr.shape}")
     return arr, {"format": kind, **extra}
@@ -438,5 +480,5 @@ def composite_rgb(image: np.ndarray, ranges, channels: list[int] | None = None) 
     return np.minimum(out, 255).astype(np.uint8)
 
 
-__all__ = ["ImageReadError", "read_image", "read_image_with_info", "image_info", "normalize", "display_range",
+__all__ = ["ImageReadError", "ImageTooLargeError", "check_pixel_budget", "read_image", "read_image_with_info", "image_info", "normalize", "display_range",
            "to_uint8", "image_bytes", "open_array", "write_cache", "composite_rgb"]
