@@ -16,3 +16,9 @@ urlpatterns = [
     # The single-page browser app (frontend/, built by Vite) for every other path.
     re_path(r"^(?!api/|admin/|accounts/|static/|media/).*$", views.spa, name="spa"),
 ]
+
+# JSON errors under /api/ for what happens outside DRF's exception handler (Django's pages elsewhere).
+handler400 = views.bad_request
+handler403 = views.permission_denied
+handler404 = views.page_not_found
+handler500 = views.server_error

@@ -1,7 +1,14 @@
-"""Non-API views: health check and the browser app's shell page."""
+"""Non-API views: health check, the browser app's shell page, and Django's error handlers.
+
+The error handlers answer JSON ``{"detail", "code"}`` under ``/api/`` (errors raised outside a DRF view
+or its exception handler: an unknown API URL, a request Django refuses while parsing it, such as more
+than ``DATA_UPLOAD_MAX_NUMBER_FILES`` files, and uncaught exceptions) and Django's own pages elsewhere.
+"""
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 
@@ -20,3 +27,49 @@ def spa(request):
             status=503,
         )
     return HttpResponse(index.read_text(encoding="utf-8"))
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def describe_bad_request(exception) -> tuple[int, str, str]:
+    """(status, code, message) for a request Django refused while reading it (a SuspiciousOperation)."""
+    if isinstance(exception, TooManyFilesSent):
+        return 400, "too_many_files", (f"Too many files in one request: at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} "
+                                       "(LABSEG_MAX_FILES_PER_UPLOAD); send them in several batches.")
+    if isinstance(exception, TooManyFieldsSent):
+        return 400, "too_many_fields", (f"Too many fields in one request: at most "
+                                        f"{settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}.")
+    if isinstance(exception, RequestDataTooBig):
+        return 413, "too_large", (f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
+                                  "(DATA_UPLOAD_MAX_MEMORY_SIZE); upload images as multipart files.")
+    return 400, "bad_request", "Bad request."
+
+
+def bad_request(request, exception, template_name=defaults.ERROR_400_TEMPLATE_NAME):
+    if not _is_api(request):
+        return defaults.bad_request(request, exception, template_name)
+    status, code, message = describe_bad_request(exception)
+    return JsonResponse({"detail": message, "code": code}, status=status)
+
+
+def permission_denied(request, exception, template_name=defaults.ERROR_403_TEMPLATE_NAME):
+    if not _is_api(request):
+        return defaults.permission_denied(request, exception, template_name)
+    return JsonResponse({"detail": "You do not have permission to perform this action.",
+                         "code": "permission_denied"}, status=403)
+
+
+def page_not_found(request, exception, template_name=defaults.ERROR_404_TEMPLATE_NAME):
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception, template_name)
+    return JsonResponse({"detail": f"No API endpoint at {request.path[:200]} (see /api/docs/).",
+                         "code": "not_found"}, status=404)
+
+
+def server_error(request, template_name=defaults.ERROR_500_TEMPLATE_NAME):
+    if not _is_api(request):
+        return defaults.server_error(request, template_name)
+    return JsonResponse({"detail": "Internal server error; it has been logged.", "code": "server_error"},
+                        status=500)

@@ -21,6 +21,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    """auth/token/ is throttled per client address (counts in the default cache): every test starts at zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 # --- personas ------------------------------------------------------------------------------
 @pytest.fixture
 def make_user(db, django_user_model):
@@ -185,3 +193,28 @@ def start_celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 def celery_worker(start_celery_worker):
     """One worker on default+gpu for the whole session (started on first use)."""
     return start_celery_worker()
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    """This process's Celery app sends to a closed port (Redis refuses the connection), as when the broker is
+    down; worker processes are untouched. Celery reads CELERY_BROKER_URL from the environment before its own
+    config, so the variable is what changes; the cached connection and producer pools are dropped."""
+    from labseg.celery import app
+
+    def reset_pools():
+        for attr, owner in (("_pool", app), ("_producer_pool", app.amqp)):
+            pool = getattr(owner, attr, None)
+            setattr(owner, attr, None)
+            if pool is not None:
+                try:
+                    pool.force_close_all()
+                except Exception:  # noqa: BLE001 - closing a broken pool may fail; it is dropped anyway
+                    pass
+
+    reset_pools()
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setitem(app.conf, "broker_connection_timeout", 1)
+    yield
+    reset_pools()
+    monkeypatch.undo()

@@ -5,6 +5,7 @@ Every view checks access through selectors (non-members: 404; too low a role: 40
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from django.http import FileResponse, HttpResponse
@@ -19,6 +20,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from labseg.ml import io as mlio
@@ -59,8 +61,12 @@ class TokenView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    throttle_classes = [ScopedRateThrottle]  # LABSEG_TOKEN_RATE per client address; then 429
+    throttle_scope = "auth-token"
 
-    @extend_schema(request=s.TokenRequestSerializer, responses={200: s.TokenResponseSerializer, **_errors(400)},
+    @extend_schema(request=s.TokenRequestSerializer,
+                   responses={200: s.TokenResponseSerializer, **_errors(400),
+                              429: OpenApiResponse(s.ErrorSerializer, description="too many attempts; retry later")},
                    auth=[], tags=["auth"])
     def post(self, request):
         ser = AuthTokenSerializer(data=request.data, context={"request": request})
@@ -275,10 +281,10 @@ def _floats(raw: str | None, name: str, n: int) -> list[float] | None:
 
 
 def _ints(raw: str, name: str) -> list[int]:
-    try:
-        return [int(v) for v in raw.split(",")]
-    except ValueError:
-        raise ValidationError({name: f"expected integers separated by commas, got {raw!r}"})
+    """Comma list of ASCII integers (``int()`` alone would take "٣" and "1_0"; ``isdigit()`` passes "²")."""
+    if not all(re.fullmatch(r"-?[0-9]{1,18}", v) for v in raw.split(",")):
+        raise ValidationError({name: f"expected integers separated by commas, got {raw[:40]!r}"})
+    return [int(v) for v in raw.split(",")]
 
 
 def parse_display_params(query, channels: int, width: int, height: int) -> dict:
@@ -293,15 +299,15 @@ def parse_display_params(query, channels: int, width: int, height: int) -> dict:
         if len(region) != 4:
             raise ValidationError({"region": "expected x,y,w,h"})
     else:
-        region = [int(query.get(k) or d) if str(query.get(k) or d).lstrip("-").isdigit() else None
-                  for k, d in (("x", 0), ("y", 0), ("w", width), ("h", height))]
-        if None in region:
+        raw = [str(query.get(k) or d) for k, d in (("x", 0), ("y", 0), ("w", width), ("h", height))]
+        if not all(re.fullmatch(r"-?[0-9]{1,18}", v) for v in raw):
             raise ValidationError({"region": "x, y, w and h must be integers"})
+        region = [int(v) for v in raw]
     x, y, w, h = region
     if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > width or y + h > height:
         raise ValidationError({"region": f"region {x},{y},{w},{h} is not inside the {width}x{height} image"})
     level_raw = query.get("level") or "0"
-    if not level_raw.isdigit() or int(level_raw) > 16:
+    if not re.fullmatch(r"[0-9]{1,2}", level_raw) or int(level_raw) > 16:
         raise ValidationError({"level": "level must be an integer 0..16 (downscale by 2**level)"})
     level = int(level_raw)
     step = 2 ** level

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 
 from apps.annotate.models import Role
 from apps.annotate.selectors import get_image_for, get_project_for
-from labseg.api import Conflict
+from labseg.api import Conflict, parse_int, parse_int_list
 
 from . import exports, rendering, selectors, services
 from .models import Prediction, PredictionStatus
@@ -63,7 +63,8 @@ class PredictionSerializer(serializers.ModelSerializer):
 
 
 class PredictRequestSerializer(serializers.Serializer):
-    image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, allow_empty=False)
+    image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False,
+                                      allow_empty=False)
     all = serializers.BooleanField(required=False, default=False)
 
     def validate(self, attrs):
@@ -216,10 +217,9 @@ def accept(request, prediction_id: int):
     version = request.data.get("version") if hasattr(request.data, "get") else None
     if version is None:
         raise ValidationError({"version": "Give the annotation version you are replacing (0 if none)."})
-    try:
-        version = int(version)
-    except (TypeError, ValueError):
+    if isinstance(version, bool) or not isinstance(version, (int, str)):
         raise ValidationError({"version": "version must be an integer."})
+    version = parse_int(version, "version", lo=0, hi=2**31 - 1)
     keep = str(request.data.get("keep_labels", "false")).lower() in ("1", "true", "yes")
     annotation = services.accept_prediction(pred, request.user, version, keep_labels=keep)
     return Response(services.annotation_summary(annotation), status=status.HTTP_200_OK)
@@ -239,7 +239,8 @@ def compare(request, project_id: int):
     q = request.query_params
     if not q.get("a") or not q.get("b"):
         raise ValidationError({"a": "Give two model version ids as ?a=..&b=.."})
-    return Response(selectors.compare_versions(project_id, q.get("a"), q.get("b")))
+    a, b = parse_int(q["a"], "a", lo=1), parse_int(q["b"], "b", lo=1)
+    return Response(selectors.compare_versions(project_id, a, b))
 
 
 @extend_schema(parameters=[OpenApiParameter("version", int, description="model version id (default: the active one)")],
@@ -256,10 +257,7 @@ def _version_param(request, project):
     raw = request.query_params.get("version")
     if not raw:
         return None
-    try:
-        version = selectors.get_version_for(request.user, int(raw))
-    except ValueError:
-        raise ValidationError({"version": "version must be a model version id."})
+    version = selectors.get_version_for(request.user, parse_int(raw, "version", lo=1))
     if version.project_id != project.pk:
         raise ValidationError({"version": "That model version belongs to another project."})
     return version
@@ -272,10 +270,7 @@ def next_uncertain(request, project_id: int):
     get_project_for(request.user, project_id)
     exclude = []
     if request.query_params.get("exclude"):
-        try:
-            exclude = [int(x) for x in request.query_params["exclude"].split(",") if x]
-        except ValueError:
-            raise ValidationError({"exclude": "exclude is a comma-separated list of image ids."})
+        exclude = parse_int_list(request.query_params["exclude"], "exclude", lo=1)
     best = selectors.next_uncertain_image(project_id, exclude)
     if best is None:
         return Response({"detail": "No predictions with an uncertainty map for the active model version yet.",
