@@ -19,6 +19,8 @@ from rest_framework.exceptions import ValidationError
 from apps.annotate.models import Image
 from apps.training.models import ModelVersion
 
+from labseg.api import ServiceUnavailable
+
 from .models import Prediction, PredictionStatus
 
 log = logging.getLogger(__name__)
@@ -26,11 +28,29 @@ log = logging.getLogger(__name__)
 ACTIVE_PREDICTION_STATUSES = (PredictionStatus.QUEUED, PredictionStatus.RUNNING)
 
 
-def _enqueue(prediction_id: int) -> None:
-    """Send the prediction task once the surrounding transaction commits (never before the row exists)."""
+ENQUEUE_ERROR = ("The prediction queue could not be reached ({}). Ask your administrator to check the broker "
+                 "(Redis) and ask for the prediction again.")
+
+
+def _enqueue(prediction_id: int, failed: list[int] | None = None) -> None:
+    """Send the prediction task once the surrounding transaction commits (never before the row exists).
+
+    If the broker cannot be reached the prediction is failed with a message at once (a queued row that no
+    message will ever claim would stay "queued" forever) and its id is appended to ``failed``, so the caller
+    can answer 503; the other predictions of the same request are still sent.
+    """
     from .tasks import predict
 
-    transaction.on_commit(lambda: predict.delay(prediction_id))
+    def send() -> None:
+        try:
+            predict.delay(prediction_id)
+        except Exception as exc:  # noqa: BLE001 - kombu/redis raise many kinds of connection errors
+            log.exception("could not enqueue prediction %s", prediction_id)
+            fail_prediction(prediction_id, ENQUEUE_ERROR.format(type(exc).__name__))
+            if failed is not None:
+                failed.append(prediction_id)
+
+    transaction.on_commit(send)
 
 
 def _is_stale(prediction: Prediction) -> bool:
@@ -48,7 +68,7 @@ def fail_prediction(prediction_id: int, error: str) -> None:
     )
 
 
-def _request_one(model_version: ModelVersion, image: Image, user) -> Prediction:
+def _request_one(model_version: ModelVersion, image: Image, user, failed: list[int] | None = None) -> Prediction:
     """The queued/running prediction of (image, version), or a new queued one (enqueued on commit)."""
     for _attempt in range(3):
         active = (
@@ -68,7 +88,7 @@ def _request_one(model_version: ModelVersion, image: Image, user) -> Prediction:
                 )
         except IntegrityError:
             continue  # another request created it in between: loop and return that one
-        _enqueue(pred.pk)
+        _enqueue(pred.pk, failed)
         return pred
     raise RuntimeError("could not create or find the prediction")  # pragma: no cover - needs 3 races in a row
 
@@ -77,7 +97,6 @@ def _is_user(user) -> bool:
     return user is not None and getattr(user, "is_authenticated", False)
 
 
-@transaction.atomic
 def request_predictions(model_version: ModelVersion, image_ids=None, user=None) -> list[Prediction]:
     """Queue a prediction of ``model_version`` for each image (``None``: every image of its project).
 
@@ -85,7 +104,24 @@ def request_predictions(model_version: ModelVersion, image_ids=None, user=None) 
     that already has a queued or running prediction by this version gets that one back (no second job);
     a running one whose worker died (no heartbeat for ``LABSEG_HEARTBEAT_TIMEOUT`` s) is failed and
     replaced. Unknown ids, or images of another project, raise a ValidationError (400).
+
+    When the broker cannot be reached the new predictions are failed with a message and, if this call
+    committed them itself (not inside a caller's transaction), ``ServiceUnavailable`` (503) is raised.
     """
+    failed: list[int] = []
+    with transaction.atomic():
+        preds = _request_predictions(model_version, image_ids, user, failed)
+    # The enqueue hooks ran when the block above committed, unless a caller's transaction is still open
+    # (then they run at its commit and only fail the rows).
+    if failed:
+        raise ServiceUnavailable(
+            f"The prediction queue could not be reached: {len(failed)} prediction(s) were not started (marked "
+            "failed). Ask your administrator to check the broker (Redis), then try again.",
+            code="queue_unavailable", extra={"failed_predictions": sorted(failed)})
+    return preds
+
+
+def _request_predictions(model_version: ModelVersion, image_ids, user, failed: list[int]) -> list[Prediction]:
     images = Image.objects.filter(project_id=model_version.project_id)
     if image_ids is None:
         ordered = list(images.order_by("id"))
@@ -99,7 +135,7 @@ def request_predictions(model_version: ModelVersion, image_ids=None, user=None) 
         if missing:
             raise ValidationError({"image_ids": f"Not images of this project: {missing[:20]}"})
         ordered = [by_id[i] for i in dict.fromkeys(ids)]
-    return [_request_one(model_version, image, user) for image in ordered]
+    return [_request_one(model_version, image, user, failed) for image in ordered]
 
 
 def auto_predict(model_version: ModelVersion) -> list[Prediction]:

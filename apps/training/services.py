@@ -96,9 +96,10 @@ def code_version() -> str:
 
 
 # --- starting, claiming, cancelling -----------------------------------------------------------
-def _enqueue(run_id: int) -> None:
+def _enqueue(run_id: int, failed: list[int] | None = None) -> None:
     """Send the task once the run row is committed; if the broker is unreachable, fail the run at once
-    (a queued run nobody will ever receive would block the project's next run with 409)."""
+    (a queued run nobody will ever receive would block the project's next run with 409) and append its
+    id to ``failed`` (``start_run`` then answers 503 instead of "queued")."""
     from .tasks import run_training
 
     def send() -> None:
@@ -111,6 +112,8 @@ def _enqueue(run_id: int) -> None:
                 error=f"The training queue could not be reached ({type(exc).__name__}). "
                       "Ask your administrator to check the broker (Redis) and try again.",
             )
+            if failed is not None:
+                failed.append(run_id)
 
     transaction.on_commit(send)
 
@@ -141,18 +144,26 @@ def start_run(project: Project, user, *, parent_version_id: int | None = None, c
     existing = active_run(project.pk)
     if existing is not None:
         raise ActiveRunExists(existing)
+    failed: list[int] = []
     try:
         with transaction.atomic():
             run = TrainingRun.objects.create(
                 project=project, parent_version=parent, config=overrides, created_by=user,
                 message="Waiting for a GPU worker",
             )
-            _enqueue(run.pk)
+            _enqueue(run.pk, failed)
     except IntegrityError:  # a concurrent request won the partial unique constraint
         existing = active_run(project.pk)
         if existing is None:
             raise
         raise ActiveRunExists(existing)
+    if failed:  # the commit above ran the enqueue hook (no caller's transaction was open) and it failed
+        from labseg.api import ServiceUnavailable
+
+        raise ServiceUnavailable(
+            "The training queue could not be reached, so the run was not started (it is marked failed). "
+            "Ask your administrator to check the broker (Redis), then try again.",
+            code="queue_unavailable", extra={"run_id": run.pk})
     return run
 
 

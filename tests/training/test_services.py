@@ -289,8 +289,11 @@ def test_unreachable_broker_fails_the_run_instead_of_leaving_it_queued(project, 
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(tasks.run_training, "delay", broker_down)
-    run = services.start_run(project, owner)
-    run.refresh_from_db()
+    from labseg.api import ServiceUnavailable
+
+    with pytest.raises(ServiceUnavailable) as info:  # the API's 503, not a "queued" run nobody will receive
+        services.start_run(project, owner)
+    run = TrainingRun.objects.get(pk=info.value.extra["run_id"])
     assert run.status == RunStatus.FAILED and "training queue could not be reached (OperationalError)" in run.error
     assert services.active_run(project.pk) is None  # the project is not blocked
 
