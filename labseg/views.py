@@ -43,7 +43,8 @@ def describe_bad_request(exception) -> tuple[int, str, str]:
                                         f"{settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}.")
     if isinstance(exception, RequestDataTooBig):
         return 413, "too_large", (f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
-                                  "(DATA_UPLOAD_MAX_MEMORY_SIZE); upload images as multipart files.")
+                                  "(DATA_UPLOAD_MAX_MEMORY_SIZE; files go in multipart uploads, which it does not "
+                                  "limit).")
     return 400, "bad_request", "Bad request."
 
 

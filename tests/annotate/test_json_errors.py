@@ -48,6 +48,17 @@ def test_too_many_files_is_json_with_session_auth_too(annotator, project, settin
     assert_json_error(c.post(f"/api/v1/projects/{project.pk}/images/", {"files": files}), 400, "too_many_files")
 
 
+def test_a_json_body_over_the_memory_limit_is_a_json_413(owner, stored_image, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    c = Client()
+    c.force_login(owner)
+    body = json.dumps({"version": 0, "strokes": [{"tool": "brush", "points": [[1, 2]] * 500}]})
+    r = c.put(f"/api/v1/images/{stored_image.pk}/annotation/", body, content_type="application/json")
+    assert_json_error(r, 413, "too_large")
+    assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in r.json()["detail"]
+    assert not hasattr(stored_image, "annotation") or stored_image.annotation.version == 0
+
+
 def test_an_uncaught_exception_in_an_api_view_is_a_json_500(owner, monkeypatch):
     from apps.annotate import api
 
