@@ -4,7 +4,9 @@ Threshold the probability, fill holes, then split touching objects by a seeded w
 of distance-to-background (+ smoothed intensity when the image is given): one seed per h-maximum, so a
 neck or a dim line between two nuclei becomes a border while one elongated nucleus is not over-split. Objects smaller than
 ``min_size`` pixels are dropped. ``split_instances`` does the splitting of any binary mask (the same
-post-processing is used for the baselines in ``labseg.ml.fewlabel``, so comparisons are fair).
+post-processing is used for the baselines in ``labseg.ml.baselines`` and ``bench/fewlabel.py``, so
+comparisons are fair). ``object_radius`` estimates the typical object size from painted instances or
+from a foreground mask; splitting and debris removal scale with it.
 """
 from __future__ import annotations
 
@@ -75,6 +77,47 @@ def split_instances(
     return remove_small(labels, min_size)
 
 
+def object_radius(instances: np.ndarray | None = None, foreground: np.ndarray | None = None,
+                  default: float = 10.0) -> float:
+    """Typical object radius (px) for instance splitting.
+
+    The median largest inscribed radius (the distance transform's maximum: a round object's radius, an
+    elongated one's half width; two touching objects merged into one component keep one object's
+    radius): of painted (or known) ``instances`` when there are at least 3, else of the connected
+    components of a binary ``foreground``. ``default`` when neither tells.
+    """
+    if instances is not None and np.asarray(instances).any():
+        labels = np.asarray(instances).astype(np.int64)
+        radii = inscribed_radii(labels > 0, labels)
+        radii = radii[radii > 0]
+        if len(radii) >= 3:
+            return float(max(2.0, np.median(radii)))
+    if foreground is not None and np.asarray(foreground).any():
+        inscribed = inscribed_radii(ndi.binary_fill_holes(np.asarray(foreground, bool)))
+        inscribed = inscribed[inscribed >= 2]
+        if len(inscribed):
+            # the inscribed radius of a round object is its radius; of an elongated one, its half width
+            return float(max(2.0, np.median(inscribed)))
+    return float(default)
+
+
+def inscribed_radii(mask: np.ndarray, components: np.ndarray | None = None) -> np.ndarray:
+    """The largest inscribed radius (px) of each 4-connected component of ``mask``, each measured on its
+    own bounding box (padded by 1 px of background), so the memory is one box's at a time."""
+    if components is None:
+        components, _ = ndi.label(mask, structure=ndi.generate_binary_structure(2, 1))
+    out = []
+    for index, box in enumerate(ndi.find_objects(components), start=1):
+        if box is not None:
+            out.append(float(ndi.distance_transform_edt(np.pad(components[box] == index, 1)).max()))
+    return np.asarray(out, np.float64)
+
+
+def min_object_size(radius: float) -> int:
+    """Objects smaller than a fifth of the typical object's area are debris: dropped (at least 10 px)."""
+    return int(max(10, round(0.2 * np.pi * radius * radius)))
+
+
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     """Drop objects with fewer than ``min_size`` pixels and renumber 1..N (int32)."""
     labels = np.asarray(labels)
@@ -108,20 +151,27 @@ def instances_from_probs(
     probs: np.ndarray,
     fg_class: int | None = 1,
     threshold: float = 0.5,
-    min_size: int = 20,
+    min_size: int | None = None,
     *,
     image: np.ndarray | None = None,
     h: float | None = None,
-    radius: float = 10.0,
+    radius: float | None = None,
     smooth: float = 1.0,
     fill_holes: bool = True,
 ) -> np.ndarray:
     """Instance labels int32 (H, W) from softmax probabilities (K, H, W) or a foreground map (H, W).
 
-    Foreground = probability of ``fg_class`` above ``threshold``, holes filled; then ``split_instances``
-    (pass the normalised ``image`` to split touching nuclei by intensity as well as shape; ``radius``:
-    typical object radius in px).
+    Foreground = probability of ``fg_class`` above ``threshold``, holes filled; then ``split_instances``,
+    by default the plain distance-transform watershed (pass the normalised ``image`` to add intensity to
+    the landscape: on the real benchmark sets that lost to the plain one, see ``bench/fewlabel.py``).
+    ``radius``: typical object radius in px; None: ``object_radius`` of the foreground itself.
+    ``min_size``: None: ``min_object_size(radius)``.
     """
     fg = foreground_probability(probs, fg_class)
-    return split_instances(fg > threshold, image, h=h, radius=radius, smooth=smooth, min_size=min_size,
+    mask = fg > threshold
+    if radius is None:
+        radius = object_radius(foreground=mask)
+    if min_size is None:
+        min_size = min_object_size(radius)
+    return split_instances(mask, image, h=h, radius=radius, smooth=smooth, min_size=min_size,
                            fill_holes=fill_holes)

@@ -1,0 +1,179 @@
+"""The two baselines every U-Net is compared with, fitted on the same labels (plain numpy; no Django).
+
+- ``ThresholdBaseline``: what a lab does without machine learning. The channels are projected on the
+  direction that separates the painted object pixels from the painted background pixels (for one
+  channel: the channel itself, flipped when objects are darker than background; for RGB histology:
+  roughly the haematoxylin direction), smoothed, and thresholded with Otsu.
+- ``ForestBaseline``: ilastik's pixel classification: a random forest on multiscale intensity, edge
+  and texture features of every channel, trained on the painted pixels.
+
+Both return a class mask (1 background, 2.. objects as painted) and a foreground probability, so their
+instances come from the same ``labseg.ml.postprocess.split_instances`` as the U-Net's: the comparison
+measures the foreground each method finds, not the splitting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+#: Forest training uses at most this many labelled pixels (a class-balanced random sample): a densely
+#: painted 4-megapixel image would otherwise take minutes and gigabytes.
+FOREST_MAX_SAMPLES = 60_000
+#: Feature scales of the forest (px): ilastik's default set spans 0.7 to 10.
+FOREST_SIGMA_MAX = 16.0
+#: Images larger than this are predicted by the forest in row bands (features are ~30 floats a pixel).
+FOREST_BAND_PIXELS = 1_000_000
+
+
+def _as_cyx(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image, np.float32)
+    return image[None] if image.ndim == 2 else image
+
+
+def _painted(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    classes = np.asarray(classes)
+    return classes == 1, classes >= 2
+
+
+@dataclass
+class ThresholdBaseline:
+    """Otsu on the label-aware projection of the normalised channels; objects bright or dark as painted."""
+
+    smooth: float = 1.0
+    weights: np.ndarray | None = field(default=None, repr=False)  # per channel; sign carries the polarity
+    threshold: float = 0.0
+    object_class: int = 2
+
+    def fit(self, images, classes) -> "ThresholdBaseline":
+        """``images``: one or a list of normalised (C, H, W); ``classes``: matching masks (0 unlabelled)."""
+        from skimage.filters import threshold_otsu
+
+        images = [images] if isinstance(images, np.ndarray) else list(images)
+        classes = [classes] if isinstance(classes, np.ndarray) else list(classes)
+        fg, bg = [], []
+        counts: dict[int, int] = {}
+        for img, cls in zip(images, classes):
+            img = _as_cyx(img)
+            b, f = _painted(cls)
+            fg.append(img[:, f].T)
+            bg.append(img[:, b].T)
+            values, n = np.unique(np.asarray(cls)[f], return_counts=True)
+            for v, c in zip(values, n):
+                counts[int(v)] = counts.get(int(v), 0) + int(c)
+        fg_px, bg_px = np.concatenate(fg), np.concatenate(bg)
+        if not len(fg_px) or not len(bg_px):
+            raise ValueError("the threshold baseline needs painted background and painted objects")
+        self.object_class = max(counts, key=counts.get)
+        direction = fg_px.mean(0) - bg_px.mean(0)  # objects project higher than background
+        norm = float(np.linalg.norm(direction))
+        self.weights = (direction / norm if norm > 0 else np.ones_like(direction) / len(direction)).astype(np.float32)
+        projected = [self._project(_as_cyx(img)) for img in images]
+        self.threshold = float(threshold_otsu(np.concatenate([p.ravel() for p in projected])))
+        fg_v = np.concatenate([p[np.asarray(c) >= 2] for p, c in zip(projected, classes)])
+        bg_v = np.concatenate([p[np.asarray(c) == 1] for p, c in zip(projected, classes)])
+        if _balanced_accuracy(fg_v, bg_v, self.threshold) < 0.95:
+            # Otsu splits the image elsewhere (e.g. bright nuclei inside dim cells): the threshold that
+            # best separates what was painted, as a user moving a slider until the strokes agree would
+            self.threshold = _best_threshold(fg_v, bg_v)
+        return self
+
+    def _project(self, image: np.ndarray) -> np.ndarray:
+        out = np.tensordot(self.weights, image, axes=(0, 0))
+        return ndi.gaussian_filter(out, self.smooth) if self.smooth > 0 else out
+
+    def foreground(self, image: np.ndarray) -> np.ndarray:
+        """A soft foreground score in [0, 1] (0.5 at the Otsu threshold)."""
+        if self.weights is None:
+            raise ValueError("fit the baseline first")
+        projected = self._project(_as_cyx(image))
+        spread = float(np.std(projected)) or 1.0
+        return (1.0 / (1.0 + np.exp(-(projected - self.threshold) * (8.0 / spread)))).astype(np.float32)
+
+    def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(class mask uint8: 1 background / object class, foreground probability float32)``."""
+        fg = self.foreground(image)
+        return np.where(fg > 0.5, self.object_class, 1).astype(np.uint8), fg
+
+
+def _balanced_accuracy(fg: np.ndarray, bg: np.ndarray, t: float) -> float:
+    return 0.5 * (float(np.mean(fg > t)) + float(np.mean(bg <= t)))
+
+
+def _best_threshold(fg: np.ndarray, bg: np.ndarray) -> float:
+    """The threshold with the best balanced accuracy on the painted pixels (the middle of the best run)."""
+    candidates = np.unique(np.quantile(np.concatenate([fg, bg]), np.linspace(0, 1, 257)))
+    scores = np.array([_balanced_accuracy(fg, bg, t) for t in candidates])
+    best = np.flatnonzero(scores >= scores.max() - 1e-9)
+    return float(candidates[best[len(best) // 2]])
+
+
+def forest_features(image: np.ndarray, sigma_max: float = FOREST_SIGMA_MAX) -> np.ndarray:
+    """ilastik-like features of every channel: intensity, edges and texture at scales 1..16 px -> (H, W, F)."""
+    from skimage.feature import multiscale_basic_features
+
+    image = _as_cyx(image)
+    return multiscale_basic_features(np.moveaxis(image, 0, -1), intensity=True, edges=True, texture=True,
+                                     sigma_min=1, sigma_max=sigma_max, channel_axis=-1).astype(np.float32)
+
+
+@dataclass
+class ForestBaseline:
+    """A random forest on ``forest_features``, trained on (a class-balanced sample of) the painted pixels."""
+
+    trees: int = 100
+    threads: int = 1
+    seed: int = 0
+    max_samples: int = FOREST_MAX_SAMPLES
+
+    def fit(self, images, classes) -> "ForestBaseline":
+        from sklearn.ensemble import RandomForestClassifier
+
+        images = [images] if isinstance(images, np.ndarray) else list(images)
+        classes = [classes] if isinstance(classes, np.ndarray) else list(classes)
+        rng = np.random.default_rng(self.seed)
+        xs, ys = [], []
+        for img, cls in zip(images, classes):
+            cls = np.asarray(cls)
+            labelled = np.flatnonzero(cls.ravel() > 0)
+            if not len(labelled):
+                continue
+            feats = forest_features(img)
+            xs.append(feats.reshape(-1, feats.shape[-1])[labelled])
+            ys.append(cls.ravel()[labelled])
+        if not xs:
+            raise ValueError("the forest baseline needs painted pixels")
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        values = np.unique(y)
+        if len(values) < 2:
+            raise ValueError("the forest baseline needs at least two painted classes")
+        per_class = max(1, self.max_samples // len(values))
+        keep = np.concatenate([
+            (lambda idx: rng.choice(idx, per_class, replace=False) if len(idx) > per_class else idx)(np.flatnonzero(y == v))
+            for v in values
+        ])
+        self.forest = RandomForestClassifier(n_estimators=self.trees, n_jobs=self.threads, random_state=self.seed,
+                                             min_samples_leaf=2)
+        self.forest.fit(x[keep], y[keep])
+        return self
+
+    def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(class mask uint8 with the painted class values, foreground probability float32)``."""
+        image = _as_cyx(image)
+        h, w = image.shape[1:]
+        band = max(1, FOREST_BAND_PIXELS // max(w, 1))
+        margin = int(4 * FOREST_SIGMA_MAX)
+        classes_out = np.zeros((h, w), np.uint8)
+        fg = np.zeros((h, w), np.float32)
+        order = list(self.forest.classes_)
+        for y0 in range(0, h, band):  # row bands with a margin, so features see the same context
+            y1 = min(h, y0 + band)
+            a, b = max(0, y0 - margin), min(h, y1 + margin)
+            feats = forest_features(image[:, a:b])
+            proba = self.forest.predict_proba(feats.reshape(-1, feats.shape[-1])).reshape(b - a, w, -1)
+            proba = proba[y0 - a:y0 - a + (y1 - y0)]
+            classes_out[y0:y1] = np.asarray(order, np.uint8)[proba.argmax(-1)]
+            bg = proba[..., order.index(1)] if 1 in order else np.zeros(proba.shape[:2])
+            fg[y0:y1] = 1.0 - bg
+        return classes_out, fg
