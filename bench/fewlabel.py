@@ -1,0 +1,227 @@
+"""``python -m bench.fewlabel``: few-label quality on real images, every method side by side in one run.
+
+For each real set (``bench.realdata``), seed and labelling protocol, one training crop is labelled as
+a user would label it and every method is trained on exactly those labels, then scored on test images
+that share no pixel with the training crop:
+
+- protocols: ``scribbles`` (~15 strokes, background strokes > 8 px from objects), ``near`` (the same
+  with background strokes up to 2 px from objects), ``objects`` (3 objects painted whole with their
+  outline as background, plus the background strokes: the correction workflow), ``dense`` (every
+  known pixel of the crop).
+- methods: ``threshold`` (Otsu on the label-aware channel projection: objects bright or dark as
+  painted, RGB too), ``forest`` (ilastik-style random forest on multiscale features), ``unet`` (the
+  default ``TrainConfig``), and the U-Net with each optional component switched on in turn
+  (``unet+crf``: the CRF term, ``unet+st``: a self-training round; on the ablation protocols only),
+  plus, from the same trained network, ``unet+tta`` (8-fold test-time augmentation) and
+  ``unet+isplit`` (intensity-aware splitting instead of the distance-transform watershed).
+
+Every method's foreground goes through the same ``split_instances`` (distance-transform watershed,
+object radius from the painted objects when there are some, else from the foreground itself), so the
+comparison is of the foreground each method finds. Scores: instance F1 at IoU 0.5 (tp/fp/fn pooled
+over the test images), foreground IoU, and the ISBI adapted Rand error where the set has dense ids
+(CREMI). Only pixels whose labels are known count. Means ± std over seeds.
+
+    python -m bench.fewlabel                      # all sets, 3 seeds, all protocols
+    python -m bench.fewlabel --sets hela --seeds 1 --protocols scribbles --json var/fewlabel.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import realdata
+
+PROTOCOLS = ("scribbles", "near", "objects", "dense")
+BASELINES = ("threshold", "forest")
+UNET_VARIANTS = {"unet": {}, "unet+crf": {"crf_weight": 3.0}, "unet+st": {"self_training": 1}}
+DERIVED = ("unet+tta", "unet+isplit")
+
+
+def labels_for(task: realdata.Task, protocol: str, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    crop = task.train
+    if protocol == "scribbles":
+        return realdata.scribbles(crop, seed, touching=task.touching), None
+    if protocol == "near":
+        return realdata.scribbles(crop, seed, bg_margin=2.0, touching=task.touching), None
+    if protocol == "objects":
+        return realdata.painted_objects(crop, seed, touching=task.touching)
+    if protocol == "dense":
+        return realdata.dense(crop)
+    raise ValueError(f"unknown protocol {protocol!r}")
+
+
+def _keep_inside(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Predicted objects with at least half of their pixels where labels are known; the rest dropped."""
+    if valid.all() or not pred.any():
+        return pred
+    total = np.bincount(pred.ravel())
+    inside = np.bincount(pred[valid].ravel(), minlength=len(total))
+    keep = inside * 2 >= total
+    keep[0] = False
+    return np.where(keep[pred], pred, 0)
+
+
+def score(preds: list[np.ndarray], tests: list[realdata.Crop]) -> dict:
+    """Pooled F1@0.5, mean foreground IoU and (where there are ids) mean adapted Rand error."""
+    from labseg.ml.metrics import adapted_rand_error, f1_at_iou
+
+    tp = fp = fn = 0
+    ious, ares = [], []
+    for pred, crop in zip(preds, tests):
+        pred = _keep_inside(pred, crop.valid)
+        gt = np.where(crop.valid, crop.instances, 0)
+        _, t, f, n = f1_at_iou(pred, gt, 0.5)
+        tp, fp, fn = tp + t, fp + f, fn + n
+        a, b, v = pred > 0, gt > 0, crop.valid
+        ious.append(float(((a & b) & v).sum() / max(((a | b) & v).sum(), 1)))
+        if crop.ids is not None:
+            ares.append(adapted_rand_error(np.where(crop.valid, pred, 0), crop.ids))
+    return {"f1": 2 * tp / max(2 * tp + fp + fn, 1), "iou": float(np.mean(ious)), "tp": tp, "fp": fp, "fn": fn,
+            "are": float(np.mean(ares)) if ares else None}
+
+
+def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str], threads: int,
+            unet_overrides: dict, log=print) -> dict:
+    """Every method on one (set, protocol, seed); returns {method: scores + seconds}."""
+    import torch
+
+    from labseg.ml.baselines import ForestBaseline, ThresholdBaseline
+    from labseg.ml.io import normalize
+    from labseg.ml.postprocess import min_object_size, object_radius, split_instances
+    from labseg.ml.tiling import predict_tiled
+    from labseg.ml.train import fit, validate_config_overrides
+
+    torch.set_num_threads(threads)
+    classes, instances = labels_for(task, protocol, seed)
+    x_train = normalize(task.train.raw)
+    xs = [normalize(t.raw) for t in task.tests]
+    painted_radius = object_radius(instances) if instances is not None and len(np.unique(instances)) > 3 else None
+
+    def to_instances(fg: np.ndarray, x: np.ndarray, intensity: bool = False) -> np.ndarray:
+        mask = fg > 0.5
+        r = painted_radius or object_radius(foreground=mask)
+        return split_instances(mask, x if intensity else None, radius=r, min_size=min_object_size(r))
+
+    out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
+           "painted_radius": painted_radius}
+    for method in [*BASELINES, *variants]:
+        start = time.monotonic()
+        if method == "threshold":
+            model = ThresholdBaseline().fit(x_train, classes)
+            fgs = [model.predict(x)[1] for x in xs]
+        elif method == "forest":
+            model = ForestBaseline(threads=threads, seed=seed).fit(x_train, classes)
+            fgs = [model.predict(x)[1] for x in xs]
+        else:
+            config = validate_config_overrides({"num_threads": threads, "device": "cpu", "seed": seed,
+                                                **unet_overrides, **UNET_VARIANTS[method]})
+            net, history = fit(task.train.raw, classes, instances, config=config)
+            out.setdefault("unet_steps", {})[method] = history["steps"]
+            fgs = [1.0 - predict_tiled(net, x)[0] for x in xs]
+        train_s = time.monotonic() - start
+        out[method] = {**score([to_instances(fg, x) for fg, x in zip(fgs, xs)], task.tests), "seconds": train_s}
+        if method == "unet":
+            out["unet+isplit"] = {**score([to_instances(fg, x, True) for fg, x in zip(fgs, xs)], task.tests),
+                                  "seconds": train_s}
+            tta = [1.0 - predict_tiled(net, x, tta=True)[0] for x in xs]
+            out["unet+tta"] = {**score([to_instances(fg, x) for fg, x in zip(tta, xs)], task.tests),
+                               "seconds": train_s}
+        r = out[method]
+        log(f"  {task.name:6s} {protocol:9s} seed {seed} {method:11s} F1 {r['f1']:.3f} IoU {r['iou']:.3f}"
+            + (f" ARE {r['are']:.3f}" if r["are"] is not None else "") + f"  {train_s:6.1f} s")
+    return out
+
+
+def _fmt(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def summarise(results: list[dict]) -> str:
+    """A Markdown table per set: rows = methods, columns = protocols (F1@0.5 and fg IoU, ARE for EM)."""
+    lines = []
+    for name in dict.fromkeys(r["set"] for r in results):
+        rows = [r for r in results if r["set"] == name]
+        protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+        methods = [m for m in (*BASELINES, *UNET_VARIANTS, *DERIVED) if any(m in r for r in rows)]
+        has_are = any(r[m].get("are") is not None for r in rows for m in methods if m in r)
+        lines.append(f"\n**{name}** ({len({r['seed'] for r in rows})} seeds; "
+                     f"labelled share of the training crop: " + ", ".join(
+                         f"{p} {100 * np.mean([r['labelled_fraction'] for r in rows if r['protocol'] == p]):.1f} %"
+                         for p in protocols) + ")\n")
+        head = "| method | " + " | ".join(f"{p} F1@0.5 | {p} fg IoU" + (f" | {p} ARE" if has_are else "")
+                                          for p in protocols) + " | train s |"
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        for m in methods:
+            cells = []
+            for p in protocols:
+                sel = [r[m] for r in rows if r["protocol"] == p and m in r]
+                cells += [_fmt([s["f1"] for s in sel]), _fmt([s["iou"] for s in sel])]
+                if has_are:
+                    cells.append(_fmt([s["are"] for s in sel]))
+            secs = [r[m]["seconds"] for r in rows if m in r and m not in DERIVED]
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |" if secs else
+                         f"| {m} | " + " | ".join(cells) + " | (same net) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fewlabel", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", default=",".join(realdata.SETS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--protocols", default="scribbles,objects,dense")
+    parser.add_argument("--ablate", default="scribbles", help="protocols on which the U-Net variants also run")
+    parser.add_argument("--variants", default=",".join(UNET_VARIANTS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--unet", default="{}", help="JSON TrainConfig overrides for every U-Net")
+    parser.add_argument("--json", help="write the per-seed results here (rewritten after each one)")
+    parser.add_argument("--resume", action="store_true", help="skip what the --json file already holds")
+    args = parser.parse_args(argv)
+    sets = [s for s in args.sets.split(",") if s]
+    unknown = set(sets) - set(realdata.SETS)
+    if unknown:
+        parser.error(f"unknown set(s): {', '.join(sorted(unknown))}")
+    protocols = [p for p in args.protocols.split(",") if p]
+    if set(protocols) - set(PROTOCOLS):
+        parser.error(f"protocols are {', '.join(PROTOCOLS)}")
+    variants = [v for v in args.variants.split(",") if v]
+    ablate = set(args.ablate.split(","))
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results: list[dict] = []
+    if args.resume and args.json and Path(args.json).exists():
+        results = json.loads(Path(args.json).read_text())["results"]
+    done = {(r["set"], r["protocol"], r["seed"]) for r in results}
+    print(f"held out, never used: {'; '.join(realdata.HELD_OUT)}")
+    loads = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for name in sets:
+            task = realdata.SETS[name](seed)
+            for protocol in protocols:
+                if (name, protocol, seed) in done:
+                    continue
+                loads.append(os.getloadavg()[0])
+                chosen = variants if protocol in ablate else ["unet"]
+                r = run_one(task, protocol, seed, variants=chosen, threads=args.threads,
+                            unet_overrides=json.loads(args.unet))
+                results.append({"set": name, **r})
+                if args.json:
+                    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                    Path(args.json).write_text(json.dumps({"results": results, "started": started,
+                                                           "loadavg_before_each": loads}, indent=1))
+    print(summarise(results))
+    load = os.getloadavg()
+    print(f"\nstarted {started}; load average {np.mean(loads) if loads else 0:.2f} before each run "
+          f"(now {load[0]:.2f}) on {os.cpu_count()} CPUs, {args.threads} torch threads")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
