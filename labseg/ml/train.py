@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 from torch.nn import functional as F
 
 from labseg.ml.augment import augment_batch
+from labseg.ml.config_bounds import bound_error
 from labseg.ml.device import DEVICE_CHOICES, configure_threads, pick_device
 from labseg.ml.io import normalize
 from labseg.ml.postprocess import instances_from_probs
@@ -73,12 +74,12 @@ class TrainConfig:
     sigma: float = 5.0
     balance: str | None = "inverse"
     # scribble regulariser: Potts/CRF loss on all pixels (Tang et al. 2018), boundaries follow edges
-    crf_weight: float = 3.0
+    crf_weight: float = 0.0  # off by default: it hurt on the real benchmark sets (bench/fewlabel.py)
     crf_sigma: float = 0.15  # intensity scale of the affinity, in normalised units
     crf_radius: int = 8  # neighbour offsets 1, 2, 4, .. up to this distance
     # self-training on sparse labels: the network's own confident prediction labels the unlabelled pixels
     # (touching predicted objects get the paper's separation borders + border weights), then training goes on
-    self_training: int = 1  # extra rounds (0 = off); used only when most pixels are unlabelled
+    self_training: int = 0  # extra rounds (0 = off, the default: see bench/fewlabel.py); only on sparse labels
     pseudo_low: float = 0.1  # foreground probability below this: background
     pseudo_high: float = 0.9  # above this, inside a predicted object: that object's class
     pseudo_edge: int = 0  # px along each predicted object's outline left unlabelled
@@ -180,6 +181,9 @@ def validate_config_overrides(overrides: dict | None, base: TrainConfig | None =
         raise ValueError(f"unknown training option(s): {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}")
     values = dataclasses.asdict(base or TrainConfig())
     for key, value in overrides.items():
+        problem = bound_error(key, value)  # before _coerce: float(10**400) would raise OverflowError
+        if problem:
+            raise ValueError(problem)
         values[key] = _coerce(key, value, str(fields[key].type))
     return TrainConfig(**values).validate()
 

@@ -152,13 +152,14 @@ def test_validate_config_overrides_accepts_good_and_rejects_bad_values():
         ({"stepz": 3}, "unknown training option.*stepz"),
         ({"steps": "many"}, "steps must be an integer"),
         ({"steps": 2.5}, "steps must be an integer"),
-        ({"steps": 0}, "steps must be >= 1"),
-        ({"lr": -1}, "lr must be > 0"),
+        ({"steps": 0}, "steps must be between 1 and"),
+        ({"lr": -1}, "lr must be between 0.0 and 10.0"),
+        ({"lr": 0}, "lr must be > 0"),
         ({"optimizer": "rmsprop"}, "optimizer must be"),
         ({"elastic": "yes"}, "elastic must be true or false"),
         ({"device": "tpu"}, "device must be one of"),
         ({"batch_size": None}, "batch_size must not be null"),
-        ({"lr": float("nan")}, "lr must be a number"),
+        ({"lr": float("nan")}, "lr must be a finite number"),
     ]:
         with pytest.raises(ValueError, match=message):
             validate_config_overrides(bad)
@@ -246,7 +247,7 @@ def test_self_training_runs_a_pseudo_label_round_on_scribbles_only(nuclei):
     image, instances, *_ = nuclei
     sparse = scribbles(instances, 8, radius=2, seed=1)
     seen = []
-    cfg = TrainConfig(steps=40, log_every=10, **TINY)
+    cfg = TrainConfig(steps=40, log_every=10, self_training=1, **TINY)  # an option: off by default
     _, history = fit(image, sparse, config=cfg, progress=lambda step, loss, **info: seen.append((step, info["steps"])))
     assert cfg.self_training == 1 and history["steps"] == 80 and len(history["rounds"]) == 2
     assert [r["pseudo_labels"] for r in history["rounds"]] == [False, True]
@@ -254,10 +255,10 @@ def test_self_training_runs_a_pseudo_label_round_on_scribbles_only(nuclei):
     assert history["rounds"][1]["labelled_fraction"] > 2 * history["rounds"][0]["labelled_fraction"]
     assert [s for s, _ in seen] == list(range(10, 81, 10)) and {t for _, t in seen} == {80}
     # a time budget is shared: the first round stops at its half, the second still trains
-    _, timed = fit(image, sparse, config=TrainConfig(steps=10**6, **{**TINY, "max_seconds": 0.5}))
+    _, timed = fit(image, sparse, config=TrainConfig(steps=10**6, self_training=1, **{**TINY, "max_seconds": 0.5}))
     assert timed["stop_reason"] == "time" and [r["pseudo_labels"] for r in timed["rounds"]] == [False, True]
     assert all(r["steps"] > 0 for r in timed["rounds"]) and timed["rounds"][0]["seconds"] < 0.5
     # dense labels or self_training=0: one round
-    _, dense = fit(image, classes_from_instances(instances), config=TrainConfig(steps=6, **TINY))
+    _, dense = fit(image, classes_from_instances(instances), config=TrainConfig(steps=6, self_training=1, **TINY))
     _, off = fit(image, sparse, config=TrainConfig(steps=6, self_training=0, **TINY))
     assert dense["steps"] == 6 and off["steps"] == 6 and len(dense["rounds"]) == len(off["rounds"]) == 1
