@@ -30,9 +30,10 @@ def test_train_then_predict_writes_labels_and_probabilities(tmp_path):
     done = run_cli("train", "--image", tmp_path / "a.tif", "--labels", tmp_path / "a_classes.png",
                    "--instances", tmp_path / "a_inst.png", "--out", model, "--steps", 3, "--threads", 1,
                    "--device", "cpu", "--class-names", "background,nucleus",
-                   "--set", "base_channels=4", "--set", "depth=2", "--set", "tile_output=24", "--set", "batch_size=1")
+                   "--set", "base_channels=4", "--set", "depth=2", "--set", "tile_output=24", "--set", "batch_size=1",
+                   "--set", "self_training=1")
     assert done.returncode == 0, done.stderr
-    # strokes only: 3 steps, then a self-training round of 3 more; the bar grows to 6 and runs to the end
+    # strokes only, self-training on: 3 steps, then a round of 3 more; the bar grows to 6 and runs to the end
     assert "6/6" in done.stderr and "saved" in done.stderr
     net, ckpt = load_checkpoint(model)
     assert ckpt["class_names"] == ["background", "nucleus"] and ckpt["history"]["steps"] == 6
@@ -70,7 +71,7 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path):
 def test_fewlabel_evaluation_runs_end_to_end_and_prints_a_table(tmp_path, capsys):
     import json
 
-    from labseg.ml import fewlabel
+    from bench import fewlabel_synthetic as fewlabel
 
     raw, instances = fewlabel.realistic_crop(7)
     again, _ = fewlabel.realistic_crop(7)
@@ -84,4 +85,4 @@ def test_fewlabel_evaluation_runs_end_to_end_and_prints_a_table(tmp_path, capsys
     for method in ("otsu", "forest", "unet"):
         assert f"\n{method}" in out
     result = json.loads((tmp_path / "r.json").read_text())["results"][0]
-    assert 0 <= result["otsu"]["f1"] <= 1 and result["unet_steps"] == 4  # 2 + a self-training round of 2
+    assert 0 <= result["otsu"]["f1"] <= 1 and result["unet_steps"] == 2  # self-training is off by default

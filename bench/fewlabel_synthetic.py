@@ -14,7 +14,7 @@ rest 0), and three methods are scored by instance F1 at IoU 0.5 on held-out crop
 
 All three use the same post-processing (``labseg.ml.postprocess.split_instances`` with the image), so
 the comparison measures the foreground each method finds. Run:
-``python -m labseg.ml.fewlabel --seeds 3 --threads 2`` (prints a table; ``--json`` writes the numbers).
+``python -m bench.fewlabel_synthetic --seeds 3 --threads 2`` (prints a table; ``--json`` writes the numbers).
 """
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ def summarise(results: list[dict], methods=METHODS) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labseg.ml.fewlabel", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.fewlabel_synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (training crops)")
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--test", type=int, default=3, help="held-out crops per seed")

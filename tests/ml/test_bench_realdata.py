@@ -1,0 +1,82 @@
+"""The real-data benchmark's labelling protocols and scoring, on synthetic crops (tests never download)."""
+import json
+
+import numpy as np
+import pytest
+
+from bench import fewlabel, realdata
+from labseg.ml.metrics import f1_at_iou
+from labseg.ml.synthetic import make_nuclei
+
+
+@pytest.fixture
+def crop():
+    image, inst = make_nuclei((96, 96), n=10, seed=3)
+    valid = np.ones(inst.shape, bool)
+    valid[:, 70:] = False  # labels known on the left only (as Huh7's mask, CREMI's labelled half)
+    return realdata.Crop(image, np.where(valid, inst, 0).astype(np.int32), valid)
+
+
+def test_scribbles_stay_where_labels_are_known_and_inside_one_object_each(crop):
+    classes = realdata.scribbles(crop, seed=1, n_strokes=10, radius=2, length=12)
+    assert not classes[~crop.valid].any()
+    assert (crop.instances[classes == 2] > 0).all()  # object strokes never leave the objects
+    far = np.ones_like(crop.valid)
+    from scipy import ndimage as ndi
+    far = ndi.distance_transform_edt(crop.instances == 0) > 8.0
+    assert far[classes == 1].all()  # background strokes keep their distance
+    near = realdata.scribbles(crop, seed=1, n_strokes=10, radius=2, length=12, bg_margin=2.0)
+    assert (near == 1).any()
+
+
+def test_painted_objects_are_whole_with_ids_and_an_outline_of_background(crop):
+    classes, instances = realdata.painted_objects(crop, seed=2, n_objects=3, radius=2, length=12)
+    ids = [i for i in np.unique(instances) if i]
+    assert len(ids) == 3
+    for k in ids:
+        source = np.unique(crop.instances[instances == k])
+        assert len(source) == 1 and ((crop.instances == source[0]) == (instances == k)).all()
+    assert (classes[instances > 0] == 2).all()
+
+
+def test_dense_labels_every_known_pixel_and_nothing_else(crop):
+    classes, instances = realdata.dense(crop)
+    assert (classes[crop.valid] > 0).all() and not classes[~crop.valid].any()
+    assert ((classes == 2) == (crop.instances > 0)).all()
+
+
+def test_score_counts_only_objects_where_labels_are_known(crop):
+    gt = crop.instances
+    pred = gt.copy()
+    outside = np.zeros_like(pred)
+    outside[10:20, 80:90] = 99  # a predicted object entirely where nothing is known: not a false positive
+    pred = np.where(outside > 0, outside, pred)
+    s = fewlabel.score([pred], [crop])
+    assert s["f1"] == pytest.approx(1.0) and s["fp"] == 0 and s["iou"] == pytest.approx(1.0)
+    # against the reference F1 on the known part
+    half = pred.copy()
+    half[half == np.unique(gt)[1]] = 0  # miss one object
+    f1, *_ = f1_at_iou(np.where(crop.valid, half, 0), gt, 0.5)
+    assert fewlabel.score([half], [crop])["f1"] == pytest.approx(f1)
+
+
+def test_cremi_carving_makes_membranes_between_labelled_neurites_only():
+    ids = np.zeros((6, 8), np.int64)
+    ids[:, :4], ids[:, 4:7] = 1, 2  # column 7 unlabelled
+    carved = realdata._carve(ids)
+    assert (carved[:, 3] == 0).all() and (carved[:, 4] == 0).all()  # both sides of the 1|2 border
+    assert (carved[:, :3] == 1).all() and (carved[:, 5:7] == 2).all() and (carved[:, 7] == 0).all()
+
+
+def test_run_one_scores_every_method_on_a_small_task(crop, tmp_path):
+    test_img, test_inst = make_nuclei((96, 96), n=10, seed=4)
+    task = realdata.Task("synthetic", crop, [realdata.Crop(test_img, test_inst.astype(np.int32),
+                                                           np.ones(test_inst.shape, bool))], "bright")
+    tiny = {"steps": 2, "base_channels": 4, "depth": 2, "tile_output": 24, "batch_size": 1, "max_seconds": None}
+    out = fewlabel.run_one(task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=tiny, log=lambda *_: None)
+    for method in ("threshold", "forest", "unet", "unet+tta", "unet+isplit"):
+        assert 0.0 <= out[method]["f1"] <= 1.0 and 0.0 <= out[method]["iou"] <= 1.0, method
+    assert out["unet_steps"] == {"unet": 2}
+    table = fewlabel.summarise([{"set": "synthetic", **out}])
+    assert "| threshold |" in table and "| unet+tta |" in table
+    json.dumps(out)  # the --json output is plain JSON
