@@ -51,6 +51,7 @@ class LoadedModel:
     normalization: dict = field(default_factory=dict)
     class_names: list = field(default_factory=list)
     tile_output: int | None = None  # None: the ML core's default per device (256 CPU, 512 CUDA)
+    object_radius: float | None = None  # from the painted objects of the training run; None: estimated
 
 
 _cache: dict[tuple[int, str], LoadedModel] = {}
@@ -84,12 +85,22 @@ def load_model(version: ModelVersion) -> LoadedModel:
         model=model.to(device).eval(), in_channels=int(model.in_channels), num_classes=int(model.num_classes),
         normalization=dict(checkpoint.get("normalization") or {}),
         class_names=list(checkpoint.get("class_names") or []),
+        object_radius=_painted_radius(checkpoint),
     )
     with _cache_lock:
         while len(_cache) >= _CACHE_SIZE:
             _cache.pop(next(iter(_cache)))
         _cache[key] = loaded
     return loaded
+
+
+def _painted_radius(checkpoint: dict) -> float | None:
+    """The typical object radius the training run measured on painted instances (None when unknown)."""
+    value = ((checkpoint.get("extra") or {}).get("provenance") or {}).get("object_radius")
+    try:
+        return float(value) if value is not None and 1.0 <= float(value) <= 10_000 else None
+    except (TypeError, ValueError):
+        return None
 
 
 def read_normalized(path: str, loaded: LoadedModel) -> np.ndarray:
@@ -199,7 +210,7 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
         probs, uncertainty = predict_maps(loaded, image, progress=progress, scratch=scratch, device=device)
         del image
         classes = classes_from_probs(probs)
-        instances = instances_of(probs)
+        instances = instances_of(probs, loaded.object_radius)
         files = {
             "classes.png": encode_png(classes),
             "instances.tif": encode_tiff(instances),
@@ -249,9 +260,10 @@ def run_prediction(prediction_id: int) -> None:
         score_prediction(pred.pk, classes=out.classes, instances=out.instances)
 
 
-def instances_of(probs: np.ndarray) -> np.ndarray:
+def instances_of(probs: np.ndarray, radius: float | None = None) -> np.ndarray:
     """Instance labels from the probabilities (``labseg.ml.postprocess.instances_from_probs``: foreground
-    above 0.5, holes filled, touching objects split by a seeded watershed, tiny objects removed).
+    above 0.5, holes filled, touching objects split by a distance-transform watershed scaled to the
+    object ``radius`` (None: estimated from the foreground), debris removed).
 
     Above ``MEMMAP_PIXELS`` the same splitting runs per connected component (``instances_by_component``),
     so memory is a few bytes per pixel instead of ~100 (distance transforms, h-maxima, watershed of the
@@ -259,11 +271,12 @@ def instances_of(probs: np.ndarray) -> np.ndarray:
     from labseg.ml.postprocess import instances_from_probs
 
     if probs.shape[1] * probs.shape[2] > MEMMAP_PIXELS:
-        return instances_by_component(probs)
-    return np.asarray(instances_from_probs(probs))
+        return instances_by_component(probs, radius=radius)
+    return np.asarray(instances_from_probs(probs, radius=radius))
 
 
-def instances_by_component(probs: np.ndarray, margin: int = 16, threshold: float = 0.5) -> np.ndarray:
+def instances_by_component(probs: np.ndarray, margin: int = 16, threshold: float = 0.5,
+                           radius: float | None = None) -> np.ndarray:
     """``instances_from_probs`` computed one 4-connected foreground component at a time.
 
     Each component is split by ``split_instances`` on its bounding box grown by ``margin`` px (with the
@@ -273,19 +286,25 @@ def instances_by_component(probs: np.ndarray, margin: int = 16, threshold: float
     """
     from scipy import ndimage as ndi
 
-    from labseg.ml.postprocess import foreground_probability, split_instances
+    from labseg.ml.postprocess import foreground_probability, inscribed_radii, min_object_size, split_instances
 
     mask = ndi.binary_fill_holes(foreground_probability(probs, 1) > threshold)
     components, _ = ndi.label(mask, structure=ndi.generate_binary_structure(2, 1))
+    boxes = ndi.find_objects(components)
+    if radius is None:  # what object_radius(foreground=mask) finds, from the labels already made
+        inscribed = inscribed_radii(mask, components)
+        inscribed = inscribed[inscribed >= 2]
+        radius = float(max(2.0, np.median(inscribed))) if len(inscribed) else 10.0
+    min_size = min_object_size(radius)
     out = np.zeros(mask.shape, np.int32)
     h, w = mask.shape
     next_id = 0
-    for index, box in enumerate(ndi.find_objects(components), start=1):
+    for index, box in enumerate(boxes, start=1):
         if box is None:
             continue
         ys = slice(max(0, box[0].start - margin), min(h, box[0].stop + margin))
         xs = slice(max(0, box[1].start - margin), min(w, box[1].stop + margin))
-        labels = split_instances(mask[ys, xs], fill_holes=False)
+        labels = split_instances(mask[ys, xs], fill_holes=False, radius=radius, min_size=min_size)
         mine = components[ys, xs] == index
         ids = np.unique(labels[mine])
         ids = ids[ids > 0]

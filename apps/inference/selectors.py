@@ -7,14 +7,13 @@ from rest_framework.exceptions import NotFound, ValidationError
 
 from apps.annotate.models import Image, Role
 from apps.annotate.selectors import get_scoped
-from apps.training.models import MetricScore, ModelVersion
+from apps.training.models import MetricScore, ModelVersion, ScoreMethod
+from apps.training.selectors import LOWER_IS_BETTER, baseline_comparison, lower_is_better
 
 from .models import Prediction, PredictionStatus
 
 # Metrics that need dense ground truth (every pixel labelled); skipped on sparse annotations.
 DENSE_ONLY_METRICS = ("rand_error", "adapted_rand_error", "warping_error", "f1_iou50")
-# Lower is better for these; higher is better for every other metric (IoU, F1, ...).
-LOWER_IS_BETTER = ("pixel_error", "rand_error", "adapted_rand_error", "warping_error")
 
 
 def get_version_for(user, version_id: int, min_role: str = Role.VIEWER) -> ModelVersion:
@@ -49,13 +48,9 @@ def latest_predictions(version: ModelVersion, related: tuple[str, ...] = ()) -> 
     return newest_per(rows, "image_id")
 
 
-def lower_is_better(name: str) -> bool:
-    return name in LOWER_IS_BETTER
-
-
 def version_metrics(version: ModelVersion) -> dict:
     """Per-image scores and aggregates (mean per split and overall; F1 also pooled over TP/FP/FN)."""
-    rows = list(MetricScore.objects.filter(model_version=version).select_related("image"))
+    rows = list(MetricScore.objects.filter(model_version=version, method=ScoreMethod.UNET).select_related("image"))
     per_image: dict[int, dict] = {}
     stored_aggregates: dict[str, dict] = defaultdict(dict)
     for row in rows:
@@ -80,7 +75,10 @@ def version_metrics(version: ModelVersion) -> dict:
         "model_version": version.pk, "number": version.number, "images": images, "aggregate": aggregate,
         "stored_aggregates": stored_aggregates, "dense_only_metrics": list(DENSE_ONLY_METRICS),
         "lower_is_better": [m for m in LOWER_IS_BETTER],
+        **baseline_comparison(version),
     }
+
+
 
 
 def _aggregate(images: list[dict]) -> dict:
@@ -170,7 +168,7 @@ def project_predictions(project_id: int, version: ModelVersion | None) -> dict:
         return {"model_version": None, "images": []}
     scores: dict[int, dict] = defaultdict(dict)
     for image_id, name, value in MetricScore.objects.filter(
-        model_version=version, image__isnull=False, name__in=("f1_iou50", "pixel_error")
+        model_version=version, image__isnull=False, name__in=("f1_iou50", "pixel_error"), method=ScoreMethod.UNET
     ).values_list("image_id", "name", "value"):
         scores[image_id][name] = value
     rows = []

@@ -8,14 +8,14 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from . import services
-from .models import MetricScore, ModelVersion, RunStatus, TrainingRun
+from .models import MetricScore, ModelVersion, RunStatus, ScoreMethod, TrainingRun
 
 #: Metrics shown as columns in the version list (aggregates over the scored split, image null).
 KEY_METRICS = ("f1_iou50", "mean_iou", "pixel_error", "adapted_rand_error")
 
 
 def _aggregates(version: ModelVersion) -> dict[str, float]:
-    return {s.name: s.value for s in version.metric_scores.all() if s.image_id is None}
+    return {s.name: s.value for s in version.metric_scores.all() if s.image_id is None and s.method == ScoreMethod.UNET}
 
 
 @admin.register(ModelVersion)
@@ -54,10 +54,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="metric scores")
     def scores_table(self, obj: ModelVersion) -> str:
-        rows = obj.metric_scores.select_related("image").order_by("image_id", "name")
+        rows = obj.metric_scores.select_related("image").order_by("image_id", "name", "method")
         body = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4f}</td></tr>",
-            ((s.image.original_filename if s.image_id else "(all)", s.split, s.name, s.value) for s in rows),
+            "", "<tr><td>{}</td><td>{}</td><td>{} ({})</td><td>{:.4f}</td></tr>",
+            ((s.image.original_filename if s.image_id else "(all)", s.split, s.name, s.method, s.value) for s in rows),
         )
         return format_html("<table><tr><th>image</th><th>split</th><th>metric</th><th>value</th></tr>{}</table>", body)
 

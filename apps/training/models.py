@@ -102,14 +102,27 @@ class ModelVersion(models.Model):
         return f"{self.project} v{self.number}" + (f" ({self.name})" if self.name else "")
 
 
+class ScoreMethod(models.TextChoices):
+    """Who made the segmentation a score is of: the version's U-Net, or a baseline fitted by the same
+    training run on the same labels and scored on the same images (see ``labseg.ml.baselines``)."""
+
+    UNET = "unet", "U-Net"
+    THRESHOLD = "threshold", "Threshold (Otsu on the painted contrast)"
+    FOREST = "forest", "Random forest (ilastik-style)"
+
+
 class MetricScore(models.Model):
-    """One metric value of a model version, on one image or aggregated over a split (image null)."""
+    """One metric value of a model version, on one image or aggregated over a split (image null).
+
+    ``method`` is ``unet`` for the version itself; the baselines of its training run are stored beside
+    it with their method named, so the lab sees the U-Net next to what a threshold or a forest gets."""
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="metric_scores")
     image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="metric_scores")
     split = models.CharField(max_length=16, blank=True, default="")
     name = models.CharField(max_length=64, help_text="e.g. pixel_error, rand_error, adapted_rand_error, f1@0.5")
     value = models.FloatField()
+    method = models.CharField(max_length=16, choices=ScoreMethod.choices, default=ScoreMethod.UNET, db_index=True)
     details = models.JSONField(default=dict, blank=True, help_text="e.g. tp/fp/fn, splits/merges")
     created_at = models.DateTimeField(auto_now_add=True)
 

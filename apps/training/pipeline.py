@@ -21,7 +21,7 @@ from apps.annotate.masks import annotation_arrays
 from apps.annotate.models import Annotation, Image, Split
 
 from . import services
-from .models import ModelVersion, TrainingRun
+from .models import ModelVersion, ScoreMethod, TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -224,10 +224,11 @@ def metric_rows(result: dict) -> dict:
 
 
 def predict_classes(model, raw: np.ndarray, normalization: dict, device,
-                    on_tile=None) -> tuple[np.ndarray, np.ndarray | None]:
+                    on_tile=None, radius: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image.
 
     ``on_tile(done, total)`` is called after each tile (heartbeat + cancel check on large images).
+    ``radius``: the typical object radius for splitting (None: estimated from the foreground).
     """
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization
@@ -242,18 +243,19 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device,
         instances_from_probs = None
     if instances_from_probs is not None and probs.shape[0] >= 2:
         foreground = 1.0 - probs[0]  # any object class (output 0 is background)
-        instances = instances_from_probs(foreground, image=pixels)
+        instances = instances_from_probs(foreground, radius=radius)
     return classes, instances
 
 
-def score_holdouts(model, holdouts: list[Holdout], normalization: dict, device, beat) -> list[services.ImageScores]:
-    """Predict every held-out image, score it against its labels, and average per scored split."""
+def score_holdouts(predict, holdouts: list[Holdout], beat, method: str = ScoreMethod.UNET) -> list[services.ImageScores]:
+    """Predict every held-out image with ``predict(raw, on_tile) -> (classes, instances)``, score it
+    against its labels, and average per scored split; rows carry ``method``."""
     from labseg.ml.metrics import score_all
 
     per_image: list[services.ImageScores] = []
     for h in holdouts:
         name = h.example.image.original_filename
-        beat(f"Scoring {name}")
+        beat(f"Scoring {name}" + ("" if method == ScoreMethod.UNET else f" ({method} baseline)"))
         last = [time.monotonic()]
 
         def on_tile(done: int, total: int, name=name, last=last) -> None:
@@ -261,11 +263,11 @@ def score_holdouts(model, holdouts: list[Holdout], normalization: dict, device, 
                 last[0] = time.monotonic()
                 beat(f"Scoring {name}: tile {done} of {total}")
 
-        pred_c, pred_i = predict_classes(model, h.example.raw, normalization, device, on_tile)
+        pred_c, pred_i = predict(h.example.raw, on_tile)
         cols = h.columns
         gt_i = h.example.instances[:, cols] if h.example.instances is not None else None
         result = score_all(pred_c[:, cols], None if pred_i is None else pred_i[:, cols], h.example.classes[:, cols], gt_i)
-        per_image.append(services.ImageScores(h.example.image.pk, h.split, metric_rows(result)))
+        per_image.append(services.ImageScores(h.example.image.pk, h.split, metric_rows(result), method))
     primary = next((s for s in ("validation", "holdout", "test") if any(p.split == s for p in per_image)), None)
     if primary is None:
         return per_image
@@ -275,7 +277,62 @@ def score_holdouts(model, holdouts: list[Holdout], normalization: dict, device, 
     for name in names:
         values = [_value(p.scores[name]) for p in chosen if name in p.scores]
         aggregate[name] = {"value": float(np.mean(values)), "images": len(values)}
-    return per_image + [services.ImageScores(None, primary, aggregate)]
+    return per_image + [services.ImageScores(None, primary, aggregate, method)]
+
+
+# --- the baselines every version is shown beside ---------------------------------------------
+def painted_radius(examples: list[Example]) -> float | None:
+    """The typical object radius of the painted instances (None when fewer than 3 were painted)."""
+    from labseg.ml.postprocess import inscribed_radii
+
+    radii = []
+    for ex in examples:
+        if ex.instances is not None:
+            labels = np.where(ex.classes >= 2, ex.instances, 0).astype(np.int64)
+            radii.extend(r for r in inscribed_radii(labels > 0, labels) if r > 0)
+    return float(max(2.0, np.median(radii))) if len(radii) >= 3 else None
+
+
+def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
+                    beat) -> tuple[list[services.ImageScores], dict]:
+    """Fit the threshold and forest baselines on the run's training labels and score them on the run's
+    held-out labels, exactly as the U-Net is scored. Returns (scores, what was fitted, for provenance).
+
+    Skipped (with the reason in the provenance) when nothing is held out, or when the images are larger
+    than ``LABSEG_BASELINE_MAX_PIXELS`` in all (the forest's features take ~100 bytes a pixel)."""
+    from labseg.ml.baselines import ForestBaseline, ThresholdBaseline
+    from labseg.ml.io import normalize
+    from labseg.ml.postprocess import instances_from_probs
+
+    if not holdouts:
+        return [], {"skipped": "nothing held out to score"}
+    pixels = sum(e.raw.shape[-1] * e.raw.shape[-2] for e in train) + sum(
+        h.example.raw.shape[-1] * h.example.raw.shape[-2] for h in holdouts)
+    if pixels > settings.LABSEG_BASELINE_MAX_PIXELS:
+        return [], {"skipped": f"{pixels} pixels, more than LABSEG_BASELINE_MAX_PIXELS="
+                               f"{settings.LABSEG_BASELINE_MAX_PIXELS}"}
+    norm = lambda raw: normalize(raw, config.norm_low, config.norm_high)  # noqa: E731 - as the U-Net sees it
+    beat("Baselines: fitting a threshold and a random forest on the same labels")
+    xs, cs = [norm(e.raw) for e in train], [e.classes for e in train]
+    info: dict = {}
+    scores: list[services.ImageScores] = []
+    for method, model in ((ScoreMethod.THRESHOLD, ThresholdBaseline()),
+                          (ScoreMethod.FOREST, ForestBaseline(threads=max(1, settings.LABSEG_TORCH_THREADS or 1),
+                                                              seed=config.seed))):
+        try:
+            model.fit(xs, cs)
+        except ValueError as exc:  # e.g. only one class painted in the training part
+            info[str(method)] = {"skipped": str(exc)}
+            continue
+
+        def predict(raw, on_tile=None, model=model):
+            classes, fg = model.predict(norm(raw))
+            return classes, instances_from_probs(fg, radius=radius)
+
+        scores += score_holdouts(predict, holdouts, beat, method)
+        info[str(method)] = ({"threshold": model.threshold, "weights": [float(w) for w in model.weights]}
+                             if method == ScoreMethod.THRESHOLD else {"trees": model.trees})
+    return scores, info
 
 
 def _value(raw) -> float:
@@ -364,7 +421,12 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         raise services.RunStopped("cancelled")
     reporter.flush("Scoring the validation labels")
 
-    scores = score_holdouts(model, holdouts, history["normalization"], device, beat)
+    radius = painted_radius(train)
+    scores = score_holdouts(
+        lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius),
+        holdouts, beat)
+    baseline_scores, baselines = score_baselines(train, holdouts, config, radius, beat)
+    scores += baseline_scores
     class_names = dict(project.label_classes.values_list("index", "name"))
     names = [class_names.get(k, f"class {k}") for k in range(1, config.num_classes + 1)]
     trained = {e.image.pk for e in train}
@@ -381,6 +443,8 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "code_version": services.code_version(), "seed": config.seed, "device": str(device),
         "torch_threads": None, "steps_done": history.get("steps"), "stop_reason": history.get("stop_reason"),
         "rounds": history.get("rounds", []),  # the second and later rounds train on self-training labels
+        "object_radius": radius,  # from the painted instances; None: estimated per image when splitting
+        "baselines": baselines,
         "train_seconds": round(float(history.get("seconds", 0.0)), 2),
         "duration_seconds": round(time.monotonic() - started, 2),
         "parent_version": parent.number if parent else None, "attempt": run.attempts,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .models import MetricScore, ModelVersion, TrainingRun
+from .models import MetricScore, ModelVersion, ScoreMethod, TrainingRun
+from .selectors import baseline_comparison
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -43,14 +44,19 @@ class StartRunSerializer(serializers.Serializer):
 class MetricScoreSerializer(serializers.ModelSerializer):
     class Meta:
         model = MetricScore
-        fields = ["id", "image", "split", "name", "value", "details"]
+        fields = ["id", "image", "split", "name", "value", "method", "details"]
         read_only_fields = fields
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
     run_status = serializers.CharField(source="run.status", read_only=True, default=None)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    metrics = serializers.SerializerMethodField(help_text="Aggregate scores (image null) by metric name")
+    metrics = serializers.SerializerMethodField(help_text="The U-Net's aggregate scores (image null) by metric name")
+    comparison = serializers.SerializerMethodField(
+        help_text="The U-Net against the baselines on the same held-out images (see the metrics endpoint)")
+    baselines = serializers.SerializerMethodField(
+        help_text="The same aggregates of the baselines fitted by the same run on the same labels and images: "
+                  "{method: {metric: value}}")
     lineage = serializers.SerializerMethodField(help_text="Ancestor version numbers, nearest first")
     checkpoint_url = serializers.SerializerMethodField()
 
@@ -58,12 +64,23 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         model = ModelVersion
         fields = [
             "id", "project", "number", "name", "run", "run_status", "parent", "lineage", "architecture",
-            "config", "provenance", "is_active", "metrics", "checkpoint_url", "created_by", "created_at",
+            "config", "provenance", "is_active", "metrics", "baselines", "comparison", "checkpoint_url", "created_by", "created_at",
         ]
         read_only_fields = fields
 
     def get_metrics(self, version: ModelVersion) -> dict[str, float]:
-        return {s.name: s.value for s in version.metric_scores.all() if s.image_id is None}
+        return {s.name: s.value for s in version.metric_scores.all()
+                if s.image_id is None and s.method == ScoreMethod.UNET}
+
+    def get_baselines(self, version: ModelVersion) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for s in version.metric_scores.all():
+            if s.image_id is None and s.method != ScoreMethod.UNET:
+                out.setdefault(s.method, {})[s.name] = s.value
+        return out
+
+    def get_comparison(self, version: ModelVersion) -> dict | None:
+        return baseline_comparison(version, rows=version.metric_scores.all())["comparison"]
 
     def get_lineage(self, version: ModelVersion) -> list[int]:
         chain, seen, parent = [], {version.pk}, version.parent

@@ -33,7 +33,7 @@ from rest_framework.exceptions import ValidationError
 
 from apps.annotate.models import Image, LabelClass, Project
 
-from .models import ACTIVE_RUN_STATUSES, MetricScore, ModelVersion, RunStatus, TrainingRun
+from .models import ACTIVE_RUN_STATUSES, MetricScore, ModelVersion, RunStatus, ScoreMethod, TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -343,13 +343,14 @@ TRAINING_VALIDATION = "training-validation"
 
 
 def record_metric_scores(version: ModelVersion, image: Image | None, split: str, scores: dict,
-                         source: str = "") -> list[MetricScore]:
+                         source: str = "", method: str = ScoreMethod.UNET) -> list[MetricScore]:
     """Store ``{name: value}`` (or ``{name: {"value": v, "details": {...}}}``) for (version, image).
 
     One row per (version, image, name), updated in place when scored again. ``image=None`` holds the
     aggregate over ``split``. Non-finite values are skipped (JSON and charts cannot show them).
     ``source`` (kept in ``details["source"]``) says who scored: ``TRAINING_VALIDATION`` for the run's
-    own validation, which later scorers must not overwrite (see ``has_training_scores``).
+    own validation, which later scorers must not overwrite (see ``has_training_scores``). ``method``:
+    ``unet`` for the version's own network, else the baseline the run fitted beside it.
     """
     rows = []
     for name, raw in scores.items():
@@ -365,7 +366,7 @@ def record_metric_scores(version: ModelVersion, image: Image | None, split: str,
         if value != value or value in (float("inf"), float("-inf")):
             continue
         row, _ = MetricScore.objects.update_or_create(
-            model_version=version, image=image, name=str(name)[:64],
+            model_version=version, image=image, name=str(name)[:64], method=method,
             defaults={"value": value, "split": split or "", "details": _jsonable(details)},
         )
         rows.append(row)
@@ -375,7 +376,7 @@ def record_metric_scores(version: ModelVersion, image: Image | None, split: str,
 def has_training_scores(version: ModelVersion, image: Image) -> bool:
     """Whether the version's training run scored this image (its validation, against the annotation
     version recorded in the provenance): those rows stay the version's validation scores."""
-    return MetricScore.objects.filter(model_version=version, image=image,
+    return MetricScore.objects.filter(model_version=version, image=image, method=ScoreMethod.UNET,
                                       details__source=TRAINING_VALIDATION).exists()
 
 
@@ -397,6 +398,7 @@ class ImageScores:
     image_id: int | None
     split: str
     scores: dict
+    method: str = ScoreMethod.UNET
 
 
 def finish_run(
@@ -428,7 +430,7 @@ def finish_run(
         images = {i.pk: i for i in Image.objects.filter(pk__in=[s.image_id for s in scores if s.image_id])}
         for s in scores:
             record_metric_scores(version, images.get(s.image_id) if s.image_id else None, s.split, s.scores,
-                                 source=TRAINING_VALIDATION)
+                                 source=TRAINING_VALIDATION, method=s.method)
         if activate:  # in the same transaction: nobody sees a succeeded run whose version is not active yet
             activate_version(version)
         TrainingRun.objects.filter(pk=run.pk).update(

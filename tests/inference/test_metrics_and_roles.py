@@ -192,3 +192,47 @@ def test_each_role_against_each_endpoint(who, world, request, client_for):
         if r.status_code >= 400:
             assert r["Content-Type"].startswith("application/json"), url
     assert not failures, failures
+
+
+def _scores(version, image, method, f1, iou, images=1):
+    record_metric_scores(version, image, "holdout", {"f1_iou50": f1, "iou_fg": iou}, method=method)
+    record_metric_scores(version, None, "holdout", {"f1_iou50": {"value": f1, "images": images},
+                                                    "iou_fg": {"value": iou, "images": images}}, method=method)
+
+
+def test_metrics_show_the_baselines_beside_the_unet_and_say_when_it_loses(project, make_image, viewer, client_for):
+    im, _, _ = make_image(project, split="validation")
+    v = ModelVersion.objects.create(project=project, number=1, checkpoint="a.pt")
+    _scores(v, im, "unet", 0.60, 0.70)
+    _scores(v, im, "threshold", 0.72, 0.65)  # better F1 than the U-Net: the headline metric
+    _scores(v, im, "forest", 0.40, 0.50)
+    body = client_for(viewer).get(f"/api/v1/model-versions/{v.pk}/metrics/").json()
+    assert body["baselines"]["threshold"]["scores"] == {"f1_iou50": 0.72, "iou_fg": 0.65}
+    assert body["baselines"]["forest"]["split"] == "holdout"
+    cmp = body["comparison"]
+    assert cmp["headline"] == "f1_iou50" and cmp["images"] == 1
+    assert cmp["metrics"]["f1_iou50"]["best"] == "threshold" and cmp["metrics"]["iou_fg"]["best"] == "unet"
+    assert cmp["unet_loses_to"] == ["threshold"] and "background strokes between objects" in cmp["advice"]
+    # the U-Net's own table holds its scores only (a baseline row never replaces a U-Net row)
+    assert [e["scores"] for e in body["images"]] == [{"f1_iou50": 0.60, "iou_fg": 0.70}]
+    version = client_for(viewer).get(f"/api/v1/model-versions/{v.pk}/").json()
+    assert version["metrics"] == {"f1_iou50": 0.60, "iou_fg": 0.70}
+    assert version["baselines"]["forest"] == {"f1_iou50": 0.40, "iou_fg": 0.50}
+
+
+def test_a_unet_ahead_of_both_baselines_gets_no_advice_and_a_tie_is_not_a_loss(project, make_image, viewer, client_for):
+    im, _, _ = make_image(project, split="validation")
+    v = ModelVersion.objects.create(project=project, number=1, checkpoint="a.pt")
+    _scores(v, im, "unet", 0.800, 0.8)
+    _scores(v, im, "threshold", 0.803, 0.7)  # within the tie margin
+    _scores(v, im, "forest", 0.5, 0.6)
+    cmp = client_for(viewer).get(f"/api/v1/model-versions/{v.pk}/metrics/").json()["comparison"]
+    assert cmp["unet_loses_to"] == [] and cmp["advice"] == ""
+
+
+def test_a_version_without_baselines_has_no_comparison(project, make_image, viewer, client_for):
+    im, _, _ = make_image(project, split="validation")
+    v = ModelVersion.objects.create(project=project, number=1, checkpoint="a.pt")
+    _scores(v, im, "unet", 0.8, 0.8)
+    body = client_for(viewer).get(f"/api/v1/model-versions/{v.pk}/metrics/").json()
+    assert body["baselines"] == {} and body["comparison"] is None

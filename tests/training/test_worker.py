@@ -37,7 +37,7 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
 
     run = wait_final(run_id)
     assert run.status == RunStatus.SUCCEEDED, (run.error, celery_worker.log_text()[-3000:])
-    done = TINY["steps"] * (1 + TrainConfig().self_training)  # strokes only: a self-training round follows
+    done = TINY["steps"] * (1 + TrainConfig().self_training)  # a self-training round follows when it is on
     assert run.step == run.total_steps == done and run.progress == 1.0
     assert len(run.loss_curve) >= 1 and run.loss_curve[-1][0] == done
     assert run.worker.startswith(celery_worker.name.split("@")[0]) and run.attempts == 1
@@ -52,16 +52,32 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     assert by_id[train_img.pk]["used_for"] == "train" and by_id[val_img.pk]["used_for"] == "validation"
     assert prov["seed"] == 0 and prov["device"] == "cpu" and prov["code_version"]
     assert prov["duration_seconds"] > 0 and prov["steps_done"] == done
-    assert [r["pseudo_labels"] for r in prov["rounds"]] == [False, True]
+    assert [r["pseudo_labels"] for r in prov["rounds"]] == [False] + [True] * TrainConfig().self_training
     assert version.architecture["in_channels"] == 1 and version.architecture["base_channels"] == 4
     assert version.config["steps"] == TINY["steps"]
 
     # the validation image (dense labels) is scored: per image and as the split's aggregate
-    scores = {(s.image_id, s.name): s for s in version.metric_scores.all()}
+    scores = {(s.image_id, s.name): s for s in version.metric_scores.filter(method="unet")}
     for name in ("pixel_error", "mean_iou", "f1_iou50", "rand_error", "warping_error"):
         assert (val_img.pk, name) in scores and (None, name) in scores, name
         assert 0.0 <= scores[(val_img.pk, name)].value <= 1.0
     assert scores[(val_img.pk, "pixel_error")].split == "validation"
+
+    # the run also fitted the two baselines on the same labels and scored them on the same image
+    for method in ("threshold", "forest"):
+        rows = {(s.image_id, s.name): s for s in version.metric_scores.filter(method=method)}
+        assert {k[0] for k in rows} == {val_img.pk, None}, method
+        assert {k[1] for k in rows} >= {"pixel_error", "f1_iou50", "iou_fg"}, method
+        assert rows[(None, "f1_iou50")].details["images"] == scores[(None, "f1_iou50")].details["images"] == 1
+    assert set(prov["baselines"]) == {"threshold", "forest"}
+    metrics = client_for(owner).get(f"/api/v1/model-versions/{version.pk}/metrics/").json()
+    assert set(metrics["baselines"]) == {"threshold", "forest"}
+    comparison = metrics["comparison"]
+    assert comparison["headline"] == "f1_iou50" and comparison["images"] == 1
+    assert comparison["metrics"]["f1_iou50"]["unet"] == pytest.approx(scores[(None, "f1_iou50")].value)
+    assert (comparison["advice"] != "") == bool(comparison["unet_loses_to"])
+    # the U-Net's own per-image table is not mixed with the baselines' rows
+    assert {e["image"] for e in metrics["images"]} == {val_img.pk}
 
     # independent check of one stored score: re-predict with the stored checkpoint and compare
     import numpy as np
@@ -87,7 +103,7 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     while Prediction.objects.filter(model_version=version, status__in=["queued", "running"]).exists():
         assert time.time() < deadline, "auto-predictions did not finish"
         time.sleep(0.3)
-    row = version.metric_scores.get(image=val_img, name="pixel_error")
+    row = version.metric_scores.get(image=val_img, name="pixel_error", method="unet")
     assert row.value == pytest.approx(expected, abs=1e-6) and row.details["source"] == "training-validation"
 
     # the API shows the version with lineage + metrics

@@ -1,5 +1,6 @@
 /** Models page (/projects/:id/models): versions with lineage, run status, key metrics, activate, download. */
 import { api, type Project } from "../api";
+import { comparisonBlock } from "../baselines";
 import { registerRoute } from "../router";
 import { addProjectNavLink, append, errorBlock, h, renderNav, showError, toast } from "../ui";
 import { loadProject } from "./project";
@@ -89,8 +90,10 @@ async function renderModels(root: HTMLElement, params: Record<string, string>): 
         ...METRICS.map(([key]) => h("td", { style: { fontWeight: v.metrics[key] !== undefined && best.get(key) === v.metrics[key] && versions.length > 1 ? "700" : "400" } }, fmt(v.metrics[key]))),
         h("td", {}, new Date(v.created_at).toLocaleString()),
         h("td", {}, activate, " ", h("a", { href: v.checkpoint_url, download: "" }, "download"))));
+      const cmp = comparisonBlock(v.comparison, `model-baselines-${v.number}`);
+      if (cmp) table.append(h("tr", {}, h("td", {}), h("td", { colSpan: METRICS.length + 4 }, cmp)));
     }
-    body.replaceChildren(table, h("p", { class: "muted" }, "Scores are measured on the validation images (or held-out labels). Bold: best."));
+    body.replaceChildren(table, h("p", { class: "muted" }, "Scores are measured on the validation images (or held-out labels). Bold: best. Under each version: a threshold and a random forest fitted by the same run on the same labels, scored on the same images."));
     const ctx: ModelsContext = { projectId: pid, versions, role: project.my_role, reload: load };
     for (const render of sections) {
       try {

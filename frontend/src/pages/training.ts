@@ -3,6 +3,7 @@
  * progress bar, loss curve and ETA, cancel it, read its error; the project's earlier runs below.
  */
 import { api, ApiError, type Project } from "../api";
+import { comparisonBlock, type Comparison } from "../baselines";
 import { drawLineChart, type Point } from "../chart";
 import { registerRoute } from "../router";
 import { addProjectNavLink, append, errorBlock, h, renderNav, showError, toast } from "../ui";
@@ -41,6 +42,8 @@ export interface ModelVersion {
   lineage: number[];
   is_active: boolean;
   metrics: Record<string, number>;
+  baselines: Record<string, Record<string, number>>;
+  comparison: Comparison | null;
   checkpoint_url: string;
   created_at: string;
   provenance: Record<string, unknown>;
@@ -62,7 +65,7 @@ export function fmtDuration(seconds: number | null | undefined): string {
 function startForm(pid: string, versions: ModelVersion[], onStarted: (run: TrainingRun) => void): HTMLElement {
   const steps = h("input", { type: "number", min: "1", value: "800", "data-testid": "train-steps" });
   const minutes = h("input", { type: "number", min: "0.1", step: "0.5", value: "5", "data-testid": "train-minutes" });
-  const selfTraining = h("input", { type: "checkbox", checked: true, "data-testid": "train-self-training" });
+  const selfTraining = h("input", { type: "checkbox", checked: false, "data-testid": "train-self-training" });
   const active = versions.find((v) => v.is_active);
   const parent = h("select", { "data-testid": "train-parent" },
     h("option", { value: "" }, active ? `active version (v${active.number})` : "from scratch (no version yet)"),
@@ -92,11 +95,11 @@ function startForm(pid: string, versions: ModelVersion[], onStarted: (run: Train
     h("h2", {}, "Train a new version"),
     h("p", { class: "muted" }, "Uses every image with painted labels; images in the validation split are scored, not trained on."),
     h("label", {}, "Steps per round ", steps), " ", h("label", {}, "Time budget (min) ", minutes), " ", h("label", {}, "Start from ", parent), " ",
-    h("label", { title: "With strokes only: after the first round the model labels the rest of the image itself (pixels where two predicted objects touch become background) and trains a second round on that. It learns where touching nuclei part; it takes twice the steps within the same time budget." },
+    h("label", { title: "With strokes only: after the first round the model labels the rest of the image itself (pixels where two predicted objects touch become background) and trains a second round on that. It can teach where touching objects part, but on the real benchmark images it did not help on average, so it is off by default; it takes twice the steps within the same time budget." },
       selfTraining, " self-training round"), " ", button);
 }
 
-function runPanel(run: TrainingRun, canEdit: boolean, onCancel: () => void): HTMLElement {
+function runPanel(run: TrainingRun, canEdit: boolean, onCancel: () => void, version?: ModelVersion): HTMLElement {
   const pct = Math.round(100 * (run.status === "succeeded" ? 1 : run.progress));
   const canvas = h("canvas", { width: "560", height: "180", "data-testid": "train-loss-chart", style: { display: "block", margin: "8px 0" } });
   drawLineChart(canvas, run.loss_curve, { xMax: run.total_steps, label: "loss per step" });
@@ -113,6 +116,7 @@ function runPanel(run: TrainingRun, canEdit: boolean, onCancel: () => void): HTM
     canvas,
     run.status === "failed" ? h("div", { class: "error-block", role: "alert", "data-testid": "train-error" }, h("strong", {}, "Training failed: "), run.error) : null,
     run.model_version ? h("p", {}, "Produced ", h("a", { href: `/projects/${run.project}/models`, "data-testid": "train-version-link" }, "a new model version"), ".") : null,
+    version ? comparisonBlock(version.comparison, "train-baselines") : null,
     cancel);
 }
 
@@ -153,14 +157,19 @@ async function renderTraining(root: HTMLElement, params: Record<string, string>)
   let shown: TrainingRun | null = runs.find((r) => r.is_active) ?? runs[0] ?? null;
 
   const draw = () => {
-    current.replaceChildren(shown ? runPanel(shown, canEdit, cancel) : h("p", { class: "muted" }, "No run yet: press Train."));
+    const version = shown?.model_version ? versions.find((v) => v.id === shown!.model_version) : undefined;
+    current.replaceChildren(shown ? runPanel(shown, canEdit, cancel, version) : h("p", { class: "muted" }, "No run yet: press Train."));
     history.replaceChildren(h("h2", {}, "Earlier runs"), historyTable(runs, (r) => { shown = r; draw(); poll(); }));
   };
   const poll = async () => {
     stop();
     if (!shown) return;
     try {
+      const wasActive = shown.is_active;
       shown = await api.get<TrainingRun>(`/training-runs/${shown.id}/`);
+      if ((wasActive && !shown.is_active) || (shown.model_version && !versions.some((v) => v.id === shown!.model_version))) {
+        versions = await api.get<ModelVersion[]>(`/projects/${pid}/model-versions/`);  // the new version and its scores
+      }
       runs = runs.some((r) => r.id === shown!.id) ? runs.map((r) => (r.id === shown!.id ? shown! : r)) : [shown, ...runs];
       draw();
     } catch (err) {

@@ -1,0 +1,21 @@
+import { describe, expect, it } from "vitest";
+import { describeComparison, type Comparison } from "./baselines";
+
+const base: Comparison = {
+  split: "validation", images: 2, headline: "f1_iou50", unet_loses_to: [], advice: "",
+  metrics: { f1_iou50: { unet: 0.8, threshold: 0.7, forest: 0.6, best: "unet", lower_is_better: false } },
+};
+
+describe("baseline comparison", () => {
+  it("says the U-Net is ahead, on how many images", () => {
+    expect(describeComparison(base)).toBe(
+      "U-Net F1 @ IoU 0.5 0.800 vs threshold 0.700, random forest 0.600 on the same 2 held-out images: the U-Net is ahead of (or ties with) both baselines.");
+  });
+  it("names the baselines the U-Net loses to", () => {
+    const c = { ...base, unet_loses_to: ["threshold", "forest"], advice: "paint" };
+    expect(describeComparison(c)).toMatch(/scores below the threshold and the random forest\.$/);
+  });
+  it("handles a comparison without a shared metric", () => {
+    expect(describeComparison({ ...base, headline: null, metrics: {} })).toMatch(/No metric/);
+  });
+});

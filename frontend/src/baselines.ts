@@ -1,0 +1,61 @@
+/**
+ * The U-Net beside its baselines: every training run also fits a threshold and an ilastik-style random
+ * forest on the same labels and scores them on the same held-out images. Shown on the Models page (per
+ * version) and on the Training page (the run's version), with what to paint next when the U-Net loses.
+ */
+import { h } from "./ui";
+
+export interface Comparison {
+  split: string;
+  images: number | null;
+  headline: string | null;
+  metrics: Record<string, Record<string, number | string | boolean>>;
+  unet_loses_to: string[];
+  advice: string;
+}
+
+export const METHOD_NAMES: Record<string, string> = {
+  unet: "U-Net",
+  threshold: "threshold",
+  forest: "random forest",
+};
+
+export const METRIC_NAMES: Record<string, string> = {
+  f1_iou50: "F1 @ IoU 0.5",
+  iou_fg: "foreground IoU",
+  adapted_rand_error: "adapted Rand error",
+  mean_iou: "mean IoU",
+  pixel_error: "pixel error",
+};
+
+/** One sentence: how the U-Net did against the baselines on the headline metric (same images). */
+export function describeComparison(c: Comparison): string {
+  if (!c.headline) return "No metric was scored for the U-Net and the baselines alike.";
+  const m = c.metrics[c.headline];
+  const name = METRIC_NAMES[c.headline] ?? c.headline;
+  const others = Object.keys(m).filter((k) => k !== "unet" && k !== "best" && k !== "lower_is_better");
+  const parts = others.map((k) => `${METHOD_NAMES[k] ?? k} ${Number(m[k]).toFixed(3)}`).join(", ");
+  const where = `on the same ${c.images ?? "?"} held-out image${c.images === 1 ? "" : "s"}`;
+  const head = `U-Net ${name} ${Number(m.unet).toFixed(3)} vs ${parts} ${where}`;
+  if (c.unet_loses_to.length) {
+    return `${head}: the U-Net scores below the ${c.unet_loses_to.map((k) => METHOD_NAMES[k] ?? k).join(" and the ")}.`;
+  }
+  return `${head}: the U-Net is ahead of (or ties with) both baselines.`;
+}
+
+/** The comparison as a small block; null when the version has none (uploaded, or nothing held out). */
+export function comparisonBlock(c: Comparison | null | undefined, testid: string): HTMLElement | null {
+  if (!c) return null;
+  const loses = c.unet_loses_to.length > 0;
+  const table = h("table", { class: "baselines" },
+    h("tr", {}, h("th", {}, "metric"), ...["unet", "threshold", "forest"].map((k) => h("th", {}, METHOD_NAMES[k]))),
+    ...Object.entries(c.metrics).map(([key, m]) => h("tr", {},
+      h("td", {}, METRIC_NAMES[key] ?? key),
+      ...["unet", "threshold", "forest"].map((k) => h("td", {
+        style: { fontWeight: m.best === k ? "700" : "400" }, "data-testid": `${testid}-${k}-${key}`,
+      }, m[k] === undefined ? "–" : Number(m[k]).toFixed(3))))));
+  return h("div", { class: loses ? "baseline-warning" : "baseline-ok", "data-testid": testid, "data-loses": String(loses) },
+    h("div", {}, describeComparison(c)),
+    loses ? h("div", { "data-testid": `${testid}-advice` }, h("strong", {}, "What to paint next: "), c.advice) : null,
+    table);
+}
