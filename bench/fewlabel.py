@@ -172,6 +172,20 @@ def summarise(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge(runs: list[list[dict]]) -> list[dict]:
+    """Results of several runs as one list: entries of the same (set, protocol, seed) are joined (the
+    methods of a later run are added; a method measured twice keeps the later value)."""
+    merged: dict[tuple, dict] = {}
+    for results in runs:
+        for r in results:
+            key = (r["set"], r["protocol"], r["seed"])
+            entry = merged.setdefault(key, {})
+            steps = {**entry.get("unet_steps", {}), **r.get("unet_steps", {})}
+            entry.update(r)
+            entry["unet_steps"] = steps
+    return list(merged.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fewlabel", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default=",".join(realdata.SETS))
@@ -184,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unet", default="{}", help="JSON TrainConfig overrides for every U-Net")
     parser.add_argument("--json", help="write the per-seed results here (rewritten after each one)")
     parser.add_argument("--resume", action="store_true", help="skip what the --json file already holds")
+    parser.add_argument("--summary", nargs="+", metavar="JSON",
+                        help="print the table of these --json files (merged: a later file adds methods) and exit")
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summarise(merge([json.loads(Path(f).read_text())["results"] for f in args.summary])))
+        return 0
     sets = [s for s in args.sets.split(",") if s]
     unknown = set(sets) - set(realdata.SETS)
     if unknown:

@@ -182,3 +182,30 @@ def test_predict_all_from_the_models_page_queues_every_image(project, owner, pre
     page.wait_for_selector("text=2 prediction(s) queued")
     new = Prediction.objects.filter(model_version=version).exclude(pk__in=[p.pk for p in predicted["preds"]])
     assert sorted(new.values_list("image_id", flat=True)) == sorted(predicted["ids"])  # (a worker may run them)
+
+
+def test_models_and_training_pages_show_the_baselines_and_what_to_paint_when_the_unet_loses(
+        project, owner, logged_in_page, predicted):
+    from apps.annotate.models import Image
+    from apps.training.models import TrainingRun
+    from apps.training.services import record_metric_scores
+
+    version = predicted["version"]
+    run = TrainingRun.objects.create(project=project, status="succeeded", step=10, total_steps=10, progress=1.0)
+    version.run = run
+    version.save(update_fields=["run"])
+    im = Image.objects.get(pk=predicted["ids"][0])
+    for method, f1 in (("unet", 0.55), ("threshold", 0.70), ("forest", 0.40)):
+        record_metric_scores(version, im, "validation", {"f1_iou50": f1}, method=method)
+        record_metric_scores(version, None, "validation", {"f1_iou50": {"value": f1, "images": 1}}, method=method)
+    page = logged_in_page(owner, f"/projects/{project.pk}/models")
+    block = page.wait_for_selector("[data-testid=model-baselines-1]")
+    assert block.get_attribute("data-loses") == "true"
+    assert "scores below the threshold" in block.inner_text() and "same 1 held-out image" in block.inner_text()
+    assert page.locator("[data-testid=model-baselines-1-advice]").inner_text().startswith("What to paint next")
+    assert page.locator("[data-testid=model-baselines-1-threshold-f1_iou50]").inner_text() == "0.700"
+    # the U-Net's own columns are not replaced by a baseline's score
+    assert page.locator("[data-testid=model-row-1]").inner_text().count("0.5500") == 1
+    page = logged_in_page(owner, f"/projects/{project.pk}/train")
+    train_block = page.wait_for_selector("[data-testid=train-baselines]")
+    assert train_block.get_attribute("data-loses") == "true"
