@@ -216,6 +216,8 @@ def scribbles(crop: Crop, seed: int, *, n_strokes: int = 15, radius: int = 5, le
     """About 15 strokes (radius 5, 32 px) as a user paints them: half inside objects (clipped to one
     object), half in background more than ``bg_margin`` px from any object, only where labels are known.
     ``touching`` (EM): background strokes are lines along the border of two touching objects."""
+    from labseg.ml.synthetic import paint_stroke
+
     rng = np.random.default_rng(seed)
     inst, valid = crop.instances, crop.valid
     h, w = inst.shape
@@ -234,15 +236,7 @@ def scribbles(crop: Crop, seed: int, *, n_strokes: int = 15, radius: int = 5, le
         else:
             ys, xs = np.nonzero(bg_far)
             allowed, value = bg_far, 1
-        if len(ys) == 0:
-            continue
-        j = rng.integers(len(ys))
-        y, x = float(ys[j]), float(xs[j])
-        ang = rng.uniform(0, 2 * np.pi)
-        for t in np.linspace(-length / 2, length / 2, length):
-            py, px = y + t * np.sin(ang), x + t * np.cos(ang)
-            disk = (yy - py) ** 2 + (xx - px) ** 2 <= radius**2
-            out[disk & allowed] = value
+        paint_stroke(out, ys, xs, allowed, value, rng, radius=radius, length=length, grid=(yy, xx))
     if touching and crop.ids is not None:
         lines = _separation_lines(crop.ids, valid, rng, 2 * n_bg, length)
         out[lines & valid] = 1

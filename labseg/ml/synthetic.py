@@ -104,6 +104,22 @@ def classes_from_instances(instances: np.ndarray, object_class: int = 2) -> np.n
     return np.where(instances > 0, object_class, 1).astype(np.uint8)
 
 
+def paint_stroke(out: np.ndarray, ys: np.ndarray, xs: np.ndarray, allowed: np.ndarray, value: int,
+                 rng: np.random.Generator, *, radius: int, length: int, grid: tuple[np.ndarray, np.ndarray]) -> None:
+    """One straight brush stroke (``radius``, ``length`` px, random direction) centred on a random one of the
+    pixels ``ys, xs``, painted as ``value`` into ``out`` where ``allowed``; nothing when there is no pixel."""
+    if len(ys) == 0:
+        return
+    yy, xx = grid
+    j = rng.integers(len(ys))
+    y, x = float(ys[j]), float(xs[j])
+    ang = rng.uniform(0, 2 * np.pi)
+    for t in np.linspace(-length / 2, length / 2, length):
+        py, px = y + t * np.sin(ang), x + t * np.cos(ang)
+        disk = (yy - py) ** 2 + (xx - px) ** 2 <= radius**2
+        out[disk & allowed] = value
+
+
 def scribbles(
     instances: np.ndarray, n_strokes: int = 15, *, radius: int = 3, length: int = 24, seed: int = 0,
     object_class: int = 2, bg_margin: float | None = None, separations: int = 0,
@@ -136,15 +152,7 @@ def scribbles(
         else:
             ys, xs = np.nonzero(bg_far)
             allowed, value = bg_far, 1
-        if len(ys) == 0:
-            continue
-        j = rng.integers(len(ys))
-        y, x = float(ys[j]), float(xs[j])
-        ang = rng.uniform(0, 2 * np.pi)
-        for t in np.linspace(-length / 2, length / 2, length):
-            py, px = y + t * np.sin(ang), x + t * np.cos(ang)
-            disk = (yy - py) ** 2 + (xx - px) ** 2 <= radius**2
-            out[disk & allowed] = value
+        paint_stroke(out, ys, xs, allowed, value, rng, radius=radius, length=length, grid=(yy, xx))
     for _ in range(n_sep):
         line = separation_line(instances, rng, length)
         if line is not None:
