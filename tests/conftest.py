@@ -203,14 +203,18 @@ def broker_down(monkeypatch):
     from labseg.celery import app
 
     def reset_pools():
-        for attr, owner in (("_pool", app), ("_producer_pool", app.amqp)):
-            pool = getattr(owner, attr, None)
-            setattr(owner, attr, None)
-            if pool is not None:
-                try:
-                    pool.force_close_all()
-                except Exception:  # noqa: BLE001 - closing a broken pool may fail; it is dropped anyway
-                    pass
+        from kombu import pools
+
+        pool, app._pool = getattr(app, "_pool", None), None
+        app.amqp._producer_pool = None
+        if pool is not None:
+            try:
+                pool.force_close_all()
+            except Exception:  # noqa: BLE001 - closing a broken pool may fail; it is dropped anyway
+                pass
+        # kombu keeps producer pools in a global registry keyed by connection: a pool closed here but left
+        # there is handed out again for the same URL ("Acquire on closed pool" in every later test)
+        pools.reset()
 
     reset_pools()
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
