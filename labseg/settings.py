@@ -8,6 +8,7 @@ from pathlib import Path
 import os
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("LABSEG_VAR_DIR", BASE_DIR / "var"))
@@ -25,10 +26,50 @@ def env_int(name: str, default: int) -> int:
     return default if value in (None, "") else int(value)
 
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "labseg-dev-only-insecure-key-change-me")
+def read_or_create_secret_key(path: Path) -> str:
+    """The key kept in ``path``; generated once (mode 0600) when the file does not exist yet.
+
+    The web server and the worker may start together: the key is written to a temporary file that is then
+    hard-linked into place, so a reader never sees a half-written file and only one key ever wins.
+    """
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    import secrets
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-key-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process was first: use its key
+            pass
+    finally:
+        os.unlink(tmp)
+    return path.read_text(encoding="ascii").strip()
+
+
+# Without SECRET_KEY: a key generated once and kept in $LABSEG_VAR_DIR/secret-key.txt (there is no built-in key).
+SECRET_KEY = os.environ.get("SECRET_KEY") or read_or_create_secret_key(VAR_DIR / "secret-key.txt")
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+# HTTPS behind a reverse proxy that terminates TLS and sets X-Forwarded-Proto (overwriting what a client
+# sent): LABSEG_HTTPS=1 trusts that header, redirects plain HTTP to HTTPS, marks the cookies secure and
+# sends HSTS (LABSEG_HSTS_SECONDS, default one year; 0 sends none). Off: plain HTTP, as `make run` serves.
+LABSEG_HTTPS = env_bool("LABSEG_HTTPS", False)
+if LABSEG_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^api/v1/health/$"]  # probes that bypass the proxy
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("LABSEG_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -47,6 +88,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "labseg.logging.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -184,9 +226,25 @@ LABSEG_AUTO_PREDICT = env_bool("LABSEG_AUTO_PREDICT", True)
 # same held-out images, up to this many pixels (training + held-out images together; 0 turns it off).
 LABSEG_BASELINE_MAX_PIXELS = env_int("LABSEG_BASELINE_MAX_PIXELS", 16_000_000)
 
+# LOG_FORMAT=text (default): "time LEVEL logger: message" lines; json: one JSON object per line (labseg/logging.py).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "labseg.logging.JsonFormatter"},
+    },
+    "filters": {"kombu_no_hostname": {"()": "labseg.logging.SkipKombuNoHostname"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {},
 }
+if CELERY_BROKER_URL.startswith("filesystem://"):  # its URL has no host: kombu warns on every connection
+    LOGGING["loggers"]["kombu.connection"] = {"filters": ["kombu_no_hostname"]}
+if LOG_FORMAT == "json":
+    import logging
+
+    logging.captureWarnings(True)  # Python warnings as log lines too (logger py.warnings)

@@ -2,13 +2,14 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from labseg import views
+from labseg import health, views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/health/", health.health, name="health"),
     path("api/v1/", include("apps.annotate.urls")),
     path("api/v1/", include("apps.training.urls")),
     path("api/v1/", include("apps.inference.urls")),
