@@ -127,6 +127,11 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Web server and worker share the file: wait for locks instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Write-ahead log: readers (a long backup, the worker's reads) never block a save, and a save never
+    # blocks readers; "IMMEDIATE" takes the write lock when a transaction starts, so two writers queue up
+    # instead of one failing half-way with "database is locked".
+    DATABASES["default"]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL;"
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
