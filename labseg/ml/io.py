@@ -435,11 +435,19 @@ def open_array(path: str | os.PathLike, cache_path: str | os.PathLike | None = N
 
 
 def _save_npy(arr: np.ndarray, cache_path: str | os.PathLike) -> None:
+    import tempfile
+
     cache_path = Path(cache_path)
-    tmp = cache_path.with_name(cache_path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr, allow_pickle=False)
-    os.replace(tmp, cache_path)  # atomic: concurrent readers never see a partial file
+    # a unique temporary name per call (two threads of one process once shared a pid-named file and one
+    # renamed the other's half-written file), then an atomic rename: readers never see a partial file
+    fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=cache_path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+        os.replace(tmp, cache_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_cache(path: str | os.PathLike, image: np.ndarray, cache_path: str | os.PathLike) -> bool:
