@@ -228,6 +228,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 LABSEG_DEVICE = os.environ.get("LABSEG_DEVICE", "auto")  # auto | cpu | cuda
 LABSEG_TORCH_THREADS = env_int("LABSEG_TORCH_THREADS", 0)  # 0: torch's default
 LABSEG_HEARTBEAT_TIMEOUT = env_int("LABSEG_HEARTBEAT_TIMEOUT", 120)  # seconds without heartbeat = dead
+# A queued job no worker took for this long while no GPU job ran (a lost message) is re-sent once, then failed.
+LABSEG_QUEUED_TIMEOUT = env_int("LABSEG_QUEUED_TIMEOUT", 600)
 LABSEG_AUTO_PREDICT = env_bool("LABSEG_AUTO_PREDICT", True)
 # Every training run also fits a threshold and a random forest on the same labels and scores them on the
 # same held-out images, up to this many pixels (training + held-out images together; 0 turns it off).

@@ -39,7 +39,11 @@ class Prediction(models.Model):
     worker = models.CharField(max_length=200, blank=True, default="")
     attempts = models.PositiveSmallIntegerField(default=0, help_text="times a worker claimed it")
     error = models.TextField(blank=True, default="")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # indexed: the newest heartbeat of any GPU job tells the lost-message check whether the queue moves
+    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="when its message was last sent")
+    resends = models.PositiveSmallIntegerField(
+        default=0, help_text="times its message was sent again because no worker took it (at most 1 per queueing)")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -84,7 +84,8 @@ def _request_one(model_version: ModelVersion, image: Image, user, failed: list[i
         try:
             with transaction.atomic():  # savepoint: the partial unique constraint may refuse a racing twin
                 pred = Prediction.objects.create(
-                    image=image, model_version=model_version, created_by=user if _is_user(user) else None
+                    image=image, model_version=model_version, created_by=user if _is_user(user) else None,
+                    enqueued_at=timezone.now(),
                 )
         except IntegrityError:
             continue  # another request created it in between: loop and return that one
@@ -176,13 +177,33 @@ def recover_stale_predictions(timeout_s: float | None = None) -> dict[str, list[
         same = Prediction.objects.filter(pk=pred_id, status=PredictionStatus.RUNNING, heartbeat_at__lt=cutoff)
         if attempts < MAX_ATTEMPTS:
             with transaction.atomic():
-                if same.update(status=PredictionStatus.QUEUED, progress=0.0, worker=""):
+                if same.update(status=PredictionStatus.QUEUED, progress=0.0, worker="", enqueued_at=timezone.now(),
+                               resends=0):
                     _enqueue(pred_id)
                     out["requeued"].append(pred_id)
         elif same.update(status=PredictionStatus.FAILED, finished_at=timezone.now(),
                          error="The worker running this prediction stopped responding twice; ask for it again."):
             out["failed"].append(pred_id)
     return out
+
+
+def recover_lost_predictions(timeout_s: float | None = None, *, at_worker_start: bool = False) -> dict[str, list[int]]:
+    """Queued predictions whose message no worker received: re-sent once, then failed (``labseg.lost_messages``).
+
+    The timeout (``LABSEG_QUEUED_TIMEOUT``) counts only while no GPU job (prediction or training run) writes
+    heartbeats: predictions waiting behind others on a busy GPU worker are never failed for the queue's length.
+    """
+    from labseg.lost_messages import recover_lost, unclaimed_error
+
+    timeout_s = settings.LABSEG_QUEUED_TIMEOUT if timeout_s is None else timeout_s
+    return recover_lost(Prediction, send=_enqueue, timeout_s=timeout_s, at_worker_start=at_worker_start,
+                        fail_fields={"error": unclaimed_error("prediction", timeout_s, "ask for the prediction again")})
+
+
+def recover_predictions(*, at_worker_start: bool = False) -> dict[str, dict[str, list[int]]]:
+    """Both recoveries (beat task and worker start): predictions whose worker died, and those no worker received."""
+    return {"stale": recover_stale_predictions(),
+            "lost": recover_lost_predictions(at_worker_start=at_worker_start)}
 
 
 def report_progress(prediction_id: int, progress: float) -> None:

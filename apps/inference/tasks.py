@@ -34,8 +34,9 @@ def predict(self, prediction_id: int) -> None:
 
 @app.task(name="inference.recover_stale")
 def recover_stale() -> dict:
-    """Periodic (beat, queue default): re-queue or fail predictions whose worker stopped its heartbeats."""
-    return services.recover_stale_predictions()
+    """Periodic (beat, queue default): re-queue or fail predictions whose worker stopped its heartbeats;
+    re-send (once) or fail queued predictions that no worker received (a lost message)."""
+    return services.recover_predictions()
 
 
-recover_on_worker_start(services.recover_stale_predictions, "predictions")
+recover_on_worker_start(lambda: services.recover_predictions(at_worker_start=True), "predictions")

@@ -9,6 +9,8 @@ Run lifecycle::
     fail_run / cancel      -> failed / cancelled
     recover_stale_runs     -> a running run without heartbeat for LABSEG_HEARTBEAT_TIMEOUT seconds is
                               re-queued once (attempt 2), then failed with a message (see the docstring).
+    recover_lost_runs      -> a queued run no worker took for LABSEG_QUEUED_TIMEOUT seconds of an idle gpu
+                              queue (its message was lost) is re-sent once, then failed (labseg.lost_messages).
 
 Nothing here imports torch: ``labseg.ml.train`` is imported lazily where a config must be validated.
 """
@@ -149,7 +151,7 @@ def start_run(project: Project, user, *, parent_version_id: int | None = None, c
         with transaction.atomic():
             run = TrainingRun.objects.create(
                 project=project, parent_version=parent, config=overrides, created_by=user,
-                message="Waiting for a GPU worker",
+                message="Waiting for a GPU worker", enqueued_at=timezone.now(),
             )
             _enqueue(run.pk, failed)
     except IntegrityError:  # a concurrent request won the partial unique constraint
@@ -307,7 +309,8 @@ def recover_stale_runs(timeout_s: float | None = None) -> dict[str, list[int]]:
                 result["cancelled"].append(run.pk)
         elif run.attempts < MAX_RUN_ATTEMPTS:
             with transaction.atomic():
-                if rows.update(status=RunStatus.QUEUED, worker="", message=f"{lost}; restarted automatically."):
+                if rows.update(status=RunStatus.QUEUED, worker="", message=f"{lost}; restarted automatically.",
+                               enqueued_at=timezone.now(), resends=0):
                     _enqueue(run.pk)
                     result["requeued"].append(run.pk)
         elif rows.update(
@@ -319,6 +322,34 @@ def recover_stale_runs(timeout_s: float | None = None) -> dict[str, list[int]]:
     if any(result.values()):
         log.warning("recovered stale training runs: %s", result)
     return result
+
+
+def recover_lost_runs(timeout_s: float | None = None, *, at_worker_start: bool = False) -> dict[str, list[int]]:
+    """Queued runs whose message no worker received: re-sent once, then failed (``labseg.lost_messages``).
+
+    The timeout (``LABSEG_QUEUED_TIMEOUT``) counts only while no GPU job (run or prediction) writes
+    heartbeats, so a run waiting behind busy GPU workers is never failed for the queue's length. A queued
+    run with ``cancel_requested`` (a cancel that raced a re-queue) can never be claimed: it is cancelled.
+    """
+    from labseg.lost_messages import recover_lost, unclaimed_error
+
+    timeout_s = settings.LABSEG_QUEUED_TIMEOUT if timeout_s is None else timeout_s
+    cancelled = []
+    for pk in TrainingRun.objects.filter(status=RunStatus.QUEUED, cancel_requested=True).values_list("pk", flat=True):
+        if TrainingRun.objects.filter(pk=pk, status=RunStatus.QUEUED).update(
+                status=RunStatus.CANCELLED, finished_at=timezone.now(), message="Cancelled before it started"):
+            cancelled.append(pk)
+    result = recover_lost(
+        TrainingRun, send=_enqueue, timeout_s=timeout_s, at_worker_start=at_worker_start,
+        resend_fields={"message": "Waiting for a GPU worker (the job was sent again: no worker had taken it)"},
+        fail_fields={"message": "Failed", "error": unclaimed_error("training run", timeout_s, "start the run again")},
+    )
+    return {**result, "cancelled": cancelled}
+
+
+def recover_runs(*, at_worker_start: bool = False) -> dict[str, dict[str, list[int]]]:
+    """Both recoveries (beat task and worker start): runs whose worker died, runs no worker received."""
+    return {"stale": recover_stale_runs(), "lost": recover_lost_runs(at_worker_start=at_worker_start)}
 
 
 # --- model versions ---------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 ``training.run`` is ``acks_late``: when a worker dies mid-run, the broker redelivers the message after
 its visibility timeout, and ``claim_run`` (one conditional UPDATE) makes that redelivery a no-op
 unless recovery re-queued the run. ``training.recover_stale`` runs from celery beat (see
-``labseg/celery.py``) and once on every worker start (``worker_ready``).
+``labseg/celery.py``) and once on every worker start (``worker_ready``); it also re-sends (once) or
+fails queued runs whose message was lost (``services.recover_lost_runs``).
 """
 from __future__ import annotations
 
@@ -64,8 +65,9 @@ def run_training(self, run_id: int) -> str:
 
 @app.task(name="training.recover_stale")
 def recover_stale() -> dict:
-    """Periodic: re-queue or fail runs whose worker stopped sending heartbeats."""
-    return services.recover_stale_runs()
+    """Periodic: re-queue or fail runs whose worker stopped sending heartbeats; re-send or fail queued runs
+    that no worker received (a lost message)."""
+    return services.recover_runs()
 
 
-recover_on_worker_start(services.recover_stale_runs, "training runs")
+recover_on_worker_start(lambda: services.recover_runs(at_worker_start=True), "training runs")
