@@ -101,6 +101,7 @@ def delete_project(*, user, project_id: int) -> None:
     project = get_project_for(user, project_id, Role.OWNER)
     with transaction.atomic():
         files = [_image_files(img) for img in project.images.all()] + [_dependent_files(project)]
+        files.append(_weight_cache_files(project.images.values_list("pk", flat=True)))
         project.delete()
         transaction.on_commit(lambda: [_delete_files(f) for f in files])
 
@@ -335,6 +336,26 @@ def _dependent_files(obj: models.Model) -> list[str]:
     return names
 
 
+WEIGHT_CACHE_DIR = "cache/weights"
+_WEIGHT_CACHE_NAME = re.compile(r"ann(\d+)-v")
+
+
+def _weight_cache_files(image_ids: Iterable[int]) -> list[str]:
+    """Storage names of the training weight-map caches of these images' annotations (every version, and
+    torn temporary files): ``cache/weights/ann<annotation id>-v<version>-<digest>.npy``, as written by
+    ``apps.training.pipeline.cached_weight_map``. One listing of the folder, whatever the image count."""
+    rows = Annotation.objects.filter(image_id__in=list(image_ids)).values_list("pk", flat=True)
+    annotations = {str(pk) for pk in rows}
+    if not annotations:
+        return []
+    try:
+        with os.scandir(os.path.join(settings.MEDIA_ROOT, WEIGHT_CACHE_DIR)) as entries:
+            return [f"{WEIGHT_CACHE_DIR}/{e.name}" for e in entries
+                    if (m := _WEIGHT_CACHE_NAME.match(e.name)) and m.group(1) in annotations]
+    except OSError:  # no cache folder yet (or not readable): nothing to delete
+        return []
+
+
 def _delete_files(names: list[str]) -> None:
     from django.core.files.storage import default_storage
 
@@ -410,7 +431,7 @@ def _refresh_thumbnail(image: Image) -> None:
 
 def delete_image(*, user, image_id: int) -> None:
     image = get_image_for(user, image_id, Role.OWNER)
-    files = _image_files(image)
+    files = _image_files(image) + _weight_cache_files([image.pk])
     with transaction.atomic():
         image.delete()
         transaction.on_commit(lambda: _delete_files(files))
