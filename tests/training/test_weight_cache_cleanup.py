@@ -16,6 +16,13 @@ from .conftest import add_image
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _own_media_root(settings, tmp_path):
+    """Annotation ids repeat across test runs (sequences are reset), so files another test left in the shared
+    MEDIA_ROOT would carry the same names: each test gets its own."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
 def cache_files(image) -> list[Path]:
     """The real cache file of the image's current annotation (written by the training pipeline's
     ``cached_weight_map``), plus an older version's and a torn temporary one next to it."""
@@ -43,7 +50,6 @@ def test_deleting_an_image_removes_its_weight_caches_only(client_for, owner, pro
     assert r.status_code == 204
     assert not any(p.exists() for p in gone)
     assert all(p.is_file() for p in kept) and lookalike.is_file()
-    lookalike.unlink()
 
 
 def test_deleting_a_project_removes_the_weight_caches_of_all_its_images(client_for, owner, project,
