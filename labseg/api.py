@@ -9,6 +9,7 @@ import re
 from django.core.exceptions import PermissionDenied, SuspiciousOperation, ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -44,6 +45,27 @@ class ServiceUnavailable(exceptions.APIException):
         super().__init__(detail, code)
         self.extra = extra or {}
 
+
+class AnyRenderer(BaseRenderer):
+    """Lets binary endpoints (PNG, TIFF, zip, checkpoints) answer any Accept header, e.g. ``image/png``,
+    instead of 406. Their files are HttpResponses that never reach a renderer; what does reach it is an
+    error body, which goes out as JSON with ``Content-Type: application/json`` (not this renderer's
+    ``*/*``, which is no media type)."""
+
+    media_type = "*/*"
+    format = "bin"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, bytes):
+            return data
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = "application/json"
+        return JSONRenderer().render(data)
+
+
+BINARY_RENDERERS = (JSONRenderer, AnyRenderer)  # JSON first: a request without Accept gets JSON errors
 
 _ASCII_INT = re.compile(r"-?[0-9]{1,18}")
 
@@ -118,3 +140,32 @@ def exception_handler(exc, context):
         }
     body.update(getattr(exc, "extra", {}) or {})
     return Response(body, status=response.status_code, headers=response.headers if hasattr(response, "headers") else None)
+
+
+# --- OpenAPI: the error answers of the views -----------------------------------------------------
+ERROR_DESCRIPTIONS = {
+    400: "invalid input (per-field messages under `errors`)",
+    401: "not logged in: no or an invalid token (`WWW-Authenticate: Token`)",
+    403: "not allowed: the role is too low (or, with session auth, the CSRF token is missing)",
+    404: "not found, or not a member of its project",
+    409: "conflicts with the current state (the body says how)",
+    413: "over a size limit of this server (the message names the setting)",
+    415: "unsupported request media type",
+    429: "too many requests; retry after `Retry-After` seconds",
+    503: "the task queue (broker) cannot be reached; nothing was started",
+}
+
+
+def error_responses(*codes: int, auth: bool = True, descriptions: dict | None = None, binary: bool = False) -> dict:
+    """``extend_schema(responses={200: X, **error_responses(400, 404)})``: the JSON error body
+    ``{"detail", "code"}`` (see :func:`exception_handler`) for each code; ``auth`` adds 401 and 403, which
+    every view that needs a login can answer. ``binary``: for views with :data:`BINARY_RENDERERS`, whose
+    success is keyed ``(200, media type)``: the errors are then documented as JSON only (not also ``*/*``)."""
+    from drf_spectacular.utils import OpenApiResponse
+
+    from apps.annotate.serializers import ErrorSerializer
+
+    wanted = sorted({*codes, *((401, 403) if auth else ())})
+    texts = {**ERROR_DESCRIPTIONS, **(descriptions or {})}
+    return {((c, "application/json") if binary else c): OpenApiResponse(ErrorSerializer, description=texts[c])
+            for c in wanted}

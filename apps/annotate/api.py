@@ -10,7 +10,7 @@ import re
 import numpy as np
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from PIL import Image as PILImage
 from rest_framework import status
 from rest_framework.authtoken.models import Token
@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from labseg.api import BINARY_RENDERERS, error_responses
 from labseg.ml import io as mlio
 
 from . import serializers as s
@@ -31,14 +32,15 @@ from .models import Annotation, AnnotationRevision, Role, Split
 from .uploads import batch_upload_handlers
 from .selectors import get_image_for, get_project_for, image_with_stats, images_in, projects_with_stats
 
-ERRORS = {code: OpenApiResponse(s.ErrorSerializer, description=desc) for code, desc in {
-    400: "invalid input", 403: "not allowed (role too low or not logged in)", 404: "not found or not a member"}.items()}
 MAX_DISPLAY_PIXELS = 4096 * 4096
 PNG = {(200, "image/png"): OpenApiTypes.BINARY}
 
 
-def _errors(*codes: int) -> dict:
-    return {c: ERRORS[c] for c in codes}
+def _errors(*codes: int, auth: bool = True, binary: bool = False) -> dict:
+    return error_responses(*codes, auth=auth, binary=binary)
+
+
+BODY = (400, 413, 415)  # what any request body can get: invalid, over DATA_UPLOAD_MAX_MEMORY_SIZE, wrong media type
 
 
 def _png_response(array: np.ndarray, cache_seconds: int = 60) -> HttpResponse:
@@ -65,8 +67,7 @@ class TokenView(APIView):
     throttle_scope = "auth-token"
 
     @extend_schema(request=s.TokenRequestSerializer,
-                   responses={200: s.TokenResponseSerializer, **_errors(400),
-                              429: OpenApiResponse(s.ErrorSerializer, description="too many attempts; retry later")},
+                   responses={200: s.TokenResponseSerializer, **_errors(*BODY, 429, auth=False)},
                    auth=[], tags=["auth"])
     def post(self, request):
         ser = AuthTokenSerializer(data=request.data, context={"request": request})
@@ -76,7 +77,7 @@ class TokenView(APIView):
 
 
 class MeView(APIView):
-    @extend_schema(responses={200: s.MeSerializer, **_errors(403)}, tags=["auth"])
+    @extend_schema(responses={200: s.MeSerializer, **_errors()}, tags=["auth"])
     def get(self, request):
         u = request.user
         return Response({"id": u.pk, "username": u.get_username(), "is_staff": u.is_staff})
@@ -84,12 +85,12 @@ class MeView(APIView):
 
 # --- projects ----------------------------------------------------------------------------------
 class ProjectListView(APIView):
-    @extend_schema(responses={200: s.ProjectSerializer(many=True), **_errors(403)}, tags=["projects"])
+    @extend_schema(responses={200: s.ProjectSerializer(many=True), **_errors()}, tags=["projects"])
     def get(self, request):
         qs = projects_with_stats(request.user)
         return Response(s.ProjectSerializer(qs, many=True, context={"request": request}).data)
 
-    @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer, **_errors(400, 403)},
+    @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer, **_errors(*BODY)},
                    tags=["projects"])
     def post(self, request):
         ser = s.ProjectCreateSerializer(data=request.data)
@@ -104,12 +105,12 @@ def _project_data(request, project_id: int) -> dict:
 
 
 class ProjectDetailView(APIView):
-    @extend_schema(responses={200: s.ProjectSerializer, **_errors(403, 404)}, tags=["projects"])
+    @extend_schema(responses={200: s.ProjectSerializer, **_errors(404)}, tags=["projects"])
     def get(self, request, project_id: int):
         get_project_for(request.user, project_id)
         return Response(_project_data(request, project_id))
 
-    @extend_schema(request=s.ProjectUpdateSerializer, responses={200: s.ProjectSerializer, **_errors(400, 403, 404)},
+    @extend_schema(request=s.ProjectUpdateSerializer, responses={200: s.ProjectSerializer, **_errors(*BODY, 404)},
                    tags=["projects"])
     def patch(self, request, project_id: int):
         get_project_for(request.user, project_id, Role.OWNER)
@@ -118,7 +119,7 @@ class ProjectDetailView(APIView):
         services.update_project(user=request.user, project_id=project_id, **ser.validated_data)
         return Response(_project_data(request, project_id))
 
-    @extend_schema(responses={204: None, **_errors(403, 404)}, tags=["projects"])
+    @extend_schema(responses={204: None, **_errors(404)}, tags=["projects"])
     def delete(self, request, project_id: int):
         services.delete_project(user=request.user, project_id=project_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -126,12 +127,12 @@ class ProjectDetailView(APIView):
 
 # --- members -----------------------------------------------------------------------------------
 class MemberListView(APIView):
-    @extend_schema(responses={200: s.MemberSerializer(many=True), **_errors(403, 404)}, tags=["members"])
+    @extend_schema(responses={200: s.MemberSerializer(many=True), **_errors(404)}, tags=["members"])
     def get(self, request, project_id: int):
         project = get_project_for(request.user, project_id)
         return Response(s.MemberSerializer(project.memberships.select_related("user"), many=True).data)
 
-    @extend_schema(request=s.MemberCreateSerializer, responses={201: s.MemberSerializer, **_errors(400, 403, 404)},
+    @extend_schema(request=s.MemberCreateSerializer, responses={201: s.MemberSerializer, **_errors(*BODY, 404)},
                    tags=["members"])
     def post(self, request, project_id: int):
         get_project_for(request.user, project_id, Role.OWNER)
@@ -142,7 +143,7 @@ class MemberListView(APIView):
 
 
 class MemberDetailView(APIView):
-    @extend_schema(request=s.MemberUpdateSerializer, responses={200: s.MemberSerializer, **_errors(400, 403, 404)},
+    @extend_schema(request=s.MemberUpdateSerializer, responses={200: s.MemberSerializer, **_errors(*BODY, 404)},
                    tags=["members"])
     def patch(self, request, project_id: int, username: str):
         get_project_for(request.user, project_id, Role.OWNER)
@@ -152,7 +153,7 @@ class MemberDetailView(APIView):
                                         role=ser.validated_data["role"])
         return Response(s.MemberSerializer(m).data)
 
-    @extend_schema(responses={204: None, **_errors(400, 403, 404)}, tags=["members"])
+    @extend_schema(responses={204: None, **_errors(400, 404)}, tags=["members"])
     def delete(self, request, project_id: int, username: str):
         services.remove_member(user=request.user, project_id=project_id, username=username)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -160,12 +161,12 @@ class MemberDetailView(APIView):
 
 # --- classes -----------------------------------------------------------------------------------
 class ClassListView(APIView):
-    @extend_schema(responses={200: s.LabelClassSerializer(many=True), **_errors(403, 404)}, tags=["classes"])
+    @extend_schema(responses={200: s.LabelClassSerializer(many=True), **_errors(404)}, tags=["classes"])
     def get(self, request, project_id: int):
         project = get_project_for(request.user, project_id)
         return Response(s.LabelClassSerializer(project.label_classes.all(), many=True).data)
 
-    @extend_schema(request=s.ClassInputSerializer, responses={201: s.LabelClassSerializer, **_errors(400, 403, 404)},
+    @extend_schema(request=s.ClassInputSerializer, responses={201: s.LabelClassSerializer, **_errors(*BODY, 404)},
                    tags=["classes"])
     def post(self, request, project_id: int):
         get_project_for(request.user, project_id, Role.OWNER)
@@ -176,7 +177,7 @@ class ClassListView(APIView):
 
 
 class ClassDetailView(APIView):
-    @extend_schema(request=s.ClassUpdateSerializer, responses={200: s.LabelClassSerializer, **_errors(400, 403, 404)},
+    @extend_schema(request=s.ClassUpdateSerializer, responses={200: s.LabelClassSerializer, **_errors(*BODY, 404)},
                    tags=["classes"])
     def patch(self, request, project_id: int, index: int):
         get_project_for(request.user, project_id, Role.OWNER)
@@ -198,7 +199,7 @@ class ProjectImagesView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("split", str, enum=Split.values, description="only images of this split"),
                     OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
-        responses={200: s.ImagePageSerializer, **_errors(400, 403, 404)}, tags=["images"])
+        responses={200: s.ImagePageSerializer, **_errors(400, 404)}, tags=["images"])
     def get(self, request, project_id: int):
         project = get_project_for(request.user, project_id)
         split = request.query_params.get("split") or None
@@ -212,10 +213,12 @@ class ProjectImagesView(APIView):
         request={"multipart/form-data": s.UploadRequestSerializer},
         responses={201: s.UploadResponseSerializer,
                    207: OpenApiResponse(s.UploadResponseSerializer, description="some files stored, some failed"),
-                   400: OpenApiResponse(s.UploadResponseSerializer,
-                                        description="no file stored (per-file results); or no `files` at all "
-                                                    "(then the usual error body)"),
-                   **_errors(403, 404)},
+                   **_errors(*BODY, 404),
+                   400: OpenApiResponse(
+                       PolymorphicProxySerializer("UploadFailed", [s.UploadResponseSerializer, s.ErrorSerializer],
+                                                  resource_type_field_name=None),
+                       description="no file stored (per-file results); or no `files` at all, too many files "
+                                   "(then the usual error body)")},
         description="Batch upload: repeat the multipart field `files`. One result per file: `id` when stored, "
                     "`error` + `code` when not (duplicates also give `duplicate_of`).",
         tags=["images"])
@@ -232,12 +235,12 @@ def _image_data(image_id: int) -> dict:
 
 
 class ImageDetailView(APIView):
-    @extend_schema(responses={200: s.ImageSerializer, **_errors(403, 404)}, tags=["images"])
+    @extend_schema(responses={200: s.ImageSerializer, **_errors(404)}, tags=["images"])
     def get(self, request, image_id: int):
         get_image_for(request.user, image_id)
         return Response(_image_data(image_id))
 
-    @extend_schema(request=s.ImageUpdateSerializer, responses={200: s.ImageSerializer, **_errors(400, 403, 404)},
+    @extend_schema(request=s.ImageUpdateSerializer, responses={200: s.ImageSerializer, **_errors(*BODY, 404)},
                    tags=["images"])
     def patch(self, request, image_id: int):
         get_image_for(request.user, image_id, Role.ANNOTATOR)
@@ -246,14 +249,16 @@ class ImageDetailView(APIView):
         services.update_image(user=request.user, image_id=image_id, **ser.validated_data)
         return Response(_image_data(image_id))
 
-    @extend_schema(responses={204: None, **_errors(403, 404)}, tags=["images"])
+    @extend_schema(responses={204: None, **_errors(404)}, tags=["images"])
     def delete(self, request, image_id: int):
         services.delete_image(user=request.user, image_id=image_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ImageFileView(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **_errors(403, 404)},
+    renderer_classes = BINARY_RENDERERS  # Accept: image/png is fine; errors stay JSON
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **_errors(404, binary=True)},
                    tags=["images"], description="The original file, byte for byte.")
     def get(self, request, image_id: int):
         image = get_image_for(request.user, image_id)
@@ -333,7 +338,9 @@ DISPLAY_PARAMS = [
 
 
 class ImageDisplayView(APIView):
-    @extend_schema(parameters=DISPLAY_PARAMS, responses={**PNG, **_errors(400, 403, 404)}, tags=["images"],
+    renderer_classes = BINARY_RENDERERS  # Accept: image/png is fine; errors stay JSON
+
+    @extend_schema(parameters=DISPLAY_PARAMS, responses={**PNG, **_errors(400, 404, binary=True)}, tags=["images"],
                    description="8-bit PNG rendering of a region at a downscale level; grey for one channel, "
                                "an additive colour composite for several.")
     def get(self, request, image_id: int):
@@ -359,7 +366,9 @@ class ImageDisplayView(APIView):
 
 
 class ImageThumbnailView(APIView):
-    @extend_schema(responses={**PNG, **_errors(403, 404)}, tags=["images"])
+    renderer_classes = BINARY_RENDERERS  # Accept: image/png is fine; errors stay JSON
+
+    @extend_schema(responses={**PNG, **_errors(404, binary=True)}, tags=["images"])
     def get(self, request, image_id: int):
         image = get_image_for(request.user, image_id)
         if not services.ensure_thumbnail(image):
@@ -379,7 +388,7 @@ EMPTY_ANNOTATION = {"version": 0, "classes_png": None, "instances_png": None, "s
 
 
 class AnnotationView(APIView):
-    @extend_schema(responses={200: s.AnnotationSerializer, **_errors(403, 404)}, tags=["annotations"],
+    @extend_schema(responses={200: s.AnnotationSerializer, **_errors(404)}, tags=["annotations"],
                    description="Version 0 with null masks when the image has never been annotated.")
     def get(self, request, image_id: int):
         image = get_image_for(request.user, image_id)
@@ -389,7 +398,7 @@ class AnnotationView(APIView):
     @extend_schema(request=s.AnnotationPutSerializer,
                    responses={200: s.AnnotationSerializer, 409: OpenApiResponse(s.ConflictSerializer,
                                                                                 description="stale version"),
-                              **_errors(400, 403, 404)},
+                              **_errors(*BODY, 404)},
                    tags=["annotations"],
                    description="Save with the `version` the edit was based on; a stale version answers 409 "
                                "with `current_version` and nothing is overwritten.")
@@ -402,7 +411,7 @@ class AnnotationView(APIView):
 
 
 class AnnotationHistoryView(APIView):
-    @extend_schema(responses={200: s.RevisionSerializer(many=True), **_errors(403, 404)}, tags=["annotations"],
+    @extend_schema(responses={200: s.RevisionSerializer(many=True), **_errors(404)}, tags=["annotations"],
                    description="Earlier (overwritten) versions of the annotation, newest first.")
     def get(self, request, image_id: int):
         image = get_image_for(request.user, image_id)
@@ -412,7 +421,7 @@ class AnnotationHistoryView(APIView):
 
 
 class AnnotationRevisionView(APIView):
-    @extend_schema(responses={200: s.RevisionDetailSerializer, **_errors(403, 404)}, tags=["annotations"])
+    @extend_schema(responses={200: s.RevisionDetailSerializer, **_errors(404)}, tags=["annotations"])
     def get(self, request, image_id: int, version: int):
         image = get_image_for(request.user, image_id)
         rev = AnnotationRevision.objects.filter(image=image, version=version).select_related("updated_by").first()
@@ -422,7 +431,7 @@ class AnnotationRevisionView(APIView):
 
 
 class AnnotationRestoreView(APIView):
-    @extend_schema(request=None, responses={200: s.AnnotationSerializer, **_errors(403, 404)}, tags=["annotations"],
+    @extend_schema(request=None, responses={200: s.AnnotationSerializer, **_errors(404, 409)}, tags=["annotations"],
                    description="Save an earlier version again as the newest one (the current one goes to history).")
     def post(self, request, image_id: int, version: int):
         ann = services.restore_revision(user=request.user, image_id=image_id, version=version)

@@ -186,6 +186,8 @@ class _MaskFieldsMixin(serializers.Serializer):
 
 
 class AnnotationSerializer(_MaskFieldsMixin, serializers.ModelSerializer):
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="null: never annotated")
+
     class Meta:
         model = Annotation
         fields = ["version", "classes_png", "instances_png", "strokes", "labelled_pixels", "updated_by", "updated_at"]
@@ -243,5 +245,9 @@ class MeSerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
+    """Every error answer: ``detail`` (a sentence), ``code`` (machine-readable); validation errors add
+    ``errors`` (per field); some add context (409: the current version or run; 503: what was not started)."""
+
     detail = serializers.CharField()
     code = serializers.CharField()
+    errors = serializers.JSONField(required=False, help_text="per-field messages of a validation error")

@@ -5,8 +5,6 @@ Map endpoints answer 409 ``not_ready`` while the prediction is not finished.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -14,35 +12,24 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, renderer_classes
 from rest_framework.exceptions import ValidationError
-from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from apps.annotate.models import Role
 from apps.annotate.selectors import get_image_for, get_project_for
-from labseg.api import Conflict, parse_int, parse_int_list
+from labseg.api import BINARY_RENDERERS, Conflict, error_responses, parse_int, parse_int_list
 
 from . import exports, rendering, selectors, services
 from .models import Prediction, PredictionStatus
 
-
-class AnyRenderer(BaseRenderer):
-    """Lets binary endpoints answer any Accept header; error bodies still go out as JSON."""
-
-    media_type = "*/*"
-    format = "bin"
-    charset = None
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return data if isinstance(data, bytes) else json.dumps(data).encode()
-
-
-BINARY = (JSONRenderer, AnyRenderer)
+BINARY = BINARY_RENDERERS  # binary answers take any Accept header; errors stay JSON
 REGION_PARAMS = [
     OpenApiParameter("region", str, description="x,y,w,h in full-resolution pixels (default: the whole image)"),
     OpenApiParameter("level", int, description="downscale by 2**level (nearest neighbour; 0 = full resolution)"),
 ]
 STYLE = OpenApiParameter("style", str, description='"raw" (grey values) or "colour" (RGBA overlay)')
 PNG = {(200, "image/png"): OpenApiTypes.BINARY}
+BODY = (400, 413, 415)  # what any request body can get: invalid, over DATA_UPLOAD_MAX_MEMORY_SIZE, wrong media type
+NOT_READY = {409: "the prediction is not finished (`not_ready`, with `status` and `progress`)"}
 
 
 class PredictionSerializer(serializers.ModelSerializer):
@@ -73,7 +60,11 @@ class PredictRequestSerializer(serializers.Serializer):
         return attrs
 
 
-@extend_schema(request=PredictRequestSerializer, responses={202: PredictionSerializer(many=True)})
+@extend_schema(request=PredictRequestSerializer, responses={
+    202: PredictionSerializer(many=True), **error_responses(*BODY, 404, 503, descriptions={
+        400: "neither or both of `image_ids` and `all`, or an image of another project",
+        503: "the prediction queue (broker) cannot be reached; the new predictions are marked failed "
+             "(`failed_predictions`)"})})
 @api_view(["POST"])
 def predict(request, version_id: int):
     """Queue predictions of the version: 202 with one prediction per image (running ones are reused)."""
@@ -85,14 +76,14 @@ def predict(request, version_id: int):
     return Response(PredictionSerializer(preds, many=True).data, status=status.HTTP_202_ACCEPTED)
 
 
-@extend_schema(responses=PredictionSerializer)
+@extend_schema(responses={200: PredictionSerializer, **error_responses(404)})
 @api_view(["GET"])
 def prediction_detail(request, prediction_id: int):
     pred = selectors.get_prediction_for(request.user, prediction_id)
     return Response(PredictionSerializer(pred).data)
 
 
-@extend_schema(responses=PredictionSerializer(many=True))
+@extend_schema(responses={200: PredictionSerializer(many=True), **error_responses(404)})
 @api_view(["GET"])
 def image_predictions(request, image_id: int):
     """The newest prediction of the image by each version (newest version first)."""
@@ -119,7 +110,8 @@ def _png(array: np.ndarray, name: str, cache: bool = True) -> HttpResponse:
     return resp
 
 
-@extend_schema(parameters=[*REGION_PARAMS, STYLE], responses=PNG)
+@extend_schema(parameters=[*REGION_PARAMS, STYLE],
+               responses={**PNG, **error_responses(400, 404, 409, descriptions=NOT_READY, binary=True)})
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def prediction_map(request, prediction_id: int, kind: str):
@@ -148,7 +140,8 @@ def prediction_map(request, prediction_id: int, kind: str):
     return _png(out, f"prediction-{pred.pk}-{kind}.png")
 
 
-@extend_schema(parameters=REGION_PARAMS, responses={(200, "image/tiff"): OpenApiTypes.BINARY})
+@extend_schema(parameters=REGION_PARAMS, responses={
+    (200, "image/tiff"): OpenApiTypes.BINARY, **error_responses(400, 404, 409, descriptions=NOT_READY, binary=True)})
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def prediction_instances(request, prediction_id: int):
@@ -167,7 +160,9 @@ def prediction_instances(request, prediction_id: int):
     return resp
 
 
-@extend_schema(parameters=[*REGION_PARAMS, OpenApiParameter("style", str, description='"colour" or "grey"'), OpenApiParameter("w0", float), OpenApiParameter("sigma", float)], responses=PNG)
+@extend_schema(parameters=[*REGION_PARAMS, OpenApiParameter("style", str, description='"colour" or "grey"'), OpenApiParameter("w0", float), OpenApiParameter("sigma", float)],
+               responses={**PNG, **error_responses(400, 404, binary=True, descriptions={
+                   404: "not found, not a member, or the image has no annotation"})})
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def weight_map(request, image_id: int):
@@ -203,7 +198,10 @@ def _float_param(params, name: str, default: float, lo: float, hi: float) -> flo
     return value
 
 
-@extend_schema(request=inline_serializer("AcceptPrediction", {"version": serializers.IntegerField(), "keep_labels": serializers.BooleanField(required=False)}), responses=OpenApiTypes.OBJECT)
+@extend_schema(request=inline_serializer("AcceptPrediction", {"version": serializers.IntegerField(), "keep_labels": serializers.BooleanField(required=False)}),
+               responses={200: OpenApiTypes.OBJECT, **error_responses(*BODY, 404, 409, descriptions={
+                   409: "the prediction is not finished (`not_ready`), or `version` is stale (`stale_version`, "
+                        "with `current_version`)"})})
 @api_view(["POST"])
 def accept(request, prediction_id: int):
     """Copy the prediction into the image's annotation as a new version.
@@ -225,14 +223,15 @@ def accept(request, prediction_id: int):
     return Response(services.annotation_summary(annotation), status=status.HTTP_200_OK)
 
 
-@extend_schema(responses=OpenApiTypes.OBJECT)
+@extend_schema(responses={200: OpenApiTypes.OBJECT, **error_responses(404)})
 @api_view(["GET"])
 def version_metrics(request, version_id: int):
     version = selectors.get_version_for(request.user, version_id)
     return Response(selectors.version_metrics(version))
 
 
-@extend_schema(parameters=[OpenApiParameter("a", int, required=True), OpenApiParameter("b", int, required=True)], responses=OpenApiTypes.OBJECT)
+@extend_schema(parameters=[OpenApiParameter("a", int, required=True), OpenApiParameter("b", int, required=True)],
+               responses={200: OpenApiTypes.OBJECT, **error_responses(400, 404)})
 @api_view(["GET"])
 def compare(request, project_id: int):
     get_project_for(request.user, project_id)
@@ -244,7 +243,7 @@ def compare(request, project_id: int):
 
 
 @extend_schema(parameters=[OpenApiParameter("version", int, description="model version id (default: the active one)")],
-               responses=OpenApiTypes.OBJECT)
+               responses={200: OpenApiTypes.OBJECT, **error_responses(400, 404)})
 @api_view(["GET"])
 def project_predictions(request, project_id: int):
     """The image grid's view of a version: prediction thumbnail URL, object count, F1 per image."""
@@ -263,7 +262,9 @@ def _version_param(request, project):
     return version
 
 
-@extend_schema(parameters=[OpenApiParameter("exclude", str, description="comma-separated image ids to skip")], responses=OpenApiTypes.OBJECT)
+@extend_schema(parameters=[OpenApiParameter("exclude", str, description="comma-separated image ids to skip")],
+               responses={200: OpenApiTypes.OBJECT, **error_responses(400, 404, descriptions={
+                   404: "not found, not a member, or no prediction with an uncertainty map yet"})})
 @api_view(["GET"])
 def next_uncertain(request, project_id: int):
     """The image with the highest mean uncertainty (and few labels) under the active version; 404 if none."""
@@ -278,7 +279,8 @@ def next_uncertain(request, project_id: int):
     return Response(best)
 
 
-@extend_schema(parameters=[OpenApiParameter("version", int, description="model version id (default: the active one)")], responses={(200, "application/zip"): OpenApiTypes.BINARY})
+@extend_schema(parameters=[OpenApiParameter("version", int, description="model version id (default: the active one)")], responses={(200, "application/zip"): OpenApiTypes.BINARY,
+                          **error_responses(400, 404, binary=True)})
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def export_masks(request, project_id: int):
@@ -290,7 +292,8 @@ def export_masks(request, project_id: int):
     return FileResponse(handle, as_attachment=True, filename=name, content_type="application/zip")
 
 
-@extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+@extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **error_responses(
+    400, 404, binary=True, descriptions={400: "unknown format (torchscript or onnx)"})})
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def export_model(request, version_id: int, fmt: str):

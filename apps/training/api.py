@@ -6,7 +6,8 @@ a version or upload a checkpoint. Non-members get 404 (see apps.annotate.selecto
 from __future__ import annotations
 
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -16,7 +17,7 @@ from rest_framework.views import APIView
 
 from apps.annotate.models import Role
 from apps.annotate.selectors import get_project_for, get_scoped
-from labseg.api import Conflict
+from labseg.api import BINARY_RENDERERS, Conflict, error_responses
 
 from . import services
 from .models import ModelVersion, TrainingRun
@@ -27,6 +28,9 @@ from .serializers import (
     TrainingRunSerializer,
     UploadCheckpointSerializer,
 )
+
+
+BODY = (400, 413, 415)  # what any request body can get: invalid, over DATA_UPLOAD_MAX_MEMORY_SIZE, wrong media type
 
 
 def _run_for(user, run_id: int, min_role: str = Role.VIEWER) -> TrainingRun:
@@ -40,7 +44,8 @@ def _version_for(user, version_id: int, min_role: str = Role.VIEWER) -> ModelVer
 
 
 class ProjectTrainingRunsView(APIView):
-    @extend_schema(responses=TrainingRunSerializer(many=True), summary="Training runs of a project, newest first")
+    @extend_schema(responses={200: TrainingRunSerializer(many=True), **error_responses(404)},
+                   summary="Training runs of a project, newest first")
     def get(self, request: Request, project_id: int) -> Response:
         project = get_project_for(request.user, project_id)
         runs = TrainingRun.objects.filter(project=project).select_related("created_by", "model_version")[:50]
@@ -48,8 +53,10 @@ class ProjectTrainingRunsView(APIView):
 
     @extend_schema(
         request=StartRunSerializer,
-        responses={202: TrainingRunSerializer, 400: OpenApiResponse(description="bad config or parent"),
-                   409: OpenApiResponse(description="a run is already queued or running; body has it as 'run'")},
+        responses={202: TrainingRunSerializer,
+                   **error_responses(*BODY, 404, 409, 503, descriptions={
+                       400: "bad config or parent", 409: "a run is already queued or running; the body has it as `run`",
+                       503: "the training queue (broker) cannot be reached; the run is marked failed (`run_id`)"})},
         summary="Start a training run (owners and annotators)",
     )
     def post(self, request: Request, project_id: int) -> Response:
@@ -67,7 +74,8 @@ class ProjectTrainingRunsView(APIView):
 
 
 class TrainingRunView(APIView):
-    @extend_schema(responses=TrainingRunSerializer, summary="A run with its live progress and loss curve")
+    @extend_schema(responses={200: TrainingRunSerializer, **error_responses(404)},
+                   summary="A run with its live progress and loss curve")
     def get(self, request: Request, run_id: int) -> Response:
         return Response(TrainingRunSerializer(_run_for(request.user, run_id)).data)
 
@@ -75,7 +83,8 @@ class TrainingRunView(APIView):
 class CancelRunView(APIView):
     @extend_schema(
         request=None,
-        responses={200: TrainingRunSerializer, 409: OpenApiResponse(description="the run already finished")},
+        responses={200: TrainingRunSerializer, **error_responses(404, 409, descriptions={
+            409: "the run already finished; the body has it as `run`"})},
         summary="Cancel a run (owners and annotators); a running run stops within seconds",
     )
     def post(self, request: Request, run_id: int) -> Response:
@@ -90,7 +99,8 @@ class CancelRunView(APIView):
 class ProjectModelVersionsView(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(responses=ModelVersionSerializer(many=True), summary="Model versions of a project")
+    @extend_schema(responses={200: ModelVersionSerializer(many=True), **error_responses(404)},
+                   summary="Model versions of a project")
     def get(self, request: Request, project_id: int) -> Response:
         project = get_project_for(request.user, project_id)
         versions = (
@@ -101,7 +111,8 @@ class ProjectModelVersionsView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": UploadCheckpointSerializer},
-        responses={201: ModelVersionSerializer, 400: OpenApiResponse(description="not loadable, or wrong channels/classes")},
+        responses={201: ModelVersionSerializer, **error_responses(*BODY, 404, descriptions={
+            400: "not loadable, or wrong channels/classes"})},
         summary="Upload a checkpoint as a new version (owners only); it must match the project's channels and classes",
     )
     def post(self, request: Request, project_id: int) -> Response:
@@ -115,13 +126,14 @@ class ProjectModelVersionsView(APIView):
 
 
 class ModelVersionView(APIView):
-    @extend_schema(responses=ModelVersionDetailSerializer, summary="A version with provenance and all metric scores")
+    @extend_schema(responses={200: ModelVersionDetailSerializer, **error_responses(404)},
+                   summary="A version with provenance and all metric scores")
     def get(self, request: Request, version_id: int) -> Response:
         return Response(ModelVersionDetailSerializer(_version_for(request.user, version_id)).data)
 
 
 class ActivateVersionView(APIView):
-    @extend_schema(request=None, responses=ModelVersionSerializer,
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, **error_responses(404)},
                    summary="Make this the project's active version (owners only)")
     def post(self, request: Request, version_id: int) -> Response:
         version = services.activate_version(_version_for(request.user, version_id, Role.OWNER))
@@ -129,7 +141,11 @@ class ActivateVersionView(APIView):
 
 
 class CheckpointDownloadView(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): bytes}, summary="Download the checkpoint (.pt)")
+    renderer_classes = BINARY_RENDERERS  # any Accept header; errors stay JSON
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                              **error_responses(404, binary=True)},
+                   summary="Download the checkpoint (.pt)")
     def get(self, request: Request, version_id: int) -> FileResponse:
         version = _version_for(request.user, version_id)
         if not version.checkpoint:

@@ -9,7 +9,8 @@ from .selectors import baseline_comparison
 
 class TrainingRunSerializer(serializers.ModelSerializer):
     model_version = serializers.SerializerMethodField(help_text="Id of the version this run produced, if any")
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
+                                              help_text="null when the user was deleted")
     is_active = serializers.BooleanField(read_only=True, help_text="queued or running")
 
     class Meta:
@@ -49,8 +50,10 @@ class MetricScoreSerializer(serializers.ModelSerializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
-    run_status = serializers.CharField(source="run.status", read_only=True, default=None)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    run_status = serializers.CharField(source="run.status", read_only=True, default=None, allow_null=True,
+                                       help_text="null for an uploaded version (no run)")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
+                                              help_text="null when no user is recorded (a command, a deleted user)")
     metrics = serializers.SerializerMethodField(help_text="The U-Net's aggregate scores (image null) by metric name")
     comparison = serializers.SerializerMethodField(
         help_text="The U-Net against the baselines on the same held-out images (see the metrics endpoint)")
