@@ -164,9 +164,12 @@ def normalised_entropy(probs: np.ndarray, rows: int = 512) -> np.ndarray:
 
 
 @contextmanager
-def heartbeats(prediction_id: int, every_s: float = HEARTBEAT_EVERY_S):
+def heartbeats(prediction_id: int, every_s: float = HEARTBEAT_EVERY_S, worker: str | None = None):
     """Write a heartbeat every ``every_s`` seconds from a thread while the block runs (post-processing of a
-    huge image reports no progress for minutes; without this, recovery would think the worker dead)."""
+    huge image reports no progress for minutes; without this, recovery would think the worker dead).
+
+    A failed write (the database restarting) is logged and retried at the next beat on a new connection;
+    the thread stops beating once the prediction is no longer ``worker``'s (recovered as stale)."""
     from django.db import connection
 
     stop = threading.Event()
@@ -174,9 +177,12 @@ def heartbeats(prediction_id: int, every_s: float = HEARTBEAT_EVERY_S):
     def beat() -> None:
         try:
             while not stop.wait(every_s):
-                heartbeat(prediction_id)
-        except Exception:  # noqa: BLE001 - a missed heartbeat must not kill the prediction
-            log.exception("heartbeat of prediction %s failed", prediction_id)
+                try:
+                    if not heartbeat(prediction_id, worker):
+                        return  # lost: the main thread stops at its next progress write
+                except Exception:  # noqa: BLE001 - a missed heartbeat must not kill the prediction
+                    log.exception("heartbeat of prediction %s failed", prediction_id)
+                    connection.close()  # a broken connection is replaced at the next beat
         finally:
             connection.close()  # this thread's own connection
 
@@ -226,28 +232,35 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
     return PredictionOutputs(classes=classes, instances=instances, files=files, counts=counts)
 
 
-def run_prediction(prediction_id: int) -> None:
-    """Predict, post-process, store the four maps and the counts, then score against the annotation."""
+def run_prediction(prediction_id: int, worker: str | None = None) -> None:
+    """Predict, post-process, store the four maps and the counts, then score against the annotation.
+
+    ``worker``: the claim's worker name; every write is conditional on the prediction still running for it,
+    and a progress write that finds it taken (recovered as stale) raises ``PredictionLost`` (the task stops).
+    """
     pred = Prediction.objects.select_related("image", "model_version", "image__project").get(pk=prediction_id)
     loaded = load_model(pred.model_version)
-    report_progress(pred.pk, 0.02)
+    report_progress(pred.pk, 0.02, worker)
     last = [0.0]
 
     def progress(done: int, total: int, *_a, **_k) -> None:
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S or done == total:  # a heartbeat, not a write per tile
             last[0] = now
-            report_progress(pred.pk, 0.05 + 0.8 * done / max(1, total))
+            report_progress(pred.pk, 0.05 + 0.8 * done / max(1, total), worker)
 
-    with heartbeats(pred.pk):
+    with heartbeats(pred.pk, worker=worker):
         out = compute_outputs(loaded, pred.image.file.path, scratch_dir=Path(settings.MEDIA_ROOT) / "tmp",
                               progress=progress)
-    report_progress(pred.pk, 0.9)
+    report_progress(pred.pk, 0.9, worker)
     fields = {"classes.png": pred.classes_file, "instances.tif": pred.instances_file,
               "probability.png": pred.probability_file, "uncertainty.png": pred.uncertainty_file}
     for name, field_file in fields.items():
         field_file.save(name, ContentFile(out.files[name]), save=False)
-    done = Prediction.objects.filter(pk=pred.pk, status=PredictionStatus.RUNNING).update(
+    running = Prediction.objects.filter(pk=pred.pk, status=PredictionStatus.RUNNING)
+    if worker is not None:
+        running = running.filter(worker=worker[:200])
+    done = running.update(
         status=PredictionStatus.SUCCEEDED, progress=1.0, counts=out.counts,
         mean_uncertainty=out.counts["mean_uncertainty"],
         classes_file=pred.classes_file.name, instances_file=pred.instances_file.name,

@@ -61,11 +61,15 @@ def _is_stale(prediction: Prediction) -> bool:
     return last < timezone.now() - timedelta(seconds=settings.LABSEG_HEARTBEAT_TIMEOUT)
 
 
-def fail_prediction(prediction_id: int, error: str) -> None:
-    """Mark a prediction failed with a message a user can read (only if it is not already finished)."""
-    Prediction.objects.filter(pk=prediction_id, status__in=ACTIVE_PREDICTION_STATUSES).update(
-        status=PredictionStatus.FAILED, error=error[:2000], finished_at=timezone.now()
-    )
+def fail_prediction(prediction_id: int, error: str, worker: str | None = None) -> None:
+    """Mark a prediction failed with a message a user can read (only if it is not already finished).
+
+    With ``worker`` (the task's own failure) only while that worker still runs it: a worker that lost the
+    prediction (recovered as stale, re-queued, maybe running elsewhere) must not fail the next attempt.
+    """
+    rows = (_running(prediction_id, worker) if worker is not None
+            else Prediction.objects.filter(pk=prediction_id, status__in=ACTIVE_PREDICTION_STATUSES))
+    rows.update(status=PredictionStatus.FAILED, error=error[:2000], finished_at=timezone.now())
 
 
 def _request_one(model_version: ModelVersion, image: Image, user, failed: list[int] | None = None) -> Prediction:
@@ -157,9 +161,20 @@ def claim_prediction(prediction_id: int, worker: str = "") -> bool:
     )
 
 
-def heartbeat(prediction_id: int) -> None:
-    """Say the worker is alive (without touching progress)."""
-    Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.RUNNING).update(heartbeat_at=timezone.now())
+class PredictionLost(Exception):
+    """The prediction is no longer running for this worker: recovered as stale (re-queued, maybe claimed by
+    another worker) or deleted. The worker stops at its next progress write, as a training run does, instead
+    of computing on unseen (no heartbeat) while the jobs queued behind it look unattended."""
+
+
+def _running(prediction_id: int, worker: str | None = None):
+    rows = Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.RUNNING)
+    return rows if worker is None else rows.filter(worker=worker[:200])
+
+
+def heartbeat(prediction_id: int, worker: str | None = None) -> bool:
+    """Say the worker is alive (without touching progress); False when the prediction is no longer its own."""
+    return bool(_running(prediction_id, worker).update(heartbeat_at=timezone.now()))
 
 
 MAX_ATTEMPTS = 2
@@ -206,11 +221,12 @@ def recover_predictions(*, at_worker_start: bool = False) -> dict[str, dict[str,
             "lost": recover_lost_predictions(at_worker_start=at_worker_start)}
 
 
-def report_progress(prediction_id: int, progress: float) -> None:
-    """Write progress (0..1) together with a heartbeat."""
-    Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.RUNNING).update(
-        progress=max(0.0, min(1.0, float(progress))), heartbeat_at=timezone.now()
-    )
+def report_progress(prediction_id: int, progress: float, worker: str | None = None) -> None:
+    """Write progress (0..1) together with a heartbeat; ``PredictionLost`` when it is no longer running for
+    ``worker`` (any worker when None)."""
+    if not _running(prediction_id, worker).update(progress=max(0.0, min(1.0, float(progress))),
+                                                   heartbeat_at=timezone.now()):
+        raise PredictionLost(f"prediction {prediction_id} is no longer running for {worker or 'this worker'}")
 
 
 def weight_map_of(image: Image, *, w0: float = 10.0, sigma: float = 5.0):

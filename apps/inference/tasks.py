@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 
@@ -18,18 +19,24 @@ def predict(self, prediction_id: int) -> None:
     """Run one queued prediction: claim it (queued -> running), predict, store the maps, score it.
 
     A redelivered message finds the row no longer queued and does nothing. Any error fails the
-    prediction with its message (never left "running").
+    prediction with its message (never left "running"). A worker that lost the prediction (stalled past
+    the heartbeat timeout, so recovery re-queued it) stops at its next progress write, writing nothing.
     """
-    if not services.claim_prediction(prediction_id, worker=self.request.hostname or socket.gethostname()):
+    # host:pid, as training runs: a stalled pool child whose prediction was re-queued and claimed by another
+    # child of the same worker must still see that it lost it
+    worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
+    if not services.claim_prediction(prediction_id, worker=worker):
         log.info("prediction %s is not queued any more; nothing to do", prediction_id)
         return
     from . import runner  # imports torch lazily
 
     try:
-        runner.run_prediction(prediction_id)
+        runner.run_prediction(prediction_id, worker)
+    except services.PredictionLost:
+        log.warning("prediction %s was taken from %s (recovered as stale); stopping", prediction_id, worker)
     except Exception as exc:  # noqa: BLE001 - every failure must end the row, with its message
         log.exception("prediction %s failed", prediction_id)
-        services.fail_prediction(prediction_id, runner.explain_error(exc))
+        services.fail_prediction(prediction_id, runner.explain_error(exc), worker=worker)
 
 
 @app.task(name="inference.recover_stale")
