@@ -176,6 +176,8 @@ LABSEG_MAX_MASK_PIXELS = env_int("LABSEG_MAX_MASK_PIXELS", 1_100_000_000)
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # JSON only: with the browsable renderer, a browser's "Accept: text/html" got errors as HTML pages
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an anonymous request then gets 401 with "WWW-Authenticate: Token" (not 403)
         "rest_framework.authentication.TokenAuthentication",
