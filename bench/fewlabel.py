@@ -137,11 +137,12 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     return out
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: list[float], n_all: int | None = None) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "-"
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+    out = f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+    return out if n_all is None or len(values) == n_all else f"{out} (n={len(values)})"
 
 
 def summarise(results: list[dict]) -> str:
@@ -152,20 +153,21 @@ def summarise(results: list[dict]) -> str:
         protocols = list(dict.fromkeys(r["protocol"] for r in rows))
         methods = [m for m in (*BASELINES, *UNET_VARIANTS, *DERIVED) if any(m in r for r in rows)]
         has_are = any(r[m].get("are") is not None for r in rows for m in methods if m in r)
-        lines.append(f"\n**{name}** ({len({r['seed'] for r in rows})} seeds; "
-                     f"labelled share of the training crop: " + ", ".join(
-                         f"{p} {100 * np.mean([r['labelled_fraction'] for r in rows if r['protocol'] == p]):.1f} %"
-                         for p in protocols) + ")\n")
+        lines.append(f"\n**{name}** (seeds and labelled share of the training crop: " + ", ".join(
+            f"{p} {len([r for r in rows if r['protocol'] == p])} seeds, "
+            f"{100 * np.mean([r['labelled_fraction'] for r in rows if r['protocol'] == p]):.1f} %"
+            for p in protocols) + "; ablation rows: the seeds they ran on, see n)\n")
         head = "| method | " + " | ".join(f"{p} F1@0.5 | {p} fg IoU" + (f" | {p} ARE" if has_are else "")
                                           for p in protocols) + " | train s |"
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for m in methods:
             cells = []
             for p in protocols:
+                n_all = len([r for r in rows if r["protocol"] == p])
                 sel = [r[m] for r in rows if r["protocol"] == p and m in r]
-                cells += [_fmt([s["f1"] for s in sel]), _fmt([s["iou"] for s in sel])]
+                cells += [_fmt([s["f1"] for s in sel], n_all), _fmt([s["iou"] for s in sel], n_all)]
                 if has_are:
-                    cells.append(_fmt([s["are"] for s in sel]))
+                    cells.append(_fmt([s["are"] for s in sel], n_all))
             secs = [r[m]["seconds"] for r in rows if m in r and m not in DERIVED]
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |" if secs else
                          f"| {m} | " + " | ".join(cells) + " | (same net) |")
