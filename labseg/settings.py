@@ -175,6 +175,7 @@ LABSEG_MAX_IMAGE_PIXELS = env_int("LABSEG_MAX_IMAGE_PIXELS", 1_100_000_000)
 LABSEG_MAX_MASK_PIXELS = env_int("LABSEG_MAX_MASK_PIXELS", 1_100_000_000)
 
 # --- REST framework -------------------------------------------------------------------------
+LABSEG_LOGIN_RATE = os.environ.get("LABSEG_LOGIN_RATE", "10/min")  # sign-in form POSTs per address
 REST_FRAMEWORK = {
     # JSON only: with the browsable renderer, a browser's "Accept: text/html" got errors as HTML pages
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

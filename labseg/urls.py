@@ -1,11 +1,16 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from labseg import health, views
 
+# Password guessing on the sign-in forms is throttled per address, like the API's auth/token/ (429).
+admin.site.login = views.throttle_posts(admin.site.login, "admin-login")
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", views.throttle_posts(auth_views.LoginView.as_view(), "login"), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

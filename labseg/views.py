@@ -74,3 +74,41 @@ def server_error(request, template_name=defaults.ERROR_500_TEMPLATE_NAME):
         return defaults.server_error(request, template_name)
     return JsonResponse({"detail": "Internal server error; it has been logged.", "code": "server_error"},
                         status=500)
+
+
+def _client_address(request) -> str:
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def throttle_posts(view, scope: str = "login"):
+    """Wrap a login view: more than ``LABSEG_LOGIN_RATE`` POSTs (e.g. ``10/min``) from one address answer 429
+    with the page and a message instead of checking the password (counted in the cache, per web process)."""
+    from functools import wraps
+
+    from django.conf import settings
+    from django.core.cache import cache
+    from django.http import HttpResponse
+
+    count_s, _, period = str(getattr(settings, "LABSEG_LOGIN_RATE", "10/min")).partition("/")
+    limit = max(1, int(count_s))
+    window = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600}.get(period or "min", 60)
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if request.method == "POST":
+            key = f"labseg:throttle:{scope}:{_client_address(request)}"
+            cache.add(key, 0, timeout=window)
+            try:
+                count = cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, timeout=window)
+                count = 1
+            if count > limit:
+                response = HttpResponse(
+                    f"Too many sign-in attempts from this address. Wait {window} seconds and try again.",
+                    status=429, content_type="text/plain; charset=utf-8")
+                response["Retry-After"] = str(window)
+                return response
+        return view(request, *args, **kwargs)
+
+    return wrapped
