@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 def _env(tmp_path: Path, **extra: str) -> dict:
     """This test run's environment for a fresh Django process, with its own var dir and no SECRET_KEY."""
     env = {k: v for k, v in os.environ.items()
-           if k not in {"SECRET_KEY", "DEBUG", "LABSEG_HTTPS", "ALLOWED_HOSTS", "LOG_FORMAT"}}
+           if k not in {"SECRET_KEY", "DEBUG", "LABSEG_HTTPS", "ALLOWED_HOSTS", "LOG_FORMAT",
+                        "DJANGO_ALLOW_ASYNC_UNSAFE"}}  # set by the browser tests' fixtures, never in deployment
     env.update(LABSEG_VAR_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1", **extra)
     return env
 

@@ -19,6 +19,8 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     assert page.url.endswith(f"/projects/{project.pk}/train")
     page.fill("[data-testid=train-steps]", "40")
     page.fill("[data-testid=train-minutes]", "2")
+    assert not page.is_checked("[data-testid=train-self-training]")  # an option, off by default
+    page.check("[data-testid=train-self-training]")
     page.click("[data-testid=train-start]")
     page.wait_for_selector("[data-testid=train-run]")
 
@@ -36,7 +38,7 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     assert status == "succeeded", (run.status, run.error)
     assert any(0 < v < 100 for v in seen), f"the progress bar never showed an intermediate value: {sorted(seen)}"
     assert 100 in seen
-    # strokes only, self-training on (the default): a second round of 40 steps on the model's own labels
+    # strokes only, self-training ticked: a second round of 40 steps on the model's own labels
     assert "step 80 of 80" in page.inner_text("[data-testid=train-numbers]")
     assert run.config == {"steps": 40, "max_seconds": 120, "self_training": 1}
 
