@@ -92,7 +92,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
 
     from labseg.ml.baselines import ForestBaseline, ThresholdBaseline
     from labseg.ml.io import normalize
-    from labseg.ml.postprocess import min_object_size, object_radius, split_instances
+    from labseg.ml.postprocess import min_object_size, object_radius, painted_radius, split_instances
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import fit, validate_config_overrides
 
@@ -100,15 +100,15 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     classes, instances = labels_for(task, protocol, seed)
     x_train = normalize(task.train.raw)
     xs = [normalize(t.raw) for t in task.tests]
-    painted_radius = object_radius(instances) if instances is not None and len(np.unique(instances)) > 3 else None
+    painted = painted_radius([instances]) if instances is not None else None
 
     def to_instances(fg: np.ndarray, x: np.ndarray, intensity: bool = False) -> np.ndarray:
         mask = fg > 0.5
-        r = painted_radius or object_radius(foreground=mask)
+        r = painted or object_radius(foreground=mask)
         return split_instances(mask, x if intensity else None, radius=r, min_size=min_object_size(r))
 
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
-           "painted_radius": painted_radius}
+           "painted_radius": painted}
     for method in [*BASELINES, *variants]:
         start = time.monotonic()
         if method == "threshold":

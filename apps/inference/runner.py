@@ -299,15 +299,15 @@ def instances_by_component(probs: np.ndarray, margin: int = 16, threshold: float
     """
     from scipy import ndimage as ndi
 
-    from labseg.ml.postprocess import foreground_probability, inscribed_radii, min_object_size, split_instances
+    from labseg.ml.postprocess import (
+        foreground_probability, inscribed_radii, median_radius, min_object_size, split_instances,
+    )
 
     mask = ndi.binary_fill_holes(foreground_probability(probs, 1) > threshold)
     components, _ = ndi.label(mask, structure=ndi.generate_binary_structure(2, 1))
     boxes = ndi.find_objects(components)
     if radius is None:  # what object_radius(foreground=mask) finds, from the labels already made
-        inscribed = inscribed_radii(mask, components)
-        inscribed = inscribed[inscribed >= 2]
-        radius = float(max(2.0, np.median(inscribed))) if len(inscribed) else 10.0
+        radius = median_radius(inscribed_radii(mask, components))
     min_size = min_object_size(radius)
     out = np.zeros(mask.shape, np.int32)
     h, w = mask.shape

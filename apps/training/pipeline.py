@@ -283,14 +283,10 @@ def score_holdouts(predict, holdouts: list[Holdout], beat, method: str = ScoreMe
 # --- the baselines every version is shown beside ---------------------------------------------
 def painted_radius(examples: list[Example]) -> float | None:
     """The typical object radius of the painted instances (None when fewer than 3 were painted)."""
-    from labseg.ml.postprocess import inscribed_radii
+    from labseg.ml.postprocess import painted_radius as median_painted_radius
 
-    radii = []
-    for ex in examples:
-        if ex.instances is not None:
-            labels = np.where(ex.classes >= 2, ex.instances, 0).astype(np.int64)
-            radii.extend(r for r in inscribed_radii(labels > 0, labels) if r > 0)
-    return float(max(2.0, np.median(radii))) if len(radii) >= 3 else None
+    return median_painted_radius([np.where(ex.classes >= 2, ex.instances, 0)
+                                  for ex in examples if ex.instances is not None])
 
 
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
@@ -314,6 +310,7 @@ def score_baselines(train: list[Example], holdouts: list[Holdout], config, radiu
     norm = lambda raw: normalize(raw, config.norm_low, config.norm_high)  # noqa: E731 - as the U-Net sees it
     beat("Baselines: fitting a threshold and a random forest on the same labels")
     xs, cs = [norm(e.raw) for e in train], [e.classes for e in train]
+    held = {id(h.example.raw): norm(h.example.raw) for h in holdouts}  # normalised once for both baselines
     info: dict = {}
     scores: list[services.ImageScores] = []
     for method, model in ((ScoreMethod.THRESHOLD, ThresholdBaseline()),
@@ -326,7 +323,7 @@ def score_baselines(train: list[Example], holdouts: list[Holdout], config, radiu
             continue
 
         def predict(raw, on_tile=None, model=model):
-            classes, fg = model.predict(norm(raw))
+            classes, fg = model.predict(held[id(raw)] if id(raw) in held else norm(raw))
             return classes, instances_from_probs(fg, radius=radius)
 
         scores += score_holdouts(predict, holdouts, beat, method)

@@ -86,19 +86,33 @@ def object_radius(instances: np.ndarray | None = None, foreground: np.ndarray | 
     radius): of painted (or known) ``instances`` when there are at least 3, else of the connected
     components of a binary ``foreground``. ``default`` when neither tells.
     """
-    if instances is not None and np.asarray(instances).any():
-        labels = np.asarray(instances).astype(np.int64)
-        radii = inscribed_radii(labels > 0, labels)
-        radii = radii[radii > 0]
-        if len(radii) >= 3:
-            return float(max(2.0, np.median(radii)))
+    if instances is not None:
+        painted = painted_radius([instances])
+        if painted is not None:
+            return painted
     if foreground is not None and np.asarray(foreground).any():
-        inscribed = inscribed_radii(ndi.binary_fill_holes(np.asarray(foreground, bool)))
-        inscribed = inscribed[inscribed >= 2]
-        if len(inscribed):
-            # the inscribed radius of a round object is its radius; of an elongated one, its half width
-            return float(max(2.0, np.median(inscribed)))
+        # the inscribed radius of a round object is its radius; of an elongated one, its half width
+        return median_radius(inscribed_radii(ndi.binary_fill_holes(np.asarray(foreground, bool))), default)
     return float(default)
+
+
+def painted_radius(instances: list[np.ndarray]) -> float | None:
+    """The median inscribed radius of the objects of several instance masks; None below 3 objects."""
+    radii = []
+    for inst in instances:
+        labels = np.asarray(inst).astype(np.int64)
+        if labels.any():
+            r = inscribed_radii(labels > 0, labels)
+            radii.extend(r[r > 0])
+    return float(max(2.0, np.median(radii))) if len(radii) >= 3 else None
+
+
+def median_radius(inscribed: np.ndarray, default: float = 10.0) -> float:
+    """The median of the inscribed radii of at least 2 px (smaller components are specks), at least 2;
+    ``default`` when there is none."""
+    inscribed = np.asarray(inscribed, np.float64)
+    inscribed = inscribed[inscribed >= 2]
+    return float(max(2.0, np.median(inscribed))) if len(inscribed) else float(default)
 
 
 def inscribed_radii(mask: np.ndarray, components: np.ndarray | None = None) -> np.ndarray:
