@@ -94,3 +94,54 @@ def test_empty_and_bad_inputs():
         instances_from_probs(np.zeros((2, 8, 9)), fg_class=2)
     with pytest.raises(ValueError, match="differ in shape"):
         instances_from_probs(np.ones((8, 9)), image=np.ones((8, 8)), min_size=1)
+
+
+def three_class_probs(seed=0):
+    """Softmax-like (3, H, W): touching pairs of class 1 (nucleus) and of class 2 (mitosis), and one nucleus
+    touching one mitosis; the true instances and each one's class."""
+    gt, _ = touching_pairs(seed)
+    cls_of = np.zeros(gt.max() + 1, np.int32)
+    cls_of[1:] = [1, 1, 2, 2, 1, 2, 1, 1, 2, 2, 1, 2]  # pairs 1, 4: one class; pairs 3, 6 mixed
+    classes = cls_of[gt]
+    probs = np.full((3, *gt.shape), 0.05, np.float32)
+    for k in range(3):
+        probs[k][classes == k] = 0.9
+    return probs / probs.sum(0), gt, cls_of
+
+
+def test_instances_by_class_finds_every_class_with_its_class():
+    from labseg.ml.postprocess import instances_by_class
+
+    probs, gt, cls_of = three_class_probs()
+    labels, object_class = instances_by_class(probs, radius=10.0)
+    assert reference_f1(labels, gt) > 0.95  # every object of both classes, touching ones separated
+    assert len(object_class) == labels.max() + 1 and object_class[0] == 0
+    assert sorted(np.unique(labels))[1:] == list(range(1, labels.max() + 1))  # ids unique, 1..N
+    for g in range(1, gt.max() + 1):  # each true object's best match carries its class
+        ids, counts = np.unique(labels[gt == g], return_counts=True)
+        assert object_class[ids[np.argmax(counts)]] == cls_of[g]
+    assert set(object_class[1:]) == {1, 2}
+
+
+def test_instances_by_class_with_two_channels_equals_instances_from_probs():
+    from labseg.ml.postprocess import instances_by_class
+
+    gt, image = touching_pairs(1)
+    fg = ndi.gaussian_filter((gt > 0).astype(np.float32), 2)
+    probs = np.stack([1 - fg, fg])
+    labels, object_class = instances_by_class(probs)
+    np.testing.assert_array_equal(labels, instances_from_probs(probs))
+    assert (object_class[1:] == 1).all()
+
+
+def test_instances_by_class_per_component_is_the_same_partition():
+    from labseg.ml.postprocess import instances_by_class
+
+    probs, _, _ = three_class_probs(2)
+    whole, whole_class = instances_by_class(probs)
+    parts, parts_class = instances_by_class(probs, by_component=True)
+    # the same objects (a bijection between ids, pixel for pixel) with the same classes
+    pairs = np.unique(np.stack([whole.ravel(), parts.ravel()]), axis=1)
+    assert len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]
+    for a, b in pairs.T:
+        assert whole_class[a] == parts_class[b]
