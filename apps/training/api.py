@@ -5,6 +5,7 @@ a version or upload a checkpoint. Non-members get 404 (see apps.annotate.selecto
 """
 from __future__ import annotations
 
+from django.db.models import Prefetch
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -20,7 +21,7 @@ from apps.annotate.selectors import get_project_for, get_scoped
 from labseg.api import BINARY_RENDERERS, Conflict, error_responses
 
 from . import services
-from .models import ModelVersion, TrainingRun
+from .models import MetricScore, ModelVersion, TrainingRun
 from .serializers import (
     ModelVersionDetailSerializer,
     ModelVersionSerializer,
@@ -105,7 +106,8 @@ class ProjectModelVersionsView(APIView):
         project = get_project_for(request.user, project_id)
         versions = (
             ModelVersion.objects.filter(project=project).select_related("run", "parent", "created_by")
-            .prefetch_related("metric_scores")
+            # the list shows aggregates only: per-image rows (images x metrics x methods each) stay unread
+            .prefetch_related(Prefetch("metric_scores", queryset=MetricScore.objects.filter(image__isnull=True)))
         )
         return Response(ModelVersionSerializer(versions, many=True).data)
 

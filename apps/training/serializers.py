@@ -86,11 +86,18 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return baseline_comparison(version, rows=version.metric_scores.all())["comparison"]
 
     def get_lineage(self, version: ModelVersion) -> list[int]:
-        chain, seen, parent = [], {version.pk}, version.parent
-        while parent is not None and parent.pk not in seen:
-            chain.append(parent.number)
-            seen.add(parent.pk)
-            parent = parent.parent
+        # one query per project for the whole list (was one per ancestor of every version)
+        key = f"lineage-index-{version.project_id}"
+        index = self.context.get(key)
+        if index is None:
+            index = {pk: (parent_id, number) for pk, parent_id, number in ModelVersion.objects.filter(
+                project_id=version.project_id).values_list("pk", "parent_id", "number")}
+            self.context[key] = index
+        chain, seen, parent_id = [], {version.pk}, version.parent_id
+        while parent_id is not None and parent_id not in seen and parent_id in index:
+            seen.add(parent_id)
+            parent_id, number = index[parent_id]
+            chain.append(number)
         return chain
 
     def get_checkpoint_url(self, version: ModelVersion) -> str:
