@@ -173,6 +173,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2  # larger files stream to a temp file
 # storable image be annotated; lower both to bound a web process's memory.
 LABSEG_MAX_IMAGE_PIXELS = env_int("LABSEG_MAX_IMAGE_PIXELS", 1_100_000_000)
 LABSEG_MAX_MASK_PIXELS = env_int("LABSEG_MAX_MASK_PIXELS", 1_100_000_000)
+# Media quota: the bytes of every file under MEDIA_ROOT (originals, decoded-array caches, thumbnails,
+# predictions, checkpoints). An upload that would pass it (its original + the cache of a large compressed
+# image, counted from the header before anything is written) is refused with a per-file 413. Set it to
+# what the media disk can hold; 0 turns it off.
+LABSEG_MEDIA_QUOTA_BYTES = env_int("LABSEG_MEDIA_QUOTA_BYTES", 500 * 1024**3)
 
 # --- REST framework -------------------------------------------------------------------------
 LABSEG_LOGIN_RATE = os.environ.get("LABSEG_LOGIN_RATE", "10/min")  # sign-in form POSTs per address

@@ -218,9 +218,17 @@ class ProjectImagesView(APIView):
                        PolymorphicProxySerializer("UploadFailed", [s.UploadResponseSerializer, s.ErrorSerializer],
                                                   resource_type_field_name=None),
                        description="no file stored (per-file results); or no `files` at all, too many files "
-                                   "(then the usual error body)")},
-        description="Batch upload: repeat the multipart field `files`. One result per file: `id` when stored, "
-                    "`error` + `code` when not (duplicates also give `duplicate_of`).",
+                                   "(then the usual error body)"),
+                   413: OpenApiResponse(
+                       PolymorphicProxySerializer("UploadTooLarge", [s.UploadResponseSerializer, s.ErrorSerializer],
+                                                  resource_type_field_name=None),
+                       description="no file stored, every one over a size limit (LABSEG_MAX_UPLOAD_BYTES, "
+                                   "LABSEG_MAX_IMAGE_PIXELS) or the media quota (LABSEG_MEDIA_QUOTA_BYTES): "
+                                   "per-file results")},
+        description="Batch upload: repeat the multipart field `files`. One result per file with its own `status`: "
+                    "`id` when stored, `error` + `code` when not (duplicates also give `duplicate_of`). A file "
+                    "that would pass the media quota (LABSEG_MEDIA_QUOTA_BYTES) is refused with status 413 and "
+                    "code `quota_exceeded` before anything of it is written.",
         tags=["images"])
     def post(self, request, project_id: int):
         get_project_for(request.user, project_id, Role.ANNOTATOR)
