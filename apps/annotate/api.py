@@ -406,7 +406,10 @@ class AnnotationView(APIView):
     @extend_schema(request=s.AnnotationPutSerializer,
                    responses={200: s.AnnotationSerializer, 409: OpenApiResponse(s.ConflictSerializer,
                                                                                 description="stale version"),
-                              **_errors(*BODY, 404)},
+                              **error_responses(*BODY, 404, 503, descriptions={
+                                  503: "the database cannot be reached: retry with the same `version` (if the "
+                                       "save went through before its answer failed, the retry answers 409 with "
+                                       "`current_version`; nothing is ever overwritten)"})},
                    tags=["annotations"],
                    description="Save with the `version` the edit was based on; a stale version answers 409 "
                                "with `current_version` and nothing is overwritten.")
