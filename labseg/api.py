@@ -7,6 +7,7 @@ import logging
 import re
 
 from django.core.exceptions import PermissionDenied, SuspiciousOperation, ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -112,7 +113,17 @@ def _first_message(data):
     return None
 
 
+DATABASE_UNAVAILABLE = ("The database cannot be reached; try again in a moment. (Saves are versioned: a retry "
+                        "never overwrites a newer version, it answers 409.)")
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # PostgreSQL down, restarting or refusing connections: the request's transaction was rolled back.
+        # A 503 the client can retry, not a 500 "bug" page.
+        logging.getLogger("labseg.api").error("database unavailable: %s", exc)
+        return Response({"detail": DATABASE_UNAVAILABLE, "code": "database_unavailable"}, status=503,
+                        headers={"Retry-After": "5"})
     if isinstance(exc, SuspiciousOperation):  # Django refused the request while parsing it (too many files, ...)
         from labseg.views import describe_bad_request
 

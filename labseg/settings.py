@@ -174,6 +174,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024**2  # larger files stream to a temp file
 # storable image be annotated; lower both to bound a web process's memory.
 LABSEG_MAX_IMAGE_PIXELS = env_int("LABSEG_MAX_IMAGE_PIXELS", 1_100_000_000)
 LABSEG_MAX_MASK_PIXELS = env_int("LABSEG_MAX_MASK_PIXELS", 1_100_000_000)
+# Media quota: the bytes of every file under MEDIA_ROOT (originals, decoded-array caches, thumbnails,
+# predictions, checkpoints). An upload that would pass it (its original + the cache of a large compressed
+# image, counted from the header before anything is written) is refused with a per-file 413. Set it to
+# what the media disk can hold; 0 turns it off.
+LABSEG_MEDIA_QUOTA_BYTES = env_int("LABSEG_MEDIA_QUOTA_BYTES", 500 * 1024**3)
 
 # --- REST framework -------------------------------------------------------------------------
 LABSEG_LOGIN_RATE = os.environ.get("LABSEG_LOGIN_RATE", "10/min")  # sign-in form POSTs per address
@@ -190,7 +195,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "labseg.api.exception_handler",
-    # Password guessing on auth/token/: per client address, counted in the default cache (per process).
+    # Password guessing on auth/token/: per client address, counted in the default cache (shared by processes).
     "DEFAULT_THROTTLE_RATES": {"auth-token": os.environ.get("LABSEG_TOKEN_RATE", "10/min")},
 }
 SPECTACULAR_SETTINGS = {
@@ -232,6 +237,27 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Cache: shared by every web process (throttle counts) ------------------------------------
+# gunicorn runs several workers: a per-process cache (Django's LocMem default) let each count its own share
+# of the sign-in attempts. LABSEG_CACHE_URL (redis://...) or, with a Redis broker, the broker's server under
+# the key prefix "labseg-cache" (clear() deletes only those keys); else files under the var dir.
+LABSEG_CACHE_URL = os.environ.get("LABSEG_CACHE_URL", "").strip() or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+if LABSEG_CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {"default": {
+        "BACKEND": "labseg.cache.SharedRedisCache",  # django.core.cache.backends.redis.RedisCache, prefix-scoped
+        "LOCATION": LABSEG_CACHE_URL,
+        "KEY_PREFIX": os.environ.get("LABSEG_CACHE_PREFIX", "labseg-cache"),
+        # an unreachable Redis answers within a second; the cache then counts in the process for a while
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }}
+else:
+    CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "cache"),
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    }}
 
 # --- LabSeg ---------------------------------------------------------------------------------
 LABSEG_DEVICE = os.environ.get("LABSEG_DEVICE", "auto")  # auto | cpu | cuda

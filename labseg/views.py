@@ -82,7 +82,8 @@ def _client_address(request) -> str:
 
 def throttle_posts(view, scope: str = "login"):
     """Wrap a login view: more than ``LABSEG_LOGIN_RATE`` POSTs (e.g. ``10/min``) from one address answer 429
-    with the page and a message instead of checking the password (counted in the cache, per web process)."""
+    with the page and a message instead of checking the password (counted in the default cache, which
+    every web process shares: see CACHES in settings)."""
     from functools import wraps
 
     from django.conf import settings

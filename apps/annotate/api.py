@@ -218,9 +218,17 @@ class ProjectImagesView(APIView):
                        PolymorphicProxySerializer("UploadFailed", [s.UploadResponseSerializer, s.ErrorSerializer],
                                                   resource_type_field_name=None),
                        description="no file stored (per-file results); or no `files` at all, too many files "
-                                   "(then the usual error body)")},
-        description="Batch upload: repeat the multipart field `files`. One result per file: `id` when stored, "
-                    "`error` + `code` when not (duplicates also give `duplicate_of`).",
+                                   "(then the usual error body)"),
+                   413: OpenApiResponse(
+                       PolymorphicProxySerializer("UploadTooLarge", [s.UploadResponseSerializer, s.ErrorSerializer],
+                                                  resource_type_field_name=None),
+                       description="no file stored, every one over a size limit (LABSEG_MAX_UPLOAD_BYTES, "
+                                   "LABSEG_MAX_IMAGE_PIXELS) or the media quota (LABSEG_MEDIA_QUOTA_BYTES): "
+                                   "per-file results")},
+        description="Batch upload: repeat the multipart field `files`. One result per file with its own `status`: "
+                    "`id` when stored, `error` + `code` when not (duplicates also give `duplicate_of`). A file "
+                    "that would pass the media quota (LABSEG_MEDIA_QUOTA_BYTES) is refused with status 413 and "
+                    "code `quota_exceeded` before anything of it is written.",
         tags=["images"])
     def post(self, request, project_id: int):
         get_project_for(request.user, project_id, Role.ANNOTATOR)
@@ -398,7 +406,10 @@ class AnnotationView(APIView):
     @extend_schema(request=s.AnnotationPutSerializer,
                    responses={200: s.AnnotationSerializer, 409: OpenApiResponse(s.ConflictSerializer,
                                                                                 description="stale version"),
-                              **_errors(*BODY, 404)},
+                              **error_responses(*BODY, 404, 503, descriptions={
+                                  503: "the database cannot be reached: retry with the same `version` (if the "
+                                       "save went through before its answer failed, the retry answers 409 with "
+                                       "`current_version`; nothing is ever overwritten)"})},
                    tags=["annotations"],
                    description="Save with the `version` the edit was based on; a stale version answers 409 "
                                "with `current_version` and nothing is overwritten.")

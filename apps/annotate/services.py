@@ -39,6 +39,7 @@ from .models import (
     Role,
     Split,
 )
+from .quota import MediaQuota, human_bytes
 from .selectors import get_image_for, get_project_for
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,12 @@ def update_class(*, user, project_id: int, index: int, name: str | None = None, 
 
 
 # --- images ------------------------------------------------------------------------------------
+#: The HTTP status each per-file upload result stands for (the batch answer's own status is
+#: 201 / 207 / 400 or 413, see :func:`upload_images`).
+UPLOAD_STATUS = {"stored": 201, "empty": 400, "unreadable": 400, "duplicate": 409, "too_large": 413,
+                 "quota_exceeded": 413, "storage_error": 507}
+
+
 @dataclass
 class UploadResult:
     filename: str
@@ -202,8 +209,12 @@ class UploadResult:
     duplicate_of: int | None = None
     note: str | None = None
 
+    @property
+    def status(self) -> int:
+        return UPLOAD_STATUS["stored" if self.id is not None else self.code or "unreadable"]
+
     def as_dict(self) -> dict:
-        d: dict[str, Any] = {"filename": self.filename}
+        d: dict[str, Any] = {"filename": self.filename, "status": self.status}
         if self.id is not None:
             d["id"] = self.id
         if self.note:
@@ -245,7 +256,33 @@ def _display_name(name: str) -> str:
     return name[:255] or "upload"
 
 
-def _store_one(project: Project, user, f, limit: int) -> UploadResult:
+def _decode_upload(img: Image, f, header: mlio.ImageHeader) -> np.ndarray:
+    """The pixels of the upload whose original ``img.file`` was just stored, for its statistics and thumbnail.
+
+    A large TIFF is never decoded whole: it is memory-mapped in place (uncompressed) or decoded tile by tile
+    into its ``.npy`` cache, which is then mapped. Small TIFFs are decoded in memory; PNG/JPEG too (Pillow
+    caps them), with the cache written from that array as before."""
+    big = header.shape[1] * header.shape[2] >= CACHE_MIN_PIXELS
+    try:
+        path = img.file.path
+    except NotImplementedError:  # remote storage: no local file to map, no cache
+        f.seek(0)
+        return mlio.read_image(f)
+    if header.format == "tiff":
+        return mlio.open_array(path, cache_path=cache_name(path)) if big else mlio.read_image(path)
+    pixels = mlio.read_image(path)
+    if big:
+        mlio.write_cache(path, pixels, cache_name(path))
+    return pixels
+
+
+def _expected_cache_bytes(header: mlio.ImageHeader) -> int:
+    """Bytes the decoded-array cache of an upload will take on disk (0 when none is written)."""
+    big = header.shape[1] * header.shape[2] >= CACHE_MIN_PIXELS
+    return header.nbytes + 128 if big and not header.mappable else 0  # 128: the .npy header
+
+
+def _store_one(project: Project, user, f, limit: int, quota: MediaQuota) -> UploadResult:
     """Validate, read and store one uploaded file; never raises for bad input (a per-file error)."""
     name = _display_name(getattr(f, "name", "upload"))
     size = getattr(f, "size", None) or 0
@@ -259,36 +296,59 @@ def _store_one(project: Project, user, f, limit: int) -> UploadResult:
     if dup is not None:
         return UploadResult(name, error=f"duplicate of image {dup} already in the project", code="duplicate",
                             duplicate_of=dup)
-    try:
-        pixels, info = mlio.read_image_with_info(f, max_pixels=int(settings.LABSEG_MAX_IMAGE_PIXELS))
+    try:  # the header only: sizes and limits are decided before a pixel is decoded or a byte stored
+        header = mlio.read_header(f, max_pixels=int(settings.LABSEG_MAX_IMAGE_PIXELS))
     except mlio.ImageTooLargeError as exc:
         return UploadResult(name, error=f"{exc} (LABSEG_MAX_IMAGE_PIXELS)", code="too_large")
     except mlio.ImageReadError as exc:
         return UploadResult(name, error=str(exc), code="unreadable")
-    except MemoryError:
-        return UploadResult(name, error="the image is too large to decode on this server", code="too_large")
-    ranges = mlio.display_range(pixels)
-    thumb = make_thumbnail(pixels, ranges)
-    c, h, w = pixels.shape
+    cache_bytes = _expected_cache_bytes(header)
+    what = f"the original {human_bytes(size)}" + (f" + its decoded cache {human_bytes(cache_bytes)}" if cache_bytes else "")
+    refusal = quota.refusal(size + cache_bytes, what)
+    if refusal:
+        return UploadResult(name, error=refusal, code="quota_exceeded")
+    c, h, w = header.shape
     img = Image(project=project, original_filename=name, checksum=checksum, size_bytes=size, width=w, height=h,
-                channels=c, dtype=pixels.dtype.name, display_range=ranges, uploaded_by=user)
-    f.seek(0)
-    img.file.save(name, f, save=False)  # copies the original bytes unchanged
-    if w * h >= CACHE_MIN_PIXELS:
-        _prime_cache(img, pixels)
-    del pixels  # one decoded image in memory at a time
-    img.thumbnail.save("thumb.png", ContentFile(thumb), save=False)
+                channels=c, dtype=header.dtype.name, uploaded_by=user)
     try:
+        f.seek(0)
+        img.file.save(name, f, save=False)  # copies the original bytes unchanged
+        pixels = _decode_upload(img, f, header)
+        if pixels.shape != header.shape:
+            raise mlio.ImageReadError(f"the image decodes to {pixels.shape}, its header says {header.shape}")
+        img.display_range = mlio.display_range(pixels)  # a strided sample of a big image: bounded memory
+        thumb = make_thumbnail(pixels, img.display_range)
+        img.dtype = pixels.dtype.name
+        del pixels  # one decoded image (or one mapped cache) at a time
+        img.thumbnail.save("thumb.png", ContentFile(thumb), save=False)
         with transaction.atomic():
             img.save()
     except IntegrityError:  # the same file arrived concurrently
-        _delete_files(_image_files(img))
+        _delete_files(_unsaved_files(img))
         dup = project.images.filter(checksum=checksum).values_list("id", flat=True).first()
         return UploadResult(name, error=f"duplicate of image {dup} already in the project", code="duplicate",
                             duplicate_of=dup)
+    except mlio.ImageTooLargeError as exc:  # Pillow's decompression-bomb check while decoding
+        _delete_files(_unsaved_files(img))
+        return UploadResult(name, error=str(exc), code="too_large")
+    except mlio.ImageReadError as exc:  # a header that promised more than the data holds (truncated, corrupt)
+        _delete_files(_unsaved_files(img))
+        return UploadResult(name, error=str(exc), code="unreadable")
+    except MemoryError:
+        _delete_files(_unsaved_files(img))
+        return UploadResult(name, error="the image is too large to decode on this server", code="too_large")
+    except OSError as exc:  # the disk is full (or not writable): nothing of this file is kept
+        _delete_files(_unsaved_files(img))
+        log.error("upload of %r not stored: %s", name, exc)
+        return UploadResult(name, error=f"the server could not store the file: {exc.strerror or exc}",
+                            code="storage_error")
+    except BaseException:
+        _delete_files(_unsaved_files(img))
+        raise
+    quota.add(size + cache_bytes + len(thumb))
     note = None
-    if info.get("planes"):
-        stack = ", ".join(f"{axis}={n}" for axis, n in info["planes"].items())
+    if header.planes:
+        stack = ", ".join(f"{axis}={n}" for axis, n in header.planes.items())
         note = f"a stack ({stack}): only the first plane is used"
     return UploadResult(name, id=img.pk, note=note)
 
@@ -296,18 +356,31 @@ def _store_one(project: Project, user, f, limit: int) -> UploadResult:
 def upload_images(*, user, project_id: int, files: list) -> tuple[int, list[dict]]:
     """Store each file (byte for byte) with metadata + thumbnail -> (HTTP status, per-file results).
 
-    201 all stored; 207 some stored, the others reported; 400 none stored. Duplicates (same sha256 in
-    the project) are reported with ``duplicate_of`` and not stored twice. Files are handled one at a
-    time, each in its own transaction, so a bad file never loses the good ones.
+    201 all stored; 207 some stored, the others reported; none stored: 413 when every file was over a
+    size limit or the media quota, else 400. Every result carries the ``status`` of its own outcome (201,
+    400, 409 duplicate, 413 too large / over the quota, 507 not writable). Duplicates (same sha256 in the
+    project) are reported with ``duplicate_of`` and not stored twice. Files are handled one at a time, each
+    in its own transaction, so a bad file never loses the good ones, and a refused file leaves nothing on disk.
     """
     project = get_project_for(user, project_id, Role.ANNOTATOR)
     if not files:
         raise ValidationError({"files": "send one or more files in the multipart field 'files'"})
     limit = int(settings.LABSEG_MAX_UPLOAD_BYTES)
-    results = [_store_one(project, user, f, limit) for f in files]
+    quota = MediaQuota()
+    results = [_store_one(project, user, f, limit, quota) for f in files]
     stored = sum(r.id is not None for r in results)
-    status = 201 if stored == len(results) else (207 if stored else 400)
+    if stored:
+        status = 201 if stored == len(results) else 207
+    else:
+        status = 413 if all(r.status == 413 for r in results) else 400
     return status, [r.as_dict() for r in results]
+
+
+def _unsaved_files(img: Image) -> list[str]:
+    """Storage names of what a failed upload wrote before its row was saved: the original, its cache, the
+    thumbnail (no other rows can point at it yet)."""
+    names = [n for n in (img.file.name, img.thumbnail.name) if n]
+    return names + [cache_name(img.file.name)] if img.file.name else names
 
 
 def _image_files(img: Image) -> list[str]:
@@ -365,18 +438,6 @@ def _delete_files(names: list[str]) -> None:
                 default_storage.delete(n)
         except OSError as exc:  # a file left behind is better than a failed delete of the row
             log.warning("could not delete %s: %s", n, exc)
-
-
-def _prime_cache(img: Image, pixels: np.ndarray) -> None:
-    """Big images: keep the decoded array next to the original (unless it can be memory-mapped)."""
-    try:
-        path = img.file.path
-    except NotImplementedError:  # remote storage: no local cache
-        return
-    try:
-        mlio.write_cache(path, pixels, cache_name(path))
-    except OSError as exc:  # a cache is an optimisation: never fail an upload for it
-        log.warning("could not cache %s: %s", path, exc)
 
 
 def cache_name(file_name: str) -> str:

@@ -322,6 +322,283 @@ def image_info(src: PathOrFile) -> dict:
             "format": kind, "planes": {}}
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What decoding an image will give, learnt from its header without decoding a pixel."""
+
+    format: str  # "tiff", "png" or "jpeg"
+    shape: tuple[int, int, int]  # (C, H, W), as read_image returns it
+    dtype: np.dtype  # native byte order; bilevel TIFFs give uint8
+    planes: dict[str, int]  # stack axes of which only the first plane is used
+    mappable: bool  # an uncompressed contiguous TIFF: open_array maps it in place, no cache is written
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded (C, H, W) array, which is also the size of its ``.npy`` cache (plus a header)."""
+        c, h, w = self.shape
+        return c * h * w * self.dtype.itemsize
+
+
+def _tiff_mappable(series, plan: _TiffPlan) -> bool:
+    """Whether :func:`_tiff_memmap` maps the series in place: uncompressed, contiguous, and at most one
+    channel axis (merged C x S axes would need a copy)."""
+    return series.dataoffset is not None and series.dtype is not None and len(plan.channel_axes) <= 1
+
+
+def read_header(src: PathOrFile, max_pixels: int | None = None) -> ImageHeader:
+    """The :class:`ImageHeader` of a TIFF/PNG/JPEG, from its header only.
+
+    ``max_pixels`` is checked as :func:`read_image_with_info` checks it (so a header that passes here
+    decodes within the same budget); :class:`ImageTooLargeError` / :class:`ImageReadError` otherwise.
+    """
+    src, head = _open_source(src)
+    kind = _kind(head)
+    if kind != "tiff":
+        from PIL import Image as PILImage, UnidentifiedImageError
+
+        try:
+            with PILImage.open(src) as im:  # the header; then a 1x1 crop tells the dtype and channel count
+                w, h = im.size
+                check_pixel_budget((len(im.getbands()), h, w), max_pixels, f"the {kind.upper()} image")
+                sample = _pil_to_cyx(im.crop((0, 0, 1, 1)))
+        except ImageReadError:
+            raise
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+            raise ImageReadError(f"cannot read the {kind.upper()} file (truncated or corrupt?): {exc}") from exc
+        except PILImage.DecompressionBombError as exc:
+            raise ImageTooLargeError(f"the {kind.upper()} image is too large to decode: {exc}") from exc
+        if w == 0 or h == 0:
+            raise ImageReadError(f"the image has an empty shape {(sample.shape[0], h, w)}")
+        return ImageHeader(kind, (int(sample.shape[0]), int(h), int(w)), sample.dtype, {}, False)
+    import tifffile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with tifffile.TiffFile(src) as tf:
+                series = _tiff_series(tf)
+                plan = _plan_tiff(series.axes, series.shape)
+                check_pixel_budget(_decoded_shape(series, plan), max_pixels, "the TIFF image")
+                shape = _tiff_cyx_shape(series, plan)
+                if series.dtype is None:
+                    raise ImageReadError("the TIFF's sample format is not supported")
+                dtype = np.dtype(series.dtype)
+                mappable = _tiff_mappable(series, plan)
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(f"cannot read the TIFF file (truncated or corrupt?): {exc}") from exc
+    if shape[0] == 0 or shape[1] == 0 or shape[2] == 0:
+        raise ImageReadError(f"the image has an empty shape {shape}")
+    dtype = np.dtype(np.uint8) if dtype == bool else dtype.newbyteorder("=")
+    return ImageHeader("tiff", shape, dtype, plan.planes, mappable)
+
+
+def _tiff_cyx_shape(series, plan: _TiffPlan) -> tuple[int, int, int]:
+    sizes = dict(zip(_relabel_yxc(series.axes.upper(), tuple(series.shape)), series.shape))
+    channels = 1
+    for a in plan.channel_axes:
+        channels *= int(sizes[a])
+    return channels, int(sizes["Y"]), int(sizes["X"])
+
+
+# --- decoding a TIFF segment by segment into a (C, H, W) array (a memory-mapped .npy) ----------------
+#: Raw (compressed) bytes tifffile reads from the file in one pass while streaming segments.
+_STREAM_READ_BYTES = 1024**2
+#: Storage dimension of each page axis in tifffile's normalised page shape
+#: (separate sample, depth, length, width, contig sample); "S" depends on the planar configuration.
+_PAGE_DIM = {"Z": 1, "Y": 2, "X": 3}
+
+
+@dataclass(frozen=True)
+class _SegmentLayout:
+    """Where the decoded segments of a series go in the (C, H, W) output."""
+
+    pages: list  # (page, {"Y"|"X"|"C": fixed output coordinate / channel offset}) for every page read
+    roles: tuple  # per storage dimension (0..4): "Y", "X", "C", "P" (first plane only) or None (length 1)
+    channel_stride: int  # output channels between neighbours along the storage dimension whose role is "C"
+
+
+def _segment_layout(series, plan: _TiffPlan) -> _SegmentLayout | None:
+    """Map the pages and segments of ``series`` onto the (C, H, W) output of :func:`_read_tiff`, or None
+    when the pages do not map onto the series axes (then the caller decodes the plane as a whole)."""
+    shape = tuple(int(n) for n in series.shape)
+    axes = _relabel_yxc(series.axes.upper(), shape)
+    keyframe = series.keyframe
+    page_shape, page_axes = tuple(int(n) for n in keyframe.shape), str(keyframe.axes)
+    nlead = len(shape) - len(page_shape)
+    if nlead < 0 or shape[nlead:] != page_shape or len(page_axes) != len(page_shape):
+        return None
+    role_of = {}
+    for pos, a in enumerate(axes):
+        role_of[pos] = "Y" if a == "Y" else "X" if a == "X" else "C" if a in plan.channel_axes else "P"
+    # channel strides: the channel axes merge in series order, the last one fastest (as _to_cyx reshapes)
+    stride, strides = 1, {}
+    for pos in reversed(range(len(axes))):
+        if role_of[pos] == "C":
+            strides[pos] = stride
+            stride *= shape[pos]
+    roles: list = [None] * 5
+    channel_stride = 1
+    for j, a in enumerate(page_axes):
+        if a == "S":
+            dim = 0 if int(keyframe.planarconfig) == 2 else 4
+        elif a in _PAGE_DIM:
+            dim = _PAGE_DIM[a]
+        else:
+            return None
+        if roles[dim] is not None:
+            return None
+        roles[dim] = role_of[nlead + j]
+        if roles[dim] == "C":
+            channel_stride = strides[nlead + j]
+    if roles.count("C") > 1 or roles.count("Y") > 1 or roles.count("X") > 1:
+        return None
+    lead_shape = shape[:nlead]
+    if len(series) != int(np.prod(lead_shape, dtype=np.int64)):
+        return None  # e.g. an ImageJ file whose planes follow its first page without IFDs of their own
+    grids = [range(n) if role_of[pos] != "P" else [0] for pos, n in enumerate(lead_shape)]
+    pages = []
+    for coords in itertools.product(*grids):
+        key = int(np.ravel_multi_index(coords, lead_shape)) if lead_shape else 0
+        page = series[key] if lead_shape else series[0]
+        if page is None:
+            return None
+        fixed = {"Y": 0, "X": 0, "C": 0}
+        for pos, c in enumerate(coords):
+            role = role_of[pos]
+            if role == "C":
+                fixed["C"] += c * strides[pos]
+            elif role in ("Y", "X"):
+                fixed[role] = c
+        pages.append((page, fixed))
+    return _SegmentLayout(pages, tuple(roles), channel_stride)
+
+
+def _write_segment(out: np.ndarray, layout: _SegmentLayout, fixed: dict, keyframe, result) -> None:
+    """Copy one decoded tile/strip (tifffile's ``segments()`` item) into ``out`` (C, H, W)."""
+    segment, (s, d, h, w, _), seg_shape = result
+    depth, length, width = keyframe.imagedepth, keyframe.imagelength, keyframe.imagewidth
+    if segment is None:  # an empty tile: tifffile fills it with the no-data value
+        dims = (min(seg_shape[0], depth - d), min(seg_shape[1], length - h), min(seg_shape[2], width - w),
+                keyframe.shaped[4])
+        segment = np.full(dims, keyframe.nodata, dtype=out.dtype)
+    else:
+        segment = segment[: depth - d, : length - h, : width - w]
+    block = np.asarray(segment)[None]  # (separate sample, depth, length, width, contig sample)
+    start = (s, d, h, w, 0)
+    index = []
+    for dim, role in enumerate(layout.roles):
+        if role == "P":
+            if start[dim] > 0:
+                return  # a later plane of a stack axis: not read
+            index.append(slice(0, 1))
+        else:
+            index.append(slice(None))
+    block = block[tuple(index)]
+    order = [layout.roles.index(r) for r in ("C", "Y", "X") if r in layout.roles]
+    block = np.transpose(block, order + [k for k in range(5) if k not in order])
+
+    def span(role: str) -> tuple[int, int]:
+        if role in layout.roles:
+            dim = layout.roles.index(role)
+            return start[dim], block.shape[order.index(dim)]
+        return 0, 1
+
+    (c0, nc), (y0, ny), (x0, nx) = span("C"), span("Y"), span("X")
+    block = block.reshape(nc, ny, nx)
+    cs = layout.channel_stride
+    first = fixed["C"] + c0 * cs
+    y0, x0 = y0 + fixed["Y"], x0 + fixed["X"]
+    out[first: first + (nc - 1) * cs + 1: cs, y0: y0 + ny, x0: x0 + nx] = block
+
+
+def _stream_tiff(tf, series, plan: _TiffPlan, out: np.ndarray) -> bool:
+    """Decode the plane :func:`_read_tiff` returns into ``out`` (C, H, W) one tile or strip at a time, so
+    no more than a few segments (and ``_STREAM_READ_BYTES`` of raw data) are in memory. False (nothing
+    written) for a layout whose pages do not map onto the series axes."""
+    layout = _segment_layout(series, plan)
+    if layout is None:
+        return False
+    for page, fixed in layout.pages:
+        keyframe = page.keyframe
+        if keyframe.dtype is None:
+            raise ImageReadError(f"unsupported TIFF sample format ({keyframe.sampleformat}, {keyframe.bitspersample} bits)")
+        if not page.dataoffsets:
+            raise ImageReadError("the TIFF page has no data offsets")
+        with tf.filehandle.lock:
+            keyframe.init_decode()
+        for result in page.segments(maxworkers=1, sort=True, buffersize=_STREAM_READ_BYTES, _fullsize=False):
+            _write_segment(out, layout, fixed, keyframe, result)
+    return True
+
+
+def _new_npy(cache_path: Path, shape: tuple[int, ...], dtype: np.dtype):
+    """(temporary path, writable memmap) of a new ``.npy`` beside ``cache_path`` (a unique name: see :func:`_save_npy`)."""
+    import tempfile
+
+    from numpy.lib.format import open_memmap
+
+    fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=cache_path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        return tmp, open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def decode_to_cache(path: str | os.PathLike, cache_path: str | os.PathLike,
+                    max_pixels: int | None = None) -> np.ndarray | None:
+    """Write the (C, H, W) pixels of the image at ``path`` to the ``.npy`` cache :func:`open_array` maps,
+    never holding the whole decoded image in memory when it is a TIFF: tiles/strips are decoded one at a
+    time into a memory-mapped ``.npy`` under a unique temporary name, renamed into place when complete.
+    PNG/JPEG are decoded whole (Pillow caps their size).
+
+    Returns the pixels (for a TIFF, a read-only map of the cache, opened before the rename, so it stays
+    valid whatever happens to the file later); None, writing nothing, for a TIFF that :func:`open_array`
+    maps in place. The pixels equal :func:`read_image`'s; a corrupt file raises :class:`ImageReadError`
+    and leaves no file behind.
+    """
+    path, cache_path = os.fspath(path), Path(cache_path)
+    header = read_header(path, max_pixels)
+    if header.format != "tiff":
+        arr = np.ascontiguousarray(read_image(path))
+        _save_npy(arr, cache_path)
+        return arr
+    if header.mappable and _tiff_memmap(path) is not None:
+        return None
+    import tifffile
+
+    tmp, out = _new_npy(cache_path, header.shape, header.dtype)
+    try:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with tifffile.TiffFile(path) as tf:
+                    series = _tiff_series(tf)
+                    plan = _plan_tiff(series.axes, series.shape)
+                    streamed = _stream_tiff(tf, series, plan, out)
+        except ImageReadError:
+            raise
+        except Exception as exc:  # tifffile/imagecodecs raise many types on corrupt data
+            raise ImageReadError(f"cannot read the TIFF file (truncated or corrupt?): {exc}") from exc
+        if not streamed:  # rare layouts (pages that do not map onto the series axes): decode the plane whole
+            arr = read_image(path)
+            if arr.shape != out.shape:
+                raise ImageReadError(f"the TIFF decodes to {arr.shape}, its header says {out.shape}")
+            out[...] = arr
+            del arr
+        out.flush()
+        del out
+        mapped = np.load(tmp, mmap_mode="r", allow_pickle=False)
+        os.replace(tmp, cache_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return mapped
+
+
 def _channel_percentiles(image: np.ndarray, low: float, high: float, max_pixels: int | None) -> np.ndarray:
     """(C, 2) array of the low/high percentiles of each channel (optionally on a strided sample)."""
     image = np.asarray(image)
@@ -400,7 +677,7 @@ def _tiff_memmap(path: str) -> np.ndarray | None:
     except Exception:  # compressed, tiled, or not contiguous: not mappable
         return None
     plan = _plan_tiff(axes, shape)
-    if mm.shape != shape or len(plan.channel_axes) > 1:
+    if mm.shape != shape or len(plan.channel_axes) > 1:  # see _tiff_mappable
         return None  # merged C x S axes would need a copy; take the cached path instead
     view = mm[plan.index]
     order = [plan.kept_axes.index(a) for a in plan.channel_axes] + [plan.kept_axes.index("Y"), plan.kept_axes.index("X")]
@@ -411,9 +688,10 @@ def _tiff_memmap(path: str) -> np.ndarray | None:
 def open_array(path: str | os.PathLike, cache_path: str | os.PathLike | None = None) -> np.ndarray:
     """The image at ``path`` as (C, H, W), read lazily where possible, for region reads of big images.
 
-    Uncompressed contiguous TIFFs are memory-mapped in place. Otherwise the image is decoded once
-    with :func:`read_image` and, if ``cache_path`` is given, saved there as ``.npy`` so later calls
-    map that file instead of decoding again. Pixel values are identical to :func:`read_image`.
+    Uncompressed contiguous TIFFs are memory-mapped in place. Otherwise, with a ``cache_path``, the image
+    is decoded once into a ``.npy`` there (tile by tile for TIFFs, see :func:`decode_to_cache`) and mapped,
+    so later calls map that file instead of decoding again; without one it is decoded with
+    :func:`read_image`. Pixel values are identical to :func:`read_image`.
     """
     path = os.fspath(path)
     _, head = _open_source(path)
@@ -428,10 +706,10 @@ def open_array(path: str | os.PathLike, cache_path: str | os.PathLike | None = N
                 return np.load(cache_path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError):
                 cache_path.unlink(missing_ok=True)  # a half-written cache: rebuild it
-    arr = read_image(path)
-    if cache_path is not None:
-        _save_npy(arr, cache_path)
-    return arr
+    if cache_path is None:
+        return read_image(path)
+    arr = decode_to_cache(path, cache_path)  # tile by tile for TIFFs
+    return arr if arr is not None else read_image(path)  # (None: mappable, but the map failed above)
 
 
 def _save_npy(arr: np.ndarray, cache_path: str | os.PathLike) -> None:
@@ -488,5 +766,6 @@ def composite_rgb(image: np.ndarray, ranges, channels: list[int] | None = None) 
     return np.minimum(out, 255).astype(np.uint8)
 
 
-__all__ = ["ImageReadError", "ImageTooLargeError", "check_pixel_budget", "read_image", "read_image_with_info", "image_info", "normalize", "display_range",
-           "to_uint8", "image_bytes", "open_array", "write_cache", "composite_rgb"]
+__all__ = ["ImageReadError", "ImageTooLargeError", "ImageHeader", "check_pixel_budget", "read_image", "read_image_with_info",
+           "read_header", "image_info", "normalize", "display_range", "to_uint8", "image_bytes", "open_array",
+           "decode_to_cache", "write_cache", "composite_rgb"]

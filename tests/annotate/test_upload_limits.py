@@ -87,7 +87,9 @@ def test_the_image_limit_is_a_setting(client_for, annotator, project, settings):
     png = io.BytesIO()
     PILImage.fromarray(np.zeros((64, 80), np.uint8)).save(png, format="PNG")
     r = post(client_for(annotator), project, upload("a.tif", tiff_bytes(nuclei())), upload("b.png", png.getvalue()))
-    assert r.status_code == 400 and [x["code"] for x in r.json()["results"]] == ["too_large", "too_large"]
+    # nothing stored and every file over a size limit: the batch answers 413, as each file's result does
+    assert r.status_code == 413 and [x["code"] for x in r.json()["results"]] == ["too_large", "too_large"]
+    assert [x["status"] for x in r.json()["results"]] == [413, 413]
     settings.LABSEG_MAX_IMAGE_PIXELS = 64 * 80
     r = post(client_for(annotator), project, upload("a.tif", tiff_bytes(nuclei())), upload("b.png", png.getvalue()))
     assert r.status_code == 201, r.json()
