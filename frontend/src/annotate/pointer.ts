@@ -11,12 +11,12 @@ export interface CanvasInputOptions {
   canEdit: boolean;
   /** Shows the cursor's image position and the zoom. */
   info: HTMLElement;
-  colorOf(cls: number): string;
+  colorOf: (cls: number) => string;
 }
 
 export interface CanvasInput {
   /** Space held: the left button pans. */
-  setPanKey(down: boolean): void;
+  setPanKey: (down: boolean) => void;
 }
 
 export function attachCanvasInput(viewer: Viewer, tools: ToolController, opts: CanvasInputOptions): CanvasInput {
@@ -105,7 +105,7 @@ export function attachCanvasInput(viewer: Viewer, tools: ToolController, opts: C
   });
   showCursor();
   return {
-    setPanKey(down: boolean) {
+    setPanKey: (down: boolean) => {
       spaceDown = down;
       showCursor();
     },

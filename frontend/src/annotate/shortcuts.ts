@@ -5,16 +5,16 @@ import { comboOf, type KeyBinding } from "./keymap";
 
 /** What the shortcuts act on besides the tools and the editor state. */
 export interface ShortcutActions {
-  undo(): void;
-  redo(): void;
-  save(): void;
-  chooseClass(c: number): void;
+  undo: () => void;
+  redo: () => void;
+  save: () => void;
+  chooseClass: (c: number) => void;
   /** Space held: the left button pans. */
-  setPanKey(down: boolean): void;
-  fit(): void;
-  toggleMask(): void;
-  deletePicked(): void;
-  help(): void;
+  setPanKey: (down: boolean) => void;
+  fit: () => void;
+  toggleMask: () => void;
+  deletePicked: () => void;
+  help: () => void;
 }
 
 export function annotateShortcuts(tools: ToolController, editor: EditorState, a: ShortcutActions): KeyBinding[] {

@@ -19,15 +19,15 @@ export interface ToolbarParts {
   viewer: Viewer;
   /** The extensions' group, placed before Save. */
   ext: HTMLElement;
-  chooseClass(c: number): void;
-  help(): void;
+  chooseClass: (c: number) => void;
+  help: () => void;
 }
 
 export interface Toolbar {
   /** Enable undo/redo by what the store holds. */
-  syncHistory(): void;
+  syncHistory: () => void;
   /** O: the mask off, or back at the slider's opacity. */
-  toggleMask(): void;
+  toggleMask: () => void;
 }
 
 export function fillToolbar(toolbar: HTMLElement, p: ToolbarParts): Toolbar {
@@ -77,11 +77,11 @@ export function fillToolbar(toolbar: HTMLElement, p: ToolbarParts): Toolbar {
   syncTool();
   syncEditor();
   return {
-    syncHistory() {
+    syncHistory: () => {
       undoBtn.disabled = !canEdit || !store.strokes.length;
       redoBtn.disabled = !canEdit || !store.redoStack.length;
     },
-    toggleMask() {
+    toggleMask: () => {
       viewer.maskOpacity = viewer.maskOpacity > 0 ? 0 : Number(opacity.value) || 0.5;
       viewer.requestRender();
     },
