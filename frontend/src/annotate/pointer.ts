@@ -84,13 +84,8 @@ export function attachCanvasInput(viewer: Viewer, tools: ToolController, opts: C
   });
   canvas.addEventListener("dblclick", () => tools.commit());
   canvas.addEventListener("contextmenu", (e) => e.preventDefault());
-  canvas.addEventListener("wheel", (e) => {
-    e.preventDefault();
-    const [sx, sy] = viewer.eventPos(e);
-    viewer.zoomAt(sx, sy, Math.exp(-e.deltaY * (e.deltaMode === 1 ? 0.05 : 0.0015)));
-  }, { passive: false });
   canvas.tabIndex = 0;
-
+  wheelZoom(viewer);
   viewer.drawTop = (ctx) => tools.draw({
     ctx,
     cursor,
@@ -110,4 +105,13 @@ export function attachCanvasInput(viewer: Viewer, tools: ToolController, opts: C
       showCursor();
     },
   };
+}
+
+/** The wheel zooms about the cursor (a line-mode wheel in bigger steps). */
+function wheelZoom(viewer: Viewer): void {
+  viewer.canvas.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const [sx, sy] = viewer.eventPos(e);
+    viewer.zoomAt(sx, sy, Math.exp(-e.deltaY * (e.deltaMode === 1 ? 0.05 : 0.0015)));
+  }, { passive: false });
 }

@@ -20,6 +20,7 @@ import { SaveStatus } from "../annotate/save-status";
 import { annotateShortcuts } from "../annotate/shortcuts";
 import { fillToolbar } from "../annotate/toolbar";
 import { TOOLS } from "../annotate/tools";
+import type { ToolContext } from "../annotate/tools/types";
 import { runWithCleanup } from "../hooks";
 import { registerRoute, type Cleanup } from "../router";
 import { dialog, errorBlock, h, renderNav, showError, toast } from "../ui";
@@ -51,16 +52,7 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
   const channelsRestored = restoreChannels(viewer, `labseg-view-${iid}`);
 
   const editor = new EditorState(project.classes.map((c) => c.index), () => store.newInstanceId());
-  const tools = new ToolController(TOOLS, {
-    editor,
-    store,
-    width: image.width,
-    height: image.height,
-    maskChanged: () => viewer.maskChanged(),
-    requestRender: () => viewer.requestRender(),
-    scale: () => viewer.scale,
-    notify: (m) => toast(m),
-  });
+  const tools = new ToolController(TOOLS, toolContext(editor, store, viewer));
   /** A class button or key: a tool that does not paint a class (eraser, pick) gives way to the brush. */
   const chooseClass = (c: number) => {
     if (editor.setClass(c) && !tools.active.usesClass) tools.activate("brush");
@@ -101,15 +93,7 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
     toolbar.syncHistory();
   };
   store.onConflict = (c) => void conflictDialog(store, c, project);
-
-  const onKey = (e: KeyboardEvent) => void keys.keydown(e);
-  const onKeyUp = (e: KeyboardEvent) => void keys.keyup(e);
-  const onBeforeUnload = (e: BeforeUnloadEvent) => {
-    if (store.dirty) e.preventDefault();
-  };
-  window.addEventListener("keydown", onKey);
-  window.addEventListener("keyup", onKeyUp);
-  window.addEventListener("beforeunload", onBeforeUnload);
+  const unlisten = listenWindow(keys, store);
 
   // --- load ---------------------------------------------------------------------------------
   viewer.setMasks(store.masks);
@@ -132,10 +116,39 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
   return () => {
     extCleanup();
     if (store.dirty) void store.save();
+    unlisten();
+    viewer.destroy();
+  };
+}
+
+/** Shortcuts, and a warning before closing the tab with unsaved strokes; returns the removal. */
+function listenWindow(keys: KeyMap, store: AnnotationStore): Cleanup {
+  const onKey = (e: KeyboardEvent) => void keys.keydown(e);
+  const onKeyUp = (e: KeyboardEvent) => void keys.keyup(e);
+  const onBeforeUnload = (e: BeforeUnloadEvent) => {
+    if (store.dirty) e.preventDefault();
+  };
+  window.addEventListener("keydown", onKey);
+  window.addEventListener("keyup", onKeyUp);
+  window.addEventListener("beforeunload", onBeforeUnload);
+  return () => {
     window.removeEventListener("keydown", onKey);
     window.removeEventListener("keyup", onKeyUp);
     window.removeEventListener("beforeunload", onBeforeUnload);
-    viewer.destroy();
+  };
+}
+
+/** What the tools get: the editor state, the store, and the viewer's drawing and scale. */
+function toolContext(editor: EditorState, store: AnnotationStore, viewer: Viewer): ToolContext {
+  return {
+    editor,
+    store,
+    width: store.width,
+    height: store.height,
+    maskChanged: () => viewer.maskChanged(),
+    requestRender: () => viewer.requestRender(),
+    scale: () => viewer.scale,
+    notify: (m) => toast(m),
   };
 }
 
