@@ -43,7 +43,7 @@ function headers(method: string, json: boolean): Record<string, string> {
 export async function errorFrom(resp: Response): Promise<ApiError> {
   let body: Record<string, unknown> = {};
   try {
-    body = await resp.json();
+    body = (await resp.json()) as Record<string, unknown>;
   } catch {
     /* not JSON (e.g. a proxy error page) */
   }
@@ -68,7 +68,7 @@ export async function request<T = unknown>(method: string, path: string, body?: 
       method,
       credentials: "same-origin",
       headers: headers(method, body !== undefined && !isForm),
-      body: body === undefined ? undefined : isForm ? (body as FormData) : JSON.stringify(body),
+      body: body === undefined ? undefined : isForm ? body : JSON.stringify(body),
     });
   } catch {
     throw new ApiError(0, "Network error: the server cannot be reached.");
@@ -125,7 +125,7 @@ export function uploadForm(
     xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : 0);
     xhr.onerror = () => reject(new ApiError(0, "Network error: the upload did not reach the server."));
     xhr.onload = () => {
-      let body: unknown = null;
+      let body: unknown;
       try {
         body = JSON.parse(xhr.responseText);
       } catch {

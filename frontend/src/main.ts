@@ -1,4 +1,4 @@
-/** Entry point: styles, then every page module (each registers its routes), then the router. */
+/** Entry point: styles, then every page module (each registers its routes), the pages' extensions, then the router. */
 import "./style.css";
 import { setNotFound, startRouter } from "./router";
 import { h, renderNav } from "./ui";
@@ -7,8 +7,7 @@ import "./pages/project";
 import "./pages/annotate";
 import "./pages/training";
 import "./pages/models";
-import "./overlays";
-import "./model-compare";
+import "./extensions";
 
 setNotFound((root) => {
   renderNav();

@@ -3,12 +3,11 @@
  * GET /projects/{id}/model-versions/compare/?a=parent&b=version) and a chart of a chosen metric
  * along a version's lineage (from GET /model-versions/{id}/metrics/).
  *
- * `modelComparisonSection(projectId)` builds the section; the models page may append it itself.
- * Until it does, this module appends it below the versions table when the models page renders.
+ * `modelComparisonSection(projectId)` builds the section; it is added to the models page through
+ * `modelsSections` (src/extensions.ts).
  */
 import { api } from "./api";
 import { drawLineChart, type Point } from "./chart";
-import { onRouteChange } from "./router";
 import { errorBlock, h, showError, toast } from "./ui";
 
 interface VersionRow {
@@ -149,16 +148,3 @@ async function fill(section: HTMLElement, pid: string | number): Promise<void> {
   section.append(table, note, h("h3", {}, "A metric along the lineage"), h("div", {}, "version ", pickVersion, " metric ", pickMetric), canvas, h("div", {}, caption));
   redraw();
 }
-
-// Self-attach below the models page's list (skipped when the page already added the section).
-onRouteChange((path, params) => {
-  if (!/^\/projects\/[^/]+\/models\/?$/.test(path)) return;
-  let tries = 0;
-  const attach = () => {
-    const list = document.querySelector("[data-testid=models-list]");
-    if (document.querySelector("[data-testid=model-compare]")) return;
-    if (list && list.parentElement) list.parentElement.append(modelComparisonSection(params.projectId));
-    else if (tries++ < 50) window.setTimeout(attach, 100);
-  };
-  window.setTimeout(attach, 0);
-});

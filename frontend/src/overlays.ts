@@ -1,7 +1,8 @@
 /**
  * Predictions on the annotate page: overlays (prediction classes, instance outlines, uncertainty,
  * weight map) with the viewer's opacity/visibility controls, "Predict", "Accept prediction" into the
- * editor, and "Next most uncertain image". Hooks in with onAnnotatePage; no edits to annotate.ts.
+ * editor, and "Next most uncertain image"; on the project page, each image card's prediction thumbnail
+ * and F1. Registered in src/extensions.ts (annotateHooks, imageGridHooks); no edits to the pages.
  *
  * Every overlay is a server PNG per region + level (the display endpoint's parameters):
  *   /api/v1/predictions/{id}/classes.png?style=colour   label colours, background transparent
@@ -10,11 +11,11 @@
  *   /api/v1/images/{id}/weight-map.png                  training weight map (border term bright)
  */
 import { api, ApiError } from "./api";
-import { navigate, onRouteChange } from "./router";
+import { navigate } from "./router";
 import { dialog, h, showError, toast } from "./ui";
 import type { Region, RegionSource } from "./viewer";
-import { onAnnotatePage, type AnnotateContext } from "./pages/annotate";
-import { annotateUrl } from "./pages/project";
+import type { AnnotateContext } from "./annotate/context";
+import { annotateUrl, type ImageGridContext } from "./pages/project";
 
 export interface Prediction {
   id: number;
@@ -58,9 +59,8 @@ const LABELS: Record<string, string> = {
 };
 const DEFAULT_OPACITY: Record<string, number> = { prediction: 0.45, outlines: 0.9, uncertainty: 0.6, "weight map": 0.6 };
 
-function setupPredictions(ctx: AnnotateContext): () => void {
-  const { project, image, viewer, store, toolbar, panel } = ctx;
-  const canEdit = project.my_role !== "viewer";
+export function setupPredictions(ctx: AnnotateContext): () => void {
+  const { project, image, viewer, store, canEdit } = ctx;
   let current: Prediction | null = null;
   let timer: number | undefined;
   let disposed = false;
@@ -88,7 +88,7 @@ function setupPredictions(ctx: AnnotateContext): () => void {
     predictBtn.disabled = true;
     acceptBtn.disabled = true;
   }
-  toolbar.append(...toggles.values(), predictBtn, acceptBtn, nextBtn, statusEl);
+  ctx.addToolbar(...toggles.values(), predictBtn, acceptBtn, nextBtn, statusEl);
 
   const refreshButtons = () => {
     const ready = current?.status === "succeeded";
@@ -200,7 +200,7 @@ function setupPredictions(ctx: AnnotateContext): () => void {
     }
   };
 
-  panel.append(h("p", { class: "muted small", "data-testid": "overlay-help" },
+  ctx.addPanel(h("p", { class: "muted small", "data-testid": "overlay-help" },
     "Overlays: prediction classes, instance outlines, uncertainty (bright = unsure; label there first) and the training weight map (bright ridges between touching objects)."));
   refreshButtons();
   void load();
@@ -209,8 +209,6 @@ function setupPredictions(ctx: AnnotateContext): () => void {
     window.clearTimeout(timer);
   };
 }
-
-onAnnotatePage(setupPredictions);
 
 // --- image grid: prediction thumbnails and per-image F1 --------------------------------------------
 interface GridPrediction {
@@ -222,12 +220,12 @@ interface GridPrediction {
   pixel_error: number | null;
 }
 
-/** Add the active version's prediction thumbnail and F1 to each card of the project page's grid. */
-export function decorateImageGrid(grid: HTMLElement, projectId: string): () => void {
+/** Add the active version's prediction thumbnail and F1 to each card of the project page's grid (after every redraw). */
+export function decorateImageGrid(ctx: ImageGridContext): void {
   let rows = new Map<number, GridPrediction>();
   let version = 0;
   const decorate = () => {
-    grid.querySelectorAll<HTMLElement>(".image-card[data-testid^=image-]").forEach((card) => {
+    ctx.grid.querySelectorAll<HTMLElement>(".image-card[data-testid^=image-]").forEach((card) => {
       const id = Number(card.dataset.testid!.slice("image-".length));
       const row = rows.get(id);
       if (!row || card.querySelector(".prediction-thumb")) return;
@@ -238,25 +236,12 @@ export function decorateImageGrid(grid: HTMLElement, projectId: string): () => v
         f1 ? h("span", { class: "badge", "data-testid": `image-f1-${id}` }, f1) : null));
     });
   };
-  const observer = new MutationObserver(decorate);
-  observer.observe(grid, { childList: true });
-  void api.get<{ model_version: { number: number } | null; images: GridPrediction[] }>(`/projects/${projectId}/predictions/`)
+  ctx.onDraw(decorate);
+  void api.get<{ model_version: { number: number } | null; images: GridPrediction[] }>(`/projects/${ctx.projectId}/predictions/`)
     .then((res) => {
       version = res.model_version?.number ?? 0;
       rows = new Map(res.images.map((r) => [r.image, r]));
       decorate();
     })
     .catch(() => undefined); // the grid works without predictions
-  return () => observer.disconnect();
 }
-
-onRouteChange((path, params) => {
-  if (!/^\/projects\/[^/]+\/?$/.test(path) || !params.projectId) return;
-  let tries = 0;
-  const attach = () => {
-    const grid = document.querySelector<HTMLElement>("[data-testid=image-grid]");
-    if (grid) decorateImageGrid(grid, params.projectId);
-    else if (tries++ < 50) window.setTimeout(attach, 100);
-  };
-  window.setTimeout(attach, 0);
-});

@@ -22,7 +22,7 @@ function crc32(bytes: Uint8Array, crc = 0xffffffff): number {
 
 async function pump(data: Uint8Array, stream: CompressionStream | DecompressionStream): Promise<Uint8Array> {
   const blob = new Blob([data as BlobPart]);
-  const out = await new Response(blob.stream().pipeThrough(stream as unknown as ReadableWritablePair<Uint8Array, Uint8Array>)).arrayBuffer();
+  const out = await new Response(blob.stream().pipeThrough(stream)).arrayBuffer();
   return new Uint8Array(out);
 }
 

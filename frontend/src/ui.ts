@@ -4,6 +4,11 @@ import { ApiError, cookie } from "./api";
 type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, unknown>;
 
+/** An attribute or value as text (numbers, booleans and strings; anything else as JSON). */
+function attrText(v: unknown): string {
+  return typeof v === "string" ? v : typeof v === "number" || typeof v === "boolean" ? String(v) : JSON.stringify(v);
+}
+
 /**
  * Create an element: `h("button", {class: "primary", onclick: fn, "data-testid": "save"}, "Save")`.
  * Keys starting with "on" become listeners; `style` may be an object; `null`/`false` values are skipped.
@@ -14,9 +19,9 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = 
     if (v === null || v === undefined || v === false) continue;
     if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v as EventListener);
     else if (k === "style" && typeof v === "object") Object.assign(el.style, v);
-    else if (k === "value" && "value" in el) (el as HTMLInputElement).value = String(v);
+    else if (k === "value" && "value" in el) (el as HTMLInputElement).value = attrText(v);
     else if (k === "checked" && "checked" in el) (el as HTMLInputElement).checked = Boolean(v);
-    else el.setAttribute(k, v === true ? "" : String(v));
+    else el.setAttribute(k, v === true ? "" : attrText(v));
   }
   append(el, ...children);
   return el;

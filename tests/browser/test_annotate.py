@@ -234,15 +234,14 @@ def test_16bit_two_channel_image_shows_each_channel_with_its_contrast(logged_in_
     page.fill("[data-testid=channel-0-min]", "0")
     page.fill("[data-testid=channel-0-max]", "65535")
     page.locator("[data-testid=channel-0-max]").dispatch_event("change")
-    wait_viewer_loaded(page)
-    page.wait_for_timeout(200)
+    page.wait_for_function("() => window.labseg.viewer.channels[0].max === 65535")
+    wait_viewer_loaded(page)  # the tiles of the new range are in and drawn
     assert colours()["ch0"].max() <= 12
     page.click("[data-testid=channel-0-auto]")
     page.wait_for_function("() => +document.querySelector('[data-testid=channel-0-max]').value < 2000")
     lo, hi = int(page.input_value("[data-testid=channel-0-min]")), int(page.input_value("[data-testid=channel-0-max]"))
     assert 900 <= lo <= 1010 and 1190 <= hi <= 1300, (lo, hi)
     wait_viewer_loaded(page)
-    page.wait_for_timeout(200)
     assert colours()["ch0"].max() >= 200
     page.fill("[data-testid=channel-1-min]", "29000")
     page.locator("[data-testid=channel-1-min]").dispatch_event("change")
@@ -269,8 +268,7 @@ def test_zoom_and_pan_keep_strokes_aligned_with_image_pixels(logged_in_page, pro
     page.mouse.up(button="middle")
     scale = page.evaluate("window.labseg.viewer.scale")
     assert scale > 8  # well zoomed in
-    wait_viewer_loaded(page)
-    page.wait_for_timeout(200)
+    wait_viewer_loaded(page)  # the view after the pan, with its full-resolution tiles
 
     # find the square on screen (independently of the viewer's transform) and paint its centre
     shot = screen_rgb(page)
@@ -301,7 +299,8 @@ def test_zoom_and_pan_keep_strokes_aligned_with_image_pixels(logged_in_page, pro
 
     # the painted label is drawn over that pixel on screen
     page.fill("[data-testid=mask-opacity]", "1")
-    page.wait_for_timeout(150)
+    page.wait_for_function("() => window.labseg.viewer.maskOpacity === 1")
+    wait_viewer_loaded(page)  # redrawn with the mask at full opacity
     shot = screen_rgb(page)
     sx, sy = to_screen(page, x1, y1)
     assert tuple(shot[int(sy), int(sx)]) == (255, 0, 0)  # class 2 "nucleus" is #ff0000
@@ -348,27 +347,24 @@ def test_large_image_opens_with_downscaled_region_tiles(logged_in_page, project,
     arr[::40, :] = 200
     arr[:, ::40] = 120
     image_id = upload_image(project, "large.png", png_bytes(arr))
-    sizes: list[tuple[str, tuple[int, int]]] = []
+    responses = []  # appended as each response arrives; bodies are read afterwards, not in the handler
     page = logged_in_page(annotator)
-    page.on("response", lambda r: "display.png" in r.url and r.ok and sizes.append(
-        (r.url, PILImage.open(io.BytesIO(r.body())).size)))
+    page.on("response", lambda r: "display.png" in r.url and r.ok and responses.append(r))
     page.goto(page.url.rstrip("/") + f"/projects/{project.pk}/images/{image_id}/annotate")
     wait_viewer_loaded(page, timeout=60000)
+    sizes = [(r.url, PILImage.open(io.BytesIO(r.body())).size) for r in responses]
     assert 0 < len(sizes) <= 12
     for url, (w, h) in sizes:
         assert "level=" in url and "level=0" not in url, url  # never the full resolution at fit
         assert w <= 512 and h <= 512, (url, w, h)
     # zooming in on a corner fetches full-resolution tiles of that region only
-    n = len(sizes)
+    n = len(responses)
     # render now (not on the next animation frame), so data-loaded is false until the new tiles are in
     with page.expect_response(lambda r: "display.png" in r.url and "level=0" in r.url, timeout=60000):
         page.evaluate("() => { const v = window.labseg.viewer; v.setView(1, 0, 0); v.render(); }")
     wait_viewer_loaded(page, timeout=60000)
-    for _ in range(50):  # the response handler reads bodies asynchronously: let it catch up
-        if len(sizes) > n:
-            break
-        page.wait_for_timeout(100)
-    new = sizes[n:]
+    # the handler ran for that response before expect_response returned (same event, registered first)
+    new = [(r.url, None) for r in responses[n:]]
     assert new and all("level=0" in u for u, _ in new)
     assert all(int(u.split("region=")[1].split("%2C")[0]) < 2048 for u, _ in new)  # x of the tiles near 0
 

@@ -3,7 +3,6 @@ editor, next-uncertain navigates, and the models page compares a version with it
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -24,15 +23,14 @@ def canvas_rgb(page) -> np.ndarray:
     return np.asarray(PILImage.open(io.BytesIO(shot)).convert("RGB")).astype(int)
 
 
-def wait_changed(page, before: np.ndarray, timeout: float = 10.0, min_pixels: int = 50) -> np.ndarray:
-    """Poll the canvas until at least ``min_pixels`` pixels differ from ``before``; return the new one."""
-    deadline = time.time() + timeout
-    while True:
-        now = canvas_rgb(page)
-        changed = int((np.abs(now - before).sum(-1) > 30).sum())
-        if changed >= min_pixels or time.time() > deadline:
-            return now
-        time.sleep(0.2)
+def rendered(page) -> np.ndarray:
+    """The canvas once the viewer has drawn its current state with every tile loaded.
+
+    Every change the tests make (an overlay toggled, an opacity, the mask) asks the viewer for a frame
+    synchronously, which marks the canvas not loaded until that frame is drawn complete.
+    """
+    wait_viewer_loaded(page)
+    return canvas_rgb(page)
 
 
 @pytest.fixture
@@ -63,24 +61,22 @@ def test_overlay_toggles_change_the_canvas_and_back(project, owner, predicted, l
     wait_viewer_loaded(page)
     page.wait_for_function("() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'")
     page.keyboard.press("o")  # hide the label mask so only the overlays change the picture
-    time.sleep(0.3)
-    base = canvas_rgb(page)
+    base = rendered(page)
     for name in ("prediction", "outlines", "uncertainty", "weight-map"):
         page.click(f"[data-testid=toggle-{name}]")
-        shown = wait_changed(page, base)
+        shown = rendered(page)
         assert (np.abs(shown - base).sum(-1) > 30).sum() >= 50, f"{name} overlay did not change the canvas"
         assert page.locator("[data-testid=overlay-panel]").is_visible()
         page.click(f"[data-testid=toggle-{name}]")  # off again: the picture comes back
-        back = wait_changed(page, shown)
+        back = rendered(page)
         assert (np.abs(back - base).sum(-1) > 30).sum() < 20, f"{name} overlay did not go away"
     # opacity: the weight map at opacity 1 differs more from the bare image than at 0.2
     page.click("[data-testid=toggle-weight-map]")
-    wait_changed(page, base)
+    rendered(page)
     page.fill("[data-testid=overlay-weight-map-opacity]", "0.2")
-    time.sleep(0.5)
-    faint = canvas_rgb(page)
+    faint = rendered(page)
     page.fill("[data-testid=overlay-weight-map-opacity]", "1")
-    strong = wait_changed(page, faint)
+    strong = rendered(page)
     assert np.abs(strong - base).sum() > 2 * np.abs(faint - base).sum()
     assert not page.console_errors
 
@@ -98,7 +94,7 @@ def test_accept_prediction_loads_it_into_the_editor(project, annotator, predicte
     before = canvas_rgb(page)
     page.click("[data-testid=accept-prediction]")
     page.wait_for_function("() => document.querySelector('[data-testid=save-status]')?.textContent.includes('(v1)')")
-    after = wait_changed(page, before)
+    after = rendered(page)
     assert (np.abs(after - before).sum(-1) > 30).sum() > 100  # the mask layer now shows the prediction
     classes, _ = annotation_arrays(Annotation.objects.get(image_id=image_id))
     stored = np.asarray(PILImage.open(predicted["preds"][1].classes_file.path))
@@ -169,7 +165,7 @@ def test_predict_button_runs_the_task_and_the_overlay_appears(project, annotator
     page.wait_for_function("() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'",
                            timeout=120000)
     page.click("[data-testid=toggle-prediction]")
-    shown = wait_changed(page, base)
+    shown = rendered(page)
     assert (np.abs(shown - base).sum(-1) > 30).sum() >= 50
 
 

@@ -1,8 +1,6 @@
 """Training in a real browser: press Train, watch the progress bar move, see the run finish and the version."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from apps.training.models import ModelVersion, TrainingRun
@@ -21,19 +19,23 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     page.fill("[data-testid=train-minutes]", "2")
     assert not page.is_checked("[data-testid=train-self-training]")  # an option, off by default
     page.check("[data-testid=train-self-training]")
+    # record every value the progress bar takes (each redraw of the run panel), not samples of it
+    page.evaluate("""() => {
+        window.__progress = [];
+        const record = () => {
+            const bar = document.querySelector('[data-testid=train-progress]');
+            if (bar) window.__progress.push(Number(bar.getAttribute('value') || 0));
+        };
+        new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                             attributeFilter: ['value']});
+    }""")
     page.click("[data-testid=train-start]")
     page.wait_for_selector("[data-testid=train-run]")
 
-    seen: set[int] = set()
-    deadline = time.time() + 240
-    status = ""
-    while time.time() < deadline:
-        panel = page.locator("[data-testid=train-run]")
-        status = panel.get_attribute("data-status") or ""
-        seen.add(int(page.locator("[data-testid=train-progress]").get_attribute("value") or 0))
-        if status in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(0.3)
+    page.wait_for_function("""() => ['succeeded', 'failed', 'cancelled'].includes(
+        document.querySelector('[data-testid=train-run]')?.dataset.status)""", timeout=240000)
+    status = page.locator("[data-testid=train-run]").get_attribute("data-status")
+    seen = {int(v) for v in page.evaluate("window.__progress")}
     run = TrainingRun.objects.get(project=project)
     assert status == "succeeded", (run.status, run.error)
     assert any(0 < v < 100 for v in seen), f"the progress bar never showed an intermediate value: {sorted(seen)}"

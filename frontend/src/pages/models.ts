@@ -1,6 +1,7 @@
 /** Models page (/projects/:id/models): versions with lineage, run status, key metrics, activate, download. */
 import { api, type Project } from "../api";
 import { comparisonBlock } from "../baselines";
+import { Hook } from "../hooks";
 import { registerRoute } from "../router";
 import { addProjectNavLink, append, errorBlock, h, renderNav, showError, toast } from "../ui";
 import { loadProject } from "./project";
@@ -16,15 +17,12 @@ export interface ModelsContext {
   reload: () => Promise<void>;
 }
 
-const sections: Array<(ctx: ModelsContext) => Node | null> = [];
-
 /**
- * Add a section below the versions table (e.g. inference's comparison of scores vs the parent):
- * `addModelsSection((ctx) => h("div", {}, ...))`; called again after every reload of the list.
+ * Sections below the versions table (e.g. the comparison of scores vs the parent), registered in
+ * src/extensions.ts: `modelsSections.register("name", (ctx) => h("div", {}, ...))`; each is rendered
+ * again after every reload of the list.
  */
-export function addModelsSection(render: (ctx: ModelsContext) => Node | null): void {
-  sections.push(render);
-}
+export const modelsSections = new Hook<ModelsContext, Node | null>("models page");
 
 /** Metrics shown as columns, with whether lower is better. */
 const METRICS: Array<[string, string, boolean]> = [
@@ -95,13 +93,8 @@ async function renderModels(root: HTMLElement, params: Record<string, string>): 
     }
     body.replaceChildren(table, h("p", { class: "muted" }, "Scores are measured on the validation images (or held-out labels). Bold: best. Under each version: a threshold and a random forest fitted by the same run on the same labels, scored on the same images."));
     const ctx: ModelsContext = { projectId: pid, versions, role: project.my_role, reload: load };
-    for (const render of sections) {
-      try {
-        const node = render(ctx);
-        if (node) body.append(node);
-      } catch (err) {
-        showError(err, "A section of this page failed");
-      }
+    for (const node of modelsSections.run(ctx, (err) => showError(err, "A section of this page failed"))) {
+      if (node) body.append(node);
     }
   };
   append(root, h("h1", {}, "Model versions"), body);

@@ -1,7 +1,19 @@
 /** Project page: image grid (thumbnail, split, annotation status), filters, drag-and-drop batch upload, members. */
 import { api, getAll, uploadForm, type ImageInfo, type Member, type Project } from "../api";
+import { Hook } from "../hooks";
 import { navigate, registerRoute } from "../router";
 import { append, errorBlock, fmtBytes, h, messageOf, renderNav, showError, toast } from "../ui";
+
+/** What an extension of the project page's image grid gets (e.g. prediction thumbnails on the cards). */
+export interface ImageGridContext {
+  projectId: string;
+  grid: HTMLElement;
+  /** Call `fn` after every redraw of the cards (filters, uploads, deletes). */
+  onDraw(fn: () => void): void;
+}
+
+/** Extensions of the image grid; they register in src/extensions.ts. */
+export const imageGridHooks = new Hook<ImageGridContext>("image grid");
 
 /** The project, cached for pages that need it (nav bar, annotate page). */
 export async function loadProject(id: string | number): Promise<Project> {
@@ -33,6 +45,7 @@ async function renderProject(root: HTMLElement, params: Record<string, string>):
   const status = h("select", { "data-testid": "filter-annotated" }, h("option", { value: "" }, "any status"), h("option", { value: "yes" }, "annotated"), h("option", { value: "no" }, "not annotated"));
   const search = h("input", { type: "search", placeholder: "file name", "data-testid": "filter-name" });
   let images: ImageInfo[] = [];
+  const drawn: Array<() => void> = [];
 
   const draw = () => {
     grid.replaceChildren();
@@ -43,6 +56,7 @@ async function renderProject(root: HTMLElement, params: Record<string, string>):
       (!q || im.original_filename.toLowerCase().includes(q)));
     if (!shown.length) grid.append(h("p", { class: "muted" }, images.length ? "No image matches the filters." : "No images yet: drop files here or choose them above."));
     for (const im of shown) grid.append(imageCard(project, im, canEdit, load));
+    drawn.forEach((fn) => fn());
   };
   const load = async () => {
     try {
@@ -69,6 +83,7 @@ async function renderProject(root: HTMLElement, params: Record<string, string>):
     grid,
     project.my_role === "owner" ? members(pid) : null,
   );
+  imageGridHooks.run({ projectId: pid, grid, onDraw: (fn) => drawn.push(fn) }, (err, name) => showError(err, `The image-grid extension "${name}" failed`));
   await load();
 }
 

@@ -159,7 +159,7 @@ async function renderTraining(root: HTMLElement, params: Record<string, string>)
   const draw = () => {
     const version = shown?.model_version ? versions.find((v) => v.id === shown!.model_version) : undefined;
     current.replaceChildren(shown ? runPanel(shown, canEdit, cancel, version) : h("p", { class: "muted" }, "No run yet: press Train."));
-    history.replaceChildren(h("h2", {}, "Earlier runs"), historyTable(runs, (r) => { shown = r; draw(); poll(); }));
+    history.replaceChildren(h("h2", {}, "Earlier runs"), historyTable(runs, (r) => { shown = r; draw(); void poll(); }));
   };
   const poll = async () => {
     stop();
@@ -182,17 +182,17 @@ async function renderTraining(root: HTMLElement, params: Record<string, string>)
     try {
       shown = await api.post<TrainingRun>(`/training-runs/${shown.id}/cancel/`);
       draw();
-      poll();
+      void poll();
     } catch (err) {
       showError(err, "Could not cancel");
     }
   };
   append(root,
     h("h1", {}, "Training"),
-    canEdit ? startForm(pid, versions, (run) => { shown = run; draw(); poll(); }) : h("p", { class: "muted" }, "Viewers can watch runs; annotators and owners start them."),
+    canEdit ? startForm(pid, versions, (run) => { shown = run; draw(); void poll(); }) : h("p", { class: "muted" }, "Viewers can watch runs; annotators and owners start them."),
     current, history);
   draw();
-  poll();
+  void poll();
   return stop;
 }
 
