@@ -155,12 +155,13 @@ class UploadResultSerializer(serializers.Serializer):
     filename = serializers.CharField()
     status = serializers.ChoiceField(
         choices=[201, 400, 409, 413, 507],
-        help_text="this file's outcome as an HTTP status: 201 stored; 400 empty or unreadable; 409 duplicate; "
+        help_text="this file's outcome as an HTTP status: 201 stored; 400 empty, unreadable or another channel "
+                  "count than the project's images; 409 duplicate; "
                   "413 over a size limit or the media quota; 507 the server could not write it")
     id = serializers.IntegerField(required=False, help_text="set when stored")
     error = serializers.CharField(required=False, help_text="set when not stored")
     code = serializers.ChoiceField(choices=["empty", "too_large", "quota_exceeded", "duplicate", "unreadable",
-                                            "storage_error"], required=False)
+                                            "channel_mismatch", "storage_error"], required=False)
     duplicate_of = serializers.IntegerField(required=False)
     note = serializers.CharField(required=False, help_text="e.g. only the first plane of a Z/T stack is used")
 

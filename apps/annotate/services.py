@@ -90,11 +90,37 @@ def create_project(*, user, name: str, description: str = "", channels: list | N
 @transaction.atomic
 def update_project(*, user, project_id: int, **fields) -> Project:
     project = get_project_for(user, project_id, Role.OWNER)
+    if "channels" in fields and fields["channels"]:
+        have = image_channel_count(project)
+        if have is not None and len(fields["channels"]) != have:
+            raise ValidationError({"channels": f"the project's images have {have} channel(s): give {have} "
+                                               f"name(s), not {len(fields['channels'])}"})
     for key in ("name", "description", "channels"):
         if key in fields:
             setattr(project, key, fields[key])
     project.save()
     return project
+
+
+def image_channel_count(project: Project) -> int | None:
+    """The channel count of the project's images (its first image's; uploads keep them all equal), or None."""
+    return project.images.order_by("pk").values_list("channels", flat=True).first()
+
+
+def expected_channels(project: Project) -> int | None:
+    """How many channels an upload to the project must have: its images' count, else the number of channel
+    names the project was given, else None (the first upload decides)."""
+    have = image_channel_count(project)
+    return have if have is not None else (len(project.channels) or None)
+
+
+def channel_mismatch(project: Project, channels: int, expected: int) -> str:
+    """The per-file error for an upload whose channel count is not the project's."""
+    names = ", ".join(str(n) for n in project.channels) if len(project.channels) == expected else ""
+    return (f"the image has {channels} channel(s) but this project's images have {expected}"
+            + (f" ({names})" if names else "") + ": a model is trained on a fixed set of channels. Upload it to a "
+            f"project for {channels}-channel images, or convert it first (e.g. in Fiji: Image > Color > "
+            f"Split Channels / Merge Channels)")
 
 
 def delete_project(*, user, project_id: int) -> None:
@@ -196,7 +222,8 @@ def update_class(*, user, project_id: int, index: int, name: str | None = None, 
 # --- images ------------------------------------------------------------------------------------
 #: The HTTP status each per-file upload result stands for (the batch answer's own status is
 #: 201 / 207 / 400 or 413, see :func:`upload_images`).
-UPLOAD_STATUS = {"stored": 201, "empty": 400, "unreadable": 400, "duplicate": 409, "too_large": 413,
+UPLOAD_STATUS = {"stored": 201, "empty": 400, "unreadable": 400, "channel_mismatch": 400, "duplicate": 409,
+                 "too_large": 413,
                  "quota_exceeded": 413, "storage_error": 507}
 
 
@@ -282,8 +309,10 @@ def _expected_cache_bytes(header: mlio.ImageHeader) -> int:
     return header.nbytes + 128 if big and not header.mappable else 0  # 128: the .npy header
 
 
-def _store_one(project: Project, user, f, limit: int, quota: MediaQuota) -> UploadResult:
-    """Validate, read and store one uploaded file; never raises for bad input (a per-file error)."""
+def _store_one(project: Project, user, f, limit: int, quota: MediaQuota, channels: list) -> UploadResult:
+    """Validate, read and store one uploaded file; never raises for bad input (a per-file error).
+
+    ``channels``: a one-item list holding the channel count uploads must have (None: this file decides it)."""
     name = _display_name(getattr(f, "name", "upload"))
     size = getattr(f, "size", None) or 0
     if size == 0:
@@ -302,6 +331,9 @@ def _store_one(project: Project, user, f, limit: int, quota: MediaQuota) -> Uplo
         return UploadResult(name, error=f"{exc} (LABSEG_MAX_IMAGE_PIXELS)", code="too_large")
     except mlio.ImageReadError as exc:
         return UploadResult(name, error=str(exc), code="unreadable")
+    if channels[0] is not None and header.shape[0] != channels[0]:
+        return UploadResult(name, error=channel_mismatch(project, header.shape[0], channels[0]),
+                            code="channel_mismatch")
     cache_bytes = _expected_cache_bytes(header)
     what = f"the original {human_bytes(size)}" + (f" + its decoded cache {human_bytes(cache_bytes)}" if cache_bytes else "")
     refusal = quota.refusal(size + cache_bytes, what)
@@ -367,7 +399,12 @@ def upload_images(*, user, project_id: int, files: list) -> tuple[int, list[dict
         raise ValidationError({"files": "send one or more files in the multipart field 'files'"})
     limit = int(settings.LABSEG_MAX_UPLOAD_BYTES)
     quota = MediaQuota()
-    results = [_store_one(project, user, f, limit, quota) for f in files]
+    channels = [expected_channels(project)]
+    results = []
+    for f in files:
+        results.append(_store_one(project, user, f, limit, quota, channels))
+        if results[-1].id is not None and channels[0] is None:
+            channels[0] = expected_channels(project)  # the first stored image sets the count for the rest
     stored = sum(r.id is not None for r in results)
     if stored:
         status = 201 if stored == len(results) else 207
