@@ -5,3 +5,6 @@ class InferenceConfig(AppConfig):
     name = "apps.inference"
     label = "inference"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from . import services  # noqa: F401 - registers the job kind(s) with labseg.jobs (recovery beat)

@@ -3,31 +3,23 @@ from __future__ import annotations
 
 import uuid
 
-from django.conf import settings
 from django.db import models
 
 from apps.annotate.models import Image
 from apps.training.models import ModelVersion
+from labseg.jobs.models import Job, JobStatus
 
 
-class PredictionStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
+PredictionStatus = JobStatus  # queued / running / succeeded / failed (cancelled is not offered yet)
 
 
 def prediction_upload_to(instance: "Prediction", filename: str) -> str:
     return f"projects/{instance.image.project_id}/predictions/{instance.model_version_id}/{uuid.uuid4().hex}/{filename}"
 
 
-class Prediction(models.Model):
+class Prediction(Job):
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="predictions")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
-    status = models.CharField(
-        max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.QUEUED, db_index=True
-    )
-    progress = models.FloatField(default=0.0)
     classes_file = models.FileField(upload_to=prediction_upload_to, max_length=500, blank=True)
     instances_file = models.FileField(upload_to=prediction_upload_to, max_length=500, blank=True)
     probability_file = models.FileField(upload_to=prediction_upload_to, max_length=500, blank=True)
@@ -36,21 +28,8 @@ class Prediction(models.Model):
     mean_uncertainty = models.FloatField(
         null=True, blank=True, db_index=True, help_text="mean of the TTA uncertainty map (0..1), for active learning"
     )
-    worker = models.CharField(max_length=200, blank=True, default="")
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="times a worker claimed it")
-    error = models.TextField(blank=True, default="")
-    # indexed: the newest heartbeat of any GPU job tells the lost-message check whether the queue moves
-    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="when its message was last sent")
-    resends = models.PositiveSmallIntegerField(
-        default=0, help_text="times its message was sent again because no worker took it (at most 1 per queueing)")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(Job.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["image", "model_version"],

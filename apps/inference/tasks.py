@@ -7,7 +7,6 @@ import socket
 
 
 from labseg.celery import app
-from labseg.worker import recover_on_worker_start
 
 from . import services
 
@@ -37,13 +36,3 @@ def predict(self, prediction_id: int) -> None:
     except Exception as exc:  # noqa: BLE001 - every failure must end the row, with its message
         log.exception("prediction %s failed", prediction_id)
         services.fail_prediction(prediction_id, runner.explain_error(exc), worker=worker)
-
-
-@app.task(name="inference.recover_stale")
-def recover_stale() -> dict:
-    """Periodic (beat, queue default): re-queue or fail predictions whose worker stopped its heartbeats;
-    re-send (once) or fail queued predictions that no worker received (a lost message)."""
-    return services.recover_predictions()
-
-
-recover_on_worker_start(lambda: services.recover_predictions(at_worker_start=True), "predictions")
