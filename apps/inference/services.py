@@ -22,7 +22,7 @@ from labseg.api import ServiceUnavailable
 from labseg.jobs import service as jobs
 from labseg.jobs.models import ACTIVE_STATUSES
 
-from .models import Prediction, PredictionStatus
+from .models import ExportFormat, ModelExport, Prediction, PredictionStatus
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ PREDICTIONS = jobs.register(jobs.JobKind(
     crash_advice="Ask for it again; if it fails the same way, ask your administrator to check the GPU worker.",
 ))
 PredictionLost = jobs.JobLost
+EXPORTS = jobs.register(jobs.JobKind(
+    name="export", model=ModelExport, task="apps.inference.tasks.export", noun="model export",
+    queue_noun="export", again="ask for the export again",
+))
 
 
 def _enqueue(prediction_id: int, failed: list[int] | None = None) -> None:
@@ -135,6 +139,15 @@ def auto_predict(model_version: ModelVersion) -> list[Prediction]:
     return request_predictions(model_version)
 
 
+def on_version_trained(sender, version: ModelVersion, **_kwargs) -> None:
+    """Receiver of ``apps.training.signals.version_trained`` (connected in ``apps.py``): auto-predict. A
+    failure is logged: the version is stored, and predictions can be asked for again."""
+    try:
+        auto_predict(version)
+    except Exception:  # noqa: BLE001
+        log.exception("auto-predict of version %s failed", version.pk)
+
+
 def claim_prediction(prediction_id: int, worker: str) -> bool:
     """queued -> running with one conditional UPDATE: a redelivered message can never run it twice."""
     return jobs.claim(PREDICTIONS, prediction_id, worker)
@@ -168,21 +181,20 @@ def recover_predictions(*, at_worker_start: bool = False) -> dict[str, dict[str,
 def weight_map_of(image: Image, *, w0: float = 10.0, sigma: float = 5.0):
     """The training weight map (``labseg.ml.weights.weight_map``) of the image's current annotation.
 
-    Cached per annotation version in the training pipeline's weight cache (the same files a training
-    run uses), so the viewer's many region requests compute it once. NotFound without labelled pixels.
+    Cached per annotation version (``apps.annotate.weight_maps``: the same files a training run uses), so
+    the viewer's many region requests compute it once. NotFound without labelled pixels.
     """
     from rest_framework.exceptions import NotFound
 
     from apps.annotate.masks import annotation_arrays
     from apps.annotate.models import Annotation
-    from apps.training.pipeline import Example, cached_weight_map
+    from apps.annotate.weight_maps import cached_weight_map
 
     annotation = Annotation.objects.filter(image=image).first()
     classes, instances = annotation_arrays(annotation) if annotation is not None else (None, None)
     if classes is None or not classes.any():
         raise NotFound("This image has no annotation yet: paint some labels first.")
-    example = Example(image=image, annotation=annotation, raw=None, classes=classes, instances=instances)
-    return cached_weight_map(example, w0, sigma)[0]
+    return cached_weight_map(annotation, classes, instances, w0, sigma)[0]
 
 
 def accept_prediction(prediction: Prediction, user, version: int, keep_labels: bool = False):
@@ -192,11 +204,10 @@ def accept_prediction(prediction: Prediction, user, version: int, keep_labels: b
     optimistic-concurrency rule applies). ``keep_labels``: where the current annotation has labels,
     keep them instead of the prediction's (the user's strokes are ground truth).
     """
-    import base64
-
-    from apps.annotate.masks import annotation_arrays, encode_png
-    from apps.annotate.models import Annotation
-    from apps.annotate.services import save_annotation
+    from apps.annotate.masks import annotation_arrays
+    from apps.annotate.models import Annotation, Role
+    from apps.annotate.selectors import get_image_for
+    from apps.annotate.services import save_masks
 
     from .rendering import read_map
 
@@ -214,11 +225,8 @@ def accept_prediction(prediction: Prediction, user, version: int, keep_labels: b
                 instances = np.where(mine, shifted, instances)
     instances = instances.astype(np.uint32 if instances.max(initial=0) > 65535 else np.uint16)
 
-    def b64(mask) -> str:
-        return base64.b64encode(encode_png(mask)).decode()
-
-    return save_annotation(user=user, image_id=prediction.image_id, version=version, classes_png=b64(classes),
-                           instances_png=b64(instances), strokes=[])
+    image = get_image_for(user, prediction.image_id, Role.ANNOTATOR)
+    return save_masks(image, user=user, version=version, classes=classes, instances=instances, strokes=[])
 
 
 def annotation_summary(annotation) -> dict:
@@ -226,3 +234,58 @@ def annotation_summary(annotation) -> dict:
     return {"image": annotation.image_id, "version": annotation.version, "labelled_pixels": annotation.labelled_pixels,
             "updated_by": annotation.updated_by.username if annotation.updated_by_id else None,
             "updated_at": annotation.updated_at.isoformat() if annotation.updated_at else None}
+
+
+# --- model exports (TorchScript / ONNX, made by a worker) -------------------------------------------
+def request_export(version: ModelVersion, fmt: str, user=None) -> ModelExport:
+    """The version's export as ``fmt``: the newest finished one, else the queued or running one, else a new
+    queued one (enqueued on commit). Asking again while one runs returns it; never two at once (the
+    partial unique constraint settles a race). ValidationError (400) for an unknown format;
+    ServiceUnavailable (503) when the broker cannot be reached (the new export is marked failed)."""
+    if fmt not in ExportFormat.values:
+        raise ValidationError({"format": f"format must be one of {', '.join(ExportFormat.values)}"})
+    mine = ModelExport.objects.filter(model_version=version, format=fmt)
+    for _attempt in range(3):
+        done = mine.filter(status=PredictionStatus.SUCCEEDED).exclude(file="").order_by("-id").first()
+        active = mine.filter(status__in=ACTIVE_STATUSES).order_by("-id").first()
+        if done is not None or active is not None:
+            return done or active
+        failed: list[int] = []
+        try:
+            with transaction.atomic():
+                export = ModelExport.objects.create(project_id=version.project_id, model_version=version, format=fmt,
+                                                    created_by=user if _is_user(user) else None,
+                                                    enqueued_at=timezone.now())
+                jobs.enqueue(EXPORTS, export.pk, failed)
+        except IntegrityError:
+            continue  # a concurrent request created it: loop and return that one
+        if failed:
+            raise ServiceUnavailable(
+                "The export queue could not be reached, so the export was not started (it is marked failed). "
+                "Ask your administrator to check the broker (Redis), then try again.",
+                code="queue_unavailable", extra={"export_id": export.pk})
+        return export
+    raise RuntimeError("could not create or find the export")  # pragma: no cover - needs 3 races in a row
+
+
+def claim_export(export_id: int, worker: str) -> bool:
+    return jobs.claim(EXPORTS, export_id, worker)
+
+
+def run_export(export_id: int, worker: str) -> None:
+    """The worker's part: export the version (torch), store the file, finish, all only while it is ours."""
+    from django.core.files.base import ContentFile
+
+    from .exports import export_model
+
+    export = ModelExport.objects.select_related("model_version__project").get(pk=export_id)
+    jobs.report(EXPORTS, export.pk, worker, 0.1)
+    data, filename, _content_type = export_model(export.model_version, export.format)
+    jobs.report(EXPORTS, export.pk, worker, 0.9)
+    export.file.save(filename, ContentFile(data), save=False)
+    if not jobs.finish_if_ours(EXPORTS, export.pk, worker, file=export.file.name, filename=filename):
+        export.file.delete(save=False)  # lost meanwhile: the attempt that owns it writes its own file
+
+
+def fail_export(export_id: int, error: str, worker: str) -> None:
+    jobs.fail(EXPORTS, export_id, error, worker=worker)

@@ -34,6 +34,8 @@ from apps.annotate.models import Image, LabelClass, Project
 from labseg.jobs import service as jobs
 
 from .models import ACTIVE_RUN_STATUSES, MetricScore, ModelVersion, ScoreMethod, TrainingRun
+from .selectors import TRAINING_VALIDATION
+from .signals import version_trained
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +278,6 @@ def activate_version(version: ModelVersion) -> ModelVersion:
     return version
 
 
-TRAINING_VALIDATION = "training-validation"
 
 
 def record_metric_scores(version: ModelVersion, image: Image | None, split: str, scores: dict,
@@ -286,7 +287,7 @@ def record_metric_scores(version: ModelVersion, image: Image | None, split: str,
     One row per (version, image, name), updated in place when scored again. ``image=None`` holds the
     aggregate over ``split``. Non-finite values are skipped (JSON and charts cannot show them).
     ``source`` (kept in ``details["source"]``) says who scored: ``TRAINING_VALIDATION`` for the run's
-    own validation, which later scorers must not overwrite (see ``has_training_scores``). ``method``:
+    own validation, which later scorers must not overwrite (see ``selectors.has_training_scores``). ``method``:
     ``unet`` for the version's own network, else the baseline the run fitted beside it.
     """
     rows = []
@@ -308,13 +309,6 @@ def record_metric_scores(version: ModelVersion, image: Image | None, split: str,
         )
         rows.append(row)
     return rows
-
-
-def has_training_scores(version: ModelVersion, image: Image) -> bool:
-    """Whether the version's training run scored this image (its validation, against the annotation
-    version recorded in the provenance): those rows stay the version's validation scores."""
-    return MetricScore.objects.filter(model_version=version, image=image, method=ScoreMethod.UNET,
-                                      details__source=TRAINING_VALIDATION).exists()
 
 
 def _jsonable(value: Any) -> Any:
@@ -347,7 +341,8 @@ def finish_run(
     Activation rule: the new version becomes active when the project had no active version, or when
     it was fine-tuned from the active one (the lab's normal loop: correct, retrain, use the result).
     A run branched from an older, non-active version does not replace the active model: the lab
-    compares the scores and activates it by hand. Returns None when the run is no longer ours.
+    compares the scores and activates it by hand. Returns None when the run is no longer ours. Once
+    committed, ``signals.version_trained`` announces the version (the inference app predicts with it).
     """
     with transaction.atomic():
         run = jobs.lock_if_ours(RUNS, run_id, worker)
@@ -371,7 +366,15 @@ def finish_run(
         if activate:  # in the same transaction: nobody sees a succeeded run whose version is not active yet
             activate_version(version)
         jobs.finish_if_ours(RUNS, run.pk, worker, eta_seconds=0.0, message=f"Finished: model version {version.number}")
+        transaction.on_commit(lambda: _announce(version))
     return version
+
+
+def _announce(version: ModelVersion) -> None:
+    """``version_trained`` to whoever listens (auto-predict); a receiver's error is logged, never raised."""
+    for receiver, result in version_trained.send_robust(sender=ModelVersion, version=version):
+        if isinstance(result, Exception):
+            log.error("a receiver of version_trained (%s) failed for version %s: %r", receiver, version.pk, result)
 
 
 def project_channel_count(project: Project) -> int | None:

@@ -7,7 +7,6 @@ and a validation image with a dense annotation (classes + instances).
 """
 from __future__ import annotations
 
-import base64
 import io
 import os
 import secrets
@@ -33,10 +32,6 @@ def _tiff(image) -> bytes:
     buf = io.BytesIO()
     tifffile.imwrite(buf, image, imagej=True, metadata={"axes": "CYX"})
     return buf.getvalue()
-
-
-def _b64(mask) -> str:
-    return base64.b64encode(encode_png(mask)).decode()
 
 
 class Command(BaseCommand):
@@ -108,6 +103,5 @@ class Command(BaseCommand):
                 classes, inst = scribbles(instances, n_strokes=12, seed=seed), None
             else:
                 classes, inst = classes_from_instances(instances), instances.astype("uint16")
-            services.save_annotation_for(image, user=admin, version=0, classes_png=_b64(classes),
-                                         instances_png=_b64(inst) if inst is not None else None, strokes=[])
+            services.save_masks(image, user=admin, version=0, classes=classes, instances=inst, strokes=[])
         return image
