@@ -278,11 +278,16 @@ def recover(kind: JobKind, *, at_worker_start: bool = False) -> dict[str, dict[s
 
 
 def recover_all(*, at_worker_start: bool = False) -> dict[str, dict[str, dict[str, list[int]]]]:
-    """Every registered kind (the beat task and worker start); one kind failing does not stop the others."""
-    out = {}
+    """Every registered kind (the beat task and worker start). A kind whose recovery fails (the database
+    restarting) does not keep the others from theirs; the first error is raised afterwards, so that the
+    task shows it and a caller may retry (every step is a conditional UPDATE: running it again is safe)."""
+    out, errors = {}, []
     for name, kind in list(KINDS.items()):
         try:
             out[name] = recover(kind, at_worker_start=at_worker_start)
-        except Exception:  # noqa: BLE001 - e.g. a table not migrated yet; the next beat tries again
+        except Exception as exc:  # noqa: BLE001
             log.exception("recovery of %s jobs failed", name)
+            errors.append(exc)
+    if errors:
+        raise errors[0]
     return out
