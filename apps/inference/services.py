@@ -17,7 +17,6 @@ from rest_framework.exceptions import ValidationError
 
 from apps.annotate.models import Image
 from apps.training.models import ModelVersion
-
 from labseg.api import ServiceUnavailable
 from labseg.jobs import service as jobs
 from labseg.jobs.models import ACTIVE_STATUSES

@@ -19,7 +19,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand
 
 from apps.annotate import services
-from apps.annotate.masks import encode_png
 from apps.annotate.models import Annotation, Image, Project, Split
 from labseg.ml.synthetic import classes_from_instances, make_nuclei, scribbles
 
