@@ -9,7 +9,7 @@ import re
 from django.core.exceptions import PermissionDenied, SuspiciousOperation, ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -167,14 +167,21 @@ ERROR_DESCRIPTIONS = {
 }
 
 
+class ErrorSerializer(serializers.Serializer):
+    """Every error answer: ``detail`` (a sentence), ``code`` (machine-readable); validation errors add
+    ``errors`` (per field); some add context (409: the current version or run; 503: what was not started)."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    errors = serializers.JSONField(required=False, help_text="per-field messages of a validation error")
+
+
 def error_responses(*codes: int, auth: bool = True, descriptions: dict | None = None, binary: bool = False) -> dict:
     """``extend_schema(responses={200: X, **error_responses(400, 404)})``: the JSON error body
     ``{"detail", "code"}`` (see :func:`exception_handler`) for each code; ``auth`` adds 401 and 403, which
     every view that needs a login can answer. ``binary``: for views with :data:`BINARY_RENDERERS`, whose
     success is keyed ``(200, media type)``: the errors are then documented as JSON only (not also ``*/*``)."""
     from drf_spectacular.utils import OpenApiResponse
-
-    from apps.annotate.serializers import ErrorSerializer
 
     wanted = sorted({*codes, *((401, 403) if auth else ())})
     texts = {**ERROR_DESCRIPTIONS, **(descriptions or {})}

@@ -23,10 +23,10 @@ app.conf.task_routes = {
     "training.*": {"queue": "gpu"},
     "inference.*": {"queue": "gpu"},
 }
-app.autodiscover_tasks(["apps.annotate", "apps.training", "apps.inference"])
-# `celery -A labseg beat`: runs whose worker died are re-queued or failed (apps.training.services).
-# Sent to "default" so that a busy (or dead) GPU worker does not hold up the check.
+app.autodiscover_tasks(["apps.annotate", "apps.training", "apps.inference", "labseg.jobs"])
+# `celery -A labseg beat`: jobs of every kind whose worker died are re-queued or failed, and those whose
+# message was lost are re-sent or failed (labseg.jobs). Sent to "default" so that a busy (or dead) GPU
+# worker does not hold up the check.
 app.conf.beat_schedule = {
-    "training-recover-stale": {"task": "training.recover_stale", "schedule": 60.0, "options": {"queue": "default"}},
-    "inference-recover-stale": {"task": "inference.recover_stale", "schedule": 60.0, "options": {"queue": "default"}},
+    "jobs-recover": {"task": "jobs.recover", "schedule": 60.0, "options": {"queue": "default"}},
 }

@@ -7,6 +7,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from labseg import api
+
 from .models import Annotation, AnnotationRevision, Image, LabelClass, Membership, Project, Role, Split
 
 
@@ -250,10 +252,4 @@ class MeSerializer(serializers.Serializer):
     is_staff = serializers.BooleanField()
 
 
-class ErrorSerializer(serializers.Serializer):
-    """Every error answer: ``detail`` (a sentence), ``code`` (machine-readable); validation errors add
-    ``errors`` (per field); some add context (409: the current version or run; 503: what was not started)."""
-
-    detail = serializers.CharField()
-    code = serializers.CharField()
-    errors = serializers.JSONField(required=False, help_text="per-field messages of a validation error")
+ErrorSerializer = api.ErrorSerializer  # the shared error body (labseg.api), named here for the schemas

@@ -453,7 +453,7 @@ _WEIGHT_CACHE_NAME = re.compile(r"ann(\d+)-v")
 def _weight_cache_files(image_ids: Iterable[int]) -> list[str]:
     """Storage names of the training weight-map caches of these images' annotations (every version, and
     torn temporary files): ``cache/weights/ann<annotation id>-v<version>-<digest>.npy``, as written by
-    ``apps.training.pipeline.cached_weight_map``. One listing of the folder, whatever the image count."""
+    ``apps.annotate.weight_maps``. One listing of the folder, whatever the image count."""
     rows = Annotation.objects.filter(image_id__in=list(image_ids)).values_list("pk", flat=True)
     annotations = {str(pk) for pk in rows}
     if not annotations:
@@ -576,10 +576,9 @@ def _b64_mask(value: Any, field: str, expected_size: tuple[int, int]) -> np.ndar
         raise ValidationError({field: f"not a readable grey PNG mask: {exc}"})
 
 
-def _validate_masks(image: Image, classes_b64: Any, instances_b64: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-    size = (image.width, image.height)
-    classes = _b64_mask(classes_b64, "classes_png", size)
-    instances = _b64_mask(instances_b64, "instances_png", size)
+def _check_masks(image: Image, classes: np.ndarray | None,
+                 instances: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Masks of the image's size whose class indices are the project's (400 otherwise)."""
     for field, arr in (("classes_png", classes), ("instances_png", instances)):
         if arr is not None and arr.shape != (image.height, image.width):
             raise ValidationError({field: f"mask is {arr.shape[1]}x{arr.shape[0]} but the image is "
@@ -618,10 +617,21 @@ def save_annotation(*, user, image_id: int, version: Any, classes_png: Any = Non
 
 def save_annotation_for(image: Image, *, user, version: Any, classes_png: Any = None, instances_png: Any = None,
                         strokes: Any = None) -> Annotation:
-    """:func:`save_annotation` without the permission check (admin actions, the demo command)."""
+    """:func:`save_annotation` without the permission check (admin actions): the masks as base64 (the API's
+    encoding, decoded here with the size checks made before any pixel is decompressed)."""
+    size = (image.width, image.height)
+    return save_masks(image, user=user, version=version, classes=_b64_mask(classes_png, "classes_png", size),
+                      instances=_b64_mask(instances_png, "instances_png", size), strokes=strokes)
+
+
+def save_masks(image: Image, *, user, version: Any, classes: np.ndarray | None = None,
+               instances: np.ndarray | None = None, strokes: Any = None) -> Annotation:
+    """Save mask arrays (class uint8, instance ids) as the image's next annotation version (409 when
+    ``version`` is stale); no permission check: internal callers (accepting a prediction, restoring a
+    revision, the demo command) check it themselves and hand over arrays, never base64."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise ValidationError({"version": "the version this save is based on (an integer >= 0) is required"})
-    classes, instances = _validate_masks(image, classes_png, instances_png)
+    classes, instances = _check_masks(image, classes, instances)
     strokes = _validate_strokes(strokes)
     classes_bytes = encode_png(classes) if classes is not None and classes.any() else None
     instances_bytes = encode_png(instances) if instances is not None and instances.any() else None
@@ -667,9 +677,7 @@ def restore_revision(*, user, image_id: int, version: int, check_role: bool = Tr
     if rev is None:
         raise NotFound(f"No saved version {version} in this image's history.")
     current = Annotation.objects.filter(image=image).values_list("version", flat=True).first() or 0
-
-    def b64(data):
-        return base64.b64encode(bytes(data)).decode() if data else None
-
-    return save_annotation_for(image, user=user, version=current, classes_png=b64(rev.classes_png),
-                               instances_png=b64(rev.instances_png), strokes=rev.strokes)
+    shape = (image.height, image.width)
+    classes, instances = (decode_mask(bytes(data), expected_shape=shape) if data else None
+                          for data in (rev.classes_png, rev.instances_png))
+    return save_masks(image, user=user, version=current, classes=classes, instances=instances, strokes=rev.strokes)

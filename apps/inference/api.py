@@ -19,7 +19,7 @@ from apps.annotate.selectors import get_image_for, get_project_for
 from labseg.api import BINARY_RENDERERS, Conflict, error_responses, parse_int, parse_int_list
 
 from . import exports, rendering, selectors, services
-from .models import Prediction, PredictionStatus
+from .models import ModelExport, Prediction, PredictionStatus
 
 BINARY = BINARY_RENDERERS  # binary answers take any Accept header; errors stay JSON
 REGION_PARAMS = [
@@ -292,14 +292,56 @@ def export_masks(request, project_id: int):
     return FileResponse(handle, as_attachment=True, filename=name, content_type="application/zip")
 
 
-@extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **error_responses(
-    400, 404, binary=True, descriptions={400: "unknown format (torchscript or onnx)"})})
+class ModelExportSerializer(serializers.ModelSerializer):
+    download = serializers.SerializerMethodField(help_text="the file's URL once the export succeeded, else null")
+
+    class Meta:
+        model = ModelExport
+        fields = ["id", "model_version", "format", "status", "progress", "error", "filename", "created_at",
+                  "started_at", "finished_at", "download"]
+
+    def get_download(self, obj: ModelExport) -> str | None:
+        return f"/api/v1/exports/{obj.pk}/file" if obj.status == PredictionStatus.SUCCEEDED and obj.file else None
+
+
+def _export_file(export: ModelExport) -> FileResponse:
+    return FileResponse(export.file.open("rb"), as_attachment=True, filename=export.filename,
+                        content_type="application/octet-stream")
+
+
+@extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                          (202, "application/json"): ModelExportSerializer,
+                          **error_responses(400, 404, 503, binary=True, descriptions={
+                              400: "unknown format (torchscript or onnx)",
+                              503: "the export queue (broker) cannot be reached; the export is marked failed"})})
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def export_model(request, version_id: int, fmt: str):
-    """TorchScript (``.pt`` with ``labseg.json`` as an extra file) or ONNX (JSON in the metadata)."""
+    """TorchScript (``.pt`` with ``labseg.json`` as an extra file) or ONNX (JSON in the metadata), made by a
+    worker: 200 with the file once it is made, else 202 with the export job (started on the first ask;
+    asking again while it runs returns it). Poll ``/api/v1/exports/{id}/`` or ask this URL again."""
     version = selectors.get_version_for(request.user, version_id)
-    data, filename, content_type = exports.export_model(version, fmt)
-    resp = HttpResponse(data, content_type=content_type)
-    resp["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return resp
+    export = services.request_export(version, fmt, user=request.user)
+    if export.status == PredictionStatus.SUCCEEDED:
+        return _export_file(export)
+    return Response(ModelExportSerializer(export).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(responses={200: ModelExportSerializer, **error_responses(404)})
+@api_view(["GET"])
+def export_detail(request, export_id: int):
+    """One export job: status, progress, error, and its ``download`` URL once it succeeded."""
+    return Response(ModelExportSerializer(selectors.get_export_for(request.user, export_id)).data)
+
+
+@extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **error_responses(
+    404, 409, binary=True, descriptions={409: "the export is not finished (`not_ready`, with `status`)"})})
+@api_view(["GET"])
+@renderer_classes(BINARY)
+def export_file(request, export_id: int):
+    """The exported file (409 ``not_ready`` while the export is queued or running, or after it failed)."""
+    export = selectors.get_export_for(request.user, export_id)
+    if export.status != PredictionStatus.SUCCEEDED or not export.file:
+        raise Conflict(f"The export is {export.status}, not ready to download.", code="not_ready",
+                       extra={"status": export.status, "error": export.error})
+    return _export_file(export)

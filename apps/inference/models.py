@@ -3,31 +3,23 @@ from __future__ import annotations
 
 import uuid
 
-from django.conf import settings
 from django.db import models
 
-from apps.annotate.models import Image
+from apps.annotate.models import Image, Project
 from apps.training.models import ModelVersion
+from labseg.jobs.models import Job, JobStatus
 
 
-class PredictionStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
+PredictionStatus = JobStatus  # queued / running / succeeded / failed (cancelled is not offered yet)
 
 
 def prediction_upload_to(instance: "Prediction", filename: str) -> str:
     return f"projects/{instance.image.project_id}/predictions/{instance.model_version_id}/{uuid.uuid4().hex}/{filename}"
 
 
-class Prediction(models.Model):
+class Prediction(Job):
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="predictions")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
-    status = models.CharField(
-        max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.QUEUED, db_index=True
-    )
-    progress = models.FloatField(default=0.0)
     classes_file = models.FileField(upload_to=prediction_upload_to, max_length=500, blank=True)
     instances_file = models.FileField(upload_to=prediction_upload_to, max_length=500, blank=True)
     probability_file = models.FileField(upload_to=prediction_upload_to, max_length=500, blank=True)
@@ -36,21 +28,8 @@ class Prediction(models.Model):
     mean_uncertainty = models.FloatField(
         null=True, blank=True, db_index=True, help_text="mean of the TTA uncertainty map (0..1), for active learning"
     )
-    worker = models.CharField(max_length=200, blank=True, default="")
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="times a worker claimed it")
-    error = models.TextField(blank=True, default="")
-    # indexed: the newest heartbeat of any GPU job tells the lost-message check whether the queue moves
-    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="when its message was last sent")
-    resends = models.PositiveSmallIntegerField(
-        default=0, help_text="times its message was sent again because no worker took it (at most 1 per queueing)")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(Job.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["image", "model_version"],
@@ -61,3 +40,35 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"prediction of {self.image} by {self.model_version} ({self.status})"
+
+
+class ExportFormat(models.TextChoices):
+    TORCHSCRIPT = "torchscript", "TorchScript (.pt)"
+    ONNX = "onnx", "ONNX (.onnx)"
+
+
+def export_upload_to(instance: "ModelExport", filename: str) -> str:
+    return f"projects/{instance.project_id}/exports/{instance.model_version_id}/{uuid.uuid4().hex}/{filename}"
+
+
+class ModelExport(Job):
+    """A model version exported as TorchScript or ONNX by a worker (a ``labseg.jobs`` job: the web process
+    never loads torch for it). One queued or running export per (version, format); a finished one is reused."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_exports")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="exports")
+    format = models.CharField(max_length=16, choices=ExportFormat.choices)
+    file = models.FileField(upload_to=export_upload_to, max_length=500, blank=True)
+    filename = models.CharField(max_length=200, blank=True, default="", help_text="the download's file name")
+
+    class Meta(Job.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "format"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="modelexport_one_active_per_version_format",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.format} export of {self.model_version} ({self.status})"

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image as PILImage
 
+from apps.annotate.display import parse_display_params
+
+
 @dataclass(frozen=True)
 class Region:
     x: int
@@ -32,8 +35,6 @@ class Region:
 def parse_region(params, width: int, height: int) -> Region:
     """The region asked for in the query ``params`` (``region=x,y,w,h`` or ``x``, ``y``, ``w``, ``h``, and
     ``level``), validated exactly as the image display endpoint does (400 on bad values)."""
-    from apps.annotate.api import parse_display_params
-
     p = parse_display_params(params, 1, width, height)
     return Region(p["x"], p["y"], p["w"], p["h"], p["level"])
 

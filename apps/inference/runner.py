@@ -24,14 +24,15 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.utils import timezone
 
 from apps.annotate.masks import encode_png
 from apps.training.models import ModelVersion
 
 from .maps import classes_from_probs, encode_tiff, foreground_uint8, to_uint8
-from .models import Prediction, PredictionStatus
-from .services import heartbeat, report_progress
+from labseg.jobs import service as jobs
+
+from .models import Prediction
+from .services import PREDICTIONS, heartbeat, report_progress
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def normalised_entropy(probs: np.ndarray, rows: int = 512) -> np.ndarray:
 
 
 @contextmanager
-def heartbeats(prediction_id: int, every_s: float = HEARTBEAT_EVERY_S, worker: str | None = None):
+def heartbeats(prediction_id: int, worker: str, every_s: float = HEARTBEAT_EVERY_S):
     """Write a heartbeat every ``every_s`` seconds from a thread while the block runs (post-processing of a
     huge image reports no progress for minutes; without this, recovery would think the worker dead).
 
@@ -232,11 +233,12 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
     return PredictionOutputs(classes=classes, instances=instances, files=files, counts=counts)
 
 
-def run_prediction(prediction_id: int, worker: str | None = None) -> None:
+def run_prediction(prediction_id: int, worker: str) -> None:
     """Predict, post-process, store the four maps and the counts, then score against the annotation.
 
-    ``worker``: the claim's worker name; every write is conditional on the prediction still running for it,
-    and a progress write that finds it taken (recovered as stale) raises ``PredictionLost`` (the task stops).
+    ``worker``: the claim's worker name; every write (progress, heartbeat, the final one) is conditional on
+    the prediction still running for it (``labseg.jobs``); a progress write that finds it taken (recovered as
+    stale) raises ``PredictionLost`` (the task stops), and a lost final write stores nothing and scores nothing.
     """
     pred = Prediction.objects.select_related("image", "model_version", "image__project").get(pk=prediction_id)
     loaded = load_model(pred.model_version)
@@ -249,7 +251,7 @@ def run_prediction(prediction_id: int, worker: str | None = None) -> None:
             last[0] = now
             report_progress(pred.pk, 0.05 + 0.8 * done / max(1, total), worker)
 
-    with heartbeats(pred.pk, worker=worker):
+    with heartbeats(pred.pk, worker):
         out = compute_outputs(loaded, pred.image.file.path, scratch_dir=Path(settings.MEDIA_ROOT) / "tmp",
                               progress=progress)
     report_progress(pred.pk, 0.9, worker)
@@ -257,15 +259,10 @@ def run_prediction(prediction_id: int, worker: str | None = None) -> None:
               "probability.png": pred.probability_file, "uncertainty.png": pred.uncertainty_file}
     for name, field_file in fields.items():
         field_file.save(name, ContentFile(out.files[name]), save=False)
-    running = Prediction.objects.filter(pk=pred.pk, status=PredictionStatus.RUNNING)
-    if worker is not None:
-        running = running.filter(worker=worker[:200])
-    done = running.update(
-        status=PredictionStatus.SUCCEEDED, progress=1.0, counts=out.counts,
-        mean_uncertainty=out.counts["mean_uncertainty"],
+    done = jobs.finish_if_ours(
+        PREDICTIONS, pred.pk, worker, counts=out.counts, mean_uncertainty=out.counts["mean_uncertainty"],
         classes_file=pred.classes_file.name, instances_file=pred.instances_file.name,
         probability_file=pred.probability_file.name, uncertainty_file=pred.uncertainty_file.name,
-        finished_at=timezone.now(), heartbeat_at=timezone.now(), error="",
     )
     if done:
         from .scoring import score_prediction

@@ -5,7 +5,7 @@ score_all`` computes pixel-wise metrics on labelled pixels only and skips the me
 dense ground truth (Rand, adapted Rand, warping, F1) on sparse annotations; every stored row says
 whether the ground truth was dense and which metrics were skipped (``details.dense``/``skipped``).
 Rows are stored with ``apps.training.services.record_metric_scores`` (one per version, image, name),
-named as the training run's validation rows (``apps.training.pipeline.metric_rows``); an image the
+named as the training run's validation rows (``labseg.ml.metrics.metric_rows``); an image the
 version's training run already scored keeps those validation rows.
 """
 from __future__ import annotations
@@ -23,8 +23,7 @@ SCORED_SPLITS = (Split.VALIDATION, Split.TEST)
 def score_masks(pred_classes: np.ndarray, pred_instances: np.ndarray | None, gt_classes: np.ndarray,
                 gt_instances: np.ndarray | None) -> dict:
     """``{name: {"value", "dense", "skipped", ...details}}`` ready for ``record_metric_scores``."""
-    from apps.training.pipeline import metric_rows
-    from labseg.ml.metrics import score_all
+    from labseg.ml.metrics import metric_rows, score_all
 
     result = score_all(pred_classes, pred_instances, gt_classes, gt_instances)
     dense = result["n_labelled"] == result["n_pixels"]
@@ -39,7 +38,8 @@ def score_masks(pred_classes: np.ndarray, pred_instances: np.ndarray | None, gt_
 
 def score_prediction(prediction_id: int, *, classes: np.ndarray, instances: np.ndarray) -> dict:
     """Score the prediction if its image is in a scored split and annotated; returns the stored rows."""
-    from apps.training.services import has_training_scores, record_metric_scores
+    from apps.training.selectors import has_training_scores
+    from apps.training.services import record_metric_scores
 
     pred = Prediction.objects.select_related("image", "model_version").get(pk=prediction_id)
     if pred.image.split not in SCORED_SPLITS:

@@ -10,7 +10,7 @@ from apps.annotate.selectors import get_scoped
 from apps.training.models import MetricScore, ModelVersion, ScoreMethod
 from apps.training.selectors import LOWER_IS_BETTER, baseline_comparison, lower_is_better
 
-from .models import Prediction, PredictionStatus
+from .models import ModelExport, Prediction, PredictionStatus
 
 # Metrics that need dense ground truth (every pixel labelled); skipped on sparse annotations.
 DENSE_ONLY_METRICS = ("rand_error", "adapted_rand_error", "warping_error", "f1_iou50")
@@ -24,6 +24,11 @@ def get_version_for(user, version_id: int, min_role: str = Role.VIEWER) -> Model
 def get_prediction_for(user, prediction_id: int, min_role: str = Role.VIEWER) -> Prediction:
     return get_scoped(Prediction.objects.select_related("image", "model_version"), prediction_id, user, min_role,
                       label="Prediction", project_attr="image.project_id")
+
+
+def get_export_for(user, export_id: int, min_role: str = Role.VIEWER) -> ModelExport:
+    return get_scoped(ModelExport.objects.select_related("model_version"), export_id, user, min_role,
+                      label="Export")
 
 
 def active_version(project_id: int) -> ModelVersion | None:

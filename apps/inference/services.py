@@ -12,45 +12,38 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from apps.annotate.models import Image
 from apps.training.models import ModelVersion
-
 from labseg.api import ServiceUnavailable
+from labseg.jobs import service as jobs
+from labseg.jobs.models import ACTIVE_STATUSES
 
-from .models import Prediction, PredictionStatus
+from .models import ExportFormat, ModelExport, Prediction, PredictionStatus
 
 log = logging.getLogger(__name__)
 
-ACTIVE_PREDICTION_STATUSES = (PredictionStatus.QUEUED, PredictionStatus.RUNNING)
+ACTIVE_PREDICTION_STATUSES = ACTIVE_STATUSES
 
-
-ENQUEUE_ERROR = ("The prediction queue could not be reached ({}). Ask your administrator to check the broker "
-                 "(Redis) and ask for the prediction again.")
+#: A prediction is a ``labseg.jobs`` job: claim, heartbeat, progress, finish-if-ours, fail and recovery are
+#: ``labseg.jobs.service``'s; a worker that lost its prediction stops at its next write (``PredictionLost``).
+PREDICTIONS = jobs.register(jobs.JobKind(
+    name="prediction", model=Prediction, task="apps.inference.tasks.predict", noun="prediction",
+    queue_noun="prediction", again="ask for the prediction again",
+    crash_advice="Ask for it again; if it fails the same way, ask your administrator to check the GPU worker.",
+))
+PredictionLost = jobs.JobLost
+EXPORTS = jobs.register(jobs.JobKind(
+    name="export", model=ModelExport, task="apps.inference.tasks.export", noun="model export",
+    queue_noun="export", again="ask for the export again",
+))
 
 
 def _enqueue(prediction_id: int, failed: list[int] | None = None) -> None:
-    """Send the prediction task once the surrounding transaction commits (never before the row exists).
-
-    If the broker cannot be reached the prediction is failed with a message at once (a queued row that no
-    message will ever claim would stay "queued" forever) and its id is appended to ``failed``, so the caller
-    can answer 503; the other predictions of the same request are still sent.
-    """
-    from .tasks import predict
-
-    def send() -> None:
-        try:
-            predict.delay(prediction_id)
-        except Exception as exc:  # noqa: BLE001 - kombu/redis raise many kinds of connection errors
-            log.exception("could not enqueue prediction %s", prediction_id)
-            fail_prediction(prediction_id, ENQUEUE_ERROR.format(type(exc).__name__))
-            if failed is not None:
-                failed.append(prediction_id)
-
-    transaction.on_commit(send)
+    """Send the prediction task once the surrounding transaction commits (a broker error fails the row)."""
+    jobs.enqueue(PREDICTIONS, prediction_id, failed)
 
 
 def _is_stale(prediction: Prediction) -> bool:
@@ -62,14 +55,9 @@ def _is_stale(prediction: Prediction) -> bool:
 
 
 def fail_prediction(prediction_id: int, error: str, worker: str | None = None) -> None:
-    """Mark a prediction failed with a message a user can read (only if it is not already finished).
-
-    With ``worker`` (the task's own failure) only while that worker still runs it: a worker that lost the
-    prediction (recovered as stale, re-queued, maybe running elsewhere) must not fail the next attempt.
-    """
-    rows = (_running(prediction_id, worker) if worker is not None
-            else Prediction.objects.filter(pk=prediction_id, status__in=ACTIVE_PREDICTION_STATUSES))
-    rows.update(status=PredictionStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+    """Mark a prediction failed with a message a user can read (only if it is not already finished; with
+    ``worker``, only while that worker still runs it)."""
+    jobs.fail(PREDICTIONS, prediction_id, error, worker=worker)
 
 
 def _request_one(model_version: ModelVersion, image: Image, user, failed: list[int] | None = None) -> Prediction:
@@ -150,103 +138,62 @@ def auto_predict(model_version: ModelVersion) -> list[Prediction]:
     return request_predictions(model_version)
 
 
-def claim_prediction(prediction_id: int, worker: str = "") -> bool:
+def on_version_trained(sender, version: ModelVersion, **_kwargs) -> None:
+    """Receiver of ``apps.training.signals.version_trained`` (connected in ``apps.py``): auto-predict. A
+    failure is logged: the version is stored, and predictions can be asked for again."""
+    try:
+        auto_predict(version)
+    except Exception:  # noqa: BLE001
+        log.exception("auto-predict of version %s failed", version.pk)
+
+
+def claim_prediction(prediction_id: int, worker: str) -> bool:
     """queued -> running with one conditional UPDATE: a redelivered message can never run it twice."""
-    now = timezone.now()
-    return bool(
-        Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.QUEUED).update(
-            status=PredictionStatus.RUNNING, started_at=now, heartbeat_at=now, progress=0.0, worker=worker[:200],
-            attempts=F("attempts") + 1,
-        )
-    )
+    return jobs.claim(PREDICTIONS, prediction_id, worker)
 
 
-class PredictionLost(Exception):
-    """The prediction is no longer running for this worker: recovered as stale (re-queued, maybe claimed by
-    another worker) or deleted. The worker stops at its next progress write, as a training run does, instead
-    of computing on unseen (no heartbeat) while the jobs queued behind it look unattended."""
-
-
-def _running(prediction_id: int, worker: str | None = None):
-    rows = Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.RUNNING)
-    return rows if worker is None else rows.filter(worker=worker[:200])
-
-
-def heartbeat(prediction_id: int, worker: str | None = None) -> bool:
+def heartbeat(prediction_id: int, worker: str) -> bool:
     """Say the worker is alive (without touching progress); False when the prediction is no longer its own."""
-    return bool(_running(prediction_id, worker).update(heartbeat_at=timezone.now()))
+    return jobs.touch(PREDICTIONS, prediction_id, worker)
 
 
-MAX_ATTEMPTS = 2
+def report_progress(prediction_id: int, progress: float, worker: str) -> None:
+    """Write progress (0..1) with a heartbeat; ``PredictionLost`` when it is no longer running for ``worker``."""
+    jobs.report(PREDICTIONS, prediction_id, worker, progress)
 
 
 def recover_stale_predictions(timeout_s: float | None = None) -> dict[str, list[int]]:
-    """Running predictions without a heartbeat for ``timeout_s`` (LABSEG_HEARTBEAT_TIMEOUT): their worker
-    died. Re-queued (a new message) if claimed fewer than MAX_ATTEMPTS times, else failed with a message.
-    Each change is one conditional UPDATE, so a live worker's final write is never overwritten."""
-    timeout_s = settings.LABSEG_HEARTBEAT_TIMEOUT if timeout_s is None else timeout_s
-    cutoff = timezone.now() - timedelta(seconds=timeout_s)
-    out: dict[str, list[int]] = {"requeued": [], "failed": []}
-    stale = Prediction.objects.filter(status=PredictionStatus.RUNNING, heartbeat_at__lt=cutoff)
-    for pred_id, attempts in stale.values_list("id", "attempts"):
-        same = Prediction.objects.filter(pk=pred_id, status=PredictionStatus.RUNNING, heartbeat_at__lt=cutoff)
-        if attempts < MAX_ATTEMPTS:
-            with transaction.atomic():
-                if same.update(status=PredictionStatus.QUEUED, progress=0.0, worker="", enqueued_at=timezone.now(),
-                               resends=0):
-                    _enqueue(pred_id)
-                    out["requeued"].append(pred_id)
-        elif same.update(status=PredictionStatus.FAILED, finished_at=timezone.now(),
-                         error="The worker running this prediction stopped responding twice; ask for it again."):
-            out["failed"].append(pred_id)
-    return out
+    """Predictions whose worker died: re-queued once, then failed (``labseg.jobs.service.recover_stale``)."""
+    return jobs.recover_stale(PREDICTIONS, timeout_s)
 
 
 def recover_lost_predictions(timeout_s: float | None = None, *, at_worker_start: bool = False) -> dict[str, list[int]]:
-    """Queued predictions whose message no worker received: re-sent once, then failed (``labseg.lost_messages``).
-
-    The timeout (``LABSEG_QUEUED_TIMEOUT``) counts only while no GPU job (prediction or training run) writes
-    heartbeats: predictions waiting behind others on a busy GPU worker are never failed for the queue's length.
-    """
-    from labseg.lost_messages import recover_lost, unclaimed_error
-
-    timeout_s = settings.LABSEG_QUEUED_TIMEOUT if timeout_s is None else timeout_s
-    return recover_lost(Prediction, send=_enqueue, timeout_s=timeout_s, at_worker_start=at_worker_start,
-                        fail_fields={"error": unclaimed_error("prediction", timeout_s, "ask for the prediction again")})
+    """Queued predictions whose message no worker received: re-sent once, then failed (``jobs.recover_lost``)."""
+    return jobs.recover_lost(PREDICTIONS, timeout_s, at_worker_start=at_worker_start)
 
 
 def recover_predictions(*, at_worker_start: bool = False) -> dict[str, dict[str, list[int]]]:
-    """Both recoveries (beat task and worker start): predictions whose worker died, and those no worker received."""
-    return {"stale": recover_stale_predictions(),
-            "lost": recover_lost_predictions(at_worker_start=at_worker_start)}
-
-
-def report_progress(prediction_id: int, progress: float, worker: str | None = None) -> None:
-    """Write progress (0..1) together with a heartbeat; ``PredictionLost`` when it is no longer running for
-    ``worker`` (any worker when None)."""
-    if not _running(prediction_id, worker).update(progress=max(0.0, min(1.0, float(progress))),
-                                                   heartbeat_at=timezone.now()):
-        raise PredictionLost(f"prediction {prediction_id} is no longer running for {worker or 'this worker'}")
+    """Both recoveries of predictions (the beat task ``jobs.recover`` runs them for every kind)."""
+    return jobs.recover(PREDICTIONS, at_worker_start=at_worker_start)
 
 
 def weight_map_of(image: Image, *, w0: float = 10.0, sigma: float = 5.0):
     """The training weight map (``labseg.ml.weights.weight_map``) of the image's current annotation.
 
-    Cached per annotation version in the training pipeline's weight cache (the same files a training
-    run uses), so the viewer's many region requests compute it once. NotFound without labelled pixels.
+    Cached per annotation version (``apps.annotate.weight_maps``: the same files a training run uses), so
+    the viewer's many region requests compute it once. NotFound without labelled pixels.
     """
     from rest_framework.exceptions import NotFound
 
     from apps.annotate.masks import annotation_arrays
     from apps.annotate.models import Annotation
-    from apps.training.pipeline import Example, cached_weight_map
+    from apps.annotate.weight_maps import cached_weight_map
 
     annotation = Annotation.objects.filter(image=image).first()
     classes, instances = annotation_arrays(annotation) if annotation is not None else (None, None)
     if classes is None or not classes.any():
         raise NotFound("This image has no annotation yet: paint some labels first.")
-    example = Example(image=image, annotation=annotation, raw=None, classes=classes, instances=instances)
-    return cached_weight_map(example, w0, sigma)[0]
+    return cached_weight_map(annotation, classes, instances, w0, sigma)[0]
 
 
 def accept_prediction(prediction: Prediction, user, version: int, keep_labels: bool = False):
@@ -256,11 +203,10 @@ def accept_prediction(prediction: Prediction, user, version: int, keep_labels: b
     optimistic-concurrency rule applies). ``keep_labels``: where the current annotation has labels,
     keep them instead of the prediction's (the user's strokes are ground truth).
     """
-    import base64
-
-    from apps.annotate.masks import annotation_arrays, encode_png
-    from apps.annotate.models import Annotation
-    from apps.annotate.services import save_annotation
+    from apps.annotate.masks import annotation_arrays
+    from apps.annotate.models import Annotation, Role
+    from apps.annotate.selectors import get_image_for
+    from apps.annotate.services import save_masks
 
     from .rendering import read_map
 
@@ -278,11 +224,8 @@ def accept_prediction(prediction: Prediction, user, version: int, keep_labels: b
                 instances = np.where(mine, shifted, instances)
     instances = instances.astype(np.uint32 if instances.max(initial=0) > 65535 else np.uint16)
 
-    def b64(mask) -> str:
-        return base64.b64encode(encode_png(mask)).decode()
-
-    return save_annotation(user=user, image_id=prediction.image_id, version=version, classes_png=b64(classes),
-                           instances_png=b64(instances), strokes=[])
+    image = get_image_for(user, prediction.image_id, Role.ANNOTATOR)
+    return save_masks(image, user=user, version=version, classes=classes, instances=instances, strokes=[])
 
 
 def annotation_summary(annotation) -> dict:
@@ -290,3 +233,58 @@ def annotation_summary(annotation) -> dict:
     return {"image": annotation.image_id, "version": annotation.version, "labelled_pixels": annotation.labelled_pixels,
             "updated_by": annotation.updated_by.username if annotation.updated_by_id else None,
             "updated_at": annotation.updated_at.isoformat() if annotation.updated_at else None}
+
+
+# --- model exports (TorchScript / ONNX, made by a worker) -------------------------------------------
+def request_export(version: ModelVersion, fmt: str, user=None) -> ModelExport:
+    """The version's export as ``fmt``: the newest finished one, else the queued or running one, else a new
+    queued one (enqueued on commit). Asking again while one runs returns it; never two at once (the
+    partial unique constraint settles a race). ValidationError (400) for an unknown format;
+    ServiceUnavailable (503) when the broker cannot be reached (the new export is marked failed)."""
+    if fmt not in ExportFormat.values:
+        raise ValidationError({"format": f"format must be one of {', '.join(ExportFormat.values)}"})
+    mine = ModelExport.objects.filter(model_version=version, format=fmt)
+    for _attempt in range(3):
+        done = mine.filter(status=PredictionStatus.SUCCEEDED).exclude(file="").order_by("-id").first()
+        active = mine.filter(status__in=ACTIVE_STATUSES).order_by("-id").first()
+        if done is not None or active is not None:
+            return done or active
+        failed: list[int] = []
+        try:
+            with transaction.atomic():
+                export = ModelExport.objects.create(project_id=version.project_id, model_version=version, format=fmt,
+                                                    created_by=user if _is_user(user) else None,
+                                                    enqueued_at=timezone.now())
+                jobs.enqueue(EXPORTS, export.pk, failed)
+        except IntegrityError:
+            continue  # a concurrent request created it: loop and return that one
+        if failed:
+            raise ServiceUnavailable(
+                "The export queue could not be reached, so the export was not started (it is marked failed). "
+                "Ask your administrator to check the broker (Redis), then try again.",
+                code="queue_unavailable", extra={"export_id": export.pk})
+        return export
+    raise RuntimeError("could not create or find the export")  # pragma: no cover - needs 3 races in a row
+
+
+def claim_export(export_id: int, worker: str) -> bool:
+    return jobs.claim(EXPORTS, export_id, worker)
+
+
+def run_export(export_id: int, worker: str) -> None:
+    """The worker's part: export the version (torch), store the file, finish, all only while it is ours."""
+    from django.core.files.base import ContentFile
+
+    from .exports import export_model
+
+    export = ModelExport.objects.select_related("model_version__project").get(pk=export_id)
+    jobs.report(EXPORTS, export.pk, worker, 0.1)
+    data, filename, _content_type = export_model(export.model_version, export.format)
+    jobs.report(EXPORTS, export.pk, worker, 0.9)
+    export.file.save(filename, ContentFile(data), save=False)
+    if not jobs.finish_if_ours(EXPORTS, export.pk, worker, file=export.file.name, filename=filename):
+        export.file.delete(save=False)  # lost meanwhile: the attempt that owns it writes its own file
+
+
+def fail_export(export_id: int, error: str, worker: str) -> None:
+    jobs.fail(EXPORTS, export_id, error, worker=worker)

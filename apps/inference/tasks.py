@@ -5,9 +5,8 @@ import logging
 import os
 import socket
 
-
 from labseg.celery import app
-from labseg.worker import recover_on_worker_start
+from labseg.jobs.service import JobLost
 
 from . import services
 
@@ -39,11 +38,18 @@ def predict(self, prediction_id: int) -> None:
         services.fail_prediction(prediction_id, runner.explain_error(exc), worker=worker)
 
 
-@app.task(name="inference.recover_stale")
-def recover_stale() -> dict:
-    """Periodic (beat, queue default): re-queue or fail predictions whose worker stopped its heartbeats;
-    re-send (once) or fail queued predictions that no worker received (a lost message)."""
-    return services.recover_predictions()
-
-
-recover_on_worker_start(lambda: services.recover_predictions(at_worker_start=True), "predictions")
+@app.task(name="inference.export", acks_late=True, ignore_result=True, bind=True)
+def export(self, export_id: int) -> None:
+    """Export a model version (TorchScript / ONNX): claim it, export, store the file; any error fails it with
+    its message; a worker that lost it (recovered as stale) stops and writes nothing."""
+    worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
+    if not services.claim_export(export_id, worker):
+        log.info("export %s is not queued any more; nothing to do", export_id)
+        return
+    try:
+        services.run_export(export_id, worker)
+    except JobLost:
+        log.warning("export %s was taken from %s (recovered as stale); stopping", export_id, worker)
+    except Exception as exc:  # noqa: BLE001 - every failure must end the row, with its message
+        log.exception("export %s failed", export_id)
+        services.fail_export(export_id, f"The export failed ({type(exc).__name__}: {exc}).", worker)

@@ -5,7 +5,6 @@ a version or upload a checkpoint. Non-members get 404 (see apps.annotate.selecto
 """
 from __future__ import annotations
 
-from django.db.models import Prefetch
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -17,11 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.annotate.models import Role
-from apps.annotate.selectors import get_project_for, get_scoped
+from apps.annotate.selectors import get_project_for
 from labseg.api import BINARY_RENDERERS, Conflict, error_responses
 
-from . import services
-from .models import MetricScore, ModelVersion, TrainingRun
+from . import selectors, services
 from .serializers import (
     ModelVersionDetailSerializer,
     ModelVersionSerializer,
@@ -34,22 +32,12 @@ from .serializers import (
 BODY = (400, 413, 415)  # what any request body can get: invalid, over DATA_UPLOAD_MAX_MEMORY_SIZE, wrong media type
 
 
-def _run_for(user, run_id: int, min_role: str = Role.VIEWER) -> TrainingRun:
-    return get_scoped(TrainingRun.objects.select_related("project", "created_by"), run_id, user, min_role,
-                      label="Training run")
-
-
-def _version_for(user, version_id: int, min_role: str = Role.VIEWER) -> ModelVersion:
-    qs = ModelVersion.objects.select_related("run", "parent", "created_by").prefetch_related("metric_scores")
-    return get_scoped(qs, version_id, user, min_role, label="Model version")
-
-
 class ProjectTrainingRunsView(APIView):
     @extend_schema(responses={200: TrainingRunSerializer(many=True), **error_responses(404)},
                    summary="Training runs of a project, newest first")
     def get(self, request: Request, project_id: int) -> Response:
         project = get_project_for(request.user, project_id)
-        runs = TrainingRun.objects.filter(project=project).select_related("created_by", "model_version")[:50]
+        runs = selectors.runs_of(project)
         return Response(TrainingRunSerializer(runs, many=True).data)
 
     @extend_schema(
@@ -78,7 +66,7 @@ class TrainingRunView(APIView):
     @extend_schema(responses={200: TrainingRunSerializer, **error_responses(404)},
                    summary="A run with its live progress and loss curve")
     def get(self, request: Request, run_id: int) -> Response:
-        return Response(TrainingRunSerializer(_run_for(request.user, run_id)).data)
+        return Response(TrainingRunSerializer(selectors.get_run_for(request.user, run_id)).data)
 
 
 class CancelRunView(APIView):
@@ -89,7 +77,7 @@ class CancelRunView(APIView):
         summary="Cancel a run (owners and annotators); a running run stops within seconds",
     )
     def post(self, request: Request, run_id: int) -> Response:
-        run = _run_for(request.user, run_id, Role.ANNOTATOR)
+        run = selectors.get_run_for(request.user, run_id, Role.ANNOTATOR)
         run = services.cancel_run(run)
         if run.status in ("succeeded", "failed"):
             raise Conflict(f"This run already {run.status}; there is nothing to cancel.", code="run_finished",
@@ -104,11 +92,7 @@ class ProjectModelVersionsView(APIView):
                    summary="Model versions of a project")
     def get(self, request: Request, project_id: int) -> Response:
         project = get_project_for(request.user, project_id)
-        versions = (
-            ModelVersion.objects.filter(project=project).select_related("run", "parent", "created_by")
-            # the list shows aggregates only: per-image rows (images x metrics x methods each) stay unread
-            .prefetch_related(Prefetch("metric_scores", queryset=MetricScore.objects.filter(image__isnull=True)))
-        )
+        versions = selectors.versions_of(project)
         return Response(ModelVersionSerializer(versions, many=True).data)
 
     @extend_schema(
@@ -131,14 +115,14 @@ class ModelVersionView(APIView):
     @extend_schema(responses={200: ModelVersionDetailSerializer, **error_responses(404)},
                    summary="A version with provenance and all metric scores")
     def get(self, request: Request, version_id: int) -> Response:
-        return Response(ModelVersionDetailSerializer(_version_for(request.user, version_id)).data)
+        return Response(ModelVersionDetailSerializer(selectors.get_version_for(request.user, version_id)).data)
 
 
 class ActivateVersionView(APIView):
     @extend_schema(request=None, responses={200: ModelVersionSerializer, **error_responses(404)},
                    summary="Make this the project's active version (owners only)")
     def post(self, request: Request, version_id: int) -> Response:
-        version = services.activate_version(_version_for(request.user, version_id, Role.OWNER))
+        version = services.activate_version(selectors.get_version_for(request.user, version_id, Role.OWNER))
         return Response(ModelVersionSerializer(version).data)
 
 
@@ -149,7 +133,7 @@ class CheckpointDownloadView(APIView):
                               **error_responses(404, binary=True)},
                    summary="Download the checkpoint (.pt)")
     def get(self, request: Request, version_id: int) -> FileResponse:
-        version = _version_for(request.user, version_id)
+        version = selectors.get_version_for(request.user, version_id)
         if not version.checkpoint:
             raise NotFound("This version has no checkpoint file.")
         try:

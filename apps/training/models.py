@@ -1,7 +1,7 @@
 """Training runs and the model versions they produce.
 
-A run is claimed by a worker with one conditional UPDATE (queued -> running); the worker writes
-progress and a heartbeat every few seconds; a run with a stale heartbeat is recovered (see services).
+A run is a ``labseg.jobs`` job: claimed by a worker with one conditional UPDATE (queued -> running); the
+worker writes progress and a heartbeat every few seconds; a run with a stale heartbeat is recovered.
 """
 from __future__ import annotations
 
@@ -11,49 +11,29 @@ from django.conf import settings
 from django.db import models
 
 from apps.annotate.models import Image, Project
+from labseg.jobs.models import ACTIVE_STATUSES, Job, JobStatus
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+RunStatus = JobStatus  # queued / running / succeeded / failed / cancelled
+ACTIVE_RUN_STATUSES = ACTIVE_STATUSES
 
 
-ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+class TrainingRun(Job):
+    """A training job (``labseg.jobs``: claimed with one conditional UPDATE, heartbeats, recovery)."""
 
-
-class TrainingRun(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
     parent_version = models.ForeignKey(
         "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs"
     )
     config = models.JSONField(default=dict, blank=True, help_text="Overrides of labseg.ml.train.TrainConfig")
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
-    progress = models.FloatField(default=0.0, help_text="0..1")
     loss_curve = models.JSONField(default=list, blank=True, help_text="[[step, loss], ...]")
     elapsed_seconds = models.FloatField(default=0.0)
     eta_seconds = models.FloatField(null=True, blank=True)
     message = models.CharField(max_length=500, blank=True, default="", help_text="What the run is doing now")
-    error = models.TextField(blank=True, default="")
-    cancel_requested = models.BooleanField(default=False)
-    worker = models.CharField(max_length=200, blank=True, default="")
-    attempts = models.PositiveSmallIntegerField(default=0)
-    # indexed: the newest heartbeat of any GPU job tells the lost-message check whether the queue moves
-    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="when its message was last sent")
-    resends = models.PositiveSmallIntegerField(
-        default=0, help_text="times its message was sent again because no worker took it (at most 1 per queueing)")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(Job.Meta):
         constraints = [
             # At most one queued-or-running run per project, enforced by the database.
             models.UniqueConstraint(
@@ -65,10 +45,6 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.project} ({self.status})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_RUN_STATUSES
 
 
 def checkpoint_upload_to(instance: "ModelVersion", filename: str) -> str:

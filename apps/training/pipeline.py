@@ -7,7 +7,6 @@ run when it is cancelled. Failures a lab can fix raise ``TrainingError`` with a 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import tempfile
 import time
@@ -18,7 +17,9 @@ import numpy as np
 from django.conf import settings
 
 from apps.annotate.masks import annotation_arrays
+from apps.annotate import weight_maps
 from apps.annotate.models import Annotation, Image, Split
+from labseg.ml.metrics import metric_rows
 
 from . import services
 from .models import ModelVersion, ScoreMethod, TrainingRun
@@ -173,56 +174,13 @@ def _classes_painted(examples: list[Example]) -> int:
     return len(values)
 
 
-# --- weight maps, cached per annotation version ---------------------------------------------
-def weight_cache_path(ex: Example, w0: float, sigma: float, balance: str | None) -> Path:
-    """Cache file of one weight map: keyed by annotation id + version + parameters + crop variant, and by
-    the masks' content, so a reused id (a recreated or restored database) can never return a stale map."""
-    h = hashlib.sha1(f"{w0}-{sigma}-{balance}-{ex.variant}".encode())
-    for mask in (ex.classes, ex.instances):
-        if mask is not None:
-            h.update(f"{mask.dtype}{mask.shape}".encode())
-            h.update(np.ascontiguousarray(mask).data)
-    digest = h.hexdigest()[:16]
-    return Path(settings.MEDIA_ROOT) / "cache" / "weights" / f"ann{ex.annotation.pk}-v{ex.annotation.version}-{digest}.npy"
-
-
+# --- weight maps, cached per annotation version (shared with the viewer's overlay) ----------
 def cached_weight_map(ex: Example, w0: float, sigma: float, balance: str | None = "inverse") -> tuple[np.ndarray, bool]:
-    """``(weights float32 (H, W), was_cached)``; computed by ``labseg.ml.weights.weight_map`` on a miss."""
-    from labseg.ml.weights import weight_map
-
-    path = weight_cache_path(ex, w0, sigma, balance)
-    if path.exists():
-        try:
-            cached = np.load(path, allow_pickle=False)
-            if cached.shape == ex.classes.shape:
-                return cached, True
-        except (OSError, ValueError):
-            pass  # a torn file: recompute
-    weights = weight_map(ex.classes, ex.instances, w0=w0, sigma=sigma, balance=balance).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{time.monotonic_ns()}.tmp.npy")
-    np.save(tmp, weights, allow_pickle=False)
-    tmp.replace(path)  # atomic: a reader never sees half a file
-    return weights, False
+    """``(weights float32 (H, W), was_cached)`` of the example's labels (``apps.annotate.weight_maps``)."""
+    return weight_maps.cached_weight_map(ex.annotation, ex.classes, ex.instances, w0, sigma, balance, ex.variant)
 
 
 # --- validation ------------------------------------------------------------------------------
-def metric_rows(result: dict) -> dict:
-    """``score_all``'s dict -> ``{name: value or {"value", details...}}`` for ``record_metric_scores``."""
-    rows: dict = {}
-    for name in ("pixel_error", "accuracy", "iou_fg", "mean_iou", "rand_error", "adapted_rand_error"):
-        if result.get(name) is not None:
-            rows[name] = {"value": result[name], "n_labelled": result.get("n_labelled")}
-    if result.get("warping_error") is not None:
-        rows["warping_error"] = {"value": result["warping_error"], **(result.get("warping") or {})}
-    if result.get("f1_iou50") is not None:
-        rows["f1_iou50"] = {"value": result["f1_iou50"], **(result.get("instances") or {})}
-    for cls, value in (result.get("iou_per_class") or {}).items():
-        if value is not None:
-            rows[f"iou_class_{cls}"] = value
-    return rows
-
-
 def predict_classes(model, raw: np.ndarray, normalization: dict, device,
                     on_tile=None, radius: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image.
@@ -461,19 +419,4 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
             run_id, worker, checkpoint_path=path, architecture=dict(model.config),
             config=config.to_dict(), provenance=provenance, scores=scores,
         )
-    if version is not None and settings.LABSEG_AUTO_PREDICT:
-        _auto_predict(version)
     return version
-
-
-def _auto_predict(version: ModelVersion) -> None:
-    """Queue predictions of the new version on every image, when the inference app offers it."""
-    try:
-        from apps.inference.services import request_predictions
-    except ImportError:
-        log.info("auto-predict skipped: apps.inference.services.request_predictions is not available")
-        return
-    try:
-        request_predictions(version, image_ids=None, user=None)
-    except Exception:  # noqa: BLE001 - the version is stored; predictions can be asked for again
-        log.exception("auto-predict of version %s failed", version.pk)

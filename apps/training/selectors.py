@@ -1,7 +1,49 @@
-"""Read queries of the training app that other apps (and the version serializers) share."""
+"""Read queries of the training app: what its views list and fetch (scoped by membership), and what other
+apps (and the version serializers) share."""
 from __future__ import annotations
 
-from .models import MetricScore, ModelVersion, ScoreMethod
+from django.db.models import Prefetch
+
+from apps.annotate.models import Image, Project, Role
+from apps.annotate.selectors import get_scoped
+
+from .models import MetricScore, ModelVersion, ScoreMethod, TrainingRun
+
+#: ``details["source"]`` of the scores a training run's own validation stored (later scorers keep them).
+TRAINING_VALIDATION = "training-validation"
+#: The training-run rows a project's run list shows (newest first).
+RUN_LIST_LIMIT = 50
+
+
+def get_run_for(user, run_id: int, min_role: str = Role.VIEWER) -> TrainingRun:
+    """The run if ``user`` has ``min_role`` in its project, else 404."""
+    return get_scoped(TrainingRun.objects.select_related("project", "created_by"), run_id, user, min_role,
+                      label="Training run")
+
+
+def get_version_for(user, version_id: int, min_role: str = Role.VIEWER) -> ModelVersion:
+    """The version (with its run, parent, creator and scores) if ``user`` has ``min_role`` in its project."""
+    qs = ModelVersion.objects.select_related("run", "parent", "created_by").prefetch_related("metric_scores")
+    return get_scoped(qs, version_id, user, min_role, label="Model version")
+
+
+def runs_of(project: Project):
+    """The project's newest runs (at most ``RUN_LIST_LIMIT``), newest first."""
+    return TrainingRun.objects.filter(project=project).select_related("created_by", "model_version")[:RUN_LIST_LIMIT]
+
+
+def versions_of(project: Project):
+    """The project's model versions, newest first, with what their serializer reads."""
+    # the list shows aggregates only: per-image rows (images x metrics x methods each) stay unread
+    return (ModelVersion.objects.filter(project=project).select_related("run", "parent", "created_by")
+            .prefetch_related(Prefetch("metric_scores", queryset=MetricScore.objects.filter(image__isnull=True))))
+
+
+def has_training_scores(version: ModelVersion, image: Image) -> bool:
+    """Whether the version's training run scored this image (its validation, against the annotation
+    version recorded in the provenance): those rows stay the version's validation scores."""
+    return MetricScore.objects.filter(model_version=version, image=image, method=ScoreMethod.UNET,
+                                      details__source=TRAINING_VALIDATION).exists()
 
 # Lower is better for these; higher is better for every other metric (IoU, F1, ...).
 LOWER_IS_BETTER = ("pixel_error", "rand_error", "adapted_rand_error", "warping_error")

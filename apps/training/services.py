@@ -1,16 +1,14 @@
 """Write operations of the training app: one function per use case, transactions here.
 
-Run lifecycle::
+A run is a ``labseg.jobs`` job of kind ``RUNS``: claim, heartbeat, progress, finish-if-ours, fail, cancel
+and the recovery of stale or lost runs are ``labseg.jobs.service``'s; this module adds what is a run's own::
 
     start_run (API)        -> queued        (enqueued on commit; at most one queued/running run per project)
-    claim_run (worker)     -> running       (ONE conditional UPDATE queued->running: never run twice)
-    ProgressReporter       -> step/loss/ETA + heartbeat every ~1.5 s; sees cancel_requested and stops
-    finish_run (worker)    -> succeeded     (ModelVersion + MetricScores + activation, one transaction)
-    fail_run / cancel      -> failed / cancelled
-    recover_stale_runs     -> a running run without heartbeat for LABSEG_HEARTBEAT_TIMEOUT seconds is
-                              re-queued once (attempt 2), then failed with a message (see the docstring).
-    recover_lost_runs      -> a queued run no worker took for LABSEG_QUEUED_TIMEOUT seconds of an idle gpu
-                              queue (its message was lost) is re-sent once, then failed (labseg.lost_messages).
+    claim_run (worker)     -> running       (jobs.claim: ONE conditional UPDATE queued->running)
+    ProgressReporter       -> step/loss/ETA + heartbeat every ~1.5 s (jobs.beat); stops on cancel or loss
+    finish_run (worker)    -> succeeded     (ModelVersion + MetricScores + activation, one transaction,
+                                             only while the run is still the worker's)
+    fail_run / cancel_run  -> failed / cancelled
 
 Nothing here imports torch: ``labseg.ml.train`` is imported lazily where a config must be validated.
 """
@@ -22,20 +20,22 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
 from django.conf import settings
 from django.core.files import File
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import Max
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from apps.annotate.models import Image, LabelClass, Project
+from labseg.jobs import service as jobs
 
-from .models import ACTIVE_RUN_STATUSES, MetricScore, ModelVersion, RunStatus, ScoreMethod, TrainingRun
+from .models import ACTIVE_RUN_STATUSES, MetricScore, ModelVersion, ScoreMethod, TrainingRun
+from .selectors import TRAINING_VALIDATION
+from .signals import version_trained
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,6 @@ class ActiveRunExists(Exception):
     def __init__(self, run: TrainingRun):
         super().__init__(f"Training run {run.pk} is already {run.status} for this project.")
         self.run = run
-
-
-class RunStopped(Exception):
-    """Raised inside the progress callback to stop ``fit``: cancelled, or the run was taken from us."""
-
-    def __init__(self, reason: str = "cancelled"):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class TrainingError(Exception):
@@ -97,27 +89,19 @@ def code_version() -> str:
     return os.environ.get("LABSEG_VERSION", "unknown")
 
 
+# --- the job kind ------------------------------------------------------------------------------
+RUNS = jobs.register(jobs.JobKind(
+    name="training", model=TrainingRun, task="apps.training.tasks.run_training", noun="training run",
+    queue_noun="training", again="start the run again", max_attempts=MAX_RUN_ATTEMPTS, status_line=True,
+    crash_advice="Try a smaller tile size or batch size, or ask your administrator to check the GPU worker.",
+))
+RunStopped = jobs.JobStopped  # reason "cancelled", or "lost" (jobs.JobLost): the run was taken from us
+
+
 # --- starting, claiming, cancelling -----------------------------------------------------------
 def _enqueue(run_id: int, failed: list[int] | None = None) -> None:
-    """Send the task once the run row is committed; if the broker is unreachable, fail the run at once
-    (a queued run nobody will ever receive would block the project's next run with 409) and append its
-    id to ``failed`` (``start_run`` then answers 503 instead of "queued")."""
-    from .tasks import run_training
-
-    def send() -> None:
-        try:
-            run_training.delay(run_id)
-        except Exception as exc:  # noqa: BLE001 - kombu raises many kinds of connection errors
-            log.exception("could not enqueue training run %s", run_id)
-            TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-                status=RunStatus.FAILED, finished_at=timezone.now(), message="Failed",
-                error=f"The training queue could not be reached ({type(exc).__name__}). "
-                      "Ask your administrator to check the broker (Redis) and try again.",
-            )
-            if failed is not None:
-                failed.append(run_id)
-
-    transaction.on_commit(send)
+    """Send the task once the run row is committed (a broker error fails the run: ``jobs.enqueue``)."""
+    jobs.enqueue(RUNS, run_id, failed)
 
 
 def active_run(project_id: int) -> TrainingRun | None:
@@ -171,28 +155,12 @@ def start_run(project: Project, user, *, parent_version_id: int | None = None, c
 
 def claim_run(run_id: int, worker: str) -> bool:
     """Take a queued run for this worker with ONE conditional UPDATE; False if anyone else had it."""
-    now = timezone.now()
-    claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, cancel_requested=False).update(
-        status=RunStatus.RUNNING, worker=worker[:200], started_at=now, heartbeat_at=now,
-        attempts=F("attempts") + 1, message="Loading images and labels", error="",
-    )
-    return claimed == 1
+    return jobs.claim(RUNS, run_id, worker, message="Loading images and labels")
 
 
 def heartbeat(run_id: int, worker: str, message: str | None = None) -> None:
     """Heartbeat (+ optional status line); RunStopped when the run was cancelled or is no longer ours."""
-    fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
-    if message is not None:
-        fields["message"] = message[:500]
-    _write_or_stop(run_id, worker, fields)
-
-
-def _write_or_stop(run_id: int, worker: str, fields: dict) -> None:
-    rows = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=worker[:200])
-    if not rows.update(**fields):
-        raise RunStopped("lost")  # recovered as stale, or finished elsewhere: stop, write nothing more
-    if rows.filter(cancel_requested=True).exists():
-        raise RunStopped("cancelled")
+    jobs.beat(RUNS, run_id, worker, **({} if message is None else RUNS.line(message)))
 
 
 def downsample_curve(points: list[list[float]], limit: int = MAX_CURVE_POINTS) -> list[list[float]]:
@@ -252,10 +220,10 @@ class ProgressReporter:
         fields = {
             "step": self.step, "total_steps": total, "progress": (self.step / total) if total else 0.0,
             "loss_curve": downsample_curve(self.curve), "elapsed_seconds": round(elapsed, 2),
-            "eta_seconds": self.eta(self.step, elapsed), "heartbeat_at": timezone.now(),
+            "eta_seconds": self.eta(self.step, elapsed),
             "message": message or f"Training: step {self.step} of {total}",
         }
-        _write_or_stop(self.run_id, self.worker, fields)
+        jobs.beat(RUNS, self.run_id, self.worker, **fields)
 
 
 def cancel_run(run: TrainingRun) -> TrainingRun:
@@ -263,93 +231,33 @@ def cancel_run(run: TrainingRun) -> TrainingRun:
 
     A finished run is returned unchanged (``run.is_active`` False tells the caller).
     """
-    now = timezone.now()
-    TrainingRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
-        status=RunStatus.CANCELLED, cancel_requested=True, finished_at=now, message="Cancelled before it started"
-    )
-    TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-        cancel_requested=True, message="Cancelling..."
-    )
+    jobs.cancel(RUNS, run.pk)
     run.refresh_from_db()
     return run
 
 
-def end_run(run_id: int, status: str, *, error: str = "", message: str = "", worker: str | None = None) -> bool:
-    """Move a running run to a final status (only if still running, and ours when ``worker`` given)."""
-    rows = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING)
-    if worker is not None:
-        rows = rows.filter(worker=worker[:200])
-    return bool(rows.update(status=status, error=error[:5000], message=message[:500] or status,
-                            finished_at=timezone.now(), eta_seconds=None))
+def end_run(run_id: int, status: str, *, worker: str, message: str = "") -> bool:
+    """Move the worker's running run to a final status (cancelled at a cancel), only while it is ours."""
+    return jobs.finish_if_ours(RUNS, run_id, worker, status, message=message[:500] or status, eta_seconds=None)
 
 
 def fail_run(run_id: int, error: str, worker: str | None = None) -> bool:
-    return end_run(run_id, RunStatus.FAILED, error=error, message="Failed", worker=worker)
+    return jobs.fail(RUNS, run_id, error, worker=worker, eta_seconds=None)
 
 
 def recover_stale_runs(timeout_s: float | None = None) -> dict[str, list[int]]:
-    """Runs whose worker died (no heartbeat for ``LABSEG_HEARTBEAT_TIMEOUT`` s) are never left running.
-
-    Rule: a run that died on its first attempt is **re-queued once** (a worker restart or a lost machine
-    should not cost the lab its run); a run that already had its second attempt is **failed** with a
-    message (a run that kills its worker twice, e.g. out of host memory, would only do it again). A
-    run with ``cancel_requested`` is cancelled instead. Each transition is a conditional UPDATE on
-    the stale heartbeat, so two recoverers never act twice; a re-queued run is claimed by exactly one
-    worker (claim_run), and the old broker message, if redelivered, finds it no longer queued.
-    """
-    timeout_s = settings.LABSEG_HEARTBEAT_TIMEOUT if timeout_s is None else timeout_s
-    cutoff = timezone.now() - timedelta(seconds=timeout_s)
-    stale = TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
-    result: dict[str, list[int]] = {"requeued": [], "failed": [], "cancelled": []}
-    for run in list(stale):
-        rows = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at)
-        lost = f"The worker running this training ({run.worker}) stopped responding for more than {int(timeout_s)} s"
-        if run.cancel_requested:
-            if rows.update(status=RunStatus.CANCELLED, finished_at=timezone.now(), message="Cancelled"):
-                result["cancelled"].append(run.pk)
-        elif run.attempts < MAX_RUN_ATTEMPTS:
-            with transaction.atomic():
-                if rows.update(status=RunStatus.QUEUED, worker="", message=f"{lost}; restarted automatically.",
-                               enqueued_at=timezone.now(), resends=0):
-                    _enqueue(run.pk)
-                    result["requeued"].append(run.pk)
-        elif rows.update(
-            status=RunStatus.FAILED, finished_at=timezone.now(), message="Failed",
-            error=f"{lost}, twice. The worker process probably crashed (for example it ran out of memory). "
-                  "Try a smaller tile size or batch size, or ask your administrator to check the GPU worker.",
-        ):
-            result["failed"].append(run.pk)
-    if any(result.values()):
-        log.warning("recovered stale training runs: %s", result)
-    return result
+    """Runs whose worker died: re-queued once, then failed (``labseg.jobs.service.recover_stale``)."""
+    return jobs.recover_stale(RUNS, timeout_s)
 
 
 def recover_lost_runs(timeout_s: float | None = None, *, at_worker_start: bool = False) -> dict[str, list[int]]:
-    """Queued runs whose message no worker received: re-sent once, then failed (``labseg.lost_messages``).
-
-    The timeout (``LABSEG_QUEUED_TIMEOUT``) counts only while no GPU job (run or prediction) writes
-    heartbeats, so a run waiting behind busy GPU workers is never failed for the queue's length. A queued
-    run with ``cancel_requested`` (a cancel that raced a re-queue) can never be claimed: it is cancelled.
-    """
-    from labseg.lost_messages import recover_lost, unclaimed_error
-
-    timeout_s = settings.LABSEG_QUEUED_TIMEOUT if timeout_s is None else timeout_s
-    cancelled = []
-    for pk in TrainingRun.objects.filter(status=RunStatus.QUEUED, cancel_requested=True).values_list("pk", flat=True):
-        if TrainingRun.objects.filter(pk=pk, status=RunStatus.QUEUED).update(
-                status=RunStatus.CANCELLED, finished_at=timezone.now(), message="Cancelled before it started"):
-            cancelled.append(pk)
-    result = recover_lost(
-        TrainingRun, send=_enqueue, timeout_s=timeout_s, at_worker_start=at_worker_start,
-        resend_fields={"message": "Waiting for a GPU worker (the job was sent again: no worker had taken it)"},
-        fail_fields={"message": "Failed", "error": unclaimed_error("training run", timeout_s, "start the run again")},
-    )
-    return {**result, "cancelled": cancelled}
+    """Queued runs whose message no worker received: re-sent once, then failed (``jobs.recover_lost``)."""
+    return jobs.recover_lost(RUNS, timeout_s, at_worker_start=at_worker_start)
 
 
 def recover_runs(*, at_worker_start: bool = False) -> dict[str, dict[str, list[int]]]:
-    """Both recoveries (beat task and worker start): runs whose worker died, runs no worker received."""
-    return {"stale": recover_stale_runs(), "lost": recover_lost_runs(at_worker_start=at_worker_start)}
+    """Both recoveries of training runs (the beat task ``jobs.recover`` runs them for every kind)."""
+    return jobs.recover(RUNS, at_worker_start=at_worker_start)
 
 
 # --- model versions ---------------------------------------------------------------------------
@@ -370,7 +278,6 @@ def activate_version(version: ModelVersion) -> ModelVersion:
     return version
 
 
-TRAINING_VALIDATION = "training-validation"
 
 
 def record_metric_scores(version: ModelVersion, image: Image | None, split: str, scores: dict,
@@ -380,7 +287,7 @@ def record_metric_scores(version: ModelVersion, image: Image | None, split: str,
     One row per (version, image, name), updated in place when scored again. ``image=None`` holds the
     aggregate over ``split``. Non-finite values are skipped (JSON and charts cannot show them).
     ``source`` (kept in ``details["source"]``) says who scored: ``TRAINING_VALIDATION`` for the run's
-    own validation, which later scorers must not overwrite (see ``has_training_scores``). ``method``:
+    own validation, which later scorers must not overwrite (see ``selectors.has_training_scores``). ``method``:
     ``unet`` for the version's own network, else the baseline the run fitted beside it.
     """
     rows = []
@@ -402,13 +309,6 @@ def record_metric_scores(version: ModelVersion, image: Image | None, split: str,
         )
         rows.append(row)
     return rows
-
-
-def has_training_scores(version: ModelVersion, image: Image) -> bool:
-    """Whether the version's training run scored this image (its validation, against the annotation
-    version recorded in the provenance): those rows stay the version's validation scores."""
-    return MetricScore.objects.filter(model_version=version, image=image, method=ScoreMethod.UNET,
-                                      details__source=TRAINING_VALIDATION).exists()
 
 
 def _jsonable(value: Any) -> Any:
@@ -441,11 +341,12 @@ def finish_run(
     Activation rule: the new version becomes active when the project had no active version, or when
     it was fine-tuned from the active one (the lab's normal loop: correct, retrain, use the result).
     A run branched from an older, non-active version does not replace the active model: the lab
-    compares the scores and activates it by hand. Returns None when the run is no longer ours.
+    compares the scores and activates it by hand. Returns None when the run is no longer ours. Once
+    committed, ``signals.version_trained`` announces the version (the inference app predicts with it).
     """
     with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.status != RunStatus.RUNNING or run.worker != worker[:200]:
+        run = jobs.lock_if_ours(RUNS, run_id, worker)
+        if run is None:
             return None
         Project.objects.select_for_update().filter(pk=run.project_id).first()
         active = ModelVersion.objects.filter(project_id=run.project_id, is_active=True).first()
@@ -464,11 +365,16 @@ def finish_run(
                                  source=TRAINING_VALIDATION, method=s.method)
         if activate:  # in the same transaction: nobody sees a succeeded run whose version is not active yet
             activate_version(version)
-        TrainingRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.SUCCEEDED, finished_at=timezone.now(), heartbeat_at=timezone.now(),
-            eta_seconds=0.0, progress=1.0, message=f"Finished: model version {version.number}",
-        )
+        jobs.finish_if_ours(RUNS, run.pk, worker, eta_seconds=0.0, message=f"Finished: model version {version.number}")
+        transaction.on_commit(lambda: _announce(version))
     return version
+
+
+def _announce(version: ModelVersion) -> None:
+    """``version_trained`` to whoever listens (auto-predict); a receiver's error is logged, never raised."""
+    for receiver, result in version_trained.send_robust(sender=ModelVersion, version=version):
+        if isinstance(result, Exception):
+            log.error("a receiver of version_trained (%s) failed for version %s: %r", receiver, version.pk, result)
 
 
 def project_channel_count(project: Project) -> int | None:

@@ -2,9 +2,8 @@
 
 ``training.run`` is ``acks_late``: when a worker dies mid-run, the broker redelivers the message after
 its visibility timeout, and ``claim_run`` (one conditional UPDATE) makes that redelivery a no-op
-unless recovery re-queued the run. ``training.recover_stale`` runs from celery beat (see
-``labseg/celery.py``) and once on every worker start (``worker_ready``); it also re-sends (once) or
-fails queued runs whose message was lost (``services.recover_lost_runs``).
+unless recovery re-queued the run. Runs whose worker died or whose message was lost are recovered by
+the one beat task of every job kind, ``jobs.recover`` (``labseg.jobs``).
 """
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ import socket
 from django.db import close_old_connections
 
 from labseg.celery import app
-from labseg.worker import recover_on_worker_start
 
 from . import services
 from .models import RunStatus
@@ -61,13 +59,3 @@ def run_training(self, run_id: int) -> str:
         return "failed"
     finally:
         close_old_connections()
-
-
-@app.task(name="training.recover_stale")
-def recover_stale() -> dict:
-    """Periodic: re-queue or fail runs whose worker stopped sending heartbeats; re-send or fail queued runs
-    that no worker received (a lost message)."""
-    return services.recover_runs()
-
-
-recover_on_worker_start(lambda: services.recover_runs(at_worker_start=True), "training runs")

@@ -480,3 +480,20 @@ def score_all(
     out["f1_iou50"] = f1
     out["instances"] = {"tp": tp, "fp": fp, "fn": fn}
     return out
+
+
+def metric_rows(result: dict) -> dict:
+    """``score_all``'s dict -> ``{name: value or {"value", details...}}``: the names and details under which a
+    training run's validation and a prediction's scoring store their scores (one row per name)."""
+    rows: dict = {}
+    for name in ("pixel_error", "accuracy", "iou_fg", "mean_iou", "rand_error", "adapted_rand_error"):
+        if result.get(name) is not None:
+            rows[name] = {"value": result[name], "n_labelled": result.get("n_labelled")}
+    if result.get("warping_error") is not None:
+        rows["warping_error"] = {"value": result["warping_error"], **(result.get("warping") or {})}
+    if result.get("f1_iou50") is not None:
+        rows["f1_iou50"] = {"value": result["f1_iou50"], **(result.get("instances") or {})}
+    for cls, value in (result.get("iou_per_class") or {}).items():
+        if value is not None:
+            rows[f"iou_class_{cls}"] = value
+    return rows

@@ -221,11 +221,10 @@ def heartbeat_stale(job: Job) -> bool:
 
 
 def beat() -> dict:
-    """What ``celery beat`` runs every 60 s: training.recover_stale and inference.recover_stale."""
-    from apps.inference.services import recover_predictions
-    from apps.training.services import recover_runs
+    """What ``celery beat`` runs every 60 s: ``jobs.recover``, for every job kind (training, prediction, export)."""
+    from labseg.jobs.service import recover_all
 
-    return db(lambda: {"training": recover_runs(), "inference": recover_predictions()})
+    return db(recover_all)
 
 
 def acted(result: dict) -> dict:

@@ -12,8 +12,8 @@ def predict_inline(version, image):
 
     torch.set_num_threads(1)
     pred = Prediction.objects.create(image=image, model_version=version)
-    assert claim_prediction(pred.pk)
-    runner.run_prediction(pred.pk)
+    assert claim_prediction(pred.pk, "inline:1")
+    runner.run_prediction(pred.pk, "inline:1")
     pred.refresh_from_db()
     assert pred.status == "succeeded", pred.error
     return pred

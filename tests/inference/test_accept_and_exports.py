@@ -84,11 +84,30 @@ def reference_logits(version, x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).numpy()
 
 
+def export_by_worker(client, version, fmt: str):
+    """Ask for the export (202 with the queued job; asking again returns the same job), run the worker's part
+    in this process, then ask again: 200 with the file."""
+    from apps.inference.services import claim_export, run_export
+
+    url = f"/api/v1/model-versions/{version.pk}/export/{fmt}"
+    first = client.get(url)
+    assert first.status_code == 202 and first.json()["status"] == "queued" and first.json()["download"] is None
+    job = first.json()["id"]
+    assert client.get(url).json()["id"] == job  # asking again while it waits: the same job, no second one
+    assert client.get(f"/api/v1/exports/{job}/file").json()["code"] == "not_ready"
+    assert claim_export(job, "inline:1")
+    run_export(job, "inline:1")
+    detail = client.get(f"/api/v1/exports/{job}/").json()
+    assert detail["status"] == "succeeded" and detail["download"] == f"/api/v1/exports/{job}/file"
+    assert body_bytes(client.get(detail["download"])) == body_bytes(client.get(url))  # the same file
+    return client.get(url)
+
+
 def test_torchscript_export_matches_pytorch(project, make_version, viewer, client_for):
     import torch
 
     version = make_version(project, seed=4)
-    r = client_for(viewer).get(f"/api/v1/model-versions/{version.pk}/export/torchscript")
+    r = export_by_worker(client_for(viewer), version, "torchscript")
     assert r.status_code == 200 and "attachment" in r["Content-Disposition"]
     extra = {"labseg.json": ""}
     scripted = torch.jit.load(io.BytesIO(body_bytes(r)), _extra_files=extra)
@@ -110,7 +129,7 @@ def test_onnx_export_matches_pytorch(project, make_version, viewer, client_for):
     import onnxruntime as ort
 
     version = make_version(project, seed=5)
-    r = client_for(viewer).get(f"/api/v1/model-versions/{version.pk}/export/onnx")
+    r = export_by_worker(client_for(viewer), version, "onnx")
     assert r.status_code == 200
     session = ort.InferenceSession(body_bytes(r), providers=["CPUExecutionProvider"])
     meta = json.loads(session.get_modelmeta().custom_metadata_map["labseg.json"])

@@ -42,7 +42,7 @@ def test_a_lost_prediction_is_resent_once_then_failed(project, make_image, bare_
     Prediction.objects.filter(pk=pred.pk).update(enqueued_at=ago(TIMEOUT + 5))
     _purge()
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.recover_lost_predictions(TIMEOUT) == {"resent": [pred.pk], "failed": [], "restarted": []}
+        assert services.recover_lost_predictions(TIMEOUT) == {"resent": [pred.pk], "failed": [], "restarted": [], "cancelled": []}
     assert held_gpu_queue() == [("inference.predict", (pred.pk,))]
     pred.refresh_from_db()
     assert pred.status == PredictionStatus.QUEUED and pred.resends == 1 and pred.attempts == 0
@@ -66,7 +66,7 @@ def test_a_long_queue_behind_a_busy_gpu_worker_is_left_alone(project, make_image
                                         heartbeat_at=ago(2), enqueued_at=ago(7200), started_at=ago(5))
     waiting = [Prediction.objects.create(image=im, model_version=bare_version, enqueued_at=ago(7200), resends=r)
                for im, r in zip(images[1:], [0, 1, 0, 1, 0])]
-    assert services.recover_lost_predictions(TIMEOUT) == {"resent": [], "failed": [], "restarted": []}
+    assert services.recover_lost_predictions(TIMEOUT) == {"resent": [], "failed": [], "restarted": [], "cancelled": []}
     assert held_gpu_queue() == []
     assert set(Prediction.objects.filter(pk__in=[w.pk for w in waiting]).values_list("status", flat=True)) == {"queued"}
     # the worker dies mid-queue: once no heartbeat came for a timeout, the waiting ones are handled

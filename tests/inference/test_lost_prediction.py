@@ -49,6 +49,6 @@ def test_the_heartbeat_thread_stops_beating_for_a_lost_prediction(project, make_
     Prediction.objects.filter(pk=pred.pk).update(worker="w:2")  # re-claimed by another worker
     old = timezone.now() - timedelta(seconds=600)
     Prediction.objects.filter(pk=pred.pk).update(heartbeat_at=old)
-    with runner.heartbeats(pred.pk, every_s=0.05, worker="w:1"):
+    with runner.heartbeats(pred.pk, "w:1", every_s=0.05):
         time.sleep(0.3)
     assert Prediction.objects.get(pk=pred.pk).heartbeat_at == old  # the other worker's row is not touched

@@ -168,7 +168,8 @@ ENDPOINTS = [
     ("get", "/api/v1/projects/{project}/images/next-uncertain/", READ),
     ("get", "/api/v1/projects/{project}/export/masks.zip", READ),
     ("get", "/api/v1/projects/{project}/predictions/", READ),
-    ("get", "/api/v1/model-versions/{v1}/export/onnx", READ),
+    # a worker makes the export: the first ask answers 202 with the job (queued; nothing runs it here)
+    ("get", "/api/v1/model-versions/{v1}/export/onnx", {**READ, "owner": 202, "annotator": 202, "viewer": 202}),
     ("post", "/api/v1/predictions/{pred}/accept/", WRITE),
     ("post", "/api/v1/model-versions/{v1}/predict/", {**WRITE, "owner": 202, "annotator": 202}),
 ]

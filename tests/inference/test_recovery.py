@@ -24,13 +24,13 @@ def test_a_dead_workers_prediction_is_requeued_once_then_failed(project, make_im
     assert claim_prediction(pred.pk, "w1")
     Prediction.objects.filter(pk=pred.pk).update(heartbeat_at=old)
     with django_capture_on_commit_callbacks() as sent:
-        assert recover_stale_predictions(60) == {"requeued": [pred.pk], "failed": []}
+        assert recover_stale_predictions(60) == {"requeued": [pred.pk], "failed": [], "cancelled": []}
     pred.refresh_from_db()
     assert pred.status == PredictionStatus.QUEUED and len(sent) == 1  # a new message for it
     assert claim_prediction(pred.pk, "w2")  # the second worker claims it (attempt 2) ...
     assert not claim_prediction(pred.pk, "w3")  # ... exactly once
     Prediction.objects.filter(pk=pred.pk).update(heartbeat_at=old)
-    assert recover_stale_predictions(60) == {"requeued": [], "failed": [pred.pk]}
+    assert recover_stale_predictions(60) == {"requeued": [], "failed": [pred.pk], "cancelled": []}
     pred.refresh_from_db()
     assert pred.status == PredictionStatus.FAILED and pred.attempts == 2 and "stopped responding" in pred.error
 
@@ -40,7 +40,7 @@ def test_fresh_heartbeats_are_left_alone(project, make_image, bare_version):
     im, _, _ = make_image(project)
     pred = Prediction.objects.create(image=im, model_version=bare_version)
     assert claim_prediction(pred.pk, "w1")
-    assert recover_stale_predictions(60) == {"requeued": [], "failed": []}
+    assert recover_stale_predictions(60) == {"requeued": [], "failed": [], "cancelled": []}
     assert Prediction.objects.get(pk=pred.pk).status == PredictionStatus.RUNNING
 
 
@@ -53,7 +53,7 @@ def test_the_heartbeat_thread_keeps_a_long_step_alive(project, make_image, bare_
     assert claim_prediction(pred.pk, "w1")
     old = timezone.now() - timedelta(seconds=600)
     Prediction.objects.filter(pk=pred.pk).update(heartbeat_at=old)
-    with heartbeats(pred.pk, every_s=0.05):
+    with heartbeats(pred.pk, "w1", every_s=0.05):
         time.sleep(0.4)  # a long post-processing step without progress reports
     assert Prediction.objects.get(pk=pred.pk).heartbeat_at > timezone.now() - timedelta(seconds=5)
-    assert recover_stale_predictions(60) == {"requeued": [], "failed": []}
+    assert recover_stale_predictions(60) == {"requeued": [], "failed": [], "cancelled": []}

@@ -156,9 +156,11 @@ def test_a_stale_run_requeued_gets_a_fresh_enqueue_and_its_own_resend(project, d
 
 
 def test_the_beat_task_runs_both_recoveries(project, held_gpu_queue, django_capture_on_commit_callbacks, settings):
+    from labseg.jobs.tasks import recover
+
     settings.LABSEG_QUEUED_TIMEOUT = TIMEOUT
     run = lost_run(project)
     with django_capture_on_commit_callbacks(execute=True):
-        out = tasks.recover_stale()
+        out = recover()["training"]  # one beat task for every job kind
     assert out["lost"]["resent"] == [run.pk] and out["stale"]["requeued"] == []
     assert held_gpu_queue() == [("training.run", (run.pk,))]

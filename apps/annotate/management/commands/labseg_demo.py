@@ -7,7 +7,6 @@ and a validation image with a dense annotation (classes + instances).
 """
 from __future__ import annotations
 
-import base64
 import io
 import os
 import secrets
@@ -20,7 +19,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand
 
 from apps.annotate import services
-from apps.annotate.masks import encode_png
 from apps.annotate.models import Annotation, Image, Project, Split
 from labseg.ml.synthetic import classes_from_instances, make_nuclei, scribbles
 
@@ -33,10 +31,6 @@ def _tiff(image) -> bytes:
     buf = io.BytesIO()
     tifffile.imwrite(buf, image, imagej=True, metadata={"axes": "CYX"})
     return buf.getvalue()
-
-
-def _b64(mask) -> str:
-    return base64.b64encode(encode_png(mask)).decode()
 
 
 class Command(BaseCommand):
@@ -108,6 +102,5 @@ class Command(BaseCommand):
                 classes, inst = scribbles(instances, n_strokes=12, seed=seed), None
             else:
                 classes, inst = classes_from_instances(instances), instances.astype("uint16")
-            services.save_annotation_for(image, user=admin, version=0, classes_png=_b64(classes),
-                                         instances_png=_b64(inst) if inst is not None else None, strokes=[])
+            services.save_masks(image, user=admin, version=0, classes=classes, instances=inst, strokes=[])
         return image
