@@ -123,7 +123,9 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
 
 /** Shortcuts, and a warning before closing the tab with unsaved strokes; returns the removal. */
 function listenWindow(keys: KeyMap, store: AnnotationStore): Cleanup {
-  const onKey = (e: KeyboardEvent) => void keys.keydown(e);
+  // a key pressed in a dialog (Enter on its focused button) is the dialog's, not the editor's
+  const inDialog = (e: KeyboardEvent) => e.target instanceof Element && !!e.target.closest("[role=dialog]");
+  const onKey = (e: KeyboardEvent) => void (!inDialog(e) && keys.keydown(e));
   const onKeyUp = (e: KeyboardEvent) => void keys.keyup(e);
   const onBeforeUnload = (e: BeforeUnloadEvent) => {
     if (store.dirty) e.preventDefault();
