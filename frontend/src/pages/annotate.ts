@@ -60,7 +60,11 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
   const keys = new KeyMap();
   const help = () => showHelp(keys);
   const toolbar = fillToolbar(layout.toolbar, { project, canEdit, tools, editor, store, viewer, ext: layout.extToolbar, chooseClass, help });
-  editor.onChange(() => viewer.requestRender());
+  // the picked object stands out (pick tool, or a click with it): brighter, outlined in yellow
+  editor.onChange(() => {
+    viewer.setHighlightInstance(editor.pinned ? editor.currentInstance : 0);
+    viewer.requestRender();
+  });
   const input = attachCanvasInput(viewer, tools, {
     canEdit,
     info: layout.info,
