@@ -10,7 +10,14 @@ import pytest
 from PIL import Image as PILImage
 
 from .conftest import png_bytes, wait_saved, wait_viewer_loaded
-from .test_annotate import drag, open_annotate, reference_classes, set_radius, stored, to_screen
+from .test_annotate import (
+    drag,
+    open_annotate,
+    reference_classes,
+    set_radius,
+    stored,
+    to_screen,
+)
 from .test_inference_ui import predicted  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -165,7 +172,7 @@ def test_instance_outlines_show_below_400_percent_and_the_picked_object_stands_o
     white = np.where(column.min(-1) >= 240)[0]
     assert len(white) >= 3, "no instance outline at this zoom"  # top, the touching border, bottom
 
-    yellow = lambda im: ((im[..., 0] > 200) & (im[..., 1] > 170) & (im[..., 2] < 80)).sum()  # noqa: E731
+    yellow = lambda im: ((im[..., 0] > 200) & (im[..., 1] > 170) & (im[..., 2] < 80)).sum()
     assert yellow(img) == 0
     page.click("[data-testid=tool-pick]")
     page.mouse.click(*to_screen(page, 175, 96))
