@@ -279,8 +279,9 @@ class ImageFileView(APIView):
 
 DISPLAY_PARAMS = [
     OpenApiParameter("channel", str, description="channel index, or a comma list for a colour composite: the "
-                                                  "1st listed is red, then green, blue, cyan, magenta, yellow "
-                                                  "(default: all channels up to 3)"),
+                                                  "1st listed is green, then magenta, cyan, yellow, red, white "
+                                                  "(an 8-bit RGB image shown whole stays red, green, blue; "
+                                                  "default: all channels up to 3)"),
     OpenApiParameter("min", str, description="display minimum (one value, or one per selected channel)"),
     OpenApiParameter("max", str, description="display maximum (one value, or one per selected channel)"),
     OpenApiParameter("region", str, description="x,y,w,h in full-resolution pixels (default: whole image)"),
@@ -313,7 +314,8 @@ class ImageDisplayView(APIView):
             ranges[:, 1] = p["hi"]
         if np.any(ranges[:, 1] <= ranges[:, 0]):
             raise ValidationError({"max": "max must be greater than min"})
-        rgb = mlio.composite_rgb(region, ranges, channels=list(range(len(p["channels"]))))
+        rgb = mlio.composite_rgb(region, ranges, channels=list(range(len(p["channels"]))),
+                                 rgb_photo=image.channels == 3 and image.dtype == "uint8" and p["channels"] == [0, 1, 2])
         return _png_response(rgb)
 
 

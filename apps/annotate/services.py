@@ -48,8 +48,11 @@ THUMBNAIL_SIZE = 256
 #: Images with at least this many pixels get their decoded array cached (.npy) for fast region reads.
 CACHE_MIN_PIXELS = 2048 * 2048
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
-DEFAULT_CLASS_COLORS = ("#ff0000", "#00ff00", "#ffff00", "#ff00ff", "#00ffff", "#ff8000", "#8000ff")
-BACKGROUND_COLOR = "#0000ff"
+#: Default colours of object classes 2, 3, ...: tertiary hues far from every channel display colour
+#: (labseg.ml.io.CHANNEL_COLORS, RGB) so a label never looks like a stain; the browser's new-project form
+#: offers the same list (frontend/src/palette.ts; tests/annotate/test_palette.py checks both).
+DEFAULT_CLASS_COLORS = ("#ff8000", "#0080ff", "#80ff00", "#8000ff", "#00ff80", "#ff0080", "#ffb080", "#008080")
+BACKGROUND_COLOR = "#708090"
 
 
 # --- projects ----------------------------------------------------------------------------------

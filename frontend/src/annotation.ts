@@ -40,8 +40,13 @@ export class AnnotationStore {
   masks: Masks;
   /** Strokes stored before this session (kept in the saved stroke list). */
   storedStrokes: Stroke[] = [];
-  /** This session's strokes (undo pops from here). */
+  /** This session's strokes (undo pops from here), saved or not. */
   strokes: Stroke[] = [];
+  /**
+   * How many leading strokes of {@link strokes} the server has (as of the last successful save). The
+   * session keeps saved strokes for undo, so `strokes.length` is not what a conflict puts at stake.
+   */
+  savedCount = 0;
   redoStack: Stroke[] = [];
   version = 0;
   state: SaveState = "loading";
@@ -55,6 +60,7 @@ export class AnnotationStore {
   private savedSeq = 0;
   private timer = 0;
   private saving: Promise<void> | null = null;
+  private readonly listeners: Array<(s: SaveState) => void> = [];
 
   constructor(readonly imageId: number, readonly width: number, readonly height: number) {
     this.base = emptyMasks(width, height);
@@ -67,6 +73,19 @@ export class AnnotationStore {
   get dirty(): boolean {
     return this.editSeq !== this.savedSeq;
   }
+  /** This session's strokes the server does not have yet (what a 409 puts at stake, and what a merge replays). */
+  get unsavedStrokes(): Stroke[] {
+    return this.strokes.slice(this.savedCount);
+  }
+
+  /** Called after every state change, besides `onState` (panels that follow saves, e.g. the history). */
+  listen(fn: (s: SaveState) => void): () => void {
+    this.listeners.push(fn);
+    return () => {
+      const i = this.listeners.indexOf(fn);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
 
   /** Load the stored annotation; restore a local draft (unsaved strokes) if one exists. Returns true if restored. */
   async load(): Promise<boolean> {
@@ -75,6 +94,7 @@ export class AnnotationStore {
     this.storedStrokes = (a.strokes as Stroke[]) ?? [];
     this.version = a.version;
     this.strokes = [];
+    this.savedCount = 0;
     this.redoStack = [];
     const draft = this.readDraft();
     if (draft && draft.strokes.length) {
@@ -110,6 +130,8 @@ export class AnnotationStore {
   undo(): boolean {
     const s = this.strokes.pop();
     if (!s) return false;
+    // undoing a saved stroke: the server still has it, so it leaves the saved prefix
+    this.savedCount = Math.min(this.savedCount, this.strokes.length);
     this.redoStack.push(s);
     this.masks = replay(this.base, this.strokes);
     this.edited(null);
@@ -155,13 +177,19 @@ export class AnnotationStore {
 
   private async doSave(version: number): Promise<void> {
     const seq = this.editSeq;
+    const sent = this.strokes.slice();
     this.setState("saving");
     try {
       const body = await this.payload(version);
       const res = await api.put<AnnotationData>(`/images/${this.imageId}/annotation/`, body);
       this.version = res?.version ?? version + 1;
       this.savedSeq = seq;
+      // the strokes sent are now stored, as far as the session still holds the same ones (undo meanwhile)
+      let n = 0;
+      while (n < sent.length && n < this.strokes.length && sent[n] === this.strokes[n]) n++;
+      this.savedCount = n;
       if (!this.dirty) this.clearDraft();
+      else this.writeDraft(); // the draft keeps only what is still unsaved
       this.setState(this.dirty ? "unsaved" : "saved");
       if (this.dirty) this.scheduleSave();
     } catch (err) {
@@ -205,8 +233,13 @@ export class AnnotationStore {
       return;
     }
     if (choice === "merge") {
+      // only the strokes the server never had go on top of theirs: replaying saved ones would paint
+      // over what the colleague changed after them
       this.base = cloneMasks(c.theirMasks);
       this.storedStrokes = (c.theirs.strokes as Stroke[]) ?? [];
+      this.strokes = this.unsavedStrokes;
+      this.savedCount = 0;
+      this.redoStack = [];
       this.masks = replay(this.base, this.strokes);
       this.onChange?.(null);
     }
@@ -219,6 +252,7 @@ export class AnnotationStore {
   private setState(s: SaveState): void {
     this.state = s;
     this.onState?.(s);
+    this.listeners.forEach((fn) => fn(s));
   }
 
   private readDraft(): Draft | null {
@@ -231,7 +265,8 @@ export class AnnotationStore {
   }
   private writeDraft(): void {
     try {
-      const d: Draft = { version: this.version, strokes: this.strokes, savedAt: Date.now() };
+      // only what the server lacks: a reload replays the draft on top of the stored version
+      const d: Draft = { version: this.version, strokes: this.unsavedStrokes, savedAt: Date.now() };
       localStorage.setItem(this.draftKey, JSON.stringify(d));
     } catch {
       /* storage full or disabled: the save status still says "unsaved" */

@@ -3,11 +3,13 @@
  * DOM. An extension is a module exporting a function of its page's context.
  */
 import { annotateHooks } from "./annotate/context";
+import { historyPanel } from "./annotate/history";
 import { modelComparisonSection } from "./model-compare";
 import { decorateImageGrid, setupPredictions } from "./overlays";
 import { modelsSections } from "./pages/models";
 import { imageGridHooks } from "./pages/project";
 
 annotateHooks.register("predictions", setupPredictions);
+annotateHooks.register("history", historyPanel);
 imageGridHooks.register("prediction thumbnails", decorateImageGrid);
 modelsSections.register("comparison with the parent", (ctx) => modelComparisonSection(ctx.projectId));

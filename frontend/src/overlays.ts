@@ -65,7 +65,8 @@ export function setupPredictions(ctx: AnnotateContext): () => void {
   let timer: number | undefined;
   let disposed = false;
 
-  const statusEl = h("span", { class: "muted", "data-testid": "prediction-status" }, "");
+  // a fixed-width slot: "predicting… 45 %" and "v2 prediction: 12 objects" must not move the toolbar
+  const statusEl = h("span", { class: "muted fixed-label prediction-status", "data-testid": "prediction-status" }, "");
   const toggles = new Map<string, HTMLButtonElement>();
   const toggle = (name: string) => {
     const on = viewer.overlayNames().includes(name);
@@ -115,6 +116,7 @@ export function setupPredictions(ctx: AnnotateContext): () => void {
     const was = current;
     current = p;
     statusEl.textContent = describe(p);
+    statusEl.title = statusEl.textContent; // the slot has a fixed width
     statusEl.dataset.status = p?.status ?? "none";
     if (p && p.status === "succeeded" && (!was || was.id !== p.id || was.status !== "succeeded")) {
       // new data: re-point the prediction overlays that are on
@@ -180,6 +182,7 @@ export function setupPredictions(ctx: AnnotateContext): () => void {
     try {
       const res = await api.post<{ version: number }>(`/predictions/${current.id}/accept/`, { version: store.version });
       await store.load();
+      viewer.setHideBackground(true); // the predicted background covers the whole image: show the objects
       toast(`Prediction accepted as annotation version ${res.version}: correct it and save.`, "ok");
     } catch (err) {
       if (err instanceof ApiError && err.status === 409) {

@@ -7,6 +7,7 @@
  * visible region only, so a 10000x10000 image costs no more than a small one.
  */
 import type { ImageInfo } from "./api";
+import { channelColor } from "./palette";
 import type { Masks, Rect } from "./raster";
 
 /** A visible region in image pixels plus the downscale level (the server returns w/2^level x h/2^level). */
@@ -42,7 +43,6 @@ export interface ChannelSetting {
 }
 
 const TILE = 512; // tile edge in screen-resolution pixels of its level
-const DEFAULT_COLORS = ["#ffffff", "#00ff00", "#ff00ff", "#00ffff", "#ffff00", "#ff0000"];
 
 /** URL of the server's 8-bit rendering of one channel of a region (API issue 3). */
 export function displayUrl(imageId: number, channel: number, min: number, max: number, r: Region): string {
@@ -77,6 +77,12 @@ export class Viewer {
   channels: ChannelSetting[];
   maskOpacity = 0.5;
   classColors: Map<number, [number, number, number]> = new Map();
+  /** The background class (1) is not drawn (after "Accept prediction" it would cover the whole image). */
+  hideBackground = false;
+  /** The picked object (pick tool): drawn more opaque with a bright outline; 0 = none. */
+  highlightInstance = 0;
+  /** Called after the mask's look changed (hide background), so toggles elsewhere follow. */
+  onMaskStyleChange: Array<() => void> = [];
   /** Extra drawing on top (brush cursor, polygon preview), in screen coordinates. */
   drawTop: ((ctx: CanvasRenderingContext2D) => void) | null = null;
   onViewChange: (() => void) | null = null;
@@ -108,7 +114,7 @@ export class Viewer {
     const full = image.dtype === "uint8" ? 255 : image.dtype === "uint16" ? 65535 : 1;
     this.channels = Array.from({ length: image.channels }, (_, c) => ({
       visible: true,
-      color: image.channels === 1 ? "#ffffff" : image.channels === 3 && image.dtype === "uint8" ? ["#ff0000", "#00ff00", "#0000ff"][c] : DEFAULT_COLORS[(c + 1) % DEFAULT_COLORS.length],
+      color: channelColor(c, image.channels, image.dtype), // the grid thumbnails use the same map
       min: ranges[c]?.[0] ?? 0,
       max: ranges[c]?.[1] ?? full,
     }));
@@ -216,6 +222,17 @@ export class Viewer {
     this.requestRender();
   }
   maskChanged(_rect?: Rect): void {
+    this.requestRender();
+  }
+  setHideBackground(on: boolean): void {
+    if (this.hideBackground === on) return;
+    this.hideBackground = on;
+    this.onMaskStyleChange.forEach((fn) => fn());
+    this.requestRender();
+  }
+  setHighlightInstance(id: number): void {
+    if (this.highlightInstance === id) return;
+    this.highlightInstance = id;
     this.requestRender();
   }
 
@@ -432,13 +449,16 @@ export class Viewer {
     const lut = new Uint32Array(256);
     const alpha = Math.round(255 * Math.min(1, this.maskOpacity));
     for (const [k, [r, g, b]] of this.classColors) lut[k] = (alpha << 24) | (b << 16) | (g << 8) | r; // little-endian RGBA
+    if (this.hideBackground) lut[1] = 0;
     const inv = 1 / (this.scale * dpr);
     const offX = this.offsetX * dpr, offY = this.offsetY * dpr;
     const cols = new Int32Array(w);
     for (let x = 0; x < w; x++) cols[x] = Math.min(m.width - 1, Math.floor((sx0 + x + 0.5 - offX) * inv));
     const cls = m.classes;
     const inst = m.instances;
-    const showEdges = this.scale * dpr >= 4;
+    // the instance id under each device pixel, for the outlines (drawn at every zoom)
+    const ids = new Uint32Array(w * hgt);
+    let anyInstance = false;
     for (let y = 0; y < hgt; y++) {
       const iy = Math.min(m.height - 1, Math.floor((sy0 + y + 0.5 - offY) * inv));
       const row = iy * m.width;
@@ -446,24 +466,14 @@ export class Viewer {
       for (let x = 0; x < w; x++) {
         const v = cls[row + cols[x]];
         if (v) out[o + x] = lut[v];
-      }
-    }
-    if (showEdges) {
-      // instance outlines at high zoom: darken pixels whose right/bottom neighbour is another instance
-      for (let y = 0; y < hgt; y++) {
-        const iy = Math.min(m.height - 1, Math.floor((sy0 + y + 0.5 - offY) * inv));
-        for (let x = 0; x < w; x++) {
-          const i = iy * m.width + cols[x];
-          const id = inst[i];
-          if (!id) continue;
-          const fx = (sx0 + x + 0.5 - offX) * inv - cols[x];
-          const fy = (sy0 + y + 0.5 - offY) * inv - iy;
-          const edgeR = fx > 1 - 1.5 * inv && cols[x] + 1 < m.width && inst[i + 1] !== id;
-          const edgeB = fy > 1 - 1.5 * inv && iy + 1 < m.height && inst[i + m.width] !== id;
-          if (edgeR || edgeB) out[y * w + x] = 0xff000000 | 0xffffff;
+        const id = inst[row + cols[x]];
+        if (id) {
+          ids[o + x] = id;
+          anyInstance = true;
         }
       }
     }
+    if (anyInstance) drawInstanceEdges(out, ids, w, hgt, this.highlightInstance, Math.round(255 * Math.min(1, this.maskOpacity + 0.35)));
     lctx.putImageData(img, 0, 0);
     ctx.save();
     ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -509,6 +519,35 @@ export class Viewer {
     this.setChannel(c, { min: Math.floor(lo), max: Math.ceil(hi) });
     return [Math.floor(lo), Math.ceil(hi)];
   }
+}
+
+/** Outline colour of objects (opaque white) and of the picked object (yellow), as little-endian RGBA. */
+export const EDGE_RGBA = 0xffffffff;
+export const PICKED_EDGE_RGBA = 0xff00d7ff;
+
+/**
+ * Instance outlines in screen space, so they show at every zoom: a device pixel whose object id differs
+ * from a 4-neighbour's is an edge (object against background or against another object). The picked
+ * object's pixels are drawn more opaque (`pickedAlpha`) and its edge yellow and two pixels wide.
+ * `out` is the RGBA mask layer (little-endian Uint32), `ids` the object id under each of its pixels.
+ */
+export function drawInstanceEdges(out: Uint32Array, ids: Uint32Array, w: number, hgt: number, picked = 0, pickedAlpha = 255): void {
+  const edge = (i: number, x: number, y: number): boolean => {
+    const id = ids[i];
+    return (x > 0 && ids[i - 1] !== id) || (x < w - 1 && ids[i + 1] !== id) || (y > 0 && ids[i - w] !== id) || (y < hgt - 1 && ids[i + w] !== id);
+  };
+  for (let y = 0; y < hgt; y++)
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      const id = ids[i];
+      if (!id) {
+        // the ring just outside the picked object thickens its outline
+        if (picked && ((x > 0 && ids[i - 1] === picked) || (x < w - 1 && ids[i + 1] === picked) || (y > 0 && ids[i - w] === picked) || (y < hgt - 1 && ids[i + w] === picked))) out[i] = PICKED_EDGE_RGBA;
+        continue;
+      }
+      if (edge(i, x, y)) out[i] = id === picked ? PICKED_EDGE_RGBA : EDGE_RGBA;
+      else if (id === picked) out[i] = ((pickedAlpha << 24) | (out[i] & 0xffffff)) >>> 0;
+    }
 }
 
 /** Bins holding the `lo` and `hi` quantiles of a histogram. */

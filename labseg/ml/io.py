@@ -739,27 +739,36 @@ def write_cache(path: str | os.PathLike, image: np.ndarray, cache_path: str | os
     return True
 
 
-#: Colours of the 1st, 2nd, 3rd, ... selected channel in a composite (RGB photos stay RGB; then cyan, magenta, yellow).
-CHANNEL_COLORS = ((1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (1, 0, 1), (1, 1, 0), (1, 1, 1))
+#: Colours of the 1st, 2nd, 3rd, ... selected channel in a composite: green, magenta, cyan, yellow, red,
+#: white. The browser's viewer tints channels with the same map (frontend/src/palette.ts), so a grid
+#: thumbnail looks like the image on the annotate page.
+CHANNEL_COLORS = ((0, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0), (1, 1, 1))
+#: An 8-bit three-channel image is a photo: red, green, blue.
+RGB_COLORS = ((1, 0, 0), (0, 1, 0), (0, 0, 1))
 
 
-def composite_rgb(image: np.ndarray, ranges, channels: list[int] | None = None) -> np.ndarray:
+def composite_rgb(image: np.ndarray, ranges, channels: list[int] | None = None,
+                  rgb_photo: bool | None = None) -> np.ndarray:
     """8-bit rendering: one channel -> grey (H, W); several -> additive colour composite (H, W, 3).
 
     ``ranges`` holds ``[lo, hi]`` for every channel of ``image``; ``channels`` selects which to show
     (default: all when there are at most three, else the first three). The k-th selected channel
-    gets colour k of :data:`CHANNEL_COLORS` (red, green, blue, cyan, magenta, yellow, white).
+    gets colour k of :data:`CHANNEL_COLORS` (green, magenta, cyan, yellow, red, white), except in an RGB
+    photo (``rgb_photo``; by default: 8-bit with exactly three channels, all shown), which stays RGB.
     """
     image = np.asarray(image)
     if channels is None:
         channels = list(range(min(image.shape[0], 3)))
+    if rgb_photo is None:
+        rgb_photo = image.dtype == np.uint8 and image.shape[0] == 3 and list(channels) == [0, 1, 2]
+    colors = RGB_COLORS if rgb_photo else CHANNEL_COLORS
     r = np.asarray(ranges, dtype=np.float64).reshape(-1, 2)
     sel = to_uint8(image[channels], r[channels])
     if len(channels) == 1:
         return sel[0]
     out = np.zeros(sel.shape[1:] + (3,), dtype=np.uint16)
     for k in range(len(channels)):
-        color = CHANNEL_COLORS[k % len(CHANNEL_COLORS)]
+        color = colors[k % len(colors)]
         for j in range(3):
             if color[j]:
                 out[..., j] += sel[k]

@@ -45,13 +45,14 @@ def test_region_and_level_match_numpy_slicing(client_for, viewer, project, owner
     assert np.array_equal(same, got)
 
 
-def test_composite_puts_first_listed_channel_in_red_second_in_green(client_for, viewer, stored_image):
+def test_composite_puts_first_listed_channel_in_green_second_in_magenta(client_for, viewer, stored_image):
+    """The viewer's channel colours (frontend/src/palette.ts): green, then magenta (red + blue)."""
     a = stored_image._array
     got = png(client_for(viewer).get(f"/api/v1/images/{stored_image.pk}/display.png?channel=1,0&min=0&max=4000"))
     assert got.shape == (64, 80, 3)
-    assert np.abs(got[..., 0].astype(int) - reference(a[1], 0, 4000)).max() <= 1
-    assert np.abs(got[..., 1].astype(int) - reference(a[0], 0, 4000)).max() <= 1
-    assert got[..., 2].max() == 0
+    assert np.abs(got[..., 1].astype(int) - reference(a[1], 0, 4000)).max() <= 1
+    assert np.abs(got[..., 0].astype(int) - reference(a[0], 0, 4000)).max() <= 1
+    assert np.abs(got[..., 2].astype(int) - reference(a[0], 0, 4000)).max() <= 1
 
 
 def test_default_rendering_uses_stored_display_range(client_for, viewer, stored_image):

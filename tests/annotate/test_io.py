@@ -129,10 +129,15 @@ def test_display_range_is_the_half_percent_tails_per_channel():
     assert lo1 == 5 and hi1 == 6  # flat channel: hi raised so a viewer never divides by zero
 
 
-def test_composite_of_two_channels_is_red_and_green(tmp_path):
+def test_composite_of_two_channels_is_green_and_magenta(tmp_path):
     img = np.stack([np.full((4, 4), 10, np.uint16), np.full((4, 4), 20, np.uint16)])
     rgb = composite_rgb(img, [[0, 20], [0, 20]])
-    assert rgb.shape == (4, 4, 3) and tuple(rgb[0, 0]) == (128, 255, 0)
+    assert rgb.shape == (4, 4, 3) and tuple(rgb[0, 0]) == (255, 128, 255)
+
+
+def test_composite_of_an_8bit_rgb_photo_stays_rgb(tmp_path):
+    img = np.stack([np.full((2, 2), v, np.uint8) for v in (255, 0, 51)])
+    assert tuple(composite_rgb(img, [[0, 255]] * 3)[0, 0]) == (255, 0, 51)
 
 
 def test_open_array_maps_uncompressed_tiff_and_caches_compressed(tmp_path):

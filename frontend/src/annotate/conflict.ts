@@ -1,40 +1,58 @@
-/** 409 on save: show theirs next to mine and let the user choose; never drop work silently. */
+/**
+ * 409 on save: show theirs next to mine, large, with the differences bright, and let the user choose;
+ * never drop work silently. "Add my strokes to theirs" is the default (focused: Enter takes it); the
+ * choices that drop someone's work say so in their label.
+ */
 import type { Project } from "../api";
 import type { AnnotationStore, Conflict } from "../annotation";
 import { dialog, h, showError } from "../ui";
 import { rgb } from "../viewer";
+import { maskCanvas, type Rgb } from "./mask-preview";
 
-/** Render a class mask small, for the conflict dialog. */
-function maskPreview(classes: Uint8Array, w: number, hgt: number, project: Project): HTMLCanvasElement {
-  const s = Math.min(1, 240 / Math.max(w, hgt));
-  const cw = Math.max(1, Math.round(w * s)), ch = Math.max(1, Math.round(hgt * s));
-  const cv = h("canvas", { width: cw, height: ch, class: "mask-preview" });
-  const ctx = cv.getContext("2d")!;
-  const img = ctx.createImageData(cw, ch);
-  const colors = new Map(project.classes.map((c) => [c.index, rgb(c.color)]));
-  for (let y = 0; y < ch; y++)
-    for (let x = 0; x < cw; x++) {
-      const v = classes[Math.min(hgt - 1, Math.floor(y / s)) * w + Math.min(w - 1, Math.floor(x / s))];
-      const [r, g, b] = v ? colors.get(v) ?? [128, 128, 128] : [20, 20, 20];
-      img.data.set([r, g, b, 255], (y * cw + x) * 4);
-    }
-  ctx.putImageData(img, 0, 0);
-  return cv;
+/** Longer side of each preview's pixels (CSS then fits both side by side in the dialog). */
+const PREVIEW_PX = 640;
+
+export type ConflictChoice = "theirs" | "mine" | "merge";
+
+/** The dialog's buttons, in order: the safe choice last (primary, focused), the destructive ones labelled so. */
+export const CONFLICT_BUTTONS: ReadonlyArray<{ label: string; value: ConflictChoice; primary?: boolean; testid: string }> = [
+  { label: "Overwrite theirs with mine (drops their changes)", value: "mine", testid: "conflict-mine" },
+  { label: "Reload theirs (drops my unsaved strokes)", value: "theirs", testid: "conflict-theirs" },
+  { label: "Add my strokes to theirs", value: "merge", primary: true, testid: "conflict-merge" },
+];
+
+/** "1 unsaved stroke", "3 unsaved strokes". */
+export function unsavedText(n: number): string {
+  return `${n} unsaved stroke${n === 1 ? "" : "s"}`;
 }
 
 export async function conflictDialog(store: AnnotationStore, c: Conflict, project: Project): Promise<void> {
   const who = c.theirs.updated_by ? ` by ${c.theirs.updated_by}` : "";
-  const body = h("div", { "data-testid": "conflict-dialog" },
-    h("p", {}, `Someone else saved this annotation (version ${c.theirs.version}${who}) after you opened it. Your ${store.strokes.length} stroke(s) are kept (also as a local draft) until you choose.`),
+  const n = store.unsavedStrokes.length;
+  const colors = new Map<number, Rgb>(project.classes.map((k) => [k.index, rgb(k.color)]));
+  const theirs = maskCanvas(c.theirMasks.classes, store.width, store.height, PREVIEW_PX, colors, { other: store.masks.classes, testid: "conflict-preview-theirs" });
+  const mine = maskCanvas(store.masks.classes, store.width, store.height, PREVIEW_PX, colors, { other: c.theirMasks.classes, testid: "conflict-preview-mine" });
+  const body = h("div", { class: "conflict-body", "data-testid": "conflict-dialog", "data-unsaved": n },
+    h("p", {},
+      `Someone else saved this annotation (version ${c.theirs.version}${who}) after you opened it. `,
+      h("strong", { "data-testid": "conflict-unsaved" }, unsavedText(n)),
+      " of yours are kept (also as a local draft) until you choose."),
     h("div", { class: "previews" },
-      h("figure", {}, maskPreview(c.theirMasks.classes, store.width, store.height, project), h("figcaption", {}, "theirs (stored)")),
-      h("figure", {}, maskPreview(store.masks.classes, store.width, store.height, project), h("figcaption", {}, "mine"))),
+      h("figure", {}, theirs.canvas, h("figcaption", {}, `theirs (stored, version ${c.theirs.version})`)),
+      h("figure", {}, mine.canvas, h("figcaption", {}, "mine (with my unsaved strokes)"))),
+    h("p", { class: "muted small", "data-testid": "conflict-diff" },
+      theirs.differing
+        ? `${theirs.differing.toLocaleString()} pixels differ: shown bright (white = unlabelled in that version); pixels the same in both are dimmed.`
+        : "The two versions have the same labels."),
   );
-  const choice = await dialog("Conflicting edit", body, [
-    { label: "Reload theirs (drop mine)", value: "theirs", testid: "conflict-theirs" },
-    { label: "Add my strokes to theirs", value: "merge", testid: "conflict-merge" },
-    { label: "Overwrite with mine", value: "mine", primary: true, testid: "conflict-mine" },
-  ]);
+  const shown = dialog("Conflicting edit", body, [...CONFLICT_BUTTONS]);
+  // the dialog is in the page now: the safe choice takes Enter; the overwrite looks destructive
+  const box = body.closest(".modal") ?? body.parentElement;
+  box?.classList.add("conflict-modal");
+  box?.querySelector<HTMLButtonElement>("[data-testid=conflict-mine]")?.classList.add("danger");
+  box?.querySelector<HTMLButtonElement>("[data-testid=conflict-merge]")?.focus();
+  const choice = await shown;
+  if (choice !== "theirs" && choice !== "mine" && choice !== "merge") return; // closed without a choice: still in conflict
   try {
     await store.resolveConflict(choice, c);
   } catch (err) {

@@ -39,11 +39,15 @@ export function fillToolbar(toolbar: HTMLElement, p: ToolbarParts): Toolbar {
   sizeInput.addEventListener("input", () => editor.setRadius(Number(sizeInput.value)));
   const instToggle = h("input", { type: "checkbox", "data-testid": "instance-mode" });
   instToggle.addEventListener("change", () => editor.setInstanceMode(instToggle.checked));
-  const instLabel = h("span", { class: "muted", "data-testid": "current-instance" });
+  // fixed width: "new" / "#12 (picked)" must not move the buttons after it
+  const instLabel = h("span", { class: "muted fixed-label instance-label", "data-testid": "current-instance" });
   const undoBtn = h("button", { "data-testid": "undo", title: "Undo (Ctrl+Z)", onclick: () => store.undo() }, "↶ Undo");
   const redoBtn = h("button", { "data-testid": "redo", title: "Redo (Ctrl+Shift+Z)", onclick: () => store.redo() }, "↷ Redo");
   const saveBtn = h("button", { class: "primary", "data-testid": "save", title: "Save (Ctrl+S)", onclick: () => void store.save() }, "Save");
   const opacity = h("input", { type: "range", min: 0, max: 1, step: 0.05, value: viewer.maskOpacity, "data-testid": "mask-opacity", title: "mask opacity (O toggles)" });
+  const hideBg = h("input", { type: "checkbox", checked: viewer.hideBackground, "data-testid": "hide-background" });
+  hideBg.addEventListener("change", () => viewer.setHideBackground(hideBg.checked));
+  viewer.onMaskStyleChange.push(() => (hideBg.checked = viewer.hideBackground));
   opacity.addEventListener("input", () => {
     viewer.maskOpacity = Number(opacity.value);
     viewer.requestRender();
@@ -56,6 +60,7 @@ export function fillToolbar(toolbar: HTMLElement, p: ToolbarParts): Toolbar {
     h("label", { class: "group" }, instToggle, " instances ", instLabel),
     h("span", { class: "group" }, undoBtn, redoBtn),
     h("label", { class: "group" }, "mask ", opacity),
+    h("label", { class: "group", title: "do not draw the background class (it is still saved)" }, hideBg, " hide background"),
     h("span", { class: "group" }, h("button", { "data-testid": "fit", onclick: () => viewer.fit(), title: "Fit (0)" }, "Fit"), h("button", { "data-testid": "help", onclick: p.help, title: "Shortcuts (?)" }, "?")),
     p.ext,
     h("span", { class: "group" }, saveBtn),

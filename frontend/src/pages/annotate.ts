@@ -60,7 +60,11 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
   const keys = new KeyMap();
   const help = () => showHelp(keys);
   const toolbar = fillToolbar(layout.toolbar, { project, canEdit, tools, editor, store, viewer, ext: layout.extToolbar, chooseClass, help });
-  editor.onChange(() => viewer.requestRender());
+  // the picked object stands out (pick tool, or a click with it): brighter, outlined in yellow
+  editor.onChange(() => {
+    viewer.setHighlightInstance(editor.pinned ? editor.currentInstance : 0);
+    viewer.requestRender();
+  });
   const input = attachCanvasInput(viewer, tools, {
     canEdit,
     info: layout.info,
@@ -123,7 +127,9 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
 
 /** Shortcuts, and a warning before closing the tab with unsaved strokes; returns the removal. */
 function listenWindow(keys: KeyMap, store: AnnotationStore): Cleanup {
-  const onKey = (e: KeyboardEvent) => void keys.keydown(e);
+  // a key pressed in a dialog (Enter on its focused button) is the dialog's, not the editor's
+  const inDialog = (e: KeyboardEvent) => e.target instanceof Element && !!e.target.closest("[role=dialog]");
+  const onKey = (e: KeyboardEvent) => void (!inDialog(e) && keys.keydown(e));
   const onKeyUp = (e: KeyboardEvent) => void keys.keyup(e);
   const onBeforeUnload = (e: BeforeUnloadEvent) => {
     if (store.dirty) e.preventDefault();

@@ -1,5 +1,6 @@
 /** Projects page: the list, and a form to create one (name + classes with colours). */
 import { api, getAll, type Project } from "../api";
+import { classColor } from "../palette";
 import { registerRoute, navigate } from "../router";
 import { errorBlock, h, renderNav, showError } from "../ui";
 
@@ -26,12 +27,11 @@ async function renderProjects(root: HTMLElement): Promise<void> {
   }
 }
 
-const PALETTE = ["#ff0000", "#00c000", "#ffcc00", "#ff00ff", "#00ffff", "#ff8800", "#8844ff", "#88ff00"];
 
 /** The "new project" form; class rows can be added/removed; background (index 1) is implicit. */
 function createForm(): HTMLElement {
   const rows = h("div", { class: "class-rows" });
-  const addRow = (name = "", color = PALETTE[rows.children.length % PALETTE.length]) => {
+  const addRow = (name = "", color = classColor(rows.children.length)) => {
     const row = h("div", { class: "class-row" },
       h("input", { type: "text", placeholder: "class name", value: name, "data-testid": "class-name", required: true }),
       h("input", { type: "color", value: color, "data-testid": "class-color" }),
@@ -39,7 +39,7 @@ function createForm(): HTMLElement {
     );
     rows.append(row);
   };
-  addRow("nucleus", "#ff0000");
+  addRow("nucleus");
   const name = h("input", { type: "text", name: "name", placeholder: "Project name", required: true, "data-testid": "project-name" });
   const form = h("form", { class: "panel", "data-testid": "create-project" },
     h("h2", {}, "New project"),
