@@ -204,6 +204,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # two choice sets are called "status": a job's lifecycle and an uploaded file's HTTP outcome
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "labseg.jobs.models.JobStatus",
+                            "UploadStatusEnum": [(c, str(c)) for c in (201, 400, 409, 413, 507)]},
     # Swagger UI's JS/CSS from the drf-spectacular-sidecar package (static files), not a CDN: a lab
     # server without internet still shows /api/docs/.
     "SWAGGER_UI_DIST": "SIDECAR",
