@@ -3,11 +3,11 @@
  * DOM. An extension is a module exporting a function of its page's context.
  */
 import { annotateHooks } from "./annotate/context";
-import { modelComparisonSection } from "./model-compare";
+import { showGuide } from "./guide";
 import { decorateImageGrid, setupPredictions } from "./overlays";
-import { modelsSections } from "./pages/models";
 import { imageGridHooks } from "./pages/project";
+import { setGuideOpener } from "./ui";
 
 annotateHooks.register("predictions", setupPredictions);
 imageGridHooks.register("prediction thumbnails", decorateImageGrid);
-modelsSections.register("comparison with the parent", (ctx) => modelComparisonSection(ctx.projectId));
+setGuideOpener(showGuide);
