@@ -108,7 +108,7 @@ export function scoresTable(o: ScoresTableOptions): HTMLElement {
     const note = parent ? h("span", { class: "muted", "data-testid": `compare-note-${v.number}` }, comparisonNote(parent.number, cmp)) : null;
     if (note || baselines) {
       table.append(h("tr", { class: "sub" }, h("td", {}), h("td", { colSpan: keys.length + 6 }, note,
-        baselines ? h("details", {}, h("summary", {}, "U-Net beside its baselines"), baselines) : null)));
+        baselines ? h("details", { open: Boolean(v.comparison?.unet_loses_to.length) }, h("summary", {}, "U-Net beside its baselines"), baselines) : null)));
     }
   }
   return table;

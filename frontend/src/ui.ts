@@ -162,11 +162,16 @@ export function dialog<T extends string>(title: string, body: Node | string, but
     const safe = buttons.find((b) => b.cancel) ?? buttons.find((b) => b.value === "cancel" || b.value === "close");
     const m = openModal(title, body, { onDismiss: safe ? () => resolve(safe.value) : undefined });
     const row = h("div", { class: "modal-buttons" });
+    let safeButton: HTMLElement | null = null;
     for (const b of buttons) {
-      row.append(h("button", { class: b.primary ? "primary" : "", "data-testid": b.testid ?? null, onclick: () => { m.close(); resolve(b.value); } }, b.label));
+      const el = h("button", { class: b.primary ? "primary" : "", "data-testid": b.testid ?? null, onclick: () => { m.close(); resolve(b.value); } }, b.label);
+      if (b === safe) safeButton = el;
+      row.append(el);
     }
     m.box.append(row);
-    (row.querySelector<HTMLElement>("button.primary") ?? row.querySelector("button"))?.focus();
+    // Enter must never pick a destructive choice by accident: the focus starts on the safe button, or on
+    // the box itself when every choice changes something (Tab reaches the buttons).
+    (safeButton ?? m.box).focus();
   });
 }
 

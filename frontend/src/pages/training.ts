@@ -200,7 +200,7 @@ async function renderTraining(root: HTMLElement, params: Record<string, string>)
     history.replaceChildren(h("h2", {}, "Earlier runs"), historyTable(runs, (r) => { shown = r; draw(); void poll(); }));
   };
   const poll = async () => {
-    stop();
+    window.clearTimeout(timer);
     if (!shown) return;
     try {
       const wasActive = shown.is_active;
