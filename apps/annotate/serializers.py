@@ -78,7 +78,7 @@ class MemberSerializer(serializers.ModelSerializer):
 
 
 class MemberCreateSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
+    username = serializers.CharField(max_length=254, help_text="The user's username or e-mail address")
     role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
 
 

@@ -148,14 +148,29 @@ def _other_owner_exists(project: Project, user) -> bool:
 
 
 @transaction.atomic
+def find_user(name: str):
+    """The user with this username, else the one with this e-mail address (owners invite by either)."""
+    User = get_user_model()
+    name = name.strip()
+    member = User.objects.filter(username=name).first()
+    if member is None and "@" in name:
+        matches = list(User.objects.filter(email__iexact=name, is_active=True)[:2])
+        if len(matches) > 1:
+            raise ValidationError({"username": f"several accounts use {name!r}; invite by username"})
+        member = matches[0] if matches else None
+    if member is None:
+        what = "no account uses the e-mail" if "@" in name else "no user named"
+        raise ValidationError({"username": f"{what} {name!r}; a staff member can create the account "
+                                           "(Projects page, Create an account)"})
+    return member
+
+
 def add_member(*, user, project_id: int, username: str, role: str = Role.ANNOTATOR) -> Membership:
     project = get_project_for(user, project_id, Role.OWNER)
     role = _check_role(role)
-    member = get_user_model().objects.filter(username=username).first()
-    if member is None:
-        raise ValidationError({"username": f"no user named {username!r}"})
+    member = find_user(username)
     if project.memberships.filter(user=member).exists():
-        raise ValidationError({"username": f"{username} is already a member; PATCH the member to change the role"})
+        raise ValidationError({"username": f"{member.username} is already a member; PATCH the member to change the role"})
     return Membership.objects.create(project=project, user=member, role=role)
 
 

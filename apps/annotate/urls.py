@@ -1,13 +1,14 @@
 """/api/v1/ routes of the annotate app (mounted by labseg/urls.py)."""
 from django.urls import path
 
-from . import api
+from . import accounts, api
 
 app_name = "annotate"
 
 urlpatterns = [
     path("auth/token/", api.TokenView.as_view(), name="auth-token"),
     path("me/", api.MeView.as_view(), name="me"),
+    path("accounts/", accounts.AccountListView.as_view(), name="account-list"),
     path("projects/", api.ProjectListView.as_view(), name="project-list"),
     path("projects/<int:project_id>/", api.ProjectDetailView.as_view(), name="project-detail"),
     path("projects/<int:project_id>/members/", api.MemberListView.as_view(), name="member-list"),

@@ -105,7 +105,8 @@ def _aggregate(images: list[dict]) -> dict:
 
 
 def compare_versions(project_id: int, a_id, b_id) -> dict:
-    """Metrics of versions a and b side by side: per image and aggregated, with b's change marked."""
+    """Metrics of versions a and b side by side: per image and aggregated over the images both were
+    scored on (see ``shared_aggregate``), with b's change marked."""
     try:
         a_id, b_id = int(a_id), int(b_id)
     except (TypeError, ValueError):
@@ -122,12 +123,35 @@ def compare_versions(project_id: int, a_id, b_id) -> dict:
             continue
         images.append({"image": ea["image"], "filename": ea["filename"], "split": ea["split"],
                        "metrics": _side_by_side(ea["scores"], eb["scores"])})
-    agg_a = {k: v["mean"] for k, v in ma["aggregate"]["all"].items() if "mean" in v}
-    agg_b = {k: v["mean"] for k, v in mb["aggregate"]["all"].items() if "mean" in v}
+    shared = shared_aggregate(ma["images"], mb["images"])
     return {
         "a": {"id": a_id, "number": versions[a_id].number}, "b": {"id": b_id, "number": versions[b_id].number},
-        "aggregate": _side_by_side(agg_a, agg_b), "images": images,
+        **shared, "images": images,
     }
+
+
+def shared_aggregate(images_a: list[dict], images_b: list[dict]) -> dict:
+    """Both versions' means over the images *both* were scored on, metric by metric (a metric counts an
+    image only when both versions have that metric there), so a version scored on other or fewer images
+    never looks better for it. ``{"aggregate": {metric: {"a", "b", "delta", "verdict", "n"}},
+    "shared_images": n, "shared_splits": {split: n}, "only_a": n, "only_b": n}``."""
+    by_b = {e["image"]: e for e in images_b}
+    shared_ids = [e["image"] for e in images_a if e["image"] in by_b]
+    by_a = {e["image"]: e for e in images_a}
+    sums: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    splits: dict[str, int] = defaultdict(int)
+    for image_id in shared_ids:
+        sa, sb = by_a[image_id]["scores"], by_b[image_id]["scores"]
+        splits[by_a[image_id]["split"] or "unknown"] += 1
+        for name in set(sa) & set(sb):
+            sums[name].append((sa[name], sb[name]))
+    means_a = {k: sum(a for a, _ in v) / len(v) for k, v in sums.items()}
+    means_b = {k: sum(b for _, b in v) / len(v) for k, v in sums.items()}
+    aggregate = _side_by_side(means_a, means_b)
+    for name, side in aggregate.items():
+        side["n"] = len(sums[name])
+    return {"aggregate": aggregate, "shared_images": len(shared_ids), "shared_splits": dict(sorted(splits.items())),
+            "only_a": len(images_a) - len(shared_ids), "only_b": len(images_b) - len(shared_ids)}
 
 
 def _side_by_side(a: dict, b: dict) -> dict:

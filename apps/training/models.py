@@ -29,6 +29,10 @@ class TrainingRun(Job):
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
     loss_curve = models.JSONField(default=list, blank=True, help_text="[[step, loss], ...]")
+    rounds = models.JSONField(
+        default=list, blank=True,
+        help_text="Training rounds (self-training adds rounds): [{round, of, start_step, end_step, validation: "
+                  "{split, images, scores: {metric: mean}} | null}, ...]")
     elapsed_seconds = models.FloatField(default=0.0)
     eta_seconds = models.FloatField(null=True, blank=True)
     message = models.CharField(max_length=500, blank=True, default="", help_text="What the run is doing now")

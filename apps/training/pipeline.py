@@ -295,14 +295,69 @@ def _value(raw) -> float:
 
 
 # --- the run ---------------------------------------------------------------------------------
-def _fit_with_oom_fallback(fit, examples: list[Example], weights: list[np.ndarray], config, init, reporter):
+#: Shown per self-training round on the Training page (the run's ``rounds``), in this order.
+ROUND_METRICS = ("f1_iou50", "iou_fg", "mean_iou", "pixel_error")
+
+
+class RoundProgress:
+    """Wraps the run's ``ProgressReporter`` and keeps ``TrainingRun.rounds`` up to date: one entry per
+    training round ``{"round", "of", "start_step", "end_step", "validation"}``, where ``validation`` is
+    ``{"split", "images", "scores": {metric: mean}}`` of the held-out images after that round (None when
+    nothing is held out). Everything else (``curve``, ``flush``) is the reporter's."""
+
+    def __init__(self, reporter, run_id: int, worker: str):
+        self.reporter, self.run_id, self.worker = reporter, run_id, worker
+        self.rounds: list[dict] = []
+        self._last_step = 0
+        self._save()
+
+    def __getattr__(self, name):
+        return getattr(self.reporter, name)
+
+    def __call__(self, step: int, loss=None, *args, round: int | None = None, rounds: int | None = None, **kw):
+        if round is not None and (not self.rounds or self.rounds[-1]["round"] != round):
+            # a restart (out-of-memory retry) begins at round 1 again: drop what it replaces
+            self.rounds = [r for r in self.rounds if r["round"] < round]
+            start = self.rounds[-1]["end_step"] if self.rounds and self.rounds[-1]["end_step"] is not None else (
+                self._last_step if round > 1 else 0)
+            self.rounds.append({"round": round, "of": rounds, "start_step": int(start or 0), "end_step": None,
+                                "validation": None})
+            self._save()
+        self._last_step = int(step)
+        return self.reporter(step, loss, *args, **kw)
+
+    def end_round(self, number: int, step: int) -> None:
+        for r in self.rounds:
+            if r["round"] == number:
+                r["end_step"] = int(step)
+        self._save()
+
+    def set_validation(self, number: int, scores: list) -> None:
+        aggregate = next((s for s in scores if s.image_id is None and s.method == ScoreMethod.UNET), None)
+        if aggregate is None:
+            return
+        values = {n: aggregate.scores[n] for n in ROUND_METRICS if n in aggregate.scores}
+        images = max((v.get("images", 0) for v in values.values() if isinstance(v, dict)), default=0)
+        summary = {"split": aggregate.split, "images": images, "scores": {n: _value(v) for n, v in values.items()}}
+        for r in self.rounds:
+            if r["round"] == number:
+                r["validation"] = summary
+        self._save()
+
+    def _save(self) -> None:
+        TrainingRun.objects.filter(pk=self.run_id, worker=self.worker[:200]).update(rounds=self.rounds)
+
+
+def _fit_with_oom_fallback(fit, examples: list[Example], weights: list[np.ndarray], config, init, reporter,
+                           on_round_end=None):
     """``fit``; on out-of-memory halve the tile (and batch) and retry, at most ``OOM_RETRIES`` times."""
     from labseg.ml.device import free_cuda_cache, is_oom
 
+    extra = {"on_round_end": on_round_end} if on_round_end is not None else {}
     for attempt in range(OOM_RETRIES + 1):
         try:
             return fit([e.raw for e in examples], [e.classes for e in examples], [e.instances for e in examples],
-                       config=config, init=init, progress=reporter, weights=weights)
+                       config=config, init=init, progress=reporter, weights=weights, **extra)
         except (RuntimeError, MemoryError) as exc:
             if not is_oom(exc) and not isinstance(exc, MemoryError):
                 raise
@@ -369,17 +424,31 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
                 f"project now has {config.num_classes}. Train from scratch so the model learns the new classes."
             )
         init = parent.checkpoint.path
-    reporter = services.ProgressReporter(run_id, worker, total_steps=config.steps, max_seconds=config.max_seconds)
+    reporter = RoundProgress(
+        services.ProgressReporter(run_id, worker, total_steps=config.steps, max_seconds=config.max_seconds),
+        run_id, worker)
     reporter.flush("Training")
-    model, history = _fit_with_oom_fallback(fit, train, weights, config, init, reporter)
+    radius = painted_radius(train)
+
+    def score_round(number: int, of: int, model, history: dict) -> None:
+        """Validation scores after each self-training round but the last (scored below anyway)."""
+        reporter.end_round(number, history.get("steps", 0))
+        if number < of and holdouts:
+            reporter.flush(f"Scoring the validation labels after round {number} of {of}")
+            reporter.set_validation(number, score_holdouts(
+                lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius),
+                holdouts, beat))
+
+    model, history = _fit_with_oom_fallback(fit, train, weights, config, init, reporter, score_round)
     if history.get("stop_reason") == "cancelled":
         raise services.RunStopped("cancelled")
     reporter.flush("Scoring the validation labels")
 
-    radius = painted_radius(train)
     scores = score_holdouts(
         lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius),
         holdouts, beat)
+    if reporter.rounds:
+        reporter.set_validation(reporter.rounds[-1]["round"], scores)
     baseline_scores, baselines = score_baselines(train, holdouts, config, radius, beat)
     scores += baseline_scores
     class_names = dict(project.label_classes.values_list("index", "name"))

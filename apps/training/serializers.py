@@ -17,7 +17,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "project", "parent_version", "config", "status", "is_active", "step", "total_steps",
-            "progress", "loss_curve", "elapsed_seconds", "eta_seconds", "message", "error",
+            "progress", "loss_curve", "rounds", "elapsed_seconds", "eta_seconds", "message", "error",
             "cancel_requested", "worker", "attempts", "heartbeat_at", "created_by", "created_at",
             "started_at", "finished_at", "model_version",
         ]

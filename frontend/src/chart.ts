@@ -21,7 +21,7 @@ export function bounds(points: Point[]): Scale {
 }
 
 /** Draw `points` as a line with axes labels into `canvas` (sized by its width/height attributes). */
-export function drawLineChart(canvas: HTMLCanvasElement, points: Point[], opts: { xMax?: number; label?: string } = {}): void {
+export function drawLineChart(canvas: HTMLCanvasElement, points: Point[], opts: { xMax?: number; label?: string; markers?: Array<[number, string]>; dots?: boolean } = {}): void {
   const ctx = canvas.getContext("2d");
   if (!ctx) return;
   const w = canvas.width, h = canvas.height, padL = 44, padB = 22, padT = 10, padR = 10;
@@ -42,7 +42,21 @@ export function drawLineChart(canvas: HTMLCanvasElement, points: Point[], opts: 
   ctx.fillText(s.y0.toPrecision(3), 2, h - padB);
   ctx.fillText(String(Math.round(s.x1)), w - padR - 30, h - 6);
   ctx.fillText(opts.label ?? "", padL + 4, h - 6);
+  for (const [x, text] of opts.markers ?? []) { // e.g. where a training round starts
+    ctx.strokeStyle = "#d29922";
+    ctx.setLineDash([4, 3]);
+    ctx.beginPath();
+    ctx.moveTo(px(x), padT); ctx.lineTo(px(x), h - padB);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = "#d29922";
+    ctx.fillText(text, px(x) + 3, padT + 10);
+  }
   if (!points.length) return;
+  if (opts.dots) {
+    ctx.fillStyle = "#3fb950";
+    for (const [x, y] of points) ctx.fillRect(px(x) - 3, py(y) - 3, 6, 6);
+  }
   ctx.strokeStyle = "#4f9dff";
   ctx.lineWidth = 1.5;
   ctx.beginPath();

@@ -4,12 +4,12 @@
  */
 import { annotateHooks } from "./annotate/context";
 import { historyPanel } from "./annotate/history";
-import { modelComparisonSection } from "./model-compare";
+import { showGuide } from "./guide";
 import { decorateImageGrid, setupPredictions } from "./overlays";
-import { modelsSections } from "./pages/models";
 import { imageGridHooks } from "./pages/project";
+import { setGuideOpener } from "./ui";
 
 annotateHooks.register("predictions", setupPredictions);
 annotateHooks.register("history", historyPanel);
 imageGridHooks.register("prediction thumbnails", decorateImageGrid);
-modelsSections.register("comparison with the parent", (ctx) => modelComparisonSection(ctx.projectId));
+setGuideOpener(showGuide);

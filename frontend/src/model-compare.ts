@@ -1,72 +1,57 @@
 /**
- * Models page additions: each version's scores beside its parent's (better / worse marked, from
- * GET /projects/{id}/model-versions/compare/?a=parent&b=version) and a chart of a chosen metric
- * along a version's lineage (from GET /model-versions/{id}/metrics/).
+ * The Models page's one scores table and its lineage chart.
  *
- * `modelComparisonSection(projectId)` builds the section; it is added to the models page through
- * `modelsSections` (src/extensions.ts).
+ * Each version's own scores are the means of its per-image scores (GET /model-versions/{id}/metrics/),
+ * with the number of images; a version with a parent gets ▲/▼ marks measured only on the images both
+ * were scored on (GET /projects/{id}/model-versions/compare/?a=parent&b=version), and says how many.
+ * Per-class IoU columns follow the project's classes; every dash has a tooltip saying why it is a dash.
  */
-import { api } from "./api";
-import { drawLineChart, type Point } from "./chart";
-import { errorBlock, h, showError, toast } from "./ui";
+import { api, type Project } from "./api";
+import { comparisonBlock } from "./baselines";
+import { drawLineChart } from "./chart";
+import type { ModelVersion } from "./pages/training";
+import { classMetric, comparisonNote, dashReason, firstMetricWithData, fmt, lineagePoints, METRIC_NAMES, DENSE_ONLY, type Comparison, type VersionMetrics } from "./scores";
+import { h, showError, toast } from "./ui";
 
-interface VersionRow {
-  id: number;
-  number: number;
-  name: string;
-  parent: number | null;
-  lineage: number[];
-  is_active: boolean;
-}
-interface Side {
-  a: number;
-  b: number;
-  delta: number;
-  verdict: "better" | "worse" | "same";
-}
-interface Comparison {
-  aggregate: Record<string, Side>;
-}
-interface VersionMetrics {
-  aggregate: { all: Record<string, { mean?: number; n?: number; value?: number }> };
-  dense_only_metrics: string[];
-}
-
-/** Metric keys with a readable name; dense-only ones are scored only on fully labelled images. */
-export const METRIC_NAMES: Record<string, string> = {
-  f1_iou50: "F1 @ IoU 0.5",
-  mean_iou: "mean IoU",
-  iou_fg: "foreground IoU",
-  pixel_error: "pixel error",
-  rand_error: "Rand error (1 − Rand index)",
-  adapted_rand_error: "adapted Rand error (ISBI)",
-  warping_error: "warping error",
-};
-const DENSE_ONLY = new Set(["f1_iou50", "rand_error", "adapted_rand_error", "warping_error"]);
-
-export function fmt(v: number | undefined | null): string {
-  return v === undefined || v === null ? "–" : v.toFixed(4);
-}
+export { METRIC_NAMES };
 
 /** The lineage of `v` oldest first, ending with `v` (the API lists ancestors nearest first). */
-export function lineageOf(v: VersionRow, all: VersionRow[]): VersionRow[] {
+export function lineageOf(v: ModelVersion, all: ModelVersion[]): ModelVersion[] {
   const byNumber = new Map(all.map((x) => [x.number, x]));
-  const chain = [...v.lineage].reverse().map((n) => byNumber.get(n)).filter((x): x is VersionRow => !!x);
+  const chain = [...v.lineage].reverse().map((n) => byNumber.get(n)).filter((x): x is ModelVersion => !!x);
   return [...chain, v];
 }
 
-/** Points [version number, value] of `metric` along a lineage (versions without the score are skipped). */
-export function lineagePoints(chain: VersionRow[], metrics: Map<number, VersionMetrics>, metric: string): Point[] {
-  const pts: Point[] = [];
-  for (const v of chain) {
-    const m = metrics.get(v.id)?.aggregate.all[metric];
-    if (m && m.mean !== undefined) pts.push([v.number, m.mean]);
-  }
-  return pts;
+/** Metric keys of the table: the named metrics, then IoU per class (background first). */
+export function tableMetrics(project: Project): Array<[string, string]> {
+  const classes = [...project.classes].sort((a, b) => a.index - b.index);
+  return [...Object.entries(METRIC_NAMES), ...classes.map((c): [string, string] => [classMetric(c.index), `IoU ${c.name}`])];
 }
 
-/** "Predict all": queue this version's prediction of every image of the project (annotators, owners). */
-function predictAllButton(v: VersionRow): HTMLElement {
+/** Every version's per-image metrics and, for versions with a parent, the comparison on shared images. */
+export async function loadScores(pid: string, versions: ModelVersion[]): Promise<{ metrics: Map<number, VersionMetrics>; comparisons: Map<number, Comparison | null> }> {
+  const metrics = new Map<number, VersionMetrics>();
+  const comparisons = new Map<number, Comparison | null>();
+  await Promise.all([
+    ...versions.map(async (v) => {
+      try {
+        metrics.set(v.id, await api.get<VersionMetrics>(`/model-versions/${v.id}/metrics/`));
+      } catch {
+        /* shown as "not scored" */
+      }
+    }),
+    ...versions.filter((v) => v.parent).map(async (v) => {
+      try {
+        comparisons.set(v.id, await api.get<Comparison>(`/projects/${pid}/model-versions/compare/?a=${v.parent}&b=${v.id}`));
+      } catch {
+        comparisons.set(v.id, null);
+      }
+    }),
+  ]);
+  return { metrics, comparisons };
+}
+
+function predictAllButton(v: ModelVersion): HTMLElement {
   return h("button", { "data-testid": `predict-all-${v.number}`, title: "predict every image of the project with this version (scores the validation/test images)", onclick: async () => {
     try {
       const preds = await api.post<unknown[]>(`/model-versions/${v.id}/predict/`, { all: true });
@@ -77,74 +62,85 @@ function predictAllButton(v: VersionRow): HTMLElement {
   } }, "Predict all");
 }
 
-export function modelComparisonSection(projectId: string | number): HTMLElement {
-  const section = h("section", { class: "panel", "data-testid": "model-compare" }, h("h2", {}, "Scores against the parent version"));
-  void fill(section, projectId);
-  return section;
+export interface ScoresTableOptions {
+  pid: string;
+  project: Project;
+  versions: ModelVersion[];
+  metrics: Map<number, VersionMetrics>;
+  comparisons: Map<number, Comparison | null>;
+  canEdit: boolean;
+  isOwner: boolean;
+  onActivate: (v: ModelVersion) => void;
 }
 
-async function fill(section: HTMLElement, pid: string | number): Promise<void> {
-  let versions: VersionRow[];
-  try {
-    versions = await api.get<VersionRow[]>(`/projects/${pid}/model-versions/`);
-  } catch (err) {
-    section.append(errorBlock(err, "Could not load the model versions"));
-    return;
-  }
-  if (!versions.length) {
-    section.append(h("p", { class: "muted" }, "No versions yet."));
-    return;
-  }
-  const metrics = new Map<number, VersionMetrics>();
-  await Promise.all(versions.map(async (v) => {
-    try {
-      metrics.set(v.id, await api.get<VersionMetrics>(`/model-versions/${v.id}/metrics/`));
-    } catch {
-      /* a version without scores */
+/** The one table: a row per version (own scores, ▲/▼ vs the parent on shared images), a note row under it. */
+export function scoresTable(o: ScoresTableOptions): HTMLElement {
+  const keys = tableMetrics(o.project);
+  const th = (t: string, title = "") => h("th", { style: { textAlign: "left", paddingRight: "10px" }, title: title || null }, t);
+  const table = h("table", { "data-testid": "models-table", class: "scores" },
+    h("tr", {}, th("version"), th("from", "lineage, nearest first"), th("run"), th("scored on", "images this version was scored on"),
+      ...keys.map(([k, name]) => th(name + (DENSE_ONLY.has(k) ? " *" : ""), DENSE_ONLY.has(k) ? "needs densely labelled images" : "")),
+      th("created"), th("")));
+  for (const v of o.versions) {
+    const m = o.metrics.get(v.id);
+    const cmp = o.comparisons.get(v.id) ?? null;
+    const parent = o.versions.find((p) => p.id === v.parent);
+    const all = m?.aggregate.all ?? {};
+    const cells = keys.map(([k]) => {
+      const own = all[k]?.mean;
+      if (own === undefined) return h("td", { class: "not-scored", title: dashReason(k, m), "data-testid": `score-${v.number}-${k}` }, "–");
+      const side = cmp && cmp.shared_images ? cmp.aggregate[k] : undefined;
+      const mark = side ? h("span", { class: `cmp ${side.verdict}`, title: `on the ${side.n} image(s) both were scored on: v${v.number} ${fmt(side.b)}, v${parent?.number ?? "?"} ${fmt(side.a)}` },
+        side.verdict === "better" ? "▲" : side.verdict === "worse" ? "▼" : "=") : null;
+      return h("td", { "data-testid": `score-${v.number}-${k}`, "data-verdict": side?.verdict ?? null, title: `mean over ${all[k]?.n ?? "?"} image(s)` }, fmt(own), mark);
+    });
+    const activate = o.isOwner && !v.is_active
+      ? h("button", { "data-testid": `activate-${v.number}`, onclick: () => o.onActivate(v) }, "Activate") : null;
+    table.append(h("tr", { "data-testid": `model-row-${v.number}` },
+      h("td", {}, `v${v.number}${v.name ? " " + v.name : ""} `, v.is_active ? h("span", { class: "badge ok", "data-testid": "model-active" }, "active") : null),
+      h("td", { title: "lineage, nearest first" }, v.lineage.length ? v.lineage.map((n) => `v${n}`).join(" ← ") : "scratch"),
+      h("td", {}, v.run_status ?? "uploaded"),
+      h("td", { "data-testid": `scored-on-${v.number}` }, m && m.images.length ? `${m.images.length} image${m.images.length === 1 ? "" : "s"}` : "–"),
+      ...cells,
+      h("td", {}, new Date(v.created_at).toLocaleString()),
+      h("td", {}, activate, " ", o.canEdit ? predictAllButton(v) : null, " ", h("a", { href: v.checkpoint_url, download: "" }, "checkpoint"))));
+    const baselines = comparisonBlock(v.comparison, `model-baselines-${v.number}`);
+    const note = parent ? h("span", { class: "muted", "data-testid": `compare-note-${v.number}` }, comparisonNote(parent.number, cmp)) : null;
+    if (note || baselines) {
+      table.append(h("tr", { class: "sub" }, h("td", {}), h("td", { colSpan: keys.length + 6 }, note,
+        baselines ? h("details", { open: Boolean(v.comparison?.unet_loses_to.length) }, h("summary", {}, "U-Net beside its baselines"), baselines) : null)));
     }
-  }));
-  const keys = Object.keys(METRIC_NAMES);
-  const table = h("table", { "data-testid": "compare-table" },
-    h("tr", {}, h("th", {}, "version"), h("th", {}, "parent"), ...keys.map((k) => h("th", { title: DENSE_ONLY.has(k) ? "needs densely labelled images" : "" }, METRIC_NAMES[k] + (DENSE_ONLY.has(k) ? " *" : ""))), h("th", {}, "")));
-  for (const v of versions) {
-    const parent = versions.find((p) => p.id === v.parent);
-    let cmp: Comparison | null = null;
-    if (parent) {
-      try {
-        cmp = await api.get<Comparison>(`/projects/${pid}/model-versions/compare/?a=${parent.id}&b=${v.id}`);
-      } catch {
-        cmp = null;
-      }
-    }
-    const own = metrics.get(v.id)?.aggregate.all ?? {};
-    table.append(h("tr", { "data-testid": `compare-row-${v.number}` },
-      h("td", {}, `v${v.number}`),
-      h("td", {}, parent ? `v${parent.number}` : "–"),
-      ...keys.map((k) => {
-        const side = cmp?.aggregate[k];
-        if (!side) return h("td", {}, fmt(own[k]?.mean));
-        const mark = side.verdict === "better" ? "▲" : side.verdict === "worse" ? "▼" : "=";
-        return h("td", { class: `verdict ${side.verdict}`, "data-verdict": side.verdict, title: `parent ${fmt(side.a)}, change ${side.delta >= 0 ? "+" : ""}${side.delta.toFixed(4)}`, style: { color: side.verdict === "better" ? "#3fb950" : side.verdict === "worse" ? "#f85149" : "" } },
-          `${fmt(side.b)} ${mark} `, h("span", { class: "muted" }, `(${fmt(side.a)})`));
-      }),
-      h("td", {}, predictAllButton(v))));
   }
-  const note = h("p", { class: "muted" }, "▲ better than the parent, ▼ worse (parent's score in brackets). * needs densely labelled ground truth: skipped on images with sparse strokes.");
+  return table;
+}
 
-  // --- chart of one metric along a lineage ---------------------------------------------------
+export const LEGEND = "Each score is the mean over the images that version was scored on (its validation/test images; \"scored on\" says how many). ▲ better, ▼ worse, = same as the parent, measured only on the images both were scored on. – not scored: hover it for why (no validation image had that class; a * metric needs a densely labelled image; the version has no scored image). Higher is better except for the errors.";
+
+export function scoresLegend(): HTMLElement {
+  return h("p", { class: "muted scores-legend", "data-testid": "scores-legend" }, LEGEND);
+}
+
+/** A chart of one metric along a version's lineage, opening on a metric that has data. */
+export function lineageChart(project: Project, versions: ModelVersion[], metrics: Map<number, VersionMetrics>): HTMLElement {
+  const keys = tableMetrics(project);
   const latest = versions.find((v) => v.is_active) ?? versions[0];
   const pickVersion = h("select", { "data-testid": "lineage-version" }, ...versions.map((v) => h("option", { value: String(v.id), selected: v.id === latest.id }, `v${v.number}`)));
-  const pickMetric = h("select", { "data-testid": "lineage-metric" }, ...keys.map((k) => h("option", { value: k }, METRIC_NAMES[k])));
+  const pickMetric = h("select", { "data-testid": "lineage-metric" }, ...keys.map(([k, name]) => h("option", { value: k }, name)));
+  const opening = firstMetricWithData(lineageOf(latest, versions), metrics, keys.map(([k]) => k));
+  if (opening) pickMetric.value = opening;
   const canvas = h("canvas", { width: 520, height: 200, "data-testid": "lineage-chart" });
   const caption = h("span", { class: "muted", "data-testid": "lineage-points" });
   const redraw = () => {
     const v = versions.find((x) => String(x.id) === pickVersion.value) ?? latest;
     const pts = lineagePoints(lineageOf(v, versions), metrics, pickMetric.value);
-    drawLineChart(canvas, pts, { label: `${METRIC_NAMES[pickMetric.value]} by version` });
+    const name = keys.find(([k]) => k === pickMetric.value)?.[1] ?? pickMetric.value;
+    drawLineChart(canvas, pts, { label: `${name} by version` });
     caption.textContent = pts.length ? pts.map(([n, y]) => `v${n}: ${y.toFixed(4)}`).join(", ") : "no scores along this lineage";
   };
   pickVersion.addEventListener("change", redraw);
   pickMetric.addEventListener("change", redraw);
-  section.append(table, note, h("h3", {}, "A metric along the lineage"), h("div", {}, "version ", pickVersion, " metric ", pickMetric), canvas, h("div", {}, caption));
   redraw();
+  return h("section", { class: "panel", "data-testid": "model-compare" }, h("h2", {}, "A metric along the lineage"),
+    h("p", { class: "muted" }, "Each point is that version's mean over its own scored images."),
+    h("div", {}, "version ", pickVersion, " metric ", pickMetric), canvas, h("div", {}, caption));
 }

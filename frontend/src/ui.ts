@@ -62,20 +62,116 @@ export function errorBlock(err: unknown, what = "Could not load this page"): HTM
   return h("div", { class: "error-block", role: "alert", "data-testid": "page-error" }, h("strong", {}, what + ": "), messageOf(err));
 }
 
-/** A modal dialog with buttons; resolves with the chosen button's value. */
-export function dialog<T extends string>(title: string, body: Node | string, buttons: Array<{ label: string; value: T; primary?: boolean; testid?: string }>): Promise<T> {
-  return new Promise((resolve) => {
-    const backdrop = h("div", { class: "modal-backdrop" });
-    const box = h("div", { class: "modal", role: "dialog", "aria-modal": "true", "data-testid": "dialog" }, h("h2", {}, title), typeof body === "string" ? h("p", {}, body) : body);
-    const row = h("div", { class: "modal-buttons" });
-    for (const b of buttons) {
-      row.append(
-        h("button", { class: b.primary ? "primary" : "", "data-testid": b.testid ?? null, onclick: () => { backdrop.remove(); resolve(b.value); } }, b.label),
-      );
+/** Elements that take keyboard focus, in tab order. */
+const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]):not([type="hidden"]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
+
+export interface Modal {
+  /** The dialog box (append content here). */
+  box: HTMLElement;
+  /** Remove the dialog and give the focus back to where it was. */
+  close(): void;
+}
+
+export interface ModalOptions {
+  /** Esc and a click outside the box call this (then close). Without it the user must pick a button. */
+  onDismiss?: () => void;
+  testid?: string;
+  wide?: boolean;
+}
+
+/** Dialogs open now, the newest last (only the newest reacts to keys). */
+const openModals: HTMLElement[] = [];
+
+/**
+ * The one dialog helper every dialog uses: a modal box over a backdrop with Esc and click-outside (when
+ * `onDismiss` is given), a focus trap (Tab and Shift+Tab cycle inside the box; focus that escapes is
+ * brought back) and the focus returned to the opener on close. Keys pressed inside a dialog do not reach
+ * the page's shortcuts.
+ */
+export function openModal(title: string, body: Node | string, opts: ModalOptions = {}): Modal {
+  const opener = document.activeElement as HTMLElement | null;
+  const titleId = `modal-title-${Math.random().toString(36).slice(2, 9)}`;
+  const backdrop = h("div", { class: "modal-backdrop", "data-testid": "modal-backdrop" });
+  const box = h("div", { class: `modal${opts.wide ? " wide" : ""}`, role: "dialog", "aria-modal": "true", "aria-labelledby": titleId, tabindex: "-1", "data-testid": opts.testid ?? "dialog" },
+    h("h2", { id: titleId }, title), typeof body === "string" ? h("p", {}, body) : body);
+  backdrop.append(box);
+  let closed = false;
+  const focusables = () => [...box.querySelectorAll<HTMLElement>(FOCUSABLE)].filter((el) => el.offsetParent !== null || el === document.activeElement);
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    backdrop.remove();
+    document.removeEventListener("focusin", keepFocus, true);
+    openModals.splice(openModals.indexOf(backdrop), 1);
+    if (opener && document.contains(opener)) opener.focus();
+  };
+  const dismiss = () => {
+    if (!opts.onDismiss) return;
+    close();
+    opts.onDismiss();
+  };
+  const keepFocus = (e: FocusEvent) => {
+    if (openModals[openModals.length - 1] !== backdrop) return;
+    if (!box.contains(e.target as Node)) (focusables()[0] ?? box).focus();
+  };
+  backdrop.addEventListener("keydown", (e) => {
+    e.stopPropagation(); // the page's shortcuts (window listeners) never see keys typed in a dialog
+    if (e.key === "Escape") {
+      e.preventDefault();
+      dismiss();
+    } else if (e.key === "Tab") {
+      const els = focusables();
+      if (!els.length) return e.preventDefault();
+      const i = els.indexOf(document.activeElement as HTMLElement);
+      if (e.shiftKey && i <= 0) {
+        e.preventDefault();
+        els[els.length - 1].focus();
+      } else if (!e.shiftKey && i === els.length - 1) {
+        e.preventDefault();
+        els[0].focus();
+      }
     }
-    box.append(row);
-    backdrop.append(box);
-    document.body.append(backdrop);
+  });
+  backdrop.addEventListener("keyup", (e) => e.stopPropagation());
+  backdrop.addEventListener("mousedown", (e) => {
+    if (e.target === backdrop) dismiss();
+  });
+  document.body.append(backdrop);
+  openModals.push(backdrop);
+  document.addEventListener("focusin", keepFocus, true);
+  const first = box.querySelector<HTMLElement>("[autofocus]") ?? box.querySelector<HTMLElement>("input, select, textarea") ?? box.querySelector<HTMLElement>("button.primary") ?? focusables()[0] ?? box;
+  first.focus();
+  return { box, close };
+}
+
+export interface DialogButton<T extends string> {
+  label: string;
+  value: T;
+  primary?: boolean;
+  testid?: string;
+  /** What Esc and a click outside choose (also any button valued "cancel" or "close"). */
+  cancel?: boolean;
+}
+
+/**
+ * A modal dialog with buttons; resolves with the chosen button's value. Esc and a click outside choose
+ * the button marked `cancel` (or valued "cancel"/"close"); a dialog without one needs a button press.
+ */
+export function dialog<T extends string>(title: string, body: Node | string, buttons: Array<DialogButton<T>>): Promise<T> {
+  return new Promise((resolve) => {
+    const safe = buttons.find((b) => b.cancel) ?? buttons.find((b) => b.value === "cancel" || b.value === "close");
+    const m = openModal(title, body, { onDismiss: safe ? () => resolve(safe.value) : undefined });
+    const row = h("div", { class: "modal-buttons" });
+    let safeButton: HTMLElement | null = null;
+    for (const b of buttons) {
+      const el = h("button", { class: b.primary ? "primary" : "", "data-testid": b.testid ?? null, onclick: () => { m.close(); resolve(b.value); } }, b.label);
+      if (b === safe) safeButton = el;
+      row.append(el);
+    }
+    m.box.append(row);
+    // Enter must never pick a destructive choice by accident: the focus starts on the safe button, or on
+    // the box itself when every choice changes something (Tab reaches the buttons).
+    (safeButton ?? m.box).focus();
   });
 }
 
@@ -105,7 +201,20 @@ export function renderNav(projectId?: string, projectName?: string): void {
       nav.append(h("a", { href: l.href, "data-testid": l.testid ?? null }, l.label));
     }
   }
-  nav.append(h("span", { class: "spacer" }), h("a", { href: "/api/docs/" }, "API"), h("a", { href: "/accounts/logout/", onclick: logout }, "Log out"));
+  nav.append(h("span", { class: "spacer" }),
+    h("a", { href: "/getting-started", "data-testid": "nav-guide", onclick: (e: Event) => {
+      if (!guideOpener) return;
+      e.preventDefault();
+      guideOpener();
+    } }, "Getting started"),
+    h("a", { href: "/api/docs/" }, "API"), h("a", { href: "/accounts/logout/", onclick: logout }, "Log out"));
+}
+
+let guideOpener: (() => void) | null = null;
+
+/** The nav bar's "Getting started" link opens this (src/guide.ts registers it in src/extensions.ts). */
+export function setGuideOpener(open: () => void): void {
+  guideOpener = open;
 }
 
 function logout(e: Event): void {

@@ -385,6 +385,7 @@ def fit(
     init: Any = None,
     progress: ProgressFn | None = None,
     weights: Sequence | np.ndarray | None = None,
+    on_round_end: Callable[[int, int, UNet, dict], None] | None = None,
 ) -> tuple[UNet, dict]:
     """Train a U-Net; return ``(model in eval mode on the CPU, history)``.
 
@@ -394,7 +395,10 @@ def fit(
     (enable the touching-border weights). ``init``: state dict / checkpoint (dict or path) / UNet to
     fine-tune from; its architecture is kept and a channel or class mismatch raises ValueError.
     ``progress(step, loss, **info)`` is called every ``log_every`` steps and at the end (``info`` holds
-    ``steps``, ``lr``, ``elapsed``); returning False or raising ``TrainingCancelled`` stops training.
+    ``steps``, ``lr``, ``elapsed``, and ``round`` / ``rounds``: the current round, 1-based, of how many);
+    returning False or raising ``TrainingCancelled`` stops training. ``on_round_end(round, rounds, model,
+    history)`` is called after each round that was not cancelled, with the model in eval mode (e.g. to
+    score the validation images per round); it may raise to stop training.
     Deterministic for a seed on one device when ``max_seconds`` is None (the schedule then follows steps only).
     ``weights``: optional precomputed per-pixel loss weights, one float32 (H, W) map per image (e.g. cached
     per annotation version by the app); default: ``weight_map(classes, instances, w0, sigma, balance)``.
@@ -438,18 +442,20 @@ def fit(
                      "num_classes": num_classes, "in_channels": in_channels, "config": config.to_dict(),
                      "model_config": model.config, "tile_input": tile_in, "device": str(device), "rounds": []}
     start = time.monotonic()
+    current_round = [1]
 
     def report(step: int, loss: float) -> bool:
         if progress is None:
             return True
         try:
             keep_going = progress(step, loss, steps=total_steps, lr=history["lr"][-1],
-                                  elapsed=time.monotonic() - start)
+                                  elapsed=time.monotonic() - start, round=current_round[0], rounds=1 + rounds)
         except TrainingCancelled:
             return False
         return keep_going is not False
 
     for round_ in range(1 + rounds):
+        current_round[0] = round_ + 1
         if round_ > 0:  # relabel the unlabelled pixels with the network's own confident prediction
             model.eval()
             tta = sum(s.labels.size for s in samples) <= PSEUDO_TTA_PIXELS
@@ -469,6 +475,10 @@ def fit(
                                   "labelled_fraction": round(labelled, 4), "pseudo_labels": round_ > 0})
         if history["stop_reason"] == "cancelled":
             break
+        if on_round_end is not None:
+            model.eval()
+            on_round_end(round_ + 1, 1 + rounds, model, history)
+            model.train()
     history["seconds"] = time.monotonic() - start
     model.eval()
     return model.cpu(), history

@@ -121,8 +121,8 @@ def test_models_page_marks_scores_against_the_parent(project, owner, make_user, 
     record_metric_scores(parent, im, "validation", {"pixel_error": 0.2, "f1_iou50": 0.5})
     record_metric_scores(child, im, "validation", {"pixel_error": 0.1, "f1_iou50": 0.4})
     page = logged_in_page(owner, f"/projects/{project.pk}/models")
-    page.wait_for_selector("[data-testid=compare-row-2]")
-    row = page.locator("[data-testid=compare-row-2]")
+    page.wait_for_selector("[data-testid=compare-note-2]")
+    row = page.locator("[data-testid=model-row-2]")
     cells = row.locator("td[data-verdict]")
     verdicts = {cells.nth(i).get_attribute("data-verdict") for i in range(cells.count())}
     assert verdicts == {"better", "worse"}  # pixel error fell (better), F1 fell (worse)

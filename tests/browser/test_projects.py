@@ -109,11 +109,11 @@ def test_owner_adds_and_removes_a_member_through_the_page(logged_in_page, projec
     members.locator("li").first.wait_for()
     page.fill("[data-testid=member-username]", "nina_newcomer")
     page.select_option("[data-testid=member-role]", "viewer")
-    page.get_by_role("button", name="Add member").click()
+    page.get_by_role("button", name="Invite").click()
     members.locator("li", has_text="nina_newcomer").wait_for()
     assert Membership.objects.get(project=project, user=newcomer).role == "viewer"
     page.fill("[data-testid=member-username]", "nobody_here")
-    page.get_by_role("button", name="Add member").click()
+    page.get_by_role("button", name="Invite").click()
     page.locator("[data-testid=toast-error]").wait_for()  # a 4xx is shown, not swallowed
     members.locator("li", has_text="nina_newcomer").get_by_role("button", name="remove").click()
     page.wait_for_function("() => !document.querySelector('[data-testid=member-list]').textContent.includes('nina_newcomer')")

@@ -202,7 +202,7 @@ async function uploadAll(pid: string, files: File[], box: HTMLElement): Promise<
 
 function members(pid: string): HTMLElement {
   const list = h("ul", { "data-testid": "member-list" });
-  const username = h("input", { type: "text", placeholder: "username", "data-testid": "member-username" });
+  const username = h("input", { type: "text", placeholder: "username or e-mail", "data-testid": "member-username", "aria-label": "username or e-mail" });
   const role = h("select", { "data-testid": "member-role" }, ...["annotator", "viewer", "owner"].map((r) => h("option", { value: r }, r)));
   const load = async () => {
     try {
@@ -219,19 +219,21 @@ function members(pid: string): HTMLElement {
       list.replaceChildren(errorBlock(err, "Could not load members"));
     }
   };
-  const form = h("form", {}, username, " ", role, " ", h("button", { type: "submit" }, "Add member"));
+  const form = h("form", {}, username, " ", role, " ", h("button", { type: "submit", "data-testid": "member-invite" }, "Invite"));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
-      await api.post(`/projects/${pid}/members/`, { username: username.value.trim(), role: role.value });
+      const m = await api.post<Member>(`/projects/${pid}/members/`, { username: username.value.trim(), role: role.value });
       username.value = "";
+      toast(`${m.username} is now a member (${m.role}).`, "ok");
       await load();
     } catch (err) {
       showError(err, "Could not add the member");
     }
   });
   void load();
-  return h("section", { class: "panel" }, h("h2", {}, "Members"), list, form);
+  return h("section", { class: "panel", "data-testid": "members" }, h("h2", {}, "Members"), list,
+    h("p", { class: "muted" }, "Invite someone with an account by username or e-mail. No account yet? A staff member creates one on the Projects page."), form);
 }
 
 registerRoute("/projects/:projectId", renderProject);

@@ -7,6 +7,7 @@ import { comparisonBlock, type Comparison } from "../baselines";
 import { drawLineChart, type Point } from "../chart";
 import { registerRoute } from "../router";
 import { addProjectNavLink, append, errorBlock, h, renderNav, showError, toast } from "../ui";
+import { progressText, roundMarkers, validationSeries, type RunRound } from "../rounds";
 import { loadProject } from "./project";
 
 export interface TrainingRun {
@@ -20,6 +21,7 @@ export interface TrainingRun {
   total_steps: number;
   progress: number;
   loss_curve: Point[];
+  rounds: RunRound[];
   elapsed_seconds: number;
   eta_seconds: number | null;
   message: string;
@@ -50,6 +52,8 @@ export interface ModelVersion {
 }
 
 const POLL_MS = 1000;
+/** New versions (another member's run, an upload) reach the "Start from" list within this time. */
+const VERSIONS_POLL_MS = 5000;
 
 addProjectNavLink((pid) => ({ label: "Training", href: `/projects/${pid}/train`, testid: "nav-train" }));
 
@@ -62,15 +66,30 @@ export function fmtDuration(seconds: number | null | undefined): string {
   return `${s} s`;
 }
 
-function startForm(pid: string, versions: ModelVersion[], onStarted: (run: TrainingRun) => void): HTMLElement {
+/** The "Start from" choices: the active version (default), from scratch, every other version. */
+function parentOptions(versions: ModelVersion[]): HTMLOptionElement[] {
+  const active = versions.find((v) => v.is_active);
+  return [
+    h("option", { value: "" }, active ? `active version (v${active.number})` : "from scratch (no version yet)"),
+    ...(active ? [h("option", { value: "scratch" }, "from scratch")] : []),
+    ...versions.filter((v) => !v.is_active).map((v) => h("option", { value: String(v.id) }, `v${v.number}${v.name ? " " + v.name : ""}`)),
+  ];
+}
+
+function startForm(pid: string, versions: ModelVersion[], onStarted: (run: TrainingRun) => void): { el: HTMLElement; setVersions: (v: ModelVersion[]) => void } {
   const steps = h("input", { type: "number", min: "1", value: "800", "data-testid": "train-steps" });
   const minutes = h("input", { type: "number", min: "0.1", step: "0.5", value: "5", "data-testid": "train-minutes" });
   const selfTraining = h("input", { type: "checkbox", checked: false, "data-testid": "train-self-training" });
-  const active = versions.find((v) => v.is_active);
-  const parent = h("select", { "data-testid": "train-parent" },
-    h("option", { value: "" }, active ? `active version (v${active.number})` : "from scratch (no version yet)"),
-    ...(active ? [h("option", { value: "scratch" }, "from scratch")] : []),
-    ...versions.filter((v) => !v.is_active).map((v) => h("option", { value: String(v.id) }, `v${v.number}${v.name ? " " + v.name : ""}`)));
+  const parent = h("select", { "data-testid": "train-parent" }, ...parentOptions(versions));
+  let shownKey = versions.map((v) => `${v.id}:${v.is_active}`).join(",");
+  const setVersions = (next: ModelVersion[]) => {
+    const key = next.map((v) => `${v.id}:${v.is_active}`).join(",");
+    if (key === shownKey) return;
+    shownKey = key;
+    const chosen = parent.value;
+    parent.replaceChildren(...parentOptions(next));
+    if ([...parent.options].some((o) => o.value === chosen)) parent.value = chosen;
+  };
   const button = h("button", { class: "primary", "data-testid": "train-start" }, "Train");
   button.addEventListener("click", async () => {
     const body: Record<string, unknown> = { config: {
@@ -91,18 +110,32 @@ function startForm(pid: string, versions: ModelVersion[], onStarted: (run: Train
       button.disabled = false;
     }
   });
-  return h("div", { class: "panel", "data-testid": "train-form" },
+  const el = h("div", { class: "panel", "data-testid": "train-form" },
     h("h2", {}, "Train a new version"),
     h("p", { class: "muted" }, "Uses every image with painted labels; images in the validation split are scored, not trained on."),
     h("label", {}, "Steps per round ", steps), " ", h("label", {}, "Time budget (min) ", minutes), " ", h("label", {}, "Start from ", parent), " ",
     h("label", { title: "With strokes only: after the first round the model labels the rest of the image itself (pixels where two predicted objects touch become background) and trains a second round on that. It can teach where touching objects part, but on the real benchmark images it did not help on average, so it is off by default; it takes twice the steps within the same time budget." },
-      selfTraining, " self-training round"), " ", button);
+      selfTraining, " self-training round"), " ", button,
+    h("p", { class: "muted" }, "Self-training adds a round: the model labels the unlabelled pixels itself and trains the same number of steps again, so a run of 150 steps a round with self-training counts 300 steps."));
+  return { el, setVersions };
 }
 
 function runPanel(run: TrainingRun, canEdit: boolean, onCancel: () => void, version?: ModelVersion): HTMLElement {
   const pct = Math.round(100 * (run.status === "succeeded" ? 1 : run.progress));
   const canvas = h("canvas", { width: "560", height: "180", "data-testid": "train-loss-chart", style: { display: "block", margin: "8px 0" } });
-  drawLineChart(canvas, run.loss_curve, { xMax: run.total_steps, label: "loss per step" });
+  drawLineChart(canvas, run.loss_curve, { xMax: run.total_steps, label: "loss per step", markers: roundMarkers(run.rounds) });
+  const series = validationSeries(run.rounds);
+  let validation: HTMLElement | null = null;
+  if (series) {
+    const [, name, pts] = series;
+    const vcanvas = h("canvas", { width: "560", height: "120", "data-testid": "train-validation-chart", style: { display: "block", margin: "8px 0" } });
+    drawLineChart(vcanvas, pts, { xMax: run.total_steps, label: `validation ${name} after each round`, markers: roundMarkers(run.rounds), dots: true });
+    const r0 = run.rounds.find((r) => r.validation);
+    validation = h("div", { "data-testid": "train-validation" },
+      h("div", { class: "muted" }, `Validation ${name} after each round (on ${r0?.validation?.images ?? "?"} ${r0?.validation?.split ?? ""} image(s)): `,
+        h("span", { "data-testid": "train-validation-points" }, run.rounds.filter((r) => r.validation).map((r) => `round ${r.round}: ${(r.validation!.scores[series[0]] ?? NaN).toFixed(3)}`).join(", "))),
+      vcanvas);
+  }
   const cancel = canEdit && run.is_active
     ? h("button", { class: "danger", "data-testid": "train-cancel", disabled: run.cancel_requested, onclick: onCancel }, run.cancel_requested ? "Cancelling…" : "Cancel")
     : null;
@@ -110,10 +143,11 @@ function runPanel(run: TrainingRun, canEdit: boolean, onCancel: () => void, vers
     h("h2", {}, `Run ${run.id} `, h("span", { class: `badge${run.status === "succeeded" ? " ok" : ""}`, "data-testid": "train-status" }, run.status)),
     h("progress", { max: "100", value: String(pct), "data-testid": "train-progress", style: { width: "100%", height: "18px" } }),
     h("div", { "data-testid": "train-numbers" },
-      `step ${run.step} of ${run.total_steps || "?"} · ${pct} % · elapsed ${fmtDuration(run.elapsed_seconds)}`,
+      `${progressText(run)} · ${pct} % · elapsed ${fmtDuration(run.elapsed_seconds)}`,
       run.is_active ? ` · about ${fmtDuration(run.eta_seconds)} left` : ""),
     h("div", { class: "muted" }, run.message),
     canvas,
+    validation,
     run.status === "failed" ? h("div", { class: "error-block", role: "alert", "data-testid": "train-error" }, h("strong", {}, "Training failed: "), run.error) : null,
     run.model_version ? h("p", {}, "Produced ", h("a", { href: `/projects/${run.project}/models`, "data-testid": "train-version-link" }, "a new model version"), ".") : null,
     version ? comparisonBlock(version.comparison, "train-baselines") : null,
@@ -138,7 +172,11 @@ async function renderTraining(root: HTMLElement, params: Record<string, string>)
   const pid = params.projectId;
   renderNav(pid);
   let timer: number | undefined;
-  const stop = () => window.clearTimeout(timer);
+  const versionsTimer = { id: 0 };
+  const stop = () => {
+    window.clearTimeout(timer);
+    window.clearInterval(versionsTimer.id);
+  };
   let project: Project, versions: ModelVersion[], runs: TrainingRun[];
   try {
     [project, versions, runs] = await Promise.all([
@@ -162,13 +200,13 @@ async function renderTraining(root: HTMLElement, params: Record<string, string>)
     history.replaceChildren(h("h2", {}, "Earlier runs"), historyTable(runs, (r) => { shown = r; draw(); void poll(); }));
   };
   const poll = async () => {
-    stop();
+    window.clearTimeout(timer);
     if (!shown) return;
     try {
       const wasActive = shown.is_active;
       shown = await api.get<TrainingRun>(`/training-runs/${shown.id}/`);
       if ((wasActive && !shown.is_active) || (shown.model_version && !versions.some((v) => v.id === shown!.model_version))) {
-        versions = await api.get<ModelVersion[]>(`/projects/${pid}/model-versions/`);  // the new version and its scores
+        await refreshVersions();  // the new version and its scores, and "Start from" offers it
       }
       runs = runs.some((r) => r.id === shown!.id) ? runs.map((r) => (r.id === shown!.id ? shown! : r)) : [shown, ...runs];
       draw();
@@ -176,6 +214,10 @@ async function renderTraining(root: HTMLElement, params: Record<string, string>)
       showError(err, "Could not refresh the run");
     }
     if (shown && shown.is_active) timer = window.setTimeout(poll, POLL_MS);
+  };
+  const refreshVersions = async () => {
+    versions = await api.get<ModelVersion[]>(`/projects/${pid}/model-versions/`);
+    form?.setVersions(versions);
   };
   const cancel = async () => {
     if (!shown) return;
@@ -187,9 +229,11 @@ async function renderTraining(root: HTMLElement, params: Record<string, string>)
       showError(err, "Could not cancel");
     }
   };
+  const form = canEdit ? startForm(pid, versions, (run) => { shown = run; draw(); void poll(); }) : null;
+  versionsTimer.id = window.setInterval(() => void refreshVersions().catch(() => undefined), VERSIONS_POLL_MS);
   append(root,
     h("h1", {}, "Training"),
-    canEdit ? startForm(pid, versions, (run) => { shown = run; draw(); void poll(); }) : h("p", { class: "muted" }, "Viewers can watch runs; annotators and owners start them."),
+    form ? form.el : h("p", { class: "muted" }, "Viewers can watch runs; annotators and owners start them."),
     current, history);
   draw();
   void poll();
