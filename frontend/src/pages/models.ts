@@ -87,7 +87,7 @@ async function renderModels(root: HTMLElement, params: Record<string, string>): 
         h("td", {}, v.run_status ?? "uploaded"),
         ...METRICS.map(([key]) => h("td", { style: { fontWeight: v.metrics[key] !== undefined && best.get(key) === v.metrics[key] && versions.length > 1 ? "700" : "400" } }, fmt(v.metrics[key]))),
         h("td", {}, new Date(v.created_at).toLocaleString()),
-        h("td", {}, activate, " ", h("a", { href: v.checkpoint_url, download: "" }, "download"))));
+        h("td", {}, activate, " ", h("a", { href: v.checkpoint_url, download: "", title: "the raw training checkpoint, for LabSeg (torch.jit.load cannot open it: see Export below for TorchScript and ONNX)" }, "checkpoint (raw)"))));
       const cmp = comparisonBlock(v.comparison, `model-baselines-${v.number}`);
       if (cmp) table.append(h("tr", {}, h("td", {}), h("td", { colSpan: METRICS.length + 4 }, cmp)));
     }
