@@ -113,7 +113,7 @@ def test_counts_say_how_many_objects_of_each_class(predicted):
 
 
 def test_instances_tif_holds_the_objects_of_both_classes_each_with_one_class(predicted):
-    _, true_classes, true_instances = truth()
+    _, _, true_instances = truth()
     instances = tifffile.imread(predicted.instances_file.path)
     classes = np.asarray(PILImage.open(predicted.classes_file.path))
     per_object = class_of_objects(instances, classes)
