@@ -279,16 +279,26 @@ def next_uncertain(request, project_id: int):
     return Response(best)
 
 
-@extend_schema(parameters=[OpenApiParameter("version", int, description="model version id (default: the active one)")], responses={(200, "application/zip"): OpenApiTypes.BINARY,
-                          **error_responses(400, 404, binary=True)})
+@extend_schema(parameters=[
+    OpenApiParameter("version", int, description="model version id (default: the active one)"),
+    OpenApiParameter("include", str, enum=["all", *exports.MASK_PARTS],
+                     description="`annotations`, `predictions` or `all` (default)")],
+    responses={(200, "application/zip"): OpenApiTypes.BINARY, **error_responses(400, 404, binary=True)})
 @api_view(["GET"])
 @renderer_classes(BINARY)
 def export_masks(request, project_id: int):
-    """A zip of TIFF label images: predictions of the active (or ``?version=``) version + annotations."""
+    """A zip of TIFF label images (class and instance masks, plus an objects CSV per instance mask: id, class,
+    area): predictions of the active (or ``?version=``) version and/or the annotations (``?include=``)."""
     project = get_project_for(request.user, project_id)
+    include = request.query_params.get("include") or "all"
+    if include not in ("all", *exports.MASK_PARTS):
+        raise ValidationError({"include": 'include must be "all", "annotations" or "predictions".'})
+    parts = exports.MASK_PARTS if include == "all" else (include,)
     version = _version_param(request, project) or selectors.active_version(project.pk)
-    handle = exports.masks_zip(project, version)
-    name = f"labseg-project-{project.pk}-masks" + (f"-v{version.number}" if version else "") + ".zip"
+    handle = exports.masks_zip(project, version, parts)
+    suffix = "" if include == "all" else f"-{include}"
+    name = (f"labseg-project-{project.pk}{suffix}-masks"
+            + (f"-v{version.number}" if version and "predictions" in parts else "") + ".zip")
     return FileResponse(handle, as_attachment=True, filename=name, content_type="application/zip")
 
 

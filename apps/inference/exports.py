@@ -108,39 +108,86 @@ def _onnx_bytes(model, example, meta: dict) -> bytes:
     return proto.SerializeToString()
 
 
-def masks_zip(project: Project, version: ModelVersion | None):
+MASK_PARTS = ("predictions", "annotations")
+
+
+def object_rows(instances, classes, names: dict[int, str]) -> list[dict]:
+    """One row per object of an instance image: ``id``, ``class_index`` (label class value, 2..),
+    ``class_name``, ``area`` (px). The class of an object is the class most of its pixels carry in
+    ``classes`` (in a prediction all of them do: ``apps.inference.runner.paint_objects``)."""
+    import numpy as np
+
+    inst = np.asarray(instances).ravel()
+    cls = np.asarray(classes).ravel() if classes is not None else np.zeros_like(inst, np.uint8)
+    n = int(inst.max(initial=0))
+    if n == 0:
+        return []
+    area = np.bincount(inst, minlength=n + 1)
+    best = np.zeros(n + 1, np.int64)
+    best_class = np.zeros(n + 1, np.int64)
+    for c in np.unique(cls[inst > 0]):
+        if c < 2:
+            continue
+        per = np.bincount(inst[cls == c], minlength=n + 1)
+        better = per > best
+        best[better], best_class[better] = per[better], int(c)
+    return [{"id": i, "class_index": int(best_class[i]), "class_name": names.get(int(best_class[i]), ""),
+             "area": int(area[i])} for i in range(1, n + 1) if area[i] > 0]
+
+
+def objects_csv(instances, classes, names: dict[int, str]) -> bytes:
+    """``object_rows`` as CSV (``id,class_index,class_name,area``), for Fiji, R or a spreadsheet."""
+    import csv
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["id", "class_index", "class_name", "area"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(object_rows(instances, classes, names))
+    return buf.getvalue().encode()
+
+
+def masks_zip(project: Project, version: ModelVersion | None, parts: tuple[str, ...] = MASK_PARTS):
     """A temporary file with a zip of label images (opened for reading, deleted when closed).
 
-    ``predictions/<stem>_classes.tif`` (uint8 class indices) and ``<stem>_instances.tif`` (uint16 or
-    uint32 ids) from the newest finished prediction of ``version`` per image; ``annotations/...`` the
-    same for the current annotations; ``manifest.json`` lists images, versions and files.
+    ``predictions/<stem>_classes.tif`` (uint8 class indices), ``<stem>_instances.tif`` (uint16 or uint32 ids,
+    the objects of every class) and ``<stem>_objects.csv`` (id, class index, class name, area of each object)
+    from the newest finished prediction of ``version`` per image; ``annotations/...`` the same for the current
+    annotations; ``manifest.json`` lists images, versions, classes and files. ``parts``: which of
+    ``predictions`` and ``annotations`` to include.
     """
     handle = tempfile.TemporaryFile()
+    names = dict(project.label_classes.values_list("index", "name"))
     manifest: dict = {"project": {"id": project.pk, "name": project.name},
-                      "model_version": version.number if version else None, "images": []}
-    preds = {p.image_id: p for p in latest_predictions(version)} if version is not None else {}
+                      "model_version": version.number if version else None,
+                      "classes": {str(k): v for k, v in sorted(names.items())}, "parts": list(parts), "images": []}
+    preds = ({p.image_id: p for p in latest_predictions(version)}
+             if version is not None and "predictions" in parts else {})
     with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        def write(folder: str, stem: str, classes, instances, entry: dict) -> None:
+            for suffix, array in (("classes", classes), ("instances", instances)):
+                if array is None:
+                    continue
+                name = f"{folder}/{stem}_{suffix}.tif"
+                zf.writestr(name, _tiff(array, suffix))
+                entry["files"].append(name)
+            if instances is not None:
+                name = f"{folder}/{stem}_objects.csv"
+                zf.writestr(name, objects_csv(instances, classes, names))
+                entry["files"].append(name)
+
         for image in project.images.order_by("id"):
             # at most 60 characters of the name: the entries must stay valid file names once unzipped
             stem = f"{image.pk:06d}_{image.original_filename.rsplit('.', 1)[0][:60]}"
             entry = {"id": image.pk, "filename": image.original_filename, "split": image.split, "files": []}
             pred = preds.get(image.pk)
             if pred is not None:
-                for suffix, array in (("classes", read_map(pred.classes_file.path)),
-                                      ("instances", read_map(pred.instances_file.path))):
-                    name = f"predictions/{stem}_{suffix}.tif"
-                    zf.writestr(name, _tiff(array, suffix))
-                    entry["files"].append(name)
+                write("predictions", stem, read_map(pred.classes_file.path), read_map(pred.instances_file.path),
+                      entry)
                 entry["prediction"] = pred.pk
-            annotation = Annotation.objects.filter(image=image).first()
+            annotation = Annotation.objects.filter(image=image).first() if "annotations" in parts else None
             if annotation is not None:
                 classes, instances = annotation_arrays(annotation)
-                for suffix, array in (("classes", classes), ("instances", instances)):
-                    if array is None:
-                        continue
-                    name = f"annotations/{stem}_{suffix}.tif"
-                    zf.writestr(name, _tiff(array, suffix))
-                    entry["files"].append(name)
+                write("annotations", stem, classes, instances, entry)
                 entry["annotation_version"] = annotation.version
             manifest["images"].append(entry)
         zf.writestr("manifest.json", json.dumps(manifest, indent=1))

@@ -5,8 +5,14 @@ the output: the probabilities of a large image are written into an ``np.memmap``
 (deleted afterwards) instead of a RAM array, and the stored maps are 8-bit.
 
 Stored files of a prediction:
-- ``classes.png``: 8-bit grey, the label class index (1 background, 2.. classes) of the argmax.
-- ``instances.tif``: uint16 (uint32 above 65535 objects) instance ids, zlib-compressed TIFF.
+- ``classes.png``: 8-bit grey, the label class index (1 background, 2.. classes) of the argmax; every pixel
+  of an object (holes filled) carries its object's class, so the class of each object is read here.
+- ``instances.tif``: uint16 (uint32 above 65535 objects) instance ids of every object class, unique in the
+  image, zlib-compressed TIFF.
+
+Counts (``Prediction.counts``): ``instances`` (all objects), ``instances_per_class`` (label class value ->
+objects, every object class listed), ``instances_per_class_name`` (the project's class name -> objects),
+``pixels_per_class``, ``mean_uncertainty``.
 - ``probability.png``: 8-bit, round(255 * foreground probability) (1 - p(background)).
 - ``uncertainty.png``: 8-bit, round(255 * uncertainty) from test-time augmentation (0 = all agree).
 """
@@ -217,7 +223,8 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
         probs, uncertainty = predict_maps(loaded, image, progress=progress, scratch=scratch, device=device)
         del image
         classes = classes_from_probs(probs)
-        instances = instances_of(probs, loaded.object_radius)
+        instances, object_class = instances_of(probs, loaded.object_radius, classes=classes)
+        paint_objects(classes, instances, object_class)
         files = {
             "classes.png": encode_png(classes),
             "instances.tif": encode_tiff(instances),
@@ -226,7 +233,8 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
         }
         counts = {
             "pixels_per_class": {str(int(k)): int(v) for k, v in zip(*np.unique(classes, return_counts=True))},
-            "instances": int(len(np.unique(instances[instances > 0]))),
+            "instances": int(len(object_class) - 1),
+            "instances_per_class": count_objects(object_class, probs.shape[0]),
             "mean_uncertainty": float(np.mean(uncertainty, dtype=np.float64)),
         }
         del probs  # drop the memmap before its file goes
@@ -255,6 +263,7 @@ def run_prediction(prediction_id: int, worker: str) -> None:
         out = compute_outputs(loaded, pred.image.file.path, scratch_dir=Path(settings.MEDIA_ROOT) / "tmp",
                               progress=progress)
     report_progress(pred.pk, 0.9, worker)
+    out.counts["instances_per_class_name"] = name_counts(pred.image.project, out.counts["instances_per_class"])
     fields = {"classes.png": pred.classes_file, "instances.tif": pred.instances_file,
               "probability.png": pred.probability_file, "uncertainty.png": pred.uncertainty_file}
     for name, field_file in fields.items():
@@ -270,61 +279,79 @@ def run_prediction(prediction_id: int, worker: str) -> None:
         score_prediction(pred.pk, classes=out.classes, instances=out.instances)
 
 
-def instances_of(probs: np.ndarray, radius: float | None = None) -> np.ndarray:
-    """Instance labels from the probabilities (``labseg.ml.postprocess.instances_from_probs``: foreground
-    above 0.5, holes filled, touching objects split by a distance-transform watershed scaled to the
-    object ``radius`` (None: estimated from the foreground), debris removed).
+def name_counts(project, per_class: dict[str, int]) -> dict[str, int]:
+    """``{"2": 5, "3": 1}`` -> ``{"nucleus": 5, "mitosis": 1}`` with the project's class names (a class
+    without a name keeps ``"class <value>"``)."""
+    names = dict(project.label_classes.values_list("index", "name"))
+    return {str(names.get(int(k)) or f"class {k}"): n for k, n in per_class.items()}
 
-    Above ``MEMMAP_PIXELS`` the same splitting runs per connected component (``instances_by_component``),
-    so memory is a few bytes per pixel instead of ~100 (distance transforms, h-maxima, watershed of the
+
+def instances_of(probs: np.ndarray, radius: float | None = None,
+                 classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(instances int32 (H, W), object_class)`` of every object class
+    (``labseg.ml.postprocess.instances_by_class``): each pixel goes to its argmax class, each object class is
+    split on its own (holes filled, touching objects split by a distance-transform watershed scaled to the
+    object ``radius`` (None: estimated per class), debris removed); ids unique in the image;
+    ``object_class[i]`` is the probability channel of object ``i`` (label class value = channel + 1).
+
+    ``classes``: the label class map (``classes_from_probs``, values channel + 1) when already computed.
+    Above ``MEMMAP_PIXELS`` the splitting runs per connected component (``instances_by_component``), so
+    memory is a few bytes per pixel instead of ~100 (distance transforms, h-maxima, watershed of the
     whole image at once)."""
-    from labseg.ml.postprocess import instances_from_probs
+    from labseg.ml.postprocess import instances_by_class
 
     if probs.shape[1] * probs.shape[2] > MEMMAP_PIXELS:
-        return instances_by_component(probs, radius=radius)
-    return np.asarray(instances_from_probs(probs, radius=radius))
+        return instances_by_component(probs, radius=radius, classes=classes)
+    if classes is None:
+        return instances_by_class(probs, radius=radius)
+    with _as_channels(classes) as channels:
+        return instances_by_class(probs, classes=channels, radius=radius)
 
 
-def instances_by_component(probs: np.ndarray, margin: int = 16, threshold: float = 0.5,
-                           radius: float | None = None) -> np.ndarray:
-    """``instances_from_probs`` computed one 4-connected foreground component at a time.
+def instances_by_component(probs: np.ndarray, radius: float | None = None,
+                           classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``instances_of`` computed one 4-connected component of each class at a time
+    (``instances_by_class(by_component=True)``): the same partition into objects as the whole-image call, in
+    the memory of one component's box. The argmax is taken in row blocks as uint8 (``classes_from_probs``),
+    never as an int64 (H, W) array over a copy of the probabilities."""
+    from labseg.ml.postprocess import instances_by_class
 
-    Each component is split by ``split_instances`` on its bounding box grown by ``margin`` px (with the
-    neighbouring components' pixels, so distances and the smoothing near it are the whole image's), and only
-    its own pixels are kept, renumbered 1..N. Holes are filled once on the whole mask first. Tested equal
-    (the same partition into objects) to the whole-image call.
-    """
-    from scipy import ndimage as ndi
+    if classes is None:
+        classes = classes_from_probs(probs)
+    with _as_channels(classes) as channels:
+        return instances_by_class(probs, classes=channels, radius=radius, by_component=True)
 
-    from labseg.ml.postprocess import (
-        foreground_probability, inscribed_radii, median_radius, min_object_size, split_instances,
-    )
 
-    mask = ndi.binary_fill_holes(foreground_probability(probs, 1) > threshold)
-    components, _ = ndi.label(mask, structure=ndi.generate_binary_structure(2, 1))
-    boxes = ndi.find_objects(components)
-    if radius is None:  # what object_radius(foreground=mask) finds, from the labels already made
-        radius = median_radius(inscribed_radii(mask, components))
-    min_size = min_object_size(radius)
-    out = np.zeros(mask.shape, np.int32)
-    h, w = mask.shape
-    next_id = 0
-    for index, box in enumerate(boxes, start=1):
-        if box is None:
-            continue
-        ys = slice(max(0, box[0].start - margin), min(h, box[0].stop + margin))
-        xs = slice(max(0, box[1].start - margin), min(w, box[1].stop + margin))
-        labels = split_instances(mask[ys, xs], fill_holes=False, radius=radius, min_size=min_size)
-        mine = components[ys, xs] == index
-        ids = np.unique(labels[mine])
-        ids = ids[ids > 0]
-        if not len(ids):
-            continue  # the whole component was smaller than min_size
-        lut = np.zeros(int(labels.max()) + 1, np.int32)
-        lut[ids] = np.arange(next_id + 1, next_id + 1 + len(ids), dtype=np.int32)
-        next_id += len(ids)
-        out[ys, xs][mine] = lut[labels[mine]]
-    return out
+@contextmanager
+def _as_channels(classes: np.ndarray):
+    """The label class map (values channel + 1, uint8) as probability channels for the block: shifted in
+    place and back (no second image), the caller's map unchanged afterwards."""
+    if classes.dtype != np.uint8:
+        raise ValueError(f"classes must be uint8, got {classes.dtype}")
+    classes -= 1
+    try:
+        yield classes
+    finally:
+        classes += 1
+
+
+def paint_objects(classes: np.ndarray, instances: np.ndarray, object_class: np.ndarray, rows: int = 1024) -> None:
+    """Give every pixel of an object its object's class in ``classes`` (in place, in row blocks).
+
+    ``instances_by_class`` fills holes: a background pixel inside a nucleus belongs to the nucleus object, so
+    the class map says nucleus there too; the class map and the instance map then agree everywhere, and the
+    class of each object is kept in the stored maps themselves (exports, accept, outlines read it there)."""
+    lut = (np.asarray(object_class, np.int32) + 1).astype(np.uint8)
+    for y in range(0, classes.shape[0], rows):
+        inst = instances[y:y + rows]
+        objects = inst > 0
+        classes[y:y + rows][objects] = lut[inst[objects]]
+
+
+def count_objects(object_class: np.ndarray, num_classes: int) -> dict[str, int]:
+    """Objects per label class value (``"2"``, ``"3"``, ...), every object class listed (0 when none)."""
+    counts = np.bincount(np.asarray(object_class[1:], np.int64), minlength=num_classes)
+    return {str(k + 1): int(counts[k]) for k in range(1, num_classes)}
 
 
 def explain_error(exc: Exception) -> str:

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 from rest_framework.exceptions import NotFound, ValidationError
 
-from apps.annotate.models import Image, Role
+from apps.annotate.models import Image, LabelClass, Role
 from apps.annotate.selectors import get_scoped
 from apps.training.models import MetricScore, ModelVersion, ScoreMethod
 from apps.training.selectors import LOWER_IS_BETTER, baseline_comparison, lower_is_better
@@ -206,7 +206,10 @@ def project_predictions(project_id: int, version: ModelVersion | None) -> dict:
         level = max(0, (side - 1).bit_length() - 7)  # 2**level >= side / 128
         rows.append({"image": pred.image_id, "prediction": pred.pk, "level": level,
                      "thumbnail_url": f"/api/v1/predictions/{pred.pk}/classes.png?style=colour&level={level}",
-                     "instances": pred.counts.get("instances"), "mean_uncertainty": pred.mean_uncertainty,
+                     "instances": pred.counts.get("instances"),
+                     "instances_per_class": pred.counts.get("instances_per_class"),
+                     "mean_uncertainty": pred.mean_uncertainty,
                      "f1_iou50": scores[pred.image_id].get("f1_iou50"),
                      "pixel_error": scores[pred.image_id].get("pixel_error")})
-    return {"model_version": {"id": version.pk, "number": version.number}, "images": rows}
+    classes = list(LabelClass.objects.filter(project_id=project_id, index__gte=2).order_by("index").values("index", "name"))
+    return {"model_version": {"id": version.pk, "number": version.number}, "classes": classes, "images": rows}

@@ -196,12 +196,12 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device,
     classes = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     instances = None
     try:
-        from labseg.ml.postprocess import instances_from_probs
+        from labseg.ml.postprocess import instances_by_class
     except ImportError:  # the ML core's post-processing not installed: score_all uses connected components
-        instances_from_probs = None
-    if instances_from_probs is not None and probs.shape[0] >= 2:
-        foreground = 1.0 - probs[0]  # any object class (output 0 is background)
-        instances = instances_from_probs(foreground, radius=radius)
+        instances_by_class = None
+    if instances_by_class is not None and probs.shape[0] >= 2:
+        # objects of every class, each class split on its own (as predictions are: apps.inference.runner)
+        instances, _ = instances_by_class(probs, classes=classes - 1, radius=radius)
     return classes, instances
 
 

@@ -4,12 +4,16 @@
  */
 import { annotateHooks } from "./annotate/context";
 import { historyPanel } from "./annotate/history";
+import { exportPanel } from "./export-panel";
 import { showGuide } from "./guide";
 import { decorateImageGrid, setupPredictions } from "./overlays";
-import { imageGridHooks } from "./pages/project";
+import { modelsSections } from "./pages/models";
+import { imageGridHooks, projectSections } from "./pages/project";
 import { setGuideOpener } from "./ui";
 
 annotateHooks.register("predictions", setupPredictions);
 annotateHooks.register("history", historyPanel);
 imageGridHooks.register("prediction thumbnails", decorateImageGrid);
 setGuideOpener(showGuide);
+projectSections.register("export", (ctx) => exportPanel(ctx.projectId, null));
+modelsSections.register("export", (ctx) => exportPanel(ctx.projectId, ctx.versions));

@@ -103,7 +103,7 @@ export function scoresTable(o: ScoresTableOptions): HTMLElement {
       h("td", { "data-testid": `scored-on-${v.number}` }, m && m.images.length ? `${m.images.length} image${m.images.length === 1 ? "" : "s"}` : "–"),
       ...cells,
       h("td", {}, new Date(v.created_at).toLocaleString()),
-      h("td", {}, activate, " ", o.canEdit ? predictAllButton(v) : null, " ", h("a", { href: v.checkpoint_url, download: "" }, "checkpoint"))));
+      h("td", {}, activate, " ", o.canEdit ? predictAllButton(v) : null, " ", h("a", { href: v.checkpoint_url, download: "", title: "the raw training checkpoint, for LabSeg (torch.jit.load cannot open it: see Export below for TorchScript and ONNX)" }, "checkpoint (raw)"))));
     const baselines = comparisonBlock(v.comparison, `model-baselines-${v.number}`);
     const note = parent ? h("span", { class: "muted", "data-testid": `compare-note-${v.number}` }, comparisonNote(parent.number, cmp)) : null;
     if (note || baselines) {

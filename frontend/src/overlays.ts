@@ -23,9 +23,23 @@ export interface Prediction {
   model_version: number;
   status: "queued" | "running" | "succeeded" | "failed";
   progress: number;
-  counts: { instances?: number; mean_uncertainty?: number; pixels_per_class?: Record<string, number> };
+  counts: { instances?: number; instances_per_class?: Record<string, number>; mean_uncertainty?: number; pixels_per_class?: Record<string, number> };
   mean_uncertainty: number | null;
   error: string;
+}
+
+/**
+ * "7 objects (nucleus 4, mitosis 3)": the total and, with more than one object class, the count of each
+ * (`perClass` keyed by label class value, named by the project's classes).
+ */
+export function describeObjects(total: number | null | undefined, perClass: Record<string, number> | null | undefined,
+  classes: Array<{ index: number; name: string }>): string {
+  const n = total ?? 0;
+  const head = `${n} object${n === 1 ? "" : "s"}`;
+  const entries = Object.entries(perClass ?? {}).sort(([a], [b]) => Number(a) - Number(b));
+  if (entries.length < 2) return head;
+  const name = (k: string) => classes.find((c) => c.index === Number(k))?.name ?? `class ${k}`;
+  return `${head} (${entries.map(([k, v]) => `${name(k)} ${v}`).join(", ")})`;
 }
 
 interface VersionRef {
@@ -104,7 +118,7 @@ export function setupPredictions(ctx: AnnotateContext): () => void {
     if (!p) return "no prediction yet";
     if (p.status === "succeeded") {
       const u = p.mean_uncertainty ?? p.counts.mean_uncertainty;
-      return `v${versionNumber(p.model_version)} prediction: ${p.counts.instances ?? 0} objects` + (u !== undefined && u !== null ? `, mean uncertainty ${u.toFixed(3)}` : "");
+      return `v${versionNumber(p.model_version)} prediction: ${describeObjects(p.counts.instances, p.counts.instances_per_class, project.classes)}` + (u !== undefined && u !== null ? `, mean uncertainty ${u.toFixed(3)}` : "");
     }
     if (p.status === "failed") return `prediction failed: ${p.error}`;
     return `predicting… ${Math.round(p.progress * 100)} %`;
@@ -219,6 +233,7 @@ interface GridPrediction {
   prediction: number;
   thumbnail_url: string;
   instances: number | null;
+  instances_per_class?: Record<string, number> | null;
   f1_iou50: number | null;
   pixel_error: number | null;
 }
@@ -227,6 +242,7 @@ interface GridPrediction {
 export function decorateImageGrid(ctx: ImageGridContext): void {
   let rows = new Map<number, GridPrediction>();
   let version = 0;
+  let classes: Array<{ index: number; name: string }> = [];
   const decorate = () => {
     ctx.grid.querySelectorAll<HTMLElement>(".image-card[data-testid^=image-]").forEach((card) => {
       const id = Number(card.dataset.testid!.slice("image-".length));
@@ -235,14 +251,15 @@ export function decorateImageGrid(ctx: ImageGridContext): void {
       const f1 = row.f1_iou50 !== null ? `F1 ${row.f1_iou50.toFixed(2)}` : row.pixel_error !== null ? `pixel error ${row.pixel_error.toFixed(3)}` : "";
       card.append(h("div", { class: "prediction-thumb row", "data-testid": `prediction-thumb-${id}`, title: `prediction of model v${version}` },
         h("img", { src: row.thumbnail_url, alt: "prediction", loading: "lazy", style: { width: "48px", height: "48px", objectFit: "contain", background: "#111" } }),
-        h("span", { class: "muted" }, `v${version}: ${row.instances ?? 0} objects`),
+        h("span", { class: "muted", "data-testid": `prediction-count-${id}` }, `v${version}: ${describeObjects(row.instances, row.instances_per_class, classes)}`),
         f1 ? h("span", { class: "badge", "data-testid": `image-f1-${id}` }, f1) : null));
     });
   };
   ctx.onDraw(decorate);
-  void api.get<{ model_version: { number: number } | null; images: GridPrediction[] }>(`/projects/${ctx.projectId}/predictions/`)
+  void api.get<{ model_version: { number: number } | null; classes?: Array<{ index: number; name: string }>; images: GridPrediction[] }>(`/projects/${ctx.projectId}/predictions/`)
     .then((res) => {
       version = res.model_version?.number ?? 0;
+      classes = res.classes ?? [];
       rows = new Map(res.images.map((r) => [r.image, r]));
       decorate();
     })

@@ -9,7 +9,8 @@
   constraints"): the ground truth is warped towards the prediction by flipping only *simple* pixels
   (whose flip keeps the topology), then the disagreements left are topological errors, classified as
   splits, mergers, additions, removals and holes, as in the ISBI evaluation (Fiji's WarpingError).
-- :func:`iou`, :func:`iou_per_class`, :func:`f1_at_iou` (one-to-one instance matching), and
+- :func:`iou`, :func:`iou_per_class`, :func:`f1_at_iou` (one-to-one instance matching), :func:`f1_per_class`
+  (the same per object class, for projects with several), and
   :func:`score_all`, the one call the training/inference apps make.
 """
 from __future__ import annotations
@@ -479,6 +480,24 @@ def score_all(
     f1, tp, fp, fn = f1_at_iou(pi, gi, 0.5)
     out["f1_iou50"] = f1
     out["instances"] = {"tp": tp, "fp": fp, "fn": fn}
+    object_classes = sorted(int(c) for c in np.union1d(np.unique(gt_classes[gt_fg]), np.unique(pred_classes[pred_fg])))
+    if len(object_classes) > 1:
+        out["f1_iou50_per_class"] = f1_per_class(pred_classes, pi, gt_classes, gi, object_classes)
+    return out
+
+
+def f1_per_class(pred_classes: np.ndarray, pred_instances: np.ndarray, gt_classes: np.ndarray,
+                 gt_instances: np.ndarray, object_classes: list[int], threshold: float = 0.5) -> dict:
+    """``{str(class): {"value", "tp", "fp", "fn"}}``: instance F1 at IoU > ``threshold`` of each object class,
+    the predicted objects of that class matched against the ground-truth objects of that class (an object
+    counts for the class of its pixels; a nucleus predicted as mitosis is a miss in both classes). The pooled
+    ``f1_iou50`` of ``score_all`` matches objects whatever their class."""
+    out = {}
+    for c in object_classes:
+        pi = np.where(pred_classes == c, pred_instances, 0)
+        gi = np.where(gt_classes == c, gt_instances, 0)
+        f1, tp, fp, fn = f1_at_iou(pi, gi, threshold)
+        out[str(c)] = {"value": f1, "tp": tp, "fp": fp, "fn": fn}
     return out
 
 
@@ -493,6 +512,8 @@ def metric_rows(result: dict) -> dict:
         rows["warping_error"] = {"value": result["warping_error"], **(result.get("warping") or {})}
     if result.get("f1_iou50") is not None:
         rows["f1_iou50"] = {"value": result["f1_iou50"], **(result.get("instances") or {})}
+    for cls, row in (result.get("f1_iou50_per_class") or {}).items():
+        rows[f"f1_iou50_class_{cls}"] = dict(row)
     for cls, value in (result.get("iou_per_class") or {}).items():
         if value is not None:
             rows[f"iou_class_{cls}"] = value

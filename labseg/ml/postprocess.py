@@ -239,7 +239,7 @@ def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, 
         raise ValueError(f"probs must be (K >= 2, H, W), got shape {probs.shape}")
     if classes is None:
         classes = np.argmax(probs, axis=0)
-    out = np.zeros(classes.shape, np.int32)
+    out = None  # the first class's labels become the output (no second int32 image while it is split)
     object_class = [0]
     for k in range(1, probs.shape[0]):
         mask = ndi.binary_fill_holes(classes == k)
@@ -250,12 +250,23 @@ def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, 
             labels = split_by_component(mask, radius=r, min_size=min_object_size(r))
         else:
             labels = split_instances(mask, radius=r, min_size=min_object_size(r), fill_holes=False)
+        del mask
         n = int(labels.max())
         if n:
             base = len(object_class) - 1
-            # holes filled in one class may cover another class's pixels: the later class keeps them
-            out[labels > 0] = labels[labels > 0] + base
+            if out is None:
+                out = labels
+            else:
+                # holes filled in one class may cover another class's pixels: the later class keeps them
+                # (in place, so no temporary the size of the objects' pixels)
+                objects = labels > 0
+                np.add(labels, base, out=labels, where=objects)
+                np.copyto(out, labels, where=objects)
+                del objects
             object_class.extend([k] * n)
+        del labels
+    if out is None:
+        out = np.zeros(classes.shape, np.int32)
     # ids overwritten by a later class (a hole of one class filled over another) are renumbered away
     present = np.unique(out)
     if len(present) - 1 != len(object_class) - 1:

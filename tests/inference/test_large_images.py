@@ -29,10 +29,11 @@ def test_instances_by_component_equal_the_whole_image_call(seed):
     pixels, _ = make_nuclei((320, 288), seed=seed, touching=0.8)
     probs = threshold_probs(pixels)
     whole = instances_from_probs(probs)
-    parts = instances_by_component(probs)
+    parts, object_class = instances_by_component(probs)
     assert whole.max() > 20  # many objects, many touching
     assert same_partition(whole, parts)
-    assert parts.max() == len(np.unique(parts[parts > 0]))  # numbered 1..N
+    assert parts.max() == len(np.unique(parts[parts > 0])) == len(object_class) - 1  # numbered 1..N
+    assert (object_class[1:] == 1).all()
 
 
 def test_instances_by_component_need_a_fraction_of_the_memory():

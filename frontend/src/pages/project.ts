@@ -15,6 +15,9 @@ export interface ImageGridContext {
 /** Extensions of the image grid; they register in src/extensions.ts. */
 export const imageGridHooks = new Hook<ImageGridContext>("image grid");
 
+/** Sections appended below the project page (e.g. the Export panel); they register in src/extensions.ts. */
+export const projectSections = new Hook<{ projectId: string; project: Project }, Node | null>("project page");
+
 /** The project, cached for pages that need it (nav bar, annotate page). */
 export async function loadProject(id: string | number): Promise<Project> {
   return api.get<Project>(`/projects/${id}/`);
@@ -84,6 +87,7 @@ async function renderProject(root: HTMLElement, params: Record<string, string>):
     project.my_role === "owner" ? members(pid) : null,
   );
   imageGridHooks.run({ projectId: pid, grid, onDraw: (fn) => drawn.push(fn) }, (err, name) => showError(err, `The image-grid extension "${name}" failed`));
+  projectSections.run({ projectId: pid, project }, (err, name) => showError(err, `The section "${name}" failed`)).forEach((n) => n && root.append(n));
   await load();
 }
 
