@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     lost = verify(args.url, owner, rec)
     print(f"\n{args.users} annotators on {args.images} shared {SIZE}² images for {elapsed:.0f} s "
           f"(load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} CPUs)")
-    print(f"| operation | requests | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|")
+    print("| operation | requests | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|")
     for op, values in sorted(rec.latency.items()):
         q = statistics.quantiles(values, n=20) if len(values) >= 2 else values * 19
         print(f"| {op} | {len(values)} | {1000 * statistics.median(values):.0f} | {1000 * q[18]:.0f} | "

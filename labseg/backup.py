@@ -52,9 +52,9 @@ import time
 import uuid
 import zlib
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
 
 from django.apps import apps
 from django.conf import settings

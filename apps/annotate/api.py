@@ -25,12 +25,11 @@ from rest_framework.views import APIView
 from labseg.api import BINARY_RENDERERS, error_responses
 from labseg.ml import io as mlio
 
-from . import serializers as s
-from . import services
+from . import serializers as s, services
 from .display import parse_display_params
 from .models import Annotation, AnnotationRevision, Role, Split
-from .uploads import batch_upload_handlers
 from .selectors import get_image_for, get_project_for, image_with_stats, images_in, projects_with_stats
+from .uploads import batch_upload_handlers
 
 PNG = {(200, "image/png"): OpenApiTypes.BINARY}
 

@@ -12,8 +12,9 @@ import io
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -29,16 +30,7 @@ from labseg.api import Conflict, PayloadTooLarge
 from labseg.ml import io as mlio
 
 from .masks import MaskError, decode_mask, encode_png
-from .models import (
-    Annotation,
-    AnnotationRevision,
-    Image,
-    LabelClass,
-    Membership,
-    Project,
-    Role,
-    Split,
-)
+from .models import Annotation, AnnotationRevision, Image, LabelClass, Membership, Project, Role, Split
 from .quota import MediaQuota, human_bytes
 from .selectors import get_image_for, get_project_for
 

@@ -27,10 +27,9 @@ from django.core.files.base import ContentFile
 
 from apps.annotate.masks import encode_png
 from apps.training.models import ModelVersion
-
-from .maps import classes_from_probs, encode_tiff, foreground_uint8, to_uint8
 from labseg.jobs import service as jobs
 
+from .maps import classes_from_probs, encode_tiff, foreground_uint8, to_uint8
 from .models import Prediction
 from .services import PREDICTIONS, heartbeat, report_progress
 
@@ -297,7 +296,11 @@ def instances_by_component(probs: np.ndarray, margin: int = 16, threshold: float
     from scipy import ndimage as ndi
 
     from labseg.ml.postprocess import (
-        foreground_probability, inscribed_radii, median_radius, min_object_size, split_instances,
+        foreground_probability,
+        inscribed_radii,
+        median_radius,
+        min_object_size,
+        split_instances,
     )
 
     mask = ndi.binary_fill_holes(foreground_probability(probs, 1) > threshold)

@@ -28,7 +28,6 @@ from .serializers import (
     UploadCheckpointSerializer,
 )
 
-
 BODY = (400, 413, 415)  # what any request body can get: invalid, over DATA_UPLOAD_MAX_MEMORY_SIZE, wrong media type
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from apps.annotate.masks import annotation_arrays
 from apps.annotate import weight_maps
+from apps.annotate.masks import annotation_arrays
 from apps.annotate.models import Annotation, Image, Split
 from labseg.ml.metrics import metric_rows
 

@@ -10,7 +10,6 @@ from PIL import Image as PILImage
 
 from apps.annotate.masks import encode_png
 from labseg.ml.synthetic import make_nuclei
-
 from tests.inference.helpers import predict_inline
 
 from .conftest import tiff_bytes, wait_saved, wait_viewer_loaded

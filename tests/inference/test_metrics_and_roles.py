@@ -125,8 +125,9 @@ def test_project_predictions_list_thumbnails_and_scores_of_the_active_version(pr
     assert rows[small.pk]["f1_iou50"] == 0.75 and rows[big.pk]["f1_iou50"] is None
     assert rows[big.pk]["level"] == 2 and rows[small.pk]["level"] == 0  # 300 px / 4 <= 128 px
     assert rows[big.pk]["prediction"] == preds[big.pk].pk
-    from PIL import Image as PILImage
     import io
+
+    from PIL import Image as PILImage
 
     thumb = PILImage.open(io.BytesIO(c.get(rows[big.pk]["thumbnail_url"]).content))
     assert thumb.size == (50, 75) and thumb.mode == "RGBA"

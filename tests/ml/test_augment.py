@@ -10,10 +10,10 @@ from labseg.ml.augment import (
     augment_batch,
     displacement_field,
     elastic_deform,
-    warp,
     random_flip_rot90,
     random_intensity,
     random_shift,
+    warp,
 )
 
 torch.set_num_threads(1)

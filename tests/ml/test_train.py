@@ -7,8 +7,15 @@ from labseg.ml.io import normalize
 from labseg.ml.synthetic import classes_from_instances, make_nuclei, scribbles
 from labseg.ml.tiling import predict_tiled
 from labseg.ml.train import (
-    TrainConfig, TrainingCancelled, apply_normalization, crf_loss, fit, load_checkpoint, pseudo_labels,
-    save_checkpoint, validate_config_overrides,
+    TrainConfig,
+    TrainingCancelled,
+    apply_normalization,
+    crf_loss,
+    fit,
+    load_checkpoint,
+    pseudo_labels,
+    save_checkpoint,
+    validate_config_overrides,
 )
 from labseg.ml.unet import UNet
 
