@@ -270,8 +270,8 @@ class ImageFileView(APIView):
         image = get_image_for(request.user, image_id)
         try:
             fh = image.file.open("rb")
-        except (FileNotFoundError, ValueError):
-            raise NotFound("The image file is missing from storage.")
+        except (FileNotFoundError, ValueError) as exc:
+            raise NotFound("The image file is missing from storage.") from exc
         return FileResponse(fh, as_attachment=True, filename=image.original_filename,
                             content_type="application/octet-stream")
 
@@ -301,7 +301,7 @@ class ImageDisplayView(APIView):
         try:
             pixels = services.image_array(image)
         except (mlio.ImageReadError, FileNotFoundError) as exc:
-            raise NotFound(f"The image file cannot be read: {exc}")
+            raise NotFound(f"The image file cannot be read: {exc}") from exc
         region = np.asarray(pixels[p["channels"], p["y"]:p["y"] + p["h"]:step, p["x"]:p["x"] + p["w"]:step])
         stored = np.asarray(image.display_range or [], dtype=np.float64).reshape(-1, 2)
         ranges = (stored[p["channels"]].copy() if len(stored) == image.channels
@@ -326,8 +326,8 @@ class ImageThumbnailView(APIView):
             raise NotFound("This image has no thumbnail and its pixels could not be read to make one.")
         try:
             fh = image.thumbnail.open("rb")
-        except FileNotFoundError:
-            raise NotFound("The thumbnail is missing from storage.")
+        except FileNotFoundError as exc:
+            raise NotFound("The thumbnail is missing from storage.") from exc
         response = FileResponse(fh, content_type="image/png")
         response["Cache-Control"] = "private, max-age=3600"
         return response

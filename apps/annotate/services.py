@@ -553,19 +553,19 @@ def _b64_mask(value: Any, field: str, expected_size: tuple[int, int]) -> np.ndar
         value = value.split(",", 1)[-1]
     try:
         raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationError({field: "not valid base64"})
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationError({field: "not valid base64"}) from exc
     w, h = expected_size
     try:
         return decode_mask(raw, expected_shape=(h, w), max_pixels=int(settings.LABSEG_MAX_MASK_PIXELS))
     except MaskError as exc:
         if exc.too_large:
-            raise PayloadTooLarge({field: str(exc)})
-        raise ValidationError({field: str(exc)})
+            raise PayloadTooLarge({field: str(exc)}) from exc
+        raise ValidationError({field: str(exc)}) from exc
     except PILImage.DecompressionBombError as exc:
-        raise PayloadTooLarge({field: f"the mask is too large to decode: {exc}"})
+        raise PayloadTooLarge({field: f"the mask is too large to decode: {exc}"}) from exc
     except Exception as exc:  # PIL raises many types on garbage
-        raise ValidationError({field: f"not a readable grey PNG mask: {exc}"})
+        raise ValidationError({field: f"not a readable grey PNG mask: {exc}"}) from exc
 
 
 def _check_masks(image: Image, classes: np.ndarray | None,

@@ -191,8 +191,8 @@ def _float_param(params, name: str, default: float, lo: float, hi: float) -> flo
         return default
     try:
         value = float(raw)
-    except ValueError:
-        raise ValidationError({name: f"{name} must be a number."})
+    except ValueError as exc:
+        raise ValidationError({name: f"{name} must be a number."}) from exc
     if not lo <= value <= hi:
         raise ValidationError({name: f"{name} must be between {lo} and {hi}."})
     return value

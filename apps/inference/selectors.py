@@ -108,8 +108,8 @@ def compare_versions(project_id: int, a_id, b_id) -> dict:
     """Metrics of versions a and b side by side: per image and aggregated, with b's change marked."""
     try:
         a_id, b_id = int(a_id), int(b_id)
-    except (TypeError, ValueError):
-        raise ValidationError({"a": "Give two model version ids as ?a=..&b=.."})
+    except (TypeError, ValueError) as exc:
+        raise ValidationError({"a": "Give two model version ids as ?a=..&b=.."}) from exc
     versions = {v.pk: v for v in ModelVersion.objects.filter(project_id=project_id, pk__in=[a_id, b_id])}
     if a_id not in versions or b_id not in versions:
         raise NotFound("Model version not found in this project.")

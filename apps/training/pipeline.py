@@ -65,7 +65,7 @@ def resolve_device():
     try:
         device = pick_device(settings.LABSEG_DEVICE)
     except ValueError as exc:
-        raise services.TrainingError(f"This worker cannot train: {exc}.")
+        raise services.TrainingError(f"This worker cannot train: {exc}.") from exc
     if device.type == "cpu":
         configure_threads(settings.LABSEG_TORCH_THREADS or None)
     return device
@@ -89,7 +89,7 @@ def collect_examples(run: TrainingRun, worker: str) -> list[Example]:
         try:
             raw = read_image(ann.image.file.path)
         except Exception as exc:  # noqa: BLE001 - a broken file is the lab's to fix, with its name
-            raise services.TrainingError(f"The image {ann.image.original_filename} could not be read ({exc}).")
+            raise services.TrainingError(f"The image {ann.image.original_filename} could not be read ({exc}).") from exc
         if raw.shape[-2:] != classes.shape:
             raise services.TrainingError(
                 f"The labels of {ann.image.original_filename} ({classes.shape[1]}x{classes.shape[0]}) do not match "
@@ -311,14 +311,14 @@ def _fit_with_oom_fallback(fit, examples: list[Example], weights: list[np.ndarra
                 raise services.TrainingError(
                     f"The {config.device} ran out of memory, even with training tiles of {config.tile_output} px "
                     f"and batches of {config.batch_size}. Use a smaller base_channels, or a worker with more memory."
-                )
+                ) from exc
             config.tile_output = max(16, config.tile_output // 2)
             config.batch_size = max(1, config.batch_size // 2)
             log.warning("out of memory; retrying with tile_output=%s batch_size=%s", config.tile_output, config.batch_size)
             reporter.curve.clear()
             reporter.flush(f"Out of memory: retrying with {config.tile_output}-px tiles")
         except ValueError as exc:  # the ML core's input checks: data the lab can fix
-            raise services.TrainingError(f"Training could not start: {exc}.")
+            raise services.TrainingError(f"Training could not start: {exc}.") from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -333,7 +333,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     try:
         config = validate_config_overrides(run.config)
     except ValueError as exc:
-        raise services.TrainingError(f"The training settings are not valid: {exc}.")
+        raise services.TrainingError(f"The training settings are not valid: {exc}.") from exc
     config.device = str(device)
     config.num_threads = settings.LABSEG_TORCH_THREADS or None
     config.log_every = 1  # the reporter throttles its writes itself; cancel is seen within one step
