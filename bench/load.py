@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             if run["status"] not in ("queued", "running"):
                 break
             time.sleep(2)
-        print(f"training run {run_id}: {run['status']} (step {run['step']} of {run['total_steps']}) {run.get('error', '')}")
+        print(f"training run {run_id}: {run['status']} (step {run['step']} of {run['total_steps']})",
+              run.get("error", ""))
     return 1 if rec.errors or lost else 0
 
 

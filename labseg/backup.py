@@ -271,7 +271,8 @@ def _pin_files(names: Iterable[str], media_root: Path, pin_dir: Path) -> tuple[d
     return where, gone
 
 
-def _dump_database(using: str, out_dir: Path, media_root: Path, pin_dir: Path) -> tuple[dict, dict[str, Path], list[str]]:
+def _dump_database(
+        using: str, out_dir: Path, media_root: Path, pin_dir: Path) -> tuple[dict, dict[str, Path], list[str]]:
     """In one snapshot: pin the referenced files, then write every model's rows into ``out_dir``."""
     refs: set[str] = set()
     with snapshot(using) as conn:

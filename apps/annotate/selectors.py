@@ -29,7 +29,8 @@ def require_role(user, project_id: int, min_role: str = Role.VIEWER) -> str:
     if role is None:
         raise NotFound("Project not found.")
     if ROLE_RANK[Role(role)] < ROLE_RANK[Role(min_role)]:
-        raise PermissionDenied(f"This needs the {Role(min_role).label.lower()} role; you are {Role(role).label.lower()}.")
+        raise PermissionDenied(
+            f"This needs the {Role(min_role).label.lower()} role; you are {Role(role).label.lower()}.")
     return role
 
 

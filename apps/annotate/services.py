@@ -327,7 +327,8 @@ def _store_one(project: Project, user, f, limit: int, quota: MediaQuota, channel
         return UploadResult(name, error=channel_mismatch(project, header.shape[0], channels[0]),
                             code="channel_mismatch")
     cache_bytes = _expected_cache_bytes(header)
-    what = f"the original {human_bytes(size)}" + (f" + its decoded cache {human_bytes(cache_bytes)}" if cache_bytes else "")
+    what = f"the original {human_bytes(size)}"
+    what += f" + its decoded cache {human_bytes(cache_bytes)}" if cache_bytes else ""
     refusal = quota.refusal(size + cache_bytes, what)
     if refusal:
         return UploadResult(name, error=refusal, code="quota_exceeded")

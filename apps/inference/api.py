@@ -160,7 +160,8 @@ def prediction_instances(request, prediction_id: int):
     return resp
 
 
-@extend_schema(parameters=[*REGION_PARAMS, OpenApiParameter("style", str, description='"colour" or "grey"'), OpenApiParameter("w0", float), OpenApiParameter("sigma", float)],
+@extend_schema(parameters=[*REGION_PARAMS, OpenApiParameter("style", str, description='"colour" or "grey"'),
+                           OpenApiParameter("w0", float), OpenApiParameter("sigma", float)],
                responses={**PNG, **error_responses(400, 404, binary=True, descriptions={
                    404: "not found, not a member, or the image has no annotation"})})
 @api_view(["GET"])
@@ -198,7 +199,8 @@ def _float_param(params, name: str, default: float, lo: float, hi: float) -> flo
     return value
 
 
-@extend_schema(request=inline_serializer("AcceptPrediction", {"version": serializers.IntegerField(), "keep_labels": serializers.BooleanField(required=False)}),
+@extend_schema(request=inline_serializer("AcceptPrediction", {"version": serializers.IntegerField(),
+                                                            "keep_labels": serializers.BooleanField(required=False)}),
                responses={200: OpenApiTypes.OBJECT, **error_responses(*BODY, 404, 409, descriptions={
                    409: "the prediction is not finished (`not_ready`), or `version` is stale (`stale_version`, "
                         "with `current_version`)"})})
@@ -279,7 +281,8 @@ def next_uncertain(request, project_id: int):
     return Response(best)
 
 
-@extend_schema(parameters=[OpenApiParameter("version", int, description="model version id (default: the active one)")], responses={(200, "application/zip"): OpenApiTypes.BINARY,
+@extend_schema(parameters=[OpenApiParameter("version", int, description="model version id (default: the active one)")],
+               responses={(200, "application/zip"): OpenApiTypes.BINARY,
                           **error_responses(400, 404, binary=True)})
 @api_view(["GET"])
 @renderer_classes(BINARY)

@@ -405,7 +405,8 @@ def upload_checkpoint(project: Project, user, uploaded, *, name: str = "") -> Mo
         try:
             loaded = load_checkpoint(str(path))
         except Exception as exc:  # any unreadable file: a clear 400, never a 500
-            raise ValidationError({"checkpoint": f"This file is not a LabSeg checkpoint that can be loaded ({exc})."}) from exc
+            raise ValidationError(
+                {"checkpoint": f"This file is not a LabSeg checkpoint that can be loaded ({exc})."}) from exc
         arch = checkpoint_architecture(loaded)
         want_c = project_channel_count(project)
         have_c = arch.get("in_channels")

@@ -150,7 +150,8 @@ class ForestBaseline:
             raise ValueError("the forest baseline needs at least two painted classes")
         per_class = max(1, self.max_samples // len(values))
         keep = np.concatenate([
-            (lambda idx: rng.choice(idx, per_class, replace=False) if len(idx) > per_class else idx)(np.flatnonzero(y == v))
+            (lambda idx: rng.choice(idx, per_class, replace=False) if len(idx) > per_class else idx)(
+                np.flatnonzero(y == v))
             for v in values
         ])
         self.forest = RandomForestClassifier(n_estimators=self.trees, n_jobs=self.threads, random_state=self.seed,

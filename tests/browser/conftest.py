@@ -141,7 +141,8 @@ def upload_image(client_for):
 def wait_saved(page, timeout: float = 15000) -> None:
     """Wait until the annotate page says everything is stored."""
     page.wait_for_function(
-        "() => { const s = document.querySelector('[data-testid=save-status]'); return s && s.dataset.state === 'saved'; }",
+        "() => { const s = document.querySelector('[data-testid=save-status]');"
+        " return s && s.dataset.state === 'saved'; }",
         timeout=timeout)
 
 

@@ -247,7 +247,8 @@ def test_16bit_two_channel_image_shows_each_channel_with_its_contrast(logged_in_
     page.locator("[data-testid=channel-1-min]").dispatch_event("change")
     page.reload()  # the channel settings chosen for this image come back
     wait_viewer_loaded(page)
-    assert (int(page.input_value("[data-testid=channel-0-max]")), int(page.input_value("[data-testid=channel-1-min]"))) == (hi, 29000)
+    assert (int(page.input_value("[data-testid=channel-0-max]")),
+            int(page.input_value("[data-testid=channel-1-min]"))) == (hi, 29000)
 
 
 def test_zoom_and_pan_keep_strokes_aligned_with_image_pixels(logged_in_page, project, annotator, upload_image):

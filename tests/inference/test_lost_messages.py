@@ -42,7 +42,8 @@ def test_a_lost_prediction_is_resent_once_then_failed(project, make_image, bare_
     Prediction.objects.filter(pk=pred.pk).update(enqueued_at=ago(TIMEOUT + 5))
     _purge()
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.recover_lost_predictions(TIMEOUT) == {"resent": [pred.pk], "failed": [], "restarted": [], "cancelled": []}
+        assert services.recover_lost_predictions(TIMEOUT) == {
+            "resent": [pred.pk], "failed": [], "restarted": [], "cancelled": []}
     assert held_gpu_queue() == [("inference.predict", (pred.pk,))]
     pred.refresh_from_db()
     assert pred.status == PredictionStatus.QUEUED and pred.resends == 1 and pred.attempts == 0

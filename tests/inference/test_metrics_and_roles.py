@@ -14,10 +14,10 @@ def test_compare_marks_better_and_worse_per_metric(project, make_image, viewer, 
     im, _, _ = make_image(project, split="validation")
     a = ModelVersion.objects.create(project=project, number=1, checkpoint="a.pt")
     b = ModelVersion.objects.create(project=project, number=2, checkpoint="b.pt", parent=a)
-    record_metric_scores(a, im, "validation", {"pixel_error": 0.20, "f1_iou50": {"value": 0.50, "tp": 2, "fp": 2, "fn": 2},
-                                               "warping_error": 0.010})
-    record_metric_scores(b, im, "validation", {"pixel_error": 0.10, "f1_iou50": {"value": 0.40, "tp": 2, "fp": 3, "fn": 3},
-                                               "warping_error": 0.010})
+    record_metric_scores(a, im, "validation", {"pixel_error": 0.20, "warping_error": 0.010,
+                                               "f1_iou50": {"value": 0.50, "tp": 2, "fp": 2, "fn": 2}})
+    record_metric_scores(b, im, "validation", {"pixel_error": 0.10, "warping_error": 0.010,
+                                               "f1_iou50": {"value": 0.40, "tp": 2, "fp": 3, "fn": 3}})
     r = client_for(viewer).get(f"/api/v1/projects/{project.pk}/model-versions/compare/?a={a.pk}&b={b.pk}")
     assert r.status_code == 200, r.content
     agg = r.json()["aggregate"]

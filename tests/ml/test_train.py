@@ -132,7 +132,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(nuclei, tmp_path):
     cfg = TrainConfig(steps=3, **TINY)
     model, history = fit(image, classes, config=cfg)
     path = tmp_path / "m.pt"
-    save_checkpoint(path, model, cfg, history["normalization"], ["background", "nucleus"], history, {"note": np.int64(3)})
+    save_checkpoint(path, model, cfg, history["normalization"], ["background", "nucleus"], history,
+                    {"note": np.int64(3)})
     loaded, ckpt = load_checkpoint(path)
     x = apply_normalization(held_out, ckpt["normalization"])
     np.testing.assert_array_equal(x, normalize(held_out, 1.0, 99.8))
