@@ -120,10 +120,10 @@ class Recorder:
         self.saves: list[tuple[int, int, int]] = []  # (image, version, user index)
         self.conflicts = 0
 
-    def timed(self, op: str, fn):
+    def timed(self, op: str, fn, *args):
         start = time.perf_counter()
         try:
-            status, raw = fn()
+            status, raw = fn(*args)
         except Exception as exc:  # noqa: BLE001 - a refused or dropped connection is an error to report
             with self.lock:
                 self.errors.append(f"{op}: {type(exc).__name__}: {exc}")
@@ -139,18 +139,19 @@ def annotator(base: str, token: str, index: int, images: list[int], until: float
     rng = np.random.default_rng(seed)
     while time.monotonic() < until:
         image = images[int(rng.integers(len(images)))]
-        status, raw = rec.timed("get annotation", lambda: _request(base, token, "GET", f"/images/{image}/annotation/"))
+        status, raw = rec.timed("get annotation", _request, base, token, "GET", f"/images/{image}/annotation/")
         if status != 200:
             continue
         ann = json.loads(raw)
         x, y = (int(v) for v in rng.integers(0, SIZE - 256, 2))
-        rec.timed("tile 256² level 0", lambda: _request(
-            base, token, "GET", f"/images/{image}/display.png?region={x},{y},256,256&level=0"))
-        rec.timed("view level 1", lambda: _request(base, token, "GET", f"/images/{image}/display.png?level=1"))
+        rec.timed("tile 256² level 0", _request,
+                  base, token, "GET", f"/images/{image}/display.png?region={x},{y},256,256&level=0")
+        rec.timed("view level 1", _request, base, token, "GET", f"/images/{image}/display.png?level=1")
         classes = _unpng(ann.get("classes_png"))
         cy, cx = (int(v) for v in rng.integers(8, SIZE - 8, 2))
         classes[cy - 3:cy + 4, cx - 20:cx + 20] = int(rng.integers(1, 3))  # one short stroke
-        status, raw = rec.timed("save annotation", lambda: _request(
+        # the PNG encoding stays inside the timed call (as the browser's save does it per request)
+        status, raw = rec.timed("save annotation", lambda image=image, ann=ann, classes=classes: _request(
             base, token, "PUT", f"/images/{image}/annotation/",
             {"version": ann["version"], "classes_png": _png(classes), "instances_png": None, "strokes": []}))
         if status == 200:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.gpu_queue import held_gpu_queue  # noqa: F401 - a fixture: imported here, every test module may use it
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 

@@ -165,7 +165,7 @@ def lab(make_user, settings):
 
     admin = make_user("pi_admin", is_staff=True, is_superuser=True, first_name="Pía", email="pi@lab.example")
     anna = make_user("anna")
-    ben = make_user("ben", is_active=False)
+    make_user("ben", is_active=False)  # added to p2 by name below
     group = Group.objects.create(name="technicians")
     group.permissions.add(Permission.objects.get(codename="view_image"))
     anna.groups.add(group)

@@ -17,11 +17,11 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any
 
 import numpy as np
 
-PathOrFile = Union[str, os.PathLike, IO[bytes]]
+PathOrFile = str | os.PathLike | IO[bytes]
 
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -305,7 +305,7 @@ def image_info(src: PathOrFile) -> dict:
         plan = _plan_tiff(axes, shape)
         sizes = dict(zip(_relabel_yxc(axes.upper(), shape), shape))
         channels = int(np.prod([sizes[a] for a in plan.channel_axes])) if plan.channel_axes else 1
-        if dtype == bool:
+        if dtype == np.bool_:  # a numpy dtype compared with a scalar type, not a type identity test
             dtype = np.dtype(np.uint8)
         return {"width": int(sizes["X"]), "height": int(sizes["Y"]), "channels": channels,
                 "dtype": dtype.newbyteorder("=").name, "format": "tiff", "planes": plan.planes}
@@ -390,7 +390,7 @@ def read_header(src: PathOrFile, max_pixels: int | None = None) -> ImageHeader:
         raise ImageReadError(f"cannot read the TIFF file (truncated or corrupt?): {exc}") from exc
     if shape[0] == 0 or shape[1] == 0 or shape[2] == 0:
         raise ImageReadError(f"the image has an empty shape {shape}")
-    dtype = np.dtype(np.uint8) if dtype == bool else dtype.newbyteorder("=")
+    dtype = np.dtype(np.uint8) if dtype == np.bool_ else dtype.newbyteorder("=")
     return ImageHeader("tiff", shape, dtype, plan.planes, mappable)
 
 

@@ -13,7 +13,7 @@ from apps.inference import services
 from apps.inference.models import Prediction, PredictionStatus
 from apps.training.models import ModelVersion
 
-from ..gpu_queue import _purge, held_gpu_queue  # noqa: F401 - fixture
+from ..gpu_queue import _purge
 from ..training.conftest import wait_for
 
 TIMEOUT = 60
