@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import hyperstack_tiff_bytes as tiff_bytes  # noqa: F401 - the browser tests import it from here
+
 # Playwright's sync API runs an event loop in this thread; Django's ORM must still be usable here.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
@@ -108,18 +110,6 @@ def png_bytes(array: np.ndarray) -> bytes:
 
     buf = io.BytesIO()
     PILImage.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def tiff_bytes(array: np.ndarray) -> bytes:
-    """(C, H, W) or (H, W) array -> TIFF bytes (ImageJ hyperstack for several channels)."""
-    import tifffile
-
-    buf = io.BytesIO()
-    if array.ndim == 3:
-        tifffile.imwrite(buf, array, imagej=True, metadata={"axes": "CYX"})
-    else:
-        tifffile.imwrite(buf, array)
     return buf.getvalue()
 
 

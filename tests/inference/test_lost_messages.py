@@ -12,9 +12,9 @@ from django.utils import timezone
 from apps.inference import services
 from apps.inference.models import Prediction, PredictionStatus
 from apps.training.models import ModelVersion
+from tests.helpers import wait_for
 
 from ..gpu_queue import _purge
-from ..training.conftest import wait_for
 
 TIMEOUT = 60
 
