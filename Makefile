@@ -13,9 +13,9 @@ PYTEST_ARGS ?=
 .PHONY: run test bench lint setup venv frontend migrate services clean-test-media
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --disable-pip-version-check -q -r requirements.txt
+	$(PIP) install --disable-pip-version-check -q -r requirements-dev.txt
 	@touch $@
 
 frontend: frontend/dist/index.html
@@ -47,6 +47,5 @@ bench: setup
 	$(PY) -m bench
 
 lint: setup
-	$(PY) -m compileall -q labseg apps tests bench
-	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff check labseg apps tests bench; fi
+	$(VENV)/bin/ruff check labseg apps tests bench
 	@if [ -f frontend/package.json ]; then cd frontend && npm run lint --silent; fi

@@ -99,7 +99,7 @@ class ForestModel:
     threads: int = 1
     trees: int = 100
 
-    def fit(self, x: np.ndarray, classes: np.ndarray) -> "ForestModel":
+    def fit(self, x: np.ndarray, classes: np.ndarray) -> ForestModel:
         from sklearn.ensemble import RandomForestClassifier
 
         features = forest_features(x)

@@ -120,10 +120,10 @@ class Recorder:
         self.saves: list[tuple[int, int, int]] = []  # (image, version, user index)
         self.conflicts = 0
 
-    def timed(self, op: str, fn):
+    def timed(self, op: str, fn, *args):
         start = time.perf_counter()
         try:
-            status, raw = fn()
+            status, raw = fn(*args)
         except Exception as exc:  # noqa: BLE001 - a refused or dropped connection is an error to report
             with self.lock:
                 self.errors.append(f"{op}: {type(exc).__name__}: {exc}")
@@ -139,18 +139,19 @@ def annotator(base: str, token: str, index: int, images: list[int], until: float
     rng = np.random.default_rng(seed)
     while time.monotonic() < until:
         image = images[int(rng.integers(len(images)))]
-        status, raw = rec.timed("get annotation", lambda: _request(base, token, "GET", f"/images/{image}/annotation/"))
+        status, raw = rec.timed("get annotation", _request, base, token, "GET", f"/images/{image}/annotation/")
         if status != 200:
             continue
         ann = json.loads(raw)
         x, y = (int(v) for v in rng.integers(0, SIZE - 256, 2))
-        rec.timed("tile 256² level 0", lambda: _request(
-            base, token, "GET", f"/images/{image}/display.png?region={x},{y},256,256&level=0"))
-        rec.timed("view level 1", lambda: _request(base, token, "GET", f"/images/{image}/display.png?level=1"))
+        rec.timed("tile 256² level 0", _request,
+                  base, token, "GET", f"/images/{image}/display.png?region={x},{y},256,256&level=0")
+        rec.timed("view level 1", _request, base, token, "GET", f"/images/{image}/display.png?level=1")
         classes = _unpng(ann.get("classes_png"))
         cy, cx = (int(v) for v in rng.integers(8, SIZE - 8, 2))
         classes[cy - 3:cy + 4, cx - 20:cx + 20] = int(rng.integers(1, 3))  # one short stroke
-        status, raw = rec.timed("save annotation", lambda: _request(
+        # the PNG encoding stays inside the timed call (as the browser's save does it per request)
+        status, raw = rec.timed("save annotation", lambda image=image, ann=ann, classes=classes: _request(
             base, token, "PUT", f"/images/{image}/annotation/",
             {"version": ann["version"], "classes_png": _png(classes), "instances_png": None, "strokes": []}))
         if status == 200:
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     lost = verify(args.url, owner, rec)
     print(f"\n{args.users} annotators on {args.images} shared {SIZE}² images for {elapsed:.0f} s "
           f"(load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} CPUs)")
-    print(f"| operation | requests | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|")
+    print("| operation | requests | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|")
     for op, values in sorted(rec.latency.items()):
         q = statistics.quantiles(values, n=20) if len(values) >= 2 else values * 19
         print(f"| {op} | {len(values)} | {1000 * statistics.median(values):.0f} | {1000 * q[18]:.0f} | "
@@ -231,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             if run["status"] not in ("queued", "running"):
                 break
             time.sleep(2)
-        print(f"training run {run_id}: {run['status']} (step {run['step']} of {run['total_steps']}) {run.get('error', '')}")
+        print(f"training run {run_id}: {run['status']} (step {run['step']} of {run['total_steps']})",
+              run.get("error", ""))
     return 1 if rec.errors or lost else 0
 
 

@@ -150,7 +150,8 @@ def exception_handler(exc, context):
             "errors": data,
         }
     body.update(getattr(exc, "extra", {}) or {})
-    return Response(body, status=response.status_code, headers=response.headers if hasattr(response, "headers") else None)
+    headers = response.headers if hasattr(response, "headers") else None
+    return Response(body, status=response.status_code, headers=headers)
 
 
 # --- OpenAPI: the error answers of the views -----------------------------------------------------

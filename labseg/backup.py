@@ -52,9 +52,9 @@ import time
 import uuid
 import zlib
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
 
 from django.apps import apps
 from django.conf import settings
@@ -271,7 +271,8 @@ def _pin_files(names: Iterable[str], media_root: Path, pin_dir: Path) -> tuple[d
     return where, gone
 
 
-def _dump_database(using: str, out_dir: Path, media_root: Path, pin_dir: Path) -> tuple[dict, dict[str, Path], list[str]]:
+def _dump_database(
+        using: str, out_dir: Path, media_root: Path, pin_dir: Path) -> tuple[dict, dict[str, Path], list[str]]:
     """In one snapshot: pin the referenced files, then write every model's rows into ``out_dir``."""
     refs: set[str] = set()
     with snapshot(using) as conn:
@@ -403,15 +404,15 @@ def database_is_empty(using: str = DEFAULT_DB_ALIAS) -> tuple[bool, list[str]]:
 def _open_archive(path: Path) -> tuple[tarfile.TarFile, list[tarfile.TarInfo]]:
     try:
         tar = tarfile.open(path, "r:*")
-    except FileNotFoundError:
-        raise BackupError(f"{path} does not exist")
+    except FileNotFoundError as exc:
+        raise BackupError(f"{path} does not exist") from exc
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise BackupError(f"{path} is not a readable tar archive ({exc})")
+        raise BackupError(f"{path} is not a readable tar archive ({exc})") from exc
     try:
         members = tar.getmembers()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         tar.close()
-        raise BackupError(f"{path} is corrupt or truncated ({exc})")
+        raise BackupError(f"{path} is corrupt or truncated ({exc})") from exc
     return tar, members
 
 
@@ -420,7 +421,7 @@ def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
         fh = tar.extractfile(member)
         data = fh.read() if fh else b""
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise BackupError(f"the archive is corrupt or truncated at {member.name} ({exc})")
+        raise BackupError(f"the archive is corrupt or truncated at {member.name} ({exc})") from exc
     if len(data) != member.size:
         raise BackupError(f"the archive is truncated at {member.name}")
     return data
@@ -471,7 +472,7 @@ def _check_manifest(manifest: dict, files: dict[str, tarfile.TarInfo]) -> None:
             int(e["size"]), str(e["sha256"])
         manifest["migrations"].items()
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BackupError(f"the manifest is incomplete or malformed ({exc!r})")
+        raise BackupError(f"the manifest is incomplete or malformed ({exc!r})") from exc
     have = set(files) - {MANIFEST}
     if have != set(expected):
         lacking, extra = sorted(set(expected) - have), sorted(have - set(expected))
@@ -516,9 +517,9 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, sha256: 
             out.flush()
             os.fsync(out.fileno())
     except (tarfile.TarError, EOFError, zlib.error) as exc:
-        raise BackupError(f"the archive is corrupt or truncated at {member.name} ({exc})")
+        raise BackupError(f"the archive is corrupt or truncated at {member.name} ({exc})") from exc
     except OSError as exc:
-        raise BackupError(f"could not extract {member.name}: {exc}")
+        raise BackupError(f"could not extract {member.name}: {exc}") from exc
     if n != member.size or h.hexdigest() != sha256:
         raise BackupError(f"{member.name} does not match its sha256 in the manifest: the archive is corrupt")
 
@@ -558,7 +559,7 @@ def restore_backup(src: str | os.PathLike, *, using: str = DEFAULT_DB_ALIAS, for
         try:
             manifest = json.loads(_read_member(tar, files[MANIFEST]))
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BackupError(f"the manifest is not valid JSON: the archive is corrupt or truncated ({exc})")
+            raise BackupError(f"the manifest is not valid JSON: the archive is corrupt or truncated ({exc})") from exc
         _check_manifest(manifest, files)
         labels = {m._meta.label_lower: m for m in backup_models(using)}
         unknown = [t["model"] for t in manifest["models"] if t["model"] not in labels]
@@ -614,7 +615,7 @@ def restore_backup(src: str | os.PathLike, *, using: str = DEFAULT_DB_ALIAS, for
                 try:
                     conn.check_constraints(table_names=[m._meta.db_table for m in loaded])
                 except Exception as exc:
-                    raise BackupError(f"the restored rows break a constraint: {exc}")
+                    raise BackupError(f"the restored rows break a constraint: {exc}") from exc
                 for name, target in targets.items():
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(staging / "media" / name, target)

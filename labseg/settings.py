@@ -4,8 +4,8 @@ Embedded default (nothing set): SQLite in var/ and a Celery broker on the local 
 (kombu's filesystem transport), so ``make run`` works on a fresh machine with no servers.
 Production and tests: set DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis).
 """
-from pathlib import Path
 import os
+from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured

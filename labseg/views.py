@@ -36,8 +36,9 @@ def _is_api(request) -> bool:
 def describe_bad_request(exception) -> tuple[int, str, str]:
     """(status, code, message) for a request Django refused while reading it (a SuspiciousOperation)."""
     if isinstance(exception, TooManyFilesSent):
-        return 400, "too_many_files", (f"Too many files in one request: at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} "
-                                       "(LABSEG_MAX_FILES_PER_UPLOAD); send them in several batches.")
+        return 400, "too_many_files", ("Too many files in one request: at most "
+                                       f"{settings.DATA_UPLOAD_MAX_NUMBER_FILES} (LABSEG_MAX_FILES_PER_UPLOAD); "
+                                       "send them in several batches.")
     if isinstance(exception, TooManyFieldsSent):
         return 400, "too_many_fields", (f"Too many fields in one request: at most "
                                         f"{settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}.")

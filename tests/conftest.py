@@ -3,7 +3,9 @@
 Personas (healthchecks style): ``owner``, ``annotator``, ``viewer``, ``stranger`` and anonymous, all
 around one ``project``. Tests that need a worker use ``celery_worker`` (session-wide, on queues
 default+gpu) or ``start_celery_worker`` (a factory for workers a test may kill); both run against the
-test database, so such tests must use ``@pytest.mark.django_db(transaction=True)``.
+test database, so such tests must use ``@pytest.mark.django_db(transaction=True)``. Every test that
+uses either (directly or through another fixture) is given the ``worker`` marker at collection, so
+``-m "not worker"`` leaves out exactly the tests that start a worker.
 """
 from __future__ import annotations
 
@@ -17,8 +19,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.gpu_queue import held_gpu_queue  # noqa: F401 - a fixture: imported here, every test module may use it
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
+
+#: The fixtures that start a Celery worker process: a test that uses one (even indirectly) carries ``worker``.
+WORKER_FIXTURES = frozenset({"celery_worker", "start_celery_worker"})
+
+
+def starts_worker(item) -> bool:
+    """Whether a collected test uses a worker fixture (``fixturenames`` is the whole fixture closure)."""
+    return not WORKER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by markers
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if starts_worker(item) and item.get_closest_marker("worker") is None:
+            item.add_marker(pytest.mark.worker)
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """The messages waiting in the real broker's ``gpu`` queue, for tests of lost-message recovery.
 
-``held_gpu_queue`` (a fixture to import into a test module): workers that consume ``gpu`` (e.g. the
+``held_gpu_queue`` (a fixture, offered to every test by tests/conftest.py): workers that consume ``gpu`` (e.g. the
 session's ``celery_worker``) stop consuming it for the test and get it back afterwards; the queue is
 emptied before and after. It yields ``messages()``: ``[(task name, args tuple), ...]`` in send order.
 """

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from labseg import backup
-from labseg.ml.synthetic import make_nuclei
+from tests.helpers import nuclei, tiff_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,10 +40,8 @@ def _media(settings, tmp_path):
 
 # --- helpers ---------------------------------------------------------------------------------
 def _tiff(seed: int, channels: int = 1) -> bytes:
-    image, _ = make_nuclei((48, 64), n=4, radius=(5.0, 8.0), seed=seed, dtype="uint16", channels=channels)
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, image, metadata={"axes": "CYX"})
-    return buf.getvalue()
+    image = nuclei((48, 64), channels=channels, seed=seed, n=4, radius=(5.0, 8.0))
+    return tiff_bytes(image, metadata={"axes": "CYX"})
 
 
 def _b64_mask(mask: np.ndarray) -> str:
@@ -165,7 +162,7 @@ def lab(make_user, settings):
 
     admin = make_user("pi_admin", is_staff=True, is_superuser=True, first_name="Pía", email="pi@lab.example")
     anna = make_user("anna")
-    ben = make_user("ben", is_active=False)
+    make_user("ben", is_active=False)  # added to p2 by name below
     group = Group.objects.create(name="technicians")
     group.permissions.add(Permission.objects.get(codename="view_image"))
     anna.groups.add(group)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import hashlib
 import os
 import time
 
@@ -63,14 +62,13 @@ def _b64_png(mask: np.ndarray) -> str:
 def api_data(project, owner, annotator, settings, tmp_path):
     """Real objects around ``project``: two images, an annotation (version 2, so history has version 1), a
     model version with a real checkpoint, a finished prediction, a finished training run; the owner's token."""
-    from django.core.files.base import ContentFile
     from rest_framework.authtoken.models import Token
 
-    from apps.annotate.models import Image
     from apps.annotate.services import save_annotation_for
     from apps.training.models import TrainingRun
     from labseg.ml.synthetic import make_nuclei
-    from tests.inference.conftest import create_tiny_version, tiff_bytes
+    from tests.helpers import image_row
+    from tests.inference.conftest import create_tiny_version
     from tests.inference.helpers import predict_inline
 
     settings.MEDIA_ROOT = str(tmp_path / "media")
@@ -78,13 +76,7 @@ def api_data(project, owner, annotator, settings, tmp_path):
     images = []
     for seed, split in ((0, "train"), (1, "validation")):
         pixels, _ = make_nuclei((64, 64), seed=seed, channels=1, radius=(4.0, 7.0), touching=0.6)
-        data = tiff_bytes(pixels)
-        im = Image(project=project, original_filename=f"img{seed}.tif", checksum=hashlib.sha256(data).hexdigest(),
-                   size_bytes=len(data), width=64, height=64, channels=1, dtype=str(pixels.dtype),
-                   display_range=[[0, 40000]], split=split, uploaded_by=owner)
-        im.file.save(f"img{seed}.tif", ContentFile(data), save=False)
-        im.save()
-        images.append(im)
+        images.append(image_row(project, pixels, f"img{seed}.tif", split=split, uploaded_by=owner))
     image = images[0]
     classes = np.zeros((64, 64), np.uint8)
     classes[0, :] = 1
@@ -191,7 +183,7 @@ def test_every_operation_answers_as_documented(api_schema, api_data, subtests):
                 for f in found:
                     stats["failures"][_describe(f)] += 1
                 what = "; ".join(f"{_describe(f)}: {str(getattr(f, 'message', ''))[:400]}" for f in found)
-                failures.append(f"{case.operation.label} [{case.meta.phase.name if case.meta else '?'}] -> "
+                failures.append(f"{case.operation.label} [{case.meta.phase.name if case.meta else '?'}] -> "  # noqa: B023 - one_request runs only in this iteration
                                 f"{response.status_code}: {what}"
                                 f"\n    {case.as_curl_command()}\n"
                                 f"    {response.text[:300]!r}")

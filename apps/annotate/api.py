@@ -25,12 +25,11 @@ from rest_framework.views import APIView
 from labseg.api import BINARY_RENDERERS, error_responses
 from labseg.ml import io as mlio
 
-from . import serializers as s
-from . import services
+from . import serializers as s, services
 from .display import parse_display_params
 from .models import Annotation, AnnotationRevision, Role, Split
-from .uploads import batch_upload_handlers
 from .selectors import get_image_for, get_project_for, image_with_stats, images_in, projects_with_stats
+from .uploads import batch_upload_handlers
 
 PNG = {(200, "image/png"): OpenApiTypes.BINARY}
 
@@ -271,8 +270,8 @@ class ImageFileView(APIView):
         image = get_image_for(request.user, image_id)
         try:
             fh = image.file.open("rb")
-        except (FileNotFoundError, ValueError):
-            raise NotFound("The image file is missing from storage.")
+        except (FileNotFoundError, ValueError) as exc:
+            raise NotFound("The image file is missing from storage.") from exc
         return FileResponse(fh, as_attachment=True, filename=image.original_filename,
                             content_type="application/octet-stream")
 
@@ -303,7 +302,7 @@ class ImageDisplayView(APIView):
         try:
             pixels = services.image_array(image)
         except (mlio.ImageReadError, FileNotFoundError) as exc:
-            raise NotFound(f"The image file cannot be read: {exc}")
+            raise NotFound(f"The image file cannot be read: {exc}") from exc
         region = np.asarray(pixels[p["channels"], p["y"]:p["y"] + p["h"]:step, p["x"]:p["x"] + p["w"]:step])
         stored = np.asarray(image.display_range or [], dtype=np.float64).reshape(-1, 2)
         ranges = (stored[p["channels"]].copy() if len(stored) == image.channels
@@ -315,7 +314,8 @@ class ImageDisplayView(APIView):
         if np.any(ranges[:, 1] <= ranges[:, 0]):
             raise ValidationError({"max": "max must be greater than min"})
         rgb = mlio.composite_rgb(region, ranges, channels=list(range(len(p["channels"]))),
-                                 rgb_photo=image.channels == 3 and image.dtype == "uint8" and p["channels"] == [0, 1, 2])
+                                 rgb_photo=(image.channels == 3 and image.dtype == "uint8"
+                                            and p["channels"] == [0, 1, 2]))
         return _png_response(rgb)
 
 
@@ -329,8 +329,8 @@ class ImageThumbnailView(APIView):
             raise NotFound("This image has no thumbnail and its pixels could not be read to make one.")
         try:
             fh = image.thumbnail.open("rb")
-        except FileNotFoundError:
-            raise NotFound("The thumbnail is missing from storage.")
+        except FileNotFoundError as exc:
+            raise NotFound("The thumbnail is missing from storage.") from exc
         response = FileResponse(fh, content_type="image/png")
         response["Cache-Control"] = "private, max-age=3600"
         return response

@@ -17,8 +17,8 @@ def _floats(raw: str | None, name: str, n: int) -> list[float] | None:
         return None
     try:
         values = [float(v) for v in raw.split(",")]
-    except ValueError:
-        raise ValidationError({name: f"expected a number or a comma list of numbers, got {raw!r}"})
+    except ValueError as exc:
+        raise ValidationError({name: f"expected a number or a comma list of numbers, got {raw!r}"}) from exc
     if len(values) == 1:
         values = values * n
     if len(values) != n or not all(np.isfinite(values)):

@@ -46,7 +46,8 @@ class MaskError(ValueError):
 _NPY_HEADER_MAX = 16 * 1024
 
 
-def _shape_problem(shape: tuple[int, ...], expected_shape: tuple[int, int] | None, max_pixels: int | None) -> MaskError | None:
+def _shape_problem(
+        shape: tuple[int, ...], expected_shape: tuple[int, int] | None, max_pixels: int | None) -> MaskError | None:
     if len(shape) != 2:
         return MaskError(f"a mask must be 2-D, got shape {shape}")
     if expected_shape is not None and tuple(shape) != tuple(expected_shape):

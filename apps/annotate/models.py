@@ -101,11 +101,11 @@ def safe_file_name(filename: str, max_stem: int = STORED_STEM_CHARS) -> str:
     return f"{stem}.{ext}" if ext else stem
 
 
-def image_upload_to(instance: "Image", filename: str) -> str:
+def image_upload_to(instance: Image, filename: str) -> str:
     return f"projects/{instance.project_id}/images/{uuid.uuid4().hex}/{safe_file_name(filename)}"
 
 
-def thumbnail_upload_to(instance: "Image", filename: str) -> str:
+def thumbnail_upload_to(instance: Image, filename: str) -> str:
     return f"projects/{instance.project_id}/thumbnails/{uuid.uuid4().hex}.png"
 
 

@@ -29,7 +29,8 @@ def require_role(user, project_id: int, min_role: str = Role.VIEWER) -> str:
     if role is None:
         raise NotFound("Project not found.")
     if ROLE_RANK[Role(role)] < ROLE_RANK[Role(min_role)]:
-        raise PermissionDenied(f"This needs the {Role(min_role).label.lower()} role; you are {Role(role).label.lower()}.")
+        raise PermissionDenied(
+            f"This needs the {Role(min_role).label.lower()} role; you are {Role(role).label.lower()}.")
     return role
 
 
@@ -37,8 +38,8 @@ def get_project_for(user, project_id: int, min_role: str = Role.VIEWER) -> Proje
     require_role(user, project_id, min_role)
     try:
         return Project.objects.get(pk=project_id)
-    except Project.DoesNotExist:  # deleted in between
-        raise NotFound("Project not found.")
+    except Project.DoesNotExist as exc:  # deleted in between
+        raise NotFound("Project not found.") from exc
 
 
 def get_scoped(queryset: QuerySet, pk: int, user, min_role: str = Role.VIEWER, *, label: str,
@@ -57,8 +58,8 @@ def get_scoped(queryset: QuerySet, pk: int, user, min_role: str = Role.VIEWER, *
         project_id = getattr(project_id, part)
     try:
         require_role(user, project_id, min_role)
-    except NotFound:
-        raise NotFound(f"{label} not found.")
+    except NotFound as exc:
+        raise NotFound(f"{label} not found.") from exc
     return obj
 
 

@@ -12,8 +12,9 @@ import io
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -29,16 +30,7 @@ from labseg.api import Conflict, PayloadTooLarge
 from labseg.ml import io as mlio
 
 from .masks import MaskError, decode_mask, encode_png
-from .models import (
-    Annotation,
-    AnnotationRevision,
-    Image,
-    LabelClass,
-    Membership,
-    Project,
-    Role,
-    Split,
-)
+from .models import Annotation, AnnotationRevision, Image, LabelClass, Membership, Project, Role, Split
 from .quota import MediaQuota, human_bytes
 from .selectors import get_image_for, get_project_for
 
@@ -170,7 +162,8 @@ def add_member(*, user, project_id: int, username: str, role: str = Role.ANNOTAT
     role = _check_role(role)
     member = find_user(username)
     if project.memberships.filter(user=member).exists():
-        raise ValidationError({"username": f"{member.username} is already a member; PATCH the member to change the role"})
+        raise ValidationError({"username": f"{member.username} is already a member; "
+                                           "PATCH the member to change the role"})
     return Membership.objects.create(project=project, user=member, role=role)
 
 
@@ -353,7 +346,8 @@ def _store_one(project: Project, user, f, limit: int, quota: MediaQuota, channel
         return UploadResult(name, error=channel_mismatch(project, header.shape[0], channels[0]),
                             code="channel_mismatch")
     cache_bytes = _expected_cache_bytes(header)
-    what = f"the original {human_bytes(size)}" + (f" + its decoded cache {human_bytes(cache_bytes)}" if cache_bytes else "")
+    what = f"the original {human_bytes(size)}"
+    what += f" + its decoded cache {human_bytes(cache_bytes)}" if cache_bytes else ""
     refusal = quota.refusal(size + cache_bytes, what)
     if refusal:
         return UploadResult(name, error=refusal, code="quota_exceeded")
@@ -579,19 +573,19 @@ def _b64_mask(value: Any, field: str, expected_size: tuple[int, int]) -> np.ndar
         value = value.split(",", 1)[-1]
     try:
         raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationError({field: "not valid base64"})
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationError({field: "not valid base64"}) from exc
     w, h = expected_size
     try:
         return decode_mask(raw, expected_shape=(h, w), max_pixels=int(settings.LABSEG_MAX_MASK_PIXELS))
     except MaskError as exc:
         if exc.too_large:
-            raise PayloadTooLarge({field: str(exc)})
-        raise ValidationError({field: str(exc)})
+            raise PayloadTooLarge({field: str(exc)}) from exc
+        raise ValidationError({field: str(exc)}) from exc
     except PILImage.DecompressionBombError as exc:
-        raise PayloadTooLarge({field: f"the mask is too large to decode: {exc}"})
+        raise PayloadTooLarge({field: f"the mask is too large to decode: {exc}"}) from exc
     except Exception as exc:  # PIL raises many types on garbage
-        raise ValidationError({field: f"not a readable grey PNG mask: {exc}"})
+        raise ValidationError({field: f"not a readable grey PNG mask: {exc}"}) from exc
 
 
 def _check_masks(image: Image, classes: np.ndarray | None,

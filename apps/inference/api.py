@@ -160,7 +160,8 @@ def prediction_instances(request, prediction_id: int):
     return resp
 
 
-@extend_schema(parameters=[*REGION_PARAMS, OpenApiParameter("style", str, description='"colour" or "grey"'), OpenApiParameter("w0", float), OpenApiParameter("sigma", float)],
+@extend_schema(parameters=[*REGION_PARAMS, OpenApiParameter("style", str, description='"colour" or "grey"'),
+                           OpenApiParameter("w0", float), OpenApiParameter("sigma", float)],
                responses={**PNG, **error_responses(400, 404, binary=True, descriptions={
                    404: "not found, not a member, or the image has no annotation"})})
 @api_view(["GET"])
@@ -191,14 +192,15 @@ def _float_param(params, name: str, default: float, lo: float, hi: float) -> flo
         return default
     try:
         value = float(raw)
-    except ValueError:
-        raise ValidationError({name: f"{name} must be a number."})
+    except ValueError as exc:
+        raise ValidationError({name: f"{name} must be a number."}) from exc
     if not lo <= value <= hi:
         raise ValidationError({name: f"{name} must be between {lo} and {hi}."})
     return value
 
 
-@extend_schema(request=inline_serializer("AcceptPrediction", {"version": serializers.IntegerField(), "keep_labels": serializers.BooleanField(required=False)}),
+@extend_schema(request=inline_serializer("AcceptPrediction", {"version": serializers.IntegerField(),
+                                                            "keep_labels": serializers.BooleanField(required=False)}),
                responses={200: OpenApiTypes.OBJECT, **error_responses(*BODY, 404, 409, descriptions={
                    409: "the prediction is not finished (`not_ready`), or `version` is stale (`stale_version`, "
                         "with `current_version`)"})})

@@ -9,11 +9,10 @@ from apps.annotate.models import Image, Project
 from apps.training.models import ModelVersion
 from labseg.jobs.models import Job, JobStatus
 
-
 PredictionStatus = JobStatus  # queued / running / succeeded / failed (cancelled is not offered yet)
 
 
-def prediction_upload_to(instance: "Prediction", filename: str) -> str:
+def prediction_upload_to(instance: Prediction, filename: str) -> str:
     return f"projects/{instance.image.project_id}/predictions/{instance.model_version_id}/{uuid.uuid4().hex}/{filename}"
 
 
@@ -47,7 +46,7 @@ class ExportFormat(models.TextChoices):
     ONNX = "onnx", "ONNX (.onnx)"
 
 
-def export_upload_to(instance: "ModelExport", filename: str) -> str:
+def export_upload_to(instance: ModelExport, filename: str) -> str:
     return f"projects/{instance.project_id}/exports/{instance.model_version_id}/{uuid.uuid4().hex}/{filename}"
 
 

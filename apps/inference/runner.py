@@ -33,10 +33,9 @@ from django.core.files.base import ContentFile
 
 from apps.annotate.masks import encode_png
 from apps.training.models import ModelVersion
-
-from .maps import classes_from_probs, encode_tiff, foreground_uint8, to_uint8
 from labseg.jobs import service as jobs
 
+from .maps import classes_from_probs, encode_tiff, foreground_uint8, to_uint8
 from .models import Prediction
 from .services import PREDICTIONS, heartbeat, report_progress
 

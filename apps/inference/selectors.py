@@ -109,8 +109,8 @@ def compare_versions(project_id: int, a_id, b_id) -> dict:
     scored on (see ``shared_aggregate``), with b's change marked."""
     try:
         a_id, b_id = int(a_id), int(b_id)
-    except (TypeError, ValueError):
-        raise ValidationError({"a": "Give two model version ids as ?a=..&b=.."})
+    except (TypeError, ValueError) as exc:
+        raise ValidationError({"a": "Give two model version ids as ?a=..&b=.."}) from exc
     versions = {v.pk: v for v in ModelVersion.objects.filter(project_id=project_id, pk__in=[a_id, b_id])}
     if a_id not in versions or b_id not in versions:
         raise NotFound("Model version not found in this project.")
@@ -211,5 +211,6 @@ def project_predictions(project_id: int, version: ModelVersion | None) -> dict:
                      "mean_uncertainty": pred.mean_uncertainty,
                      "f1_iou50": scores[pred.image_id].get("f1_iou50"),
                      "pixel_error": scores[pred.image_id].get("pixel_error")})
-    classes = list(LabelClass.objects.filter(project_id=project_id, index__gte=2).order_by("index").values("index", "name"))
+    classes = list(LabelClass.objects.filter(project_id=project_id, index__gte=2).order_by("index")
+                   .values("index", "name"))
     return {"model_version": {"id": version.pk, "number": version.number}, "classes": classes, "images": rows}

@@ -121,8 +121,8 @@ def _request_predictions(model_version: ModelVersion, image_ids, user, failed: l
     else:
         try:
             ids = [int(i) for i in image_ids]
-        except (TypeError, ValueError):
-            raise ValidationError({"image_ids": "Image ids must be integers."})
+        except (TypeError, ValueError) as exc:
+            raise ValidationError({"image_ids": "Image ids must be integers."}) from exc
         by_id = {im.pk: im for im in images.filter(pk__in=ids)}
         missing = [i for i in ids if i not in by_id]
         if missing:

@@ -91,7 +91,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def compare_view(self, request: HttpRequest):
         ids = [int(x) for x in request.GET.get("ids", "").split(",") if x.strip().isdigit()]
         versions = list(
-            ModelVersion.objects.filter(pk__in=ids).select_related("project", "parent").prefetch_related("metric_scores")
+            ModelVersion.objects.filter(pk__in=ids).select_related("project", "parent")
+            .prefetch_related("metric_scores")
             .order_by("project_id", "number")
         )
         per_version = [_aggregates(v) for v in versions]

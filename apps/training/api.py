@@ -28,7 +28,6 @@ from .serializers import (
     UploadCheckpointSerializer,
 )
 
-
 BODY = (400, 413, 415)  # what any request body can get: invalid, over DATA_UPLOAD_MAX_MEMORY_SIZE, wrong media type
 
 
@@ -58,7 +57,7 @@ class ProjectTrainingRunsView(APIView):
                 config=body.validated_data.get("config"), from_scratch=body.validated_data.get("from_scratch", False),
             )
         except services.ActiveRunExists as exc:
-            raise Conflict(str(exc), code="run_active", extra={"run": TrainingRunSerializer(exc.run).data})
+            raise Conflict(str(exc), code="run_active", extra={"run": TrainingRunSerializer(exc.run).data}) from exc
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -138,7 +137,7 @@ class CheckpointDownloadView(APIView):
             raise NotFound("This version has no checkpoint file.")
         try:
             fh = version.checkpoint.open("rb")
-        except FileNotFoundError:
-            raise NotFound("The checkpoint file of this version is missing from storage.")
+        except FileNotFoundError as exc:
+            raise NotFound("The checkpoint file of this version is missing from storage.") from exc
         name = f"{version.project.name or 'project'}-v{version.number}.pt".replace(" ", "_")
         return FileResponse(fh, as_attachment=True, filename=name, content_type="application/octet-stream")

@@ -13,7 +13,6 @@ from django.db import models
 from apps.annotate.models import Image, Project
 from labseg.jobs.models import ACTIVE_STATUSES, Job, JobStatus
 
-
 RunStatus = JobStatus  # queued / running / succeeded / failed / cancelled
 ACTIVE_RUN_STATUSES = ACTIVE_STATUSES
 
@@ -51,7 +50,7 @@ class TrainingRun(Job):
         return f"run {self.pk} of {self.project} ({self.status})"
 
 
-def checkpoint_upload_to(instance: "ModelVersion", filename: str) -> str:
+def checkpoint_upload_to(instance: ModelVersion, filename: str) -> str:
     return f"projects/{instance.project_id}/models/{uuid.uuid4().hex}/{filename}"
 
 

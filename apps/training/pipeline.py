@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from apps.annotate.masks import annotation_arrays
 from apps.annotate import weight_maps
+from apps.annotate.masks import annotation_arrays
 from apps.annotate.models import Annotation, Image, Split
 from labseg.ml.metrics import metric_rows
 
@@ -65,7 +65,7 @@ def resolve_device():
     try:
         device = pick_device(settings.LABSEG_DEVICE)
     except ValueError as exc:
-        raise services.TrainingError(f"This worker cannot train: {exc}.")
+        raise services.TrainingError(f"This worker cannot train: {exc}.") from exc
     if device.type == "cpu":
         configure_threads(settings.LABSEG_TORCH_THREADS or None)
     return device
@@ -89,7 +89,7 @@ def collect_examples(run: TrainingRun, worker: str) -> list[Example]:
         try:
             raw = read_image(ann.image.file.path)
         except Exception as exc:  # noqa: BLE001 - a broken file is the lab's to fix, with its name
-            raise services.TrainingError(f"The image {ann.image.original_filename} could not be read ({exc}).")
+            raise services.TrainingError(f"The image {ann.image.original_filename} could not be read ({exc}).") from exc
         if raw.shape[-2:] != classes.shape:
             raise services.TrainingError(
                 f"The labels of {ann.image.original_filename} ({classes.shape[1]}x{classes.shape[0]}) do not match "
@@ -205,7 +205,8 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device,
     return classes, instances
 
 
-def score_holdouts(predict, holdouts: list[Holdout], beat, method: str = ScoreMethod.UNET) -> list[services.ImageScores]:
+def score_holdouts(
+        predict, holdouts: list[Holdout], beat, method: str = ScoreMethod.UNET) -> list[services.ImageScores]:
     """Predict every held-out image with ``predict(raw, on_tile) -> (classes, instances)``, score it
     against its labels, and average per scored split; rows carry ``method``."""
     from labseg.ml.metrics import score_all
@@ -224,7 +225,8 @@ def score_holdouts(predict, holdouts: list[Holdout], beat, method: str = ScoreMe
         pred_c, pred_i = predict(h.example.raw, on_tile)
         cols = h.columns
         gt_i = h.example.instances[:, cols] if h.example.instances is not None else None
-        result = score_all(pred_c[:, cols], None if pred_i is None else pred_i[:, cols], h.example.classes[:, cols], gt_i)
+        pred_i_cols = None if pred_i is None else pred_i[:, cols]
+        result = score_all(pred_c[:, cols], pred_i_cols, h.example.classes[:, cols], gt_i)
         per_image.append(services.ImageScores(h.example.image.pk, h.split, metric_rows(result), method))
     primary = next((s for s in ("validation", "holdout", "test") if any(p.split == s for p in per_image)), None)
     if primary is None:
@@ -366,14 +368,15 @@ def _fit_with_oom_fallback(fit, examples: list[Example], weights: list[np.ndarra
                 raise services.TrainingError(
                     f"The {config.device} ran out of memory, even with training tiles of {config.tile_output} px "
                     f"and batches of {config.batch_size}. Use a smaller base_channels, or a worker with more memory."
-                )
+                ) from exc
             config.tile_output = max(16, config.tile_output // 2)
             config.batch_size = max(1, config.batch_size // 2)
-            log.warning("out of memory; retrying with tile_output=%s batch_size=%s", config.tile_output, config.batch_size)
+            log.warning("out of memory; retrying with tile_output=%s batch_size=%s",
+                        config.tile_output, config.batch_size)
             reporter.curve.clear()
             reporter.flush(f"Out of memory: retrying with {config.tile_output}-px tiles")
         except ValueError as exc:  # the ML core's input checks: data the lab can fix
-            raise services.TrainingError(f"Training could not start: {exc}.")
+            raise services.TrainingError(f"Training could not start: {exc}.") from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -388,7 +391,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     try:
         config = validate_config_overrides(run.config)
     except ValueError as exc:
-        raise services.TrainingError(f"The training settings are not valid: {exc}.")
+        raise services.TrainingError(f"The training settings are not valid: {exc}.") from exc
     config.device = str(device)
     config.num_threads = settings.LABSEG_TORCH_THREADS or None
     config.log_every = 1  # the reporter throttles its writes itself; cancel is seen within one step
@@ -416,7 +419,8 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     if parent is not None:
         beat(f"Loading model version {parent.number} to fine-tune")
         if not parent.checkpoint or not Path(parent.checkpoint.path).exists():
-            raise services.TrainingError(f"The checkpoint file of version {parent.number} is missing; train from scratch.")
+            raise services.TrainingError(
+                f"The checkpoint file of version {parent.number} is missing; train from scratch.")
         parent_classes = (parent.architecture or {}).get("num_classes")
         if parent_classes is not None and int(parent_classes) != config.num_classes:
             raise services.TrainingError(

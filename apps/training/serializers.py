@@ -67,7 +67,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         model = ModelVersion
         fields = [
             "id", "project", "number", "name", "run", "run_status", "parent", "lineage", "architecture",
-            "config", "provenance", "is_active", "metrics", "baselines", "comparison", "checkpoint_url", "created_by", "created_at",
+            "config", "provenance", "is_active", "metrics", "baselines", "comparison", "checkpoint_url", "created_by",
+            "created_at",
         ]
         read_only_fields = fields
 

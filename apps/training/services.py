@@ -19,9 +19,10 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.files import File
@@ -71,7 +72,7 @@ def validate_config(overrides: Any) -> dict:
     try:
         cleaned = validate_config_overrides(overrides)
     except (ValueError, TypeError, KeyError) as exc:
-        raise ValidationError({"config": str(exc).strip("'\"")})
+        raise ValidationError({"config": str(exc).strip("'\"")}) from exc
     return dict(cleaned) if isinstance(cleaned, dict) else dict(overrides)
 
 
@@ -138,11 +139,11 @@ def start_run(project: Project, user, *, parent_version_id: int | None = None, c
                 message="Waiting for a GPU worker", enqueued_at=timezone.now(),
             )
             _enqueue(run.pk, failed)
-    except IntegrityError:  # a concurrent request won the partial unique constraint
+    except IntegrityError as exc:  # a concurrent request won the partial unique constraint
         existing = active_run(project.pk)
         if existing is None:
             raise
-        raise ActiveRunExists(existing)
+        raise ActiveRunExists(existing) from exc
     if failed:  # the commit above ran the enqueue hook (no caller's transaction was open) and it failed
         from labseg.api import ServiceUnavailable
 
@@ -404,7 +405,8 @@ def upload_checkpoint(project: Project, user, uploaded, *, name: str = "") -> Mo
         try:
             loaded = load_checkpoint(str(path))
         except Exception as exc:  # any unreadable file: a clear 400, never a 500
-            raise ValidationError({"checkpoint": f"This file is not a LabSeg checkpoint that can be loaded ({exc})."})
+            raise ValidationError(
+                {"checkpoint": f"This file is not a LabSeg checkpoint that can be loaded ({exc})."}) from exc
         arch = checkpoint_architecture(loaded)
         want_c = project_channel_count(project)
         have_c = arch.get("in_channels")

@@ -110,7 +110,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from labseg.ml.device import configure_threads, pick_device
     from labseg.ml.io import read_image
     from labseg.ml.postprocess import instances_from_probs
-    from labseg.ml.tiling import predict_tiled_with_uncertainty, predict_tiled
+    from labseg.ml.tiling import predict_tiled, predict_tiled_with_uncertainty
     from labseg.ml.train import apply_normalization, load_checkpoint
 
     configure_threads(args.num_threads)

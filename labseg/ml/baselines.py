@@ -46,7 +46,7 @@ class ThresholdBaseline:
     threshold: float = 0.0
     object_class: int = 2
 
-    def fit(self, images, classes) -> "ThresholdBaseline":
+    def fit(self, images, classes) -> ThresholdBaseline:
         """``images``: one or a list of normalised (C, H, W); ``classes``: matching masks (0 unlabelled)."""
         from skimage.filters import threshold_otsu
 
@@ -127,7 +127,7 @@ class ForestBaseline:
     seed: int = 0
     max_samples: int = FOREST_MAX_SAMPLES
 
-    def fit(self, images, classes) -> "ForestBaseline":
+    def fit(self, images, classes) -> ForestBaseline:
         from sklearn.ensemble import RandomForestClassifier
 
         images = [images] if isinstance(images, np.ndarray) else list(images)
@@ -150,7 +150,8 @@ class ForestBaseline:
             raise ValueError("the forest baseline needs at least two painted classes")
         per_class = max(1, self.max_samples // len(values))
         keep = np.concatenate([
-            (lambda idx: rng.choice(idx, per_class, replace=False) if len(idx) > per_class else idx)(np.flatnonzero(y == v))
+            (lambda idx: rng.choice(idx, per_class, replace=False) if len(idx) > per_class else idx)(
+                np.flatnonzero(y == v))
             for v in values
         ])
         self.forest = RandomForestClassifier(n_estimators=self.trees, n_jobs=self.threads, random_state=self.seed,

@@ -69,7 +69,8 @@ def bound_error(name: str, value: Any) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return f"{name} must be a finite number, got {value!r}"
     if not lo <= value <= hi:  # int vs int/float comparisons are exact in Python, even for 10**400
-        shown = value if isinstance(value, float) or abs(value) < 10**30 else f"about 10**{int(abs(value).bit_length() * 0.30103)}"
+        small = isinstance(value, float) or abs(value) < 10**30
+        shown = value if small else f"about 10**{int(abs(value).bit_length() * 0.30103)}"
         return f"{name} must be between {lo} and {hi}, got {shown}"
     return None
 

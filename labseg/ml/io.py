@@ -17,11 +17,11 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any
 
 import numpy as np
 
-PathOrFile = Union[str, os.PathLike, IO[bytes]]
+PathOrFile = str | os.PathLike | IO[bytes]
 
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -106,7 +106,7 @@ def _plan_tiff(axes: str, shape: tuple[int, ...]) -> _TiffPlan:
 def _to_cyx(arr: np.ndarray, plan: _TiffPlan) -> np.ndarray:
     """Apply a plan to the full series array -> (C, H, W), C merged from the channel axes."""
     arr = arr[plan.index]
-    order = [plan.kept_axes.index(a) for a in plan.channel_axes] + [plan.kept_axes.index("Y"), plan.kept_axes.index("X")]
+    order = [plan.kept_axes.index(a) for a in (*plan.channel_axes, "Y", "X")]
     arr = np.transpose(arr, order)
     h, w = arr.shape[-2:]
     return np.ascontiguousarray(arr.reshape((-1, h, w)))
@@ -305,7 +305,7 @@ def image_info(src: PathOrFile) -> dict:
         plan = _plan_tiff(axes, shape)
         sizes = dict(zip(_relabel_yxc(axes.upper(), shape), shape))
         channels = int(np.prod([sizes[a] for a in plan.channel_axes])) if plan.channel_axes else 1
-        if dtype == bool:
+        if dtype == np.bool_:  # a numpy dtype compared with a scalar type, not a type identity test
             dtype = np.dtype(np.uint8)
         return {"width": int(sizes["X"]), "height": int(sizes["Y"]), "channels": channels,
                 "dtype": dtype.newbyteorder("=").name, "format": "tiff", "planes": plan.planes}
@@ -390,7 +390,7 @@ def read_header(src: PathOrFile, max_pixels: int | None = None) -> ImageHeader:
         raise ImageReadError(f"cannot read the TIFF file (truncated or corrupt?): {exc}") from exc
     if shape[0] == 0 or shape[1] == 0 or shape[2] == 0:
         raise ImageReadError(f"the image has an empty shape {shape}")
-    dtype = np.dtype(np.uint8) if dtype == bool else dtype.newbyteorder("=")
+    dtype = np.dtype(np.uint8) if dtype == np.bool_ else dtype.newbyteorder("=")
     return ImageHeader("tiff", shape, dtype, plan.planes, mappable)
 
 
@@ -523,7 +523,8 @@ def _stream_tiff(tf, series, plan: _TiffPlan, out: np.ndarray) -> bool:
     for page, fixed in layout.pages:
         keyframe = page.keyframe
         if keyframe.dtype is None:
-            raise ImageReadError(f"unsupported TIFF sample format ({keyframe.sampleformat}, {keyframe.bitspersample} bits)")
+            raise ImageReadError(
+                f"unsupported TIFF sample format ({keyframe.sampleformat}, {keyframe.bitspersample} bits)")
         if not page.dataoffsets:
             raise ImageReadError("the TIFF page has no data offsets")
         with tf.filehandle.lock:
@@ -534,7 +535,10 @@ def _stream_tiff(tf, series, plan: _TiffPlan, out: np.ndarray) -> bool:
 
 
 def _new_npy(cache_path: Path, shape: tuple[int, ...], dtype: np.dtype):
-    """(temporary path, writable memmap) of a new ``.npy`` beside ``cache_path`` (a unique name: see :func:`_save_npy`)."""
+    """(temporary path, writable memmap) of a new ``.npy`` beside ``cache_path``.
+
+    A unique name: see :func:`_save_npy`.
+    """
     import tempfile
 
     from numpy.lib.format import open_memmap
@@ -680,7 +684,7 @@ def _tiff_memmap(path: str) -> np.ndarray | None:
     if mm.shape != shape or len(plan.channel_axes) > 1:  # see _tiff_mappable
         return None  # merged C x S axes would need a copy; take the cached path instead
     view = mm[plan.index]
-    order = [plan.kept_axes.index(a) for a in plan.channel_axes] + [plan.kept_axes.index("Y"), plan.kept_axes.index("X")]
+    order = [plan.kept_axes.index(a) for a in (*plan.channel_axes, "Y", "X")]
     view = np.transpose(view, order)
     return view if view.ndim == 3 else view[None]
 
@@ -775,6 +779,6 @@ def composite_rgb(image: np.ndarray, ranges, channels: list[int] | None = None,
     return np.minimum(out, 255).astype(np.uint8)
 
 
-__all__ = ["ImageReadError", "ImageTooLargeError", "ImageHeader", "check_pixel_budget", "read_image", "read_image_with_info",
-           "read_header", "image_info", "normalize", "display_range", "to_uint8", "image_bytes", "open_array",
-           "decode_to_cache", "write_cache", "composite_rgb"]
+__all__ = ["ImageReadError", "ImageTooLargeError", "ImageHeader", "check_pixel_budget", "read_image",
+           "read_image_with_info", "read_header", "image_info", "normalize", "display_range", "to_uint8",
+           "image_bytes", "open_array", "decode_to_cache", "write_cache", "composite_rgb"]

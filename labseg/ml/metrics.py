@@ -332,7 +332,8 @@ def _classify(warped: np.ndarray, target: np.ndarray, fg_connectivity: int) -> t
     where warped bg): touches no object -> addition, joins several -> merger, else a background change
     (a hole filled or closed off) -> hole. The background change is read from the change of the
     Euler number (computed locally), so no global relabelling per cluster is needed. Clusters whose
-    flip changes no component count are not topological errors. Returns the counts and the number of pixels in error clusters.
+    flip changes no component count are not topological errors. Returns the counts and the number of
+    pixels in error clusters.
     """
     s_fg = STRUCT4 if fg_connectivity == 4 else STRUCT8
     counts = dict(splits=0, mergers=0, additions=0, removals=0, holes=0)

@@ -2,9 +2,9 @@
 
 Threshold the probability, fill holes, then split touching objects by a seeded watershed on a landscape
 of distance-to-background (+ smoothed intensity when the image is given): one seed per h-maximum, so a
-neck or a dim line between two nuclei becomes a border while one elongated nucleus is not over-split. Objects smaller than
-``min_size`` pixels are dropped. ``split_instances`` does the splitting of any binary mask (the same
-post-processing is used for the baselines in ``labseg.ml.baselines`` and ``bench/fewlabel.py``, so
+neck or a dim line between two nuclei becomes a border while one elongated nucleus is not over-split.
+Objects smaller than ``min_size`` pixels are dropped. ``split_instances`` does the splitting of any binary
+mask (the same post-processing is used for the baselines in ``labseg.ml.baselines`` and ``bench/fewlabel.py``, so
 comparisons are fair). ``object_radius`` estimates the typical object size from painted instances or
 from a foreground mask; splitting and debris removal scale with it.
 """

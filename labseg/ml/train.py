@@ -96,7 +96,7 @@ class TrainConfig:
     num_threads: int | None = None  # None / 0: free cores minus one
     log_every: int = 10
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ValueError with a clear message on the first bad value; return self."""
         checks = [
             (self.base_channels >= 1, "base_channels must be >= 1"),

@@ -1,14 +1,11 @@
 """Fixtures for the annotate tests: images written with tifffile/PIL, stored through the upload service."""
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
-import tifffile
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from labseg.ml.synthetic import make_nuclei
+# tiff_bytes and nuclei live in tests/helpers.py; the annotate tests import them from here
+from tests.helpers import nuclei, tiff_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -17,18 +14,6 @@ def _media_in_tmp(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     # Personas are created per test: a fast hasher keeps the role x endpoint table cheap on 2 cores.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def tiff_bytes(array: np.ndarray, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, array, **kwargs)
-    return buf.getvalue()
-
-
-def nuclei(shape=(64, 80), channels=1, dtype="uint16", seed=0) -> np.ndarray:
-    """A (C, H, W) synthetic fluorescence image."""
-    image, _ = make_nuclei(shape, n=6, radius=(6.0, 9.0), seed=seed, dtype=dtype, channels=channels)
-    return image
 
 
 def upload(name: str, data: bytes) -> SimpleUploadedFile:

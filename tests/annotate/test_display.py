@@ -33,7 +33,8 @@ def reference(channel: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def test_region_and_level_match_numpy_slicing(client_for, viewer, project, owner, compression):
     array = nuclei(shape=(64, 80), channels=2)
     _, res = services.upload_images(user=owner, project_id=project.pk, files=[
-        upload("c.tif", tiff_bytes(array, metadata={"axes": "CYX"}, photometric="minisblack", compression=compression))])
+        upload("c.tif", tiff_bytes(array, metadata={"axes": "CYX"}, photometric="minisblack",
+                                   compression=compression))])
     img = Image.objects.get(pk=res[0]["id"])
     got = png(client_for(viewer).get(f"/api/v1/images/{img.pk}/display.png?channel=1&min=100&max=3000"
                                      f"&region=8,4,40,30&level=1"))

@@ -60,7 +60,8 @@ def test_browser_and_server_pick_the_same_colours():
 def test_a_new_project_gets_the_default_colours(owner):
     p = services.create_project(user=owner, name="p", classes=[{"name": "nucleus"}, {"name": "mitosis"}])
     colours = dict(p.label_classes.values_list("index", "color"))
-    assert colours == {1: services.BACKGROUND_COLOR, 2: services.DEFAULT_CLASS_COLORS[0], 3: services.DEFAULT_CLASS_COLORS[1]}
+    assert colours == {1: services.BACKGROUND_COLOR, 2: services.DEFAULT_CLASS_COLORS[0],
+                       3: services.DEFAULT_CLASS_COLORS[1]}
 
 
 @pytest.mark.django_db

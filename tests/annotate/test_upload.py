@@ -83,7 +83,8 @@ def test_duplicate_files_are_reported_not_stored_twice(client_for, annotator, pr
     data = tiff_bytes(nuclei(seed=5))
     first = post_files(client_for(annotator), project, [upload("one.tif", data)])
     first_id = first.json()["results"][0]["id"]
-    r = post_files(client_for(annotator), project, [upload("copy.tif", data), upload("new.tif", tiff_bytes(nuclei(seed=6)))])
+    r = post_files(client_for(annotator), project,
+                   [upload("copy.tif", data), upload("new.tif", tiff_bytes(nuclei(seed=6)))])
     assert r.status_code == 207
     dup = r.json()["results"][0]
     assert dup["code"] == "duplicate" and dup["duplicate_of"] == first_id

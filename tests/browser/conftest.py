@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import hyperstack_tiff_bytes as tiff_bytes  # noqa: F401 - the browser tests import it from here
+
 # Playwright's sync API runs an event loop in this thread; Django's ORM must still be usable here.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
@@ -111,18 +113,6 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def tiff_bytes(array: np.ndarray) -> bytes:
-    """(C, H, W) or (H, W) array -> TIFF bytes (ImageJ hyperstack for several channels)."""
-    import tifffile
-
-    buf = io.BytesIO()
-    if array.ndim == 3:
-        tifffile.imwrite(buf, array, imagej=True, metadata={"axes": "CYX"})
-    else:
-        tifffile.imwrite(buf, array)
-    return buf.getvalue()
-
-
 @pytest.fixture
 def upload_image(client_for):
     """``upload_image(project, filename, data_bytes, user=project.owner) -> image id`` through the REST API."""
@@ -141,7 +131,8 @@ def upload_image(client_for):
 def wait_saved(page, timeout: float = 15000) -> None:
     """Wait until the annotate page says everything is stored."""
     page.wait_for_function(
-        "() => { const s = document.querySelector('[data-testid=save-status]'); return s && s.dataset.state === 'saved'; }",
+        "() => { const s = document.querySelector('[data-testid=save-status]');"
+        " return s && s.dataset.state === 'saved'; }",
         timeout=timeout)
 
 

@@ -218,7 +218,10 @@ def test_16bit_two_channel_image_shows_each_channel_with_its_contrast(logged_in_
 
     def colours():
         shot = screen_rgb(page)
-        pick = lambda x, y: shot[int(to_screen(page, x, y)[1]), int(to_screen(page, x, y)[0])].astype(int)
+        def pick(x, y):
+            sx, sy = to_screen(page, x, y)
+            return shot[int(sy), int(sx)].astype(int)
+
         return {"ch0": pick(40, 25), "ch1": pick(120, 75), "both": pick(40, 75), "none": pick(120, 25)}
 
     colour0 = np.array([int(page.input_value("[data-testid=channel-0-color]")[i:i + 2], 16) for i in (1, 3, 5)])
@@ -247,7 +250,8 @@ def test_16bit_two_channel_image_shows_each_channel_with_its_contrast(logged_in_
     page.locator("[data-testid=channel-1-min]").dispatch_event("change")
     page.reload()  # the channel settings chosen for this image come back
     wait_viewer_loaded(page)
-    assert (int(page.input_value("[data-testid=channel-0-max]")), int(page.input_value("[data-testid=channel-1-min]"))) == (hi, 29000)
+    assert (int(page.input_value("[data-testid=channel-0-max]")),
+            int(page.input_value("[data-testid=channel-1-min]"))) == (hi, 29000)
 
 
 def test_zoom_and_pan_keep_strokes_aligned_with_image_pixels(logged_in_page, project, annotator, upload_image):

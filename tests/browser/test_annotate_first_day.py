@@ -10,14 +10,7 @@ import pytest
 from PIL import Image as PILImage
 
 from .conftest import png_bytes, wait_saved, wait_viewer_loaded
-from .test_annotate import (
-    drag,
-    open_annotate,
-    reference_classes,
-    set_radius,
-    stored,
-    to_screen,
-)
+from .test_annotate import drag, open_annotate, reference_classes, set_radius, stored, to_screen
 from .test_inference_ui import predicted  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -138,7 +131,8 @@ def test_accept_prediction_hides_the_background_and_the_toggle_shows_it(project,
     page = logged_in_page(annotator, f"/projects/{project.pk}/images/{image_id}/annotate")
     page.wait_for_selector("[data-testid=annotation-canvas]")
     wait_saved(page)
-    page.wait_for_function("() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'")
     assert not page.locator("[data-testid=hide-background]").is_checked()
     bare = canvas_rgb(page)
     page.click("[data-testid=accept-prediction]")
@@ -172,11 +166,13 @@ def test_instance_outlines_show_below_400_percent_and_the_picked_object_stands_o
     white = np.where(column.min(-1) >= 240)[0]
     assert len(white) >= 3, "no instance outline at this zoom"  # top, the touching border, bottom
 
-    yellow = lambda im: ((im[..., 0] > 200) & (im[..., 1] > 170) & (im[..., 2] < 80)).sum()
+    def yellow(im):
+        return ((im[..., 0] > 200) & (im[..., 1] > 170) & (im[..., 2] < 80)).sum()
     assert yellow(img) == 0
     page.click("[data-testid=tool-pick]")
     page.mouse.click(*to_screen(page, 175, 96))
-    page.wait_for_function("() => document.querySelector('[data-testid=current-instance]').textContent.includes('picked')")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=current-instance]').textContent.includes('picked')")
     picked = canvas_rgb(page)
     assert yellow(picked) > 100, "the picked object is not outlined"
     assert not page.console_errors
@@ -188,7 +184,8 @@ def test_toolbar_buttons_keep_their_place_when_labels_change(logged_in_page, pro
 
     def places():
         return page.evaluate("""() => [...document.querySelectorAll('.toolbar button, .toolbar input')]
-            .map((b) => { const r = b.getBoundingClientRect(); return [b.dataset.testid || b.textContent, Math.round(r.x), Math.round(r.y)]; })""")
+            .map((b) => { const r = b.getBoundingClientRect();
+                          return [b.dataset.testid || b.textContent, Math.round(r.x), Math.round(r.y)]; })""")
 
     before = places()
     page.check("[data-testid=instance-mode]")  # label "" -> "new"
@@ -197,5 +194,6 @@ def test_toolbar_buttons_keep_their_place_when_labels_change(logged_in_page, pro
     drag(page, [(100, 100), (200, 100)])
     page.click("[data-testid=tool-pick]")
     page.mouse.click(*to_screen(page, 150, 100))  # label -> "#1 (picked)"
-    page.wait_for_function("() => document.querySelector('[data-testid=current-instance]').textContent.includes('picked')")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=current-instance]').textContent.includes('picked')")
     assert places() == before

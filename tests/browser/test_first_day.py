@@ -7,7 +7,7 @@ import pytest
 
 from labseg.ml.synthetic import make_nuclei
 
-from .conftest import PASSWORD, login, tiff_bytes
+from .conftest import tiff_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -171,5 +171,6 @@ def test_owner_invites_a_member_by_email(project, owner, make_user, logged_in_pa
     page = logged_in_page(owner, f"/projects/{project.pk}")
     page.fill("[data-testid=member-username]", "Nina@Lab.org")
     page.click("[data-testid=member-invite]")
-    page.wait_for_function("() => document.querySelector('[data-testid=member-list]').textContent.includes('nina (annotator)')")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=member-list]').textContent.includes('nina (annotator)')")
     assert project.memberships.filter(user__username="nina", role="annotator").exists()

@@ -10,7 +10,6 @@ from PIL import Image as PILImage
 
 from apps.annotate.masks import encode_png
 from labseg.ml.synthetic import make_nuclei
-
 from tests.inference.helpers import predict_inline
 
 from .conftest import tiff_bytes, wait_saved, wait_viewer_loaded
@@ -59,7 +58,8 @@ def test_overlay_toggles_change_the_canvas_and_back(project, owner, predicted, l
     page.wait_for_selector("[data-testid=annotation-canvas]")
     wait_saved(page)
     wait_viewer_loaded(page)
-    page.wait_for_function("() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'")
     page.keyboard.press("o")  # hide the label mask so only the overlays change the picture
     base = rendered(page)
     for name in ("prediction", "outlines", "uncertainty", "weight-map"):
@@ -90,7 +90,8 @@ def test_accept_prediction_loads_it_into_the_editor(project, annotator, predicte
     page.wait_for_selector("[data-testid=annotation-canvas]")
     wait_saved(page)
     wait_viewer_loaded(page)
-    page.wait_for_function("() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'")
     before = canvas_rgb(page)
     page.click("[data-testid=accept-prediction]")
     page.wait_for_function("() => document.querySelector('[data-testid=save-status]')?.textContent.includes('(v1)')")
@@ -162,7 +163,8 @@ def test_predict_button_runs_the_task_and_the_overlay_appears(project, annotator
     assert page.locator("[data-testid=toggle-prediction]").is_disabled()
     base = canvas_rgb(page)
     page.click("[data-testid=predict]")
-    page.wait_for_function("() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'",
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'",
                            timeout=120000)
     page.click("[data-testid=toggle-prediction]")
     shown = rendered(page)

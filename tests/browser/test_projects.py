@@ -30,7 +30,8 @@ def test_login_required_then_projects_list_shows_membership(page, live_url, proj
 def test_stranger_sees_no_project_and_a_visible_error_for_it(logged_in_page, live_url, project, stranger):
     page = logged_in_page(stranger)
     page.wait_for_selector("[data-testid=project-list]")
-    page.wait_for_function("() => !document.querySelector('[data-testid=project-list]').textContent.includes('Loading')")
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=project-list]').textContent.includes('Loading')")
     assert page.locator(f"[data-testid=project-{project.pk}]").count() == 0
     page.goto(f"{live_url}/projects/{project.pk}")
     err = page.locator("[data-testid=page-error]")
@@ -82,7 +83,8 @@ def test_upload_three_files_one_bad_shows_per_file_results(logged_in_page, proje
     grid = page.locator("[data-testid=image-grid] .image-card")
     grid.first.wait_for()
     assert grid.count() == 2
-    page.wait_for_function("() => [...document.querySelectorAll('.image-card img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.image-card img')].every(i => i.complete && i.naturalWidth > 0)")
 
 
 def test_network_failure_and_missing_image_show_visible_errors(logged_in_page, live_url, project, owner):
@@ -116,5 +118,6 @@ def test_owner_adds_and_removes_a_member_through_the_page(logged_in_page, projec
     page.get_by_role("button", name="Invite").click()
     page.locator("[data-testid=toast-error]").wait_for()  # a 4xx is shown, not swallowed
     members.locator("li", has_text="nina_newcomer").get_by_role("button", name="remove").click()
-    page.wait_for_function("() => !document.querySelector('[data-testid=member-list]').textContent.includes('nina_newcomer')")
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=member-list]').textContent.includes('nina_newcomer')")
     assert not Membership.objects.filter(project=project, user=newcomer).exists()

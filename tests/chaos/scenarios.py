@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
 import signal
@@ -35,8 +34,9 @@ from django.db import InterfaceError, OperationalError, connections
 
 from tests.chaos.services import from_env
 from tests.conftest import _purge_broker
+from tests.helpers import TINY, image_row, wait_for
 from tests.inference.conftest import create_tiny_version
-from tests.training.conftest import TINY, add_image
+from tests.training.conftest import add_image
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.chaos]
 
@@ -134,22 +134,10 @@ def worker(start_celery_worker):
 # --- jobs ------------------------------------------------------------------------------------------
 def big_image(project, size: int):
     """An unlabelled image large enough that its prediction runs for seconds (TTA on one CPU thread)."""
-    import tifffile
-    from django.core.files.base import ContentFile
-
-    from apps.annotate.models import Image
     from labseg.ml.synthetic import make_nuclei
 
     pixels, _ = make_nuclei((size, size), seed=9, channels=1, radius=(4.0, 7.0))
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, pixels[0])
-    data = buf.getvalue()
-    im = Image(project=project, original_filename="big.tif", checksum=hashlib.sha256(data).hexdigest(),
-               size_bytes=len(data), width=size, height=size, channels=1, dtype=str(pixels.dtype),
-               display_range=[[0, 40000]], split="train")
-    im.file.save("big.tif", ContentFile(data), save=False)
-    im.save()
-    return im
+    return image_row(project, pixels[0], "big.tif")
 
 
 class Job:
@@ -197,13 +185,7 @@ def request_prediction(client, version, image, role: str) -> tuple[int, Job | No
 
 
 def wait_until(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = db(predicate)
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return wait_for(lambda: db(predicate), timeout, interval=0.05, what=what)
 
 
 def working(job: Job) -> bool:

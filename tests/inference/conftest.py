@@ -1,43 +1,21 @@
 """Fixtures of the inference tests: synthetic images and tiny model versions (no training run needed)."""
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
 
+from tests.helpers import image_row, tiff_bytes  # noqa: F401 - tiff_bytes: re-exported, tests import it from here
+
 from .helpers import predict_inline
-
-
-def tiff_bytes(image: np.ndarray) -> bytes:
-    import tifffile
-
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, image)
-    return buf.getvalue()
 
 
 @pytest.fixture
 def make_image(db):
     """``make_image(project, shape=(64, 64), seed=0, split="train") -> (Image, pixels (C,H,W), instances)``."""
-    import hashlib
-
-    from django.core.files.base import ContentFile
-
-    from apps.annotate.models import Image
     from labseg.ml.synthetic import make_nuclei
 
     def make(project, shape=(64, 64), seed=0, split="train", channels=1, touching=0.6):
         pixels, instances = make_nuclei(shape, seed=seed, channels=channels, radius=(4.0, 7.0), touching=touching)
-        data = tiff_bytes(pixels)
-        im = Image(
-            project=project, original_filename=f"img{seed}.tif", checksum=hashlib.sha256(data).hexdigest(),
-            size_bytes=len(data), width=shape[1], height=shape[0], channels=channels, dtype=str(pixels.dtype),
-            display_range=[[0, 40000]] * channels, split=split,
-        )
-        im.file.save(f"img{seed}.tif", ContentFile(data), save=False)
-        im.save()
-        return im, pixels, instances
+        return image_row(project, pixels, f"img{seed}.tif", split=split), pixels, instances
 
     return make
 

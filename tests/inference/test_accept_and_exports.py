@@ -155,8 +155,8 @@ def test_masks_zip_holds_prediction_and_annotation_label_images(project, make_im
     im, _, inst = make_image(project, shape=(40, 44), seed=1)
     bare, _, _ = make_image(project, shape=(40, 44), seed=2)
     classes = np.where(inst > 0, 2, 1).astype(np.uint8)
-    Annotation.objects.create(image=im, classes_png=encode_png(classes), instances_png=encode_png(inst.astype(np.uint16)),
-                              version=2, labelled_pixels=classes.size)
+    Annotation.objects.create(image=im, classes_png=encode_png(classes),
+                              instances_png=encode_png(inst.astype(np.uint16)), version=2, labelled_pixels=classes.size)
     pred = run_inline(version, im)
     r = client_for(viewer).get(f"/api/v1/projects/{project.pk}/export/masks.zip")
     assert r.status_code == 200 and r["Content-Type"] == "application/zip"
@@ -167,9 +167,11 @@ def test_masks_zip_holds_prediction_and_annotation_label_images(project, make_im
     assert entries[bare.pk]["files"] == [] and entries[im.pk]["annotation_version"] == 2
     names = entries[im.pk]["files"]
     pc = tifffile.imread(io.BytesIO(zf.read([n for n in names if n.startswith("predictions/") and "classes" in n][0])))
-    pi = tifffile.imread(io.BytesIO(zf.read([n for n in names if n.startswith("predictions/") and "instances" in n][0])))
+    pi = tifffile.imread(io.BytesIO(zf.read(
+        next(n for n in names if n.startswith("predictions/") and "instances" in n))))
     ac = tifffile.imread(io.BytesIO(zf.read([n for n in names if n.startswith("annotations/") and "classes" in n][0])))
-    ai = tifffile.imread(io.BytesIO(zf.read([n for n in names if n.startswith("annotations/") and "instances" in n][0])))
+    ai = tifffile.imread(io.BytesIO(zf.read(
+        next(n for n in names if n.startswith("annotations/") and "instances" in n))))
     assert np.array_equal(pc, stored_classes(pred)) and pc.dtype == np.uint8
     assert np.array_equal(pi, tifffile.imread(pred.instances_file.path))
     assert np.array_equal(ac, classes) and np.array_equal(ai, inst) and ai.dtype == np.uint16

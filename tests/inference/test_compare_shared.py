@@ -48,5 +48,6 @@ def test_compare_of_versions_without_shared_images_has_no_aggregate(project, mak
 def test_compare_by_role(who, status, project, request, client_for):
     a = ModelVersion.objects.create(project=project, number=1, checkpoint="a.pt")
     b = ModelVersion.objects.create(project=project, number=2, checkpoint="b.pt")
-    r = client_for(request.getfixturevalue(who)).get(f"/api/v1/projects/{project.pk}/model-versions/compare/?a={a.pk}&b={b.pk}")
+    url = f"/api/v1/projects/{project.pk}/model-versions/compare/?a={a.pk}&b={b.pk}"
+    r = client_for(request.getfixturevalue(who)).get(url)
     assert r.status_code == status and r["Content-Type"].startswith("application/json")

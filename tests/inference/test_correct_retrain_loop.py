@@ -1,6 +1,5 @@
 """The lab's loop through the real worker: predict -> accept -> correct -> retrain -> compare with the parent."""
 import base64
-import time
 
 import numpy as np
 import pytest
@@ -10,23 +9,11 @@ from apps.annotate.models import Annotation
 from apps.inference.models import Prediction
 from apps.training.models import ModelVersion
 from labseg.ml.synthetic import classes_from_instances
+from tests.helpers import TINY, wait_for
 
 from .test_predict_task import wait_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-TINY = {"base_channels": 4, "depth": 2, "steps": 12, "tile_output": 32, "batch_size": 1, "seed": 0, "warmup_steps": 0}
-
-
-def wait_for(fn, timeout: float = 240, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_accept_correct_retrain_then_compare_with_the_parent(celery_worker, project, make_image, make_version,
                                                              annotator, client_for):
@@ -64,10 +51,11 @@ def test_accept_correct_retrain_then_compare_with_the_parent(celery_worker, proj
                format="json")
     assert r.status_code == 202, r.content
     run_id = r.json()["id"]
-    child = wait_for(lambda: ModelVersion.objects.filter(run_id=run_id).first(), what="the new version")
+    child = wait_for(lambda: ModelVersion.objects.filter(run_id=run_id).first(), 240,
+                     what="the new version")
     assert child.parent_id == parent.pk
     pred = wait_for(lambda: Prediction.objects.filter(model_version=child, image=val, status="succeeded").first(),
-                    what="the auto-prediction of the validation image")
+                    240, what="the auto-prediction of the validation image")
     assert pred.counts["pixels_per_class"]
 
     body = c.get(f"/api/v1/projects/{project.pk}/model-versions/compare/?a={parent.pk}&b={child.pk}").json()

@@ -12,9 +12,9 @@ from django.utils import timezone
 from apps.inference import services
 from apps.inference.models import Prediction, PredictionStatus
 from apps.training.models import ModelVersion
+from tests.helpers import wait_for
 
-from ..gpu_queue import _purge, held_gpu_queue  # noqa: F401 - fixture
-from ..training.conftest import wait_for
+from ..gpu_queue import _purge
 
 TIMEOUT = 60
 
@@ -42,7 +42,8 @@ def test_a_lost_prediction_is_resent_once_then_failed(project, make_image, bare_
     Prediction.objects.filter(pk=pred.pk).update(enqueued_at=ago(TIMEOUT + 5))
     _purge()
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.recover_lost_predictions(TIMEOUT) == {"resent": [pred.pk], "failed": [], "restarted": [], "cancelled": []}
+        assert services.recover_lost_predictions(TIMEOUT) == {
+            "resent": [pred.pk], "failed": [], "restarted": [], "cancelled": []}
     assert held_gpu_queue() == [("inference.predict", (pred.pk,))]
     pred.refresh_from_db()
     assert pred.status == PredictionStatus.QUEUED and pred.resends == 1 and pred.attempts == 0

@@ -14,10 +14,10 @@ def test_compare_marks_better_and_worse_per_metric(project, make_image, viewer, 
     im, _, _ = make_image(project, split="validation")
     a = ModelVersion.objects.create(project=project, number=1, checkpoint="a.pt")
     b = ModelVersion.objects.create(project=project, number=2, checkpoint="b.pt", parent=a)
-    record_metric_scores(a, im, "validation", {"pixel_error": 0.20, "f1_iou50": {"value": 0.50, "tp": 2, "fp": 2, "fn": 2},
-                                               "warping_error": 0.010})
-    record_metric_scores(b, im, "validation", {"pixel_error": 0.10, "f1_iou50": {"value": 0.40, "tp": 2, "fp": 3, "fn": 3},
-                                               "warping_error": 0.010})
+    record_metric_scores(a, im, "validation", {"pixel_error": 0.20, "warping_error": 0.010,
+                                               "f1_iou50": {"value": 0.50, "tp": 2, "fp": 2, "fn": 2}})
+    record_metric_scores(b, im, "validation", {"pixel_error": 0.10, "warping_error": 0.010,
+                                               "f1_iou50": {"value": 0.40, "tp": 2, "fp": 3, "fn": 3}})
     r = client_for(viewer).get(f"/api/v1/projects/{project.pk}/model-versions/compare/?a={a.pk}&b={b.pk}")
     assert r.status_code == 200, r.content
     agg = r.json()["aggregate"]
@@ -125,8 +125,9 @@ def test_project_predictions_list_thumbnails_and_scores_of_the_active_version(pr
     assert rows[small.pk]["f1_iou50"] == 0.75 and rows[big.pk]["f1_iou50"] is None
     assert rows[big.pk]["level"] == 2 and rows[small.pk]["level"] == 0  # 300 px / 4 <= 128 px
     assert rows[big.pk]["prediction"] == preds[big.pk].pk
-    from PIL import Image as PILImage
     import io
+
+    from PIL import Image as PILImage
 
     thumb = PILImage.open(io.BytesIO(c.get(rows[big.pk]["thumbnail_url"]).content))
     assert thumb.size == (50, 75) and thumb.mode == "RGBA"

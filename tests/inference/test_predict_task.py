@@ -1,6 +1,5 @@
 """The inference.predict task through a real Celery worker equals the ML core called directly."""
 import io
-import time
 
 import numpy as np
 import pytest
@@ -8,21 +7,11 @@ from PIL import Image as PILImage
 
 from apps.annotate.masks import encode_png
 from apps.annotate.models import Annotation
-from apps.inference.models import Prediction
 from apps.training.models import MetricScore
 from labseg.ml.synthetic import classes_from_instances, scribbles
+from tests.helpers import wait_prediction_done as wait_done  # also imported from here by other tests
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_done(pred_id: int, timeout: float = 240) -> Prediction:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        pred = Prediction.objects.get(pk=pred_id)
-        if pred.status in ("succeeded", "failed"):
-            return pred
-        time.sleep(0.3)
-    raise AssertionError(f"prediction {pred_id} did not finish in {timeout}s (status {pred.status})")
 
 
 def get_png(client, url) -> np.ndarray:

@@ -10,10 +10,10 @@ from labseg.ml.augment import (
     augment_batch,
     displacement_field,
     elastic_deform,
-    warp,
     random_flip_rot90,
     random_intensity,
     random_shift,
+    warp,
 )
 
 torch.set_num_threads(1)
@@ -167,7 +167,7 @@ def test_augment_batch_keeps_shapes_and_labels():
 
 def test_elastic_rejects_mismatched_shapes():
     img, lab, _ = batch()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"labels must be \(B, H, W\)"):
         elastic_deform(img, lab[:, :-1], generator=gen(0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"image must be \(B, C, H, W\)"):
         elastic_deform(img[0], lab, generator=gen(0))

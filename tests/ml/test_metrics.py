@@ -269,7 +269,7 @@ def test_score_all_dense_background_only_skips_undefined_adapted_rand():
 
 
 def test_metrics_reject_shape_mismatch():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"prediction shape .* != ground truth shape"):
         pixel_error(np.zeros((3, 3)), np.zeros((3, 4)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"need two 2-D images of one shape"):
         warping_error(np.zeros((3, 3)), np.zeros((4, 3)))

@@ -7,8 +7,15 @@ from labseg.ml.io import normalize
 from labseg.ml.synthetic import classes_from_instances, make_nuclei, scribbles
 from labseg.ml.tiling import predict_tiled
 from labseg.ml.train import (
-    TrainConfig, TrainingCancelled, apply_normalization, crf_loss, fit, load_checkpoint, pseudo_labels,
-    save_checkpoint, validate_config_overrides,
+    TrainConfig,
+    TrainingCancelled,
+    apply_normalization,
+    crf_loss,
+    fit,
+    load_checkpoint,
+    pseudo_labels,
+    save_checkpoint,
+    validate_config_overrides,
 )
 from labseg.ml.unet import UNet
 
@@ -125,7 +132,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(nuclei, tmp_path):
     cfg = TrainConfig(steps=3, **TINY)
     model, history = fit(image, classes, config=cfg)
     path = tmp_path / "m.pt"
-    save_checkpoint(path, model, cfg, history["normalization"], ["background", "nucleus"], history, {"note": np.int64(3)})
+    save_checkpoint(path, model, cfg, history["normalization"], ["background", "nucleus"], history,
+                    {"note": np.int64(3)})
     loaded, ckpt = load_checkpoint(path)
     x = apply_normalization(held_out, ckpt["normalization"])
     np.testing.assert_array_equal(x, normalize(held_out, 1.0, 99.8))

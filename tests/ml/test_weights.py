@@ -93,9 +93,9 @@ def test_border_weights_zero_when_fewer_than_two_instances_or_no_background():
 
 
 def test_border_weights_reject_bad_input():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"instances must be 2-D"):
         border_weights(np.zeros((3, 3, 3), np.int32))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"instances must be an integer label image"):
         border_weights(np.zeros((3, 3), np.float32))
 
 
@@ -109,7 +109,7 @@ def test_class_weights_inverse_frequency_mean_one_over_labelled_pixels():
     log = class_weights(classes, "log")
     assert log[1] == pytest.approx(1 / np.log(1.02 + 2 / 3)) and log[2] == pytest.approx(1 / np.log(1.02 + 1 / 3))
     assert class_weights(classes, None) == {1: 1.0, 2: 1.0}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"balance must be one of"):
         class_weights(classes, "median")
 
 
@@ -130,5 +130,5 @@ def test_weight_map_is_zero_on_unlabelled_and_adds_border_term_on_labelled():
 
 
 def test_weight_map_rejects_shape_mismatch():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"instances shape .* != classes shape"):
         weight_map(np.ones((4, 4), np.uint8), np.zeros((4, 5), np.int32))

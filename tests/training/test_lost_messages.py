@@ -12,8 +12,6 @@ from apps.inference.models import Prediction
 from apps.training import services, tasks
 from apps.training.models import ModelVersion, RunStatus, TrainingRun
 
-from ..gpu_queue import held_gpu_queue  # noqa: F401 - fixture
-
 pytestmark = pytest.mark.django_db
 
 TIMEOUT = 60

@@ -307,6 +307,7 @@ def test_fine_tuning_a_version_trained_for_fewer_classes_fails_with_advice(proje
     LabelClass.objects.create(project=project, index=3, name="mitosis")
     run = services.start_run(project, owner)
     assert services.claim_run(run.pk, "w1")
-    with pytest.raises(services.TrainingError, match="Version 1 was trained for 2 classes .* now has 3. Train from scratch"):
+    with pytest.raises(services.TrainingError,
+                       match="Version 1 was trained for 2 classes .* now has 3. Train from scratch"):
         pipeline.execute_run(run.pk, "w1")
     assert run.parent_version_id == parent.pk

@@ -81,10 +81,11 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
 
     # independent check of one stored score: re-predict with the stored checkpoint and compare
     import numpy as np
+
+    from apps.annotate.masks import annotation_arrays
     from labseg.ml.io import read_image
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization, load_checkpoint
-    from apps.annotate.masks import annotation_arrays
 
     model, ckpt = load_checkpoint(version.checkpoint.path)
     probs = predict_tiled(model, apply_normalization(read_image(val_img.file.path), ckpt["normalization"]))

@@ -28,7 +28,7 @@ class Command(BaseCommand):
         try:
             manifest = create_backup(out, using=database, attempts=max(1, attempts), log=log)
         except BackupError as exc:
-            raise CommandError(str(exc))
+            raise CommandError(str(exc)) from exc
         rows = sum(t["count"] for t in manifest["models"])
         size = sum(f["size"] for f in manifest["media"])
         if manifest["missing_media"]:

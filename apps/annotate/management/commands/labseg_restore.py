@@ -30,7 +30,7 @@ class Command(BaseCommand):
         try:
             manifest = restore_backup(src, using=database, force=force, max_member_bytes=max_member_bytes, log=log)
         except BackupError as exc:
-            raise CommandError(str(exc))
+            raise CommandError(str(exc)) from exc
         rows = sum(t["count"] for t in manifest["models"])
         self.stdout.write(f"restored {rows} rows and {len(manifest['media'])} media files from {src} "
                           f"(taken {manifest['created_at']} on {manifest['db_vendor']})")
