@@ -139,6 +139,8 @@ def run_session(session_id: int, worker: str) -> str:
     image, project = session.image, session.image.project
     device = resolve_device()
     init, config = _init_and_config(session)
+    warm_start = ("session" if init and services.checkpoint_path(session) is not None else
+                  "parent" if init else "scratch")
     config.device = str(device)
     num_classes = max(2, training.project_num_classes(project))
     services.beat(session_id, worker)
@@ -148,6 +150,8 @@ def run_session(session_id: int, worker: str) -> str:
         trainer = LiveTrainer(config, in_channels=raw.shape[0], num_classes=num_classes, init=init)
     except ValueError as exc:
         raise TrainingInputError(f"The live network could not start: {exc}.")
+    if init is not None and services.checkpoint_path(session) is not None:
+        trainer.steps = session.checkpoint_step  # restarted after its worker died: go on counting from there
     colours = dict(project.label_classes.values_list("index", "color"))
     names_by_index = dict(project.label_classes.values_list("index", "name"))
     class_names = [names_by_index.get(k, f"class {k}") for k in range(1, num_classes + 1)]
@@ -163,8 +167,7 @@ def run_session(session_id: int, worker: str) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         provenance = {"images": seen, "draft": draft_seen, "steps": trainer.steps, "device": str(device),
                       "torch_threads": torch.get_num_threads() if device.type == "cpu" else None,
-                      "seed": config.seed, "warm_start": "session" if init and "live" in str(init) else
-                      ("parent" if init else "scratch")}
+                      "seed": config.seed, "warm_start": warm_start}
         trainer.checkpoint(path, class_names=class_names,
                            extra={"provenance": provenance, "project": project.pk, "live_session": session_id})
         services.beat(session_id, worker, checkpoint_name=ckpt_name, checkpoint_step=trainer.steps,
