@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             elif waiting is None and pending is None and time.monotonic() >= due:
                 pending = due
         lat = sorted(latencies)
-        p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
+        p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
         return {"label": label, "median": statistics.median(lat), "p95": p95, "n": len(lat),
                 "period": statistics.median(periods), "steps": trainer.steps}
 

@@ -11,7 +11,6 @@ Depends on annotate (images, masks) and training (model versions); neither knows
 """
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
 from apps.annotate.models import Image

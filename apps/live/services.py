@@ -32,7 +32,7 @@ from rest_framework.exceptions import NotFound, Throttled, ValidationError
 
 from apps.annotate.masks import encode_png
 from apps.annotate.models import Image, Role
-from apps.annotate.selectors import get_image_for, require_role  # noqa: F401 - get_image_for: the views
+from apps.annotate.selectors import get_image_for, require_role
 from apps.annotate.services import decode_masks
 from apps.training import services as training
 from apps.training.models import ModelVersion
