@@ -228,7 +228,8 @@ def keep_session(user, image_id: int, session_id: int, *, name: str = "") -> Mod
         raise Conflict("The live network has not learnt anything yet (no checkpoint): paint a few strokes of "
                        "background and of an object class, wait for the overlay, then keep it.",
                        code="live_nothing_to_keep")
-    from labseg.ml.train import load_checkpoint  # lazy: torch only when someone keeps a network
+    # lazy: torch only when someone keeps a network
+    from labseg.ml.train import load_checkpoint
 
     try:
         _, checkpoint = load_checkpoint(path)

@@ -23,7 +23,8 @@ def run_live(self, session_id: int) -> str:
         return "skipped"
     log.info("live session %s claimed by %s", session_id, worker)
     try:
-        from .runner import TrainingInputError, run_session  # numpy/torch only in the worker
+        # numpy/torch only in the worker
+        from .runner import TrainingInputError, run_session
 
         try:
             return run_session(session_id, worker)
@@ -33,7 +34,7 @@ def run_live(self, session_id: int) -> str:
     except services.LiveStopped as stop:
         log.info("live session %s ended for %s (%s)", session_id, worker, stop.reason)
         return stop.reason
-    except Exception as exc:  # noqa: BLE001 - the session must end, whatever broke
+    except Exception as exc:  # the session must end, whatever broke (logged with its traceback)
         log.exception("live session %s crashed", session_id)
         services.fail(session_id, f"Live training stopped because of an internal error ({type(exc).__name__}: "
                                   f"{exc}). Turn Live on again; if it happens again, tell your administrator.", worker)
