@@ -28,7 +28,13 @@ def _region(data: dict):
 
 
 class LiveStartView(APIView):
-    @extend_schema(request=s.LiveStartSerializer, responses={201: s.LiveSessionSerializer,
+    @extend_schema(operation_id="live_active", responses={200: s.LiveSessionSerializer, **error_responses(404)}, tags=TAGS,
+                   description="Your active (queued or running) session on this image, e.g. after a page reload; "
+                               "404 when there is none.")
+    def get(self, request, image_id: int):
+        return Response(s.LiveSessionSerializer(services.active_session_for(request.user, image_id)).data)
+
+    @extend_schema(operation_id="live_start", request=s.LiveStartSerializer, responses={201: s.LiveSessionSerializer,
                                                              **error_responses(*BODY, 404, 409, 503)},
                    tags=TAGS, description=(
                        "Live on: start training a network on the project's labels plus this page's draft; its "
@@ -46,13 +52,13 @@ class LiveStartView(APIView):
 
 
 class LiveSessionView(APIView):
-    @extend_schema(responses={200: s.LiveSessionSerializer, **error_responses(404)}, tags=TAGS,
+    @extend_schema(operation_id="live_status", responses={200: s.LiveSessionSerializer, **error_responses(404)}, tags=TAGS,
                    description="State, step, loss and the overlay's age and URL.")
     def get(self, request, image_id: int, session_id: int):
         session = services.get_session_for(request.user, image_id, session_id)
         return Response(s.LiveSessionSerializer(session).data)
 
-    @extend_schema(request=s.LiveRegionSerializer, responses={200: s.LiveSessionSerializer,
+    @extend_schema(operation_id="live_region", request=s.LiveRegionSerializer, responses={200: s.LiveSessionSerializer,
                                                               **error_responses(*BODY, 404, 409)},
                    tags=TAGS, description="The visible region changed (pan/zoom); also a heartbeat.")
     def patch(self, request, image_id: int, session_id: int):
@@ -62,7 +68,7 @@ class LiveSessionView(APIView):
         session = services.set_region(request.user, image_id, session_id, _region(ser.validated_data))
         return Response(s.LiveSessionSerializer(session).data)
 
-    @extend_schema(responses={200: s.LiveSessionSerializer, **error_responses(404)}, tags=TAGS,
+    @extend_schema(operation_id="live_stop", responses={200: s.LiveSessionSerializer, **error_responses(404)}, tags=TAGS,
                    description="Live off: the session ends at once (its network can still be kept).")
     def delete(self, request, image_id: int, session_id: int):
         session = services.stop_session(request.user, image_id, session_id)
@@ -70,7 +76,7 @@ class LiveSessionView(APIView):
 
 
 class LiveDraftView(APIView):
-    @extend_schema(request=s.LiveDraftSerializer, responses={200: s.LiveSessionSerializer,
+    @extend_schema(operation_id="live_draft", request=s.LiveDraftSerializer, responses={200: s.LiveSessionSerializer,
                                                              **error_responses(*BODY, 404, 409, 429)},
                    tags=TAGS, description=(
                        "Heartbeat, and the page's unsaved draft (validated like an annotation save: wrong size "
@@ -89,7 +95,7 @@ class LiveDraftView(APIView):
 class LiveOverlayView(APIView):
     renderer_classes = BINARY_RENDERERS
 
-    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY,
+    @extend_schema(operation_id="live_overlay", responses={(200, "image/png"): OpenApiTypes.BINARY,
                               **error_responses(404, binary=True)}, tags=TAGS, description=(
                        "The newest overlay: an RGBA PNG of `overlay_region` (headers X-Live-Step, X-Live-Region "
                        "x,y,w,h): the predicted class colour, background transparent, alpha growing with the "
@@ -109,7 +115,7 @@ class LiveOverlayView(APIView):
 
 
 class LiveKeepView(APIView):
-    @extend_schema(request=s.LiveKeepSerializer, responses={
+    @extend_schema(operation_id="live_keep", request=s.LiveKeepSerializer, responses={
         201: OpenApiResponse(ModelVersionSerializer, description="the new model version"),
         **error_responses(*BODY, 404, 409)}, tags=TAGS, description=(
             "Keep this model: the live network (its newest checkpoint, at most a few seconds old; see "

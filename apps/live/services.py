@@ -65,6 +65,15 @@ def get_session_for(user, image_id: int, session_id: int, min_role: str = Role.A
     return session
 
 
+def active_session_for(user, image_id: int) -> LiveSession:
+    """The user's queued or running session on the image (404 when none, or not a member)."""
+    image = get_image_for(user, image_id, Role.VIEWER)
+    session = LiveSession.objects.filter(image=image, created_by=user, status__in=ACTIVE_STATUSES).first()
+    if session is None:
+        raise NotFound("You have no active live session on this image.")
+    return session
+
+
 def checkpoint_path(session: LiveSession) -> Path | None:
     if not session.checkpoint_name:
         return None

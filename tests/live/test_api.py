@@ -92,8 +92,10 @@ def test_drafts_faster_than_the_setting_get_429(client_for, image, annotator, se
 @pytest.mark.django_db
 def test_second_start_takes_over_and_delete_stops(client_for, image, annotator):
     c = client_for(annotator)
+    assert c.get(url(image)).status_code == 404  # no active session yet
     first = c.post(url(image), {}, format="json").json()["id"]
     second = c.post(url(image), {}, format="json").json()["id"]
+    assert c.get(url(image)).json()["id"] == second  # what a reloaded page finds
     old = LiveSession.objects.get(pk=first)
     assert (old.status, old.stop_reason) == ("cancelled", "taken_over")
     r = c.put(url(image, first, "draft/"), {}, format="json")
