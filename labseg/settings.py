@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "apps.annotate",
     "apps.training",
     "apps.inference",
+    "apps.live",
 ]
 
 MIDDLEWARE = [
@@ -270,6 +271,17 @@ LABSEG_HEARTBEAT_TIMEOUT = env_int("LABSEG_HEARTBEAT_TIMEOUT", 120)  # seconds w
 # A queued job no worker took for this long while no GPU job ran (a lost message) is re-sent once, then failed.
 LABSEG_QUEUED_TIMEOUT = env_int("LABSEG_QUEUED_TIMEOUT", 600)
 LABSEG_AUTO_PREDICT = env_bool("LABSEG_AUTO_PREDICT", True)
+# Live training (apps/live, issue 13): a session stops this many seconds after the page's last heartbeat;
+# drafts are accepted at most once per LABSEG_LIVE_DRAFT_INTERVAL_MS (faster: 429); the visible region is at
+# most LABSEG_LIVE_MAX_REGION px a side; a session ends after LABSEG_LIVE_MAX_SECONDS whatever happens;
+# the overlay is refreshed every LABSEG_LIVE_OVERLAY_MS of training; LABSEG_LIVE_CONFIG: JSON TrainConfig
+# overrides of the live network trained from scratch (e.g. {"base_channels": 8}).
+LABSEG_LIVE_HEARTBEAT_TIMEOUT = env_int("LABSEG_LIVE_HEARTBEAT_TIMEOUT", 15)
+LABSEG_LIVE_DRAFT_INTERVAL_MS = env_int("LABSEG_LIVE_DRAFT_INTERVAL_MS", 500)
+LABSEG_LIVE_MAX_REGION = env_int("LABSEG_LIVE_MAX_REGION", 1024)
+LABSEG_LIVE_MAX_SECONDS = env_int("LABSEG_LIVE_MAX_SECONDS", 3600)
+LABSEG_LIVE_OVERLAY_MS = env_int("LABSEG_LIVE_OVERLAY_MS", 1000)
+LABSEG_LIVE_CONFIG = os.environ.get("LABSEG_LIVE_CONFIG", "")
 # Every training run also fits a threshold and a random forest on the same labels and scores them on the
 # same held-out images, up to this many pixels (training + held-out images together; 0 turns it off).
 LABSEG_BASELINE_MAX_PIXELS = env_int("LABSEG_BASELINE_MAX_PIXELS", 16_000_000)

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("apps.annotate.urls")),
     path("api/v1/", include("apps.training.urls")),
     path("api/v1/", include("apps.inference.urls")),
+    path("api/v1/", include("apps.live.urls")),
     path("healthz", views.healthz, name="healthz"),
     # The single-page browser app (frontend/, built by Vite) for every other path.
     re_path(r"^(?!api/|admin/|accounts/|static/|media/).*$", views.spa, name="spa"),

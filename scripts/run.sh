@@ -29,8 +29,12 @@ if [ "$LOG_FORMAT" = json ]; then QUIET=(--quiet); fi  # no start-up banner betw
 $PY -m celery "${QUIET[@]}" -A labseg worker -Q default,gpu --concurrency 1 -B --loglevel INFO \
   --schedule "${LABSEG_VAR_DIR:-var}/celerybeat-schedule" &
 WORKER=$!
+# Live training sessions (issue 13) on their own worker: a session runs for as long as the page is open,
+# so it must never hold up the training runs and predictions of the gpu queue.
+$PY -m celery "${QUIET[@]}" -A labseg worker -Q live --concurrency 1 -n live@%h --loglevel INFO &
+LIVE_WORKER=$!
 WEB=
-stop() { kill $WEB $WORKER 2>/dev/null || true; wait 2>/dev/null || true; }
+stop() { kill $WEB $WORKER $LIVE_WORKER 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM

@@ -2,7 +2,7 @@
 
 Personas (healthchecks style): ``owner``, ``annotator``, ``viewer``, ``stranger`` and anonymous, all
 around one ``project``. Tests that need a worker use ``celery_worker`` (session-wide, on queues
-default+gpu) or ``start_celery_worker`` (a factory for workers a test may kill); both run against the
+default+gpu+live) or ``start_celery_worker`` (a factory for workers a test may kill); both run against the
 test database, so such tests must use ``@pytest.mark.django_db(transaction=True)``. Every test that
 uses either (directly or through another fixture) is given the ``worker`` marker at collection, so
 ``-m "not worker"`` leaves out exactly the tests that start a worker.
@@ -154,6 +154,11 @@ def _worker_env() -> dict:
     env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
     env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
     env.setdefault("LABSEG_TORCH_THREADS", "1")
+    # live sessions (queue "live"): a tiny network, overlays every 0.3 s, a page gone after 6 s of silence
+    env.setdefault("LABSEG_LIVE_CONFIG", '{"base_channels": 4, "depth": 2, "tile_output": 32, "batch_size": 1, '
+                                         '"warmup_steps": 0}')
+    env.setdefault("LABSEG_LIVE_OVERLAY_MS", "300")
+    env.setdefault("LABSEG_LIVE_HEARTBEAT_TIMEOUT", "6")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -162,7 +167,7 @@ def _purge_broker():
     from labseg.celery import app
 
     with app.connection_for_write() as conn:
-        for q in ("default", "gpu"):
+        for q in ("default", "gpu", "live"):
             try:
                 conn.default_channel.queue_purge(q)
             except Exception:  # queue does not exist yet
@@ -171,7 +176,7 @@ def _purge_broker():
 
 @pytest.fixture(scope="session")
 def start_celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    """Factory: ``start_celery_worker(queues="default,gpu", extra_env=None) -> WorkerHandle``.
+    """Factory: ``start_celery_worker(queues="default,gpu,live", extra_env=None) -> WorkerHandle``.
 
     Waits until the worker answers a ping. Every worker started is stopped at session end.
     """
@@ -180,7 +185,7 @@ def start_celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     handles: list[WorkerHandle] = []
     logdir = tmp_path_factory.mktemp("celery")
 
-    def start(queues: str = "default,gpu", extra_env: dict | None = None, timeout: float = 90) -> WorkerHandle:
+    def start(queues: str = "default,gpu,live", extra_env: dict | None = None, timeout: float = 90) -> WorkerHandle:
         name = f"test-{uuid.uuid4().hex[:8]}@%h"
         log = logdir / f"{name.split('@')[0]}.log"
         env = _worker_env()
@@ -210,7 +215,7 @@ def start_celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def celery_worker(start_celery_worker):
-    """One worker on default+gpu for the whole session (started on first use)."""
+    """One worker on default+gpu+live for the whole session (started on first use)."""
     return start_celery_worker()
 
 

@@ -606,6 +606,14 @@ def _check_masks(image: Image, classes: np.ndarray | None,
     return classes, instances
 
 
+def decode_masks(image: Image, classes_png: Any, instances_png: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Base64 masks checked exactly as an annotation save checks them (size, class indices, limits: 400/413),
+    without saving anything: for callers that hold unsaved drafts (live training)."""
+    size = (image.width, image.height)
+    return _check_masks(image, _b64_mask(classes_png, "classes_png", size),
+                        _b64_mask(instances_png, "instances_png", size))
+
+
 def _validate_strokes(strokes: Any) -> list:
     if strokes is None:
         return []

@@ -371,6 +371,28 @@ def finish_run(
     return version
 
 
+def create_version(project: Project, user, *, checkpoint_path: str | Path, parent: ModelVersion | None,
+                   architecture: dict, config: dict, provenance: dict, name: str = "") -> ModelVersion:
+    """A ModelVersion from a checkpoint file that no training run made (a kept live session), activated by
+    ``finish_run``'s rule (no active version yet, or fine-tuned from the active one) and announced with
+    ``version_trained`` on commit like a run's version (the inference app predicts, and so scores, with it)."""
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        active = ModelVersion.objects.filter(project_id=project.pk, is_active=True).first()
+        activate = active is None or (parent is not None and parent.pk == active.pk)
+        version = ModelVersion(
+            project_id=project.pk, number=_next_number(project.pk), name=name[:200], parent=parent,
+            architecture=_jsonable(architecture), config=_jsonable(config), provenance=_jsonable(provenance),
+            created_by=user)
+        with open(checkpoint_path, "rb") as fh:
+            version.checkpoint.save(f"v{version.number}.pt", File(fh), save=False)
+        version.save()
+        if activate:
+            activate_version(version)
+        transaction.on_commit(lambda: _announce(version))
+    return version
+
+
 def _announce(version: ModelVersion) -> None:
     """``version_trained`` to whoever listens (auto-predict); a receiver's error is logged, never raised."""
     for receiver, result in version_trained.send_robust(sender=ModelVersion, version=version):

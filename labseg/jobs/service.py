@@ -74,6 +74,7 @@ class JobKind:
     crash_advice: str = "Ask your administrator to check the GPU worker."
     max_attempts: int = 2  # the first claim, and once more after its worker died
     status_line: bool = False  # the model has a ``message`` column (a line saying what the job does now)
+    queue: str = "gpu"  # the Celery queue its task goes to: the lost-message check looks at that queue's jobs
 
     @property
     def objects(self):
@@ -219,9 +220,10 @@ def recover_stale(kind: JobKind, timeout_s: float | None = None) -> dict[str, li
     return out
 
 
-def gpu_last_active() -> datetime | None:
-    """The newest heartbeat of any job of any registered kind (whatever its status now)."""
-    stamps = [k.objects.aggregate(m=Max("heartbeat_at"))["m"] for k in KINDS.values()]
+def gpu_last_active(queue: str = "gpu") -> datetime | None:
+    """The newest heartbeat of any job of any registered kind on ``queue`` (whatever its status now); a
+    live session beating on the ``live`` queue says nothing about whether the ``gpu`` queue moves."""
+    stamps = [k.objects.aggregate(m=Max("heartbeat_at"))["m"] for k in KINDS.values() if k.queue == queue]
     stamps = [s for s in stamps if s is not None]
     return max(stamps) if stamps else None
 
@@ -248,7 +250,7 @@ def recover_lost(kind: JobKind, timeout_s: float | None = None, *, at_worker_sta
         if kind.objects.filter(pk=pk, status=JobStatus.QUEUED).update(
                 status=JobStatus.CANCELLED, finished_at=now, **kind.line("Cancelled before it started")):
             out["cancelled"].append(pk)
-    last_active = gpu_last_active()
+    last_active = gpu_last_active(kind.queue)
     if last_active is not None and last_active >= cutoff:
         return out  # a GPU worker was busy within the timeout: the queue moves, nothing is overdue
     overdue = Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff)

@@ -644,3 +644,134 @@ def apply_normalization(image: np.ndarray, normalization: dict | None) -> np.nda
     if method != "percentile":
         raise ValueError(f"unknown normalisation method {method!r}")
     return normalize(image, normalization.get("low", 1.0), normalization.get("high", 99.8))
+
+
+# ------------------------------------------------------------------------------------- live training
+
+
+class LiveTrainer:
+    """Training driven step by step while its data changes: the building block of live sessions.
+
+    ``fit`` trains a fixed set of images to a budget; a live session instead trains for as long as the
+    user paints, swaps in the newest draft between steps and predicts the visible region every few
+    steps. This class holds the model, the optimizer and the samples of one such session::
+
+        trainer = LiveTrainer(config, in_channels=1, num_classes=3, init=None)
+        trainer.set_data(images, classes, instances)           # the project's saved labels
+        trainer.set_draft(image, draft_classes, draft_instances)  # the unsaved draft, sampled more often
+        loss = trainer.train(10)                               # ten optimizer steps, mean loss
+        probs = trainer.predict(pixels)                        # softmax (K, H, W) of a normalised crop
+
+    The recipe is ``fit``'s (same crops, augmentation, weighted cross-entropy, He init or ``init``) with
+    a warm-up and then a constant learning rate (there is no budget to decay over). ``draft_weight``:
+    the draft is drawn this many times as often as one saved image. Deterministic for a seed on one
+    device when the same data arrive between the same steps. No Django here.
+    """
+
+    def __init__(self, config: TrainConfig | None = None, *, in_channels: int, num_classes: int,
+                 init: Any = None, draft_weight: int = 4):
+        self.config = (config or TrainConfig()).validate()
+        self.device = pick_device(self.config.device)
+        torch.manual_seed(self.config.seed)
+        self.rng = np.random.default_rng(self.config.seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(self.config.seed)
+        self.in_channels, self.num_classes = int(in_channels), int(num_classes)
+        if init is not None:
+            self.model = _init_model(init, self.in_channels, self.num_classes, self.config)
+        else:
+            c = self.config
+            self.model = UNet(self.in_channels, self.num_classes, c.base_channels, c.depth, c.dropout, c.batch_norm)
+        self.model.to(self.device)
+        self.tile_in = self.model.input_size_for(self.config.tile_output)
+        self.tile_out = self.model.output_size(self.tile_in)
+        if self.config.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr,
+                                              weight_decay=self.config.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.config.lr,
+                                             momentum=self.config.momentum, weight_decay=self.config.weight_decay)
+        self.draft_weight = max(1, int(draft_weight))
+        self.steps = 0
+        self.losses: list[float] = []
+        self._saved: list[_Sample] = []
+        self._draft: list[_Sample] = []
+
+    @property
+    def normalization(self) -> dict:
+        return {"method": "percentile", "low": self.config.norm_low, "high": self.config.norm_high}
+
+    def _samples(self, images, classes, instances) -> list[_Sample]:
+        samples = [s for s in _prepare_samples(images, classes, instances, self.config) if s.by_class]
+        for s in samples:
+            if s.image.shape[0] != self.in_channels:
+                raise ValueError(f"an image has {s.image.shape[0]} channel(s), the network {self.in_channels}")
+            if int(s.labels.max(initial=0)) > self.num_classes:
+                raise ValueError(f"class value {int(s.labels.max())} exceeds num_classes={self.num_classes}")
+        return samples
+
+    def set_data(self, images: Sequence, classes: Sequence, instances: Sequence | None = None) -> int:
+        """Replace the saved training images (raw (C, H, W) + class masks); returns how many have labels."""
+        images = _as_list(images)
+        self._saved = self._samples(images, classes, instances) if images and any(
+            np.any(np.asarray(c) > 0) for c in _as_list(classes)) else []
+        return len(self._saved)
+
+    def set_draft(self, image: np.ndarray | None, classes: np.ndarray | None = None,
+                  instances: np.ndarray | None = None) -> bool:
+        """Replace the draft (None or an empty mask: no draft); True when it has labelled pixels."""
+        if image is None or classes is None or not np.any(np.asarray(classes) > 0):
+            self._draft = []
+            return False
+        self._draft = self._samples([image], [classes], None if instances is None else [instances])
+        return bool(self._draft)
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self._saved or self._draft)
+
+    def train(self, steps: int = 1) -> float | None:
+        """``steps`` optimizer steps on the saved images and the draft; the mean loss (None: no labels yet)."""
+        pool = self._saved + self._draft * self.draft_weight
+        if not pool:
+            return None
+        c = self.config
+        self.model.train()
+        losses = []
+        for _ in range(max(1, int(steps))):
+            lr = c.lr * ((self.steps + 1) / c.warmup_steps if c.warmup_steps and self.steps < c.warmup_steps else 1.0)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            x, t, w = _crop_batch(pool, self.rng, c.batch_size, self.tile_in, self.tile_out, c.jitter)
+            x, t, w = (torch.from_numpy(a).to(self.device) for a in (x, t, w))
+            x, t, w = augment_batch(x, t, w, generator=self.generator, flips=c.flips, max_shift=c.max_shift,
+                                    elastic=c.elastic, grid=c.elastic_grid, sigma=c.elastic_sigma,
+                                    intensity=c.intensity)
+            logits = self.model(x)
+            loss = weighted_cross_entropy(logits, centre_crop(t, self.tile_out, self.tile_out),
+                                          centre_crop(w, self.tile_out, self.tile_out))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.steps += 1
+            losses.append(float(loss.detach()))
+        self.losses.extend(losses)
+        return float(np.mean(losses))
+
+    @torch.no_grad()
+    def predict(self, pixels: np.ndarray, tile_output: int | None = None) -> np.ndarray:
+        """Softmax probabilities (K, H, W) of a normalised (C, H, W) crop (mirrored at its borders)."""
+        self.model.eval()
+        try:
+            return predict_tiled(self.model, pixels, device=self.device, tile_output=tile_output)
+        finally:
+            self.model.train()
+
+    def checkpoint(self, path: str | os.PathLike, class_names: Sequence[str] | None = None,
+                   extra: dict | None = None) -> dict:
+        """A ``save_checkpoint`` of the network as it is now (the model is copied to the CPU for it)."""
+        history = {"loss": self.losses[-400:], "steps": self.steps, "normalization": self.normalization,
+                   "num_classes": self.num_classes, "in_channels": self.in_channels,
+                   "config": self.config.to_dict(), "model_config": self.model.config,
+                   "stop_reason": "live", "device": str(self.device)}
+        return save_checkpoint(path, self.model, config=self.config, class_names=class_names, history=history,
+                               extra=extra)
