@@ -49,6 +49,8 @@ export function livePanel(ctx: AnnotateContext): (() => void) | void {
   let overlayPixels: OverlayPixels | null = null;
   let sentRegion: LiveRegion | null = null;
   let disposed = false;
+  /** pagehide/beforeunload ran (a reload or close): the session id stays remembered for a reattach. */
+  let unloaded = false;
 
   const show = (state: string, text: string) => {
     line.dataset.state = state;
@@ -64,6 +66,16 @@ export function livePanel(ctx: AnnotateContext): (() => void) | void {
     return visibleRegion({ x0, y0, x1, y1 }, image.width, image.height);
   };
 
+  const memoryKey = `labseg-live-${image.id}`;
+  const remember = (id: number) => {
+    try {
+      if (id) sessionStorage.setItem(memoryKey, String(id));
+      else sessionStorage.removeItem(memoryKey);
+    } catch {
+      /* storage disabled: no reattach after a reload */
+    }
+  };
+
   const stopTimers = () => {
     window.clearInterval(beatTimer);
     window.clearTimeout(soonTimer);
@@ -73,6 +85,7 @@ export function livePanel(ctx: AnnotateContext): (() => void) | void {
 
   /** The session is over (turned off here, or ended on the server): Live shows off, with `message`. */
   const ended = (message: string) => {
+    if (!unloaded) remember(0); // a reload keeps the id: its pagehide DELETE may not have arrived
     session = null;
     tracker = null;
     stopTimers();
@@ -85,6 +98,7 @@ export function livePanel(ctx: AnnotateContext): (() => void) | void {
   const attach = (s: LiveStatus) => {
     session = s;
     lastId = s.id;
+    remember(s.id);
     tracker = new DraftTracker(store, store.unsavedStrokes.length > 0);
     sentRegion = s.region;
     update(s);
@@ -272,7 +286,6 @@ export function livePanel(ctx: AnnotateContext): (() => void) | void {
   });
 
   // closing the tab: stop at once instead of waiting for the heartbeat timeout
-  let unloaded = false;
   const onPageHide = () => {
     if (!session || unloaded) return;
     unloaded = true;
@@ -310,10 +323,20 @@ export function livePanel(ctx: AnnotateContext): (() => void) | void {
   for (const t of ["pointermove", "pointerup", "pointercancel"] as const) viewer.canvas.addEventListener(t, onOther, { capture: true });
 
   show("off", "");
-  // a session of this page that is still running (a reload): take it up again
-  void api.get<LiveStatus>(base).then((s) => {
-    if (!disposed && !session && isActive(s)) attach(s);
-  }).catch(() => undefined); // 404: no session
+  // a session this tab started that still runs (a reload whose pagehide DELETE did not arrive): take it up
+  // again. Asked by id (200 with its state), not with GET .../live/, whose 404 for "none" every page load
+  // would log as a console error.
+  let remembered = 0;
+  try {
+    remembered = Number(sessionStorage.getItem(memoryKey) || 0);
+  } catch {
+    /* storage disabled */
+  }
+  if (remembered) {
+    void api.get<LiveStatus>(`${base}${remembered}/`).then((s) => {
+      if (!disposed && !session && isActive(s)) attach(s);
+    }).catch(() => undefined);
+  }
 
   return () => {
     disposed = true;
