@@ -4,6 +4,7 @@
  */
 import { annotateHooks } from "./annotate/context";
 import { historyPanel } from "./annotate/history";
+import { livePanel } from "./annotate/live";
 import { exportPanel } from "./export-panel";
 import { showGuide } from "./guide";
 import { decorateImageGrid, setupPredictions } from "./overlays";
@@ -13,6 +14,7 @@ import { setGuideOpener } from "./ui";
 
 annotateHooks.register("predictions", setupPredictions);
 annotateHooks.register("history", historyPanel);
+annotateHooks.register("live training", livePanel);
 imageGridHooks.register("prediction thumbnails", decorateImageGrid);
 setGuideOpener(showGuide);
 projectSections.register("export", (ctx) => exportPanel(ctx.projectId, null));

@@ -32,6 +32,8 @@ interface Overlay {
   source: RegionSource;
   opacity: number;
   visible: boolean;
+  /** One image covering one region (e.g. the live network's overlay) instead of tiles from `source`. */
+  image?: { img: CanvasImageSource; x: number; y: number; w: number; h: number };
 }
 
 export interface ChannelSetting {
@@ -249,10 +251,27 @@ export class Viewer {
       source: source ?? old!.source,
       opacity: opts.opacity ?? old?.opacity ?? 0.5,
       visible: opts.visible ?? old?.visible ?? true,
+      image: source ? undefined : old!.image, // options only: an image overlay keeps its image
     };
     if (old && source && old.source !== source) this.dropTiles(`ov:${name}|`);
     this.overlays.set(name, o);
     this.onOverlaysChange?.(this.overlayNames());
+    this.requestRender();
+  }
+  /**
+   * Add or update a named overlay that is one image covering the image rectangle (x, y, w, h) (a region
+   * PNG the page fetched itself, e.g. the live network's prediction); same controls as tiled overlays.
+   */
+  setImageOverlay(name: string, img: CanvasImageSource, rect: { x: number; y: number; w: number; h: number }, opts: OverlayOptions = {}): void {
+    const old = this.overlays.get(name);
+    this.overlays.set(name, {
+      name,
+      source: old?.source ?? (() => ""),
+      opacity: opts.opacity ?? old?.opacity ?? 0.5,
+      visible: opts.visible ?? old?.visible ?? true,
+      image: { img, ...rect },
+    });
+    if (!old) this.onOverlaysChange?.(this.overlayNames());
     this.requestRender();
   }
   removeOverlay(name: string): void {
@@ -414,7 +433,13 @@ export class Viewer {
     for (const o of this.overlays.values()) {
       if (!o.visible || o.opacity <= 0) continue;
       ctx.globalAlpha = o.opacity;
-      complete = this.drawLayer(ctx, `ov:${o.name}`, o.source) && complete;
+      if (o.image) {
+        const [sx, sy] = this.imageToScreen(o.image.x, o.image.y);
+        const smooth = ctx.imageSmoothingEnabled;
+        ctx.imageSmoothingEnabled = false; // image pixels stay sharp squares when zoomed in
+        ctx.drawImage(o.image.img, sx, sy, o.image.w * this.scale, o.image.h * this.scale);
+        ctx.imageSmoothingEnabled = smooth;
+      } else complete = this.drawLayer(ctx, `ov:${o.name}`, o.source) && complete;
       ctx.globalAlpha = 1;
     }
 
