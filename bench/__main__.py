@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: free cores)")
+    parser.add_argument("--no-live", action="store_true", help="skip the live-training latency (bench.live)")
     args = parser.parse_args(argv)
 
     import torch
@@ -267,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
                             "U-Net": 0.55}
     print_table(rows, targets)
     print(f"\nloadavg at end {tuple(round(v, 2) for v in os.getloadavg())}")
+    if not args.no_live:  # issue 13: from a stroke reaching the server to an overlay that shows it
+        from bench import live
+
+        print("\nLive training: draft -> overlay latency (python -m bench.live)")
+        live.main(["--drafts", "2" if q else "8", "--device", device]
+                  + (["--region", "128", "--overlay-ms", "300"] if q else [])
+                  + (["--threads", str(args.threads)] if args.threads else []))
     return 0
 
 

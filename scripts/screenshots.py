@@ -2,7 +2,8 @@
 
     python scripts/screenshots.py --url http://127.0.0.1:8000 --user admin --password ... [--train-steps 60]
 
-Signs in through the login form, opens the demo project, its annotate page, the Getting started guide, and
+Signs in through the login form, opens the demo project, its annotate page (also with Live on), the Getting
+started guide, and
 (after a short training run started through the API, when ``--train-steps`` > 0) the Models page, and writes
 PNGs to ``docs/screenshots/``. Uses Debian's Chromium (never ``playwright install``).
 """
@@ -32,7 +33,9 @@ def main() -> int:
     ap.add_argument("--user", default="admin")
     ap.add_argument("--password", required=True)
     ap.add_argument("--train-steps", type=int, default=60, help="0: no training run, no Models page shot")
+    ap.add_argument("--no-live", action="store_true", help="no Live session shot (live.png)")
     args = ap.parse_args()
+    live = not args.no_live
     url = args.url.rstrip("/")
     token = json.loads(urllib.request.urlopen(urllib.request.Request(  # noqa: S310
         url + "/api/v1/auth/token/", data=json.dumps({"username": args.user, "password": args.password}).encode(),
@@ -68,6 +71,12 @@ def main() -> int:
             page.wait_for_selector("[data-testid=annotation-canvas]")
             page.wait_for_function("() => document.querySelector('[data-loaded=true]') !== null", timeout=60000)
             page.screenshot(path=str(OUT / "annotate.png"))
+            if live:  # Live on: wait for the network's overlay to appear and advance, then a shot
+                page.click("[data-testid=live-toggle]")
+                page.wait_for_function("() => Number(document.querySelector('[data-testid=live-status]')"
+                                       "?.dataset.overlayStep || 0) > 40", timeout=300000)
+                page.screenshot(path=str(OUT / "live.png"))
+                page.click("[data-testid=live-toggle]")
         page.click("text=Getting started")
         page.wait_for_selector("[role=dialog]")
         page.screenshot(path=str(OUT / "getting-started.png"))
