@@ -97,3 +97,20 @@ def test_live_on_paint_overlay_follows_keep_and_off(celery_worker, logged_in_pag
     assert LiveSession.objects.get(pk=session.pk).stop_reason == "stopped"
     assert page.evaluate("window.labseg.viewer.overlayNames()").count("live") == 0
     assert page.console_errors == []
+
+
+def test_closing_the_page_ends_the_live_session(celery_worker, logged_in_page, project, annotator):
+    """Closing the tab ends the session: the page's keepalive DELETE on pagehide, or at the latest the missing
+    heartbeats (the test worker's timeout is a few seconds)."""
+    image = add_image(project, seed=22, size=64)
+    page = logged_in_page(annotator, f"/projects/{project.pk}/images/{image.pk}/annotate")
+    page.wait_for_selector("[data-testid=annotation-canvas]")
+    wait_viewer_loaded(page)
+    page.click("[data-testid=live-toggle]")
+    wait_live(page, "s.state === 'running'")
+    session = LiveSession.objects.get(image=image, created_by=annotator)
+    page.close(run_before_unload=True)
+    ended = wait_for(lambda: (s := LiveSession.objects.get(pk=session.pk)).status in ("cancelled", "succeeded",
+                                                                                      "failed") and s,
+                     timeout=45, what="the session to end after the page closed")
+    assert ended.stop_reason in ("stopped", "browser_gone"), ended.stop_reason
