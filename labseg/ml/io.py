@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -175,7 +177,11 @@ def _decoded_shape(series, plan: _TiffPlan) -> tuple[int, ...]:
     return tuple(n for n, idx in zip(shape, plan.index) if isinstance(idx, slice))
 
 
-def _read_tiff(src: Any, max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
+@contextmanager
+def _open_tiff(src: Any) -> Iterator[tuple[Any, Any, _TiffPlan]]:
+    """``(TiffFile, its series, the plan of its axes)`` with tifffile's warnings silenced. Whatever goes wrong
+    inside (tifffile and imagecodecs raise many types on corrupt data: ValueError, struct.error, ...) becomes
+    an :class:`ImageReadError`; our own errors pass through."""
     import tifffile
 
     try:
@@ -183,19 +189,22 @@ def _read_tiff(src: Any, max_pixels: int | None = None) -> tuple[np.ndarray, dic
             warnings.simplefilter("ignore")
             with tifffile.TiffFile(src) as tf:
                 series = _tiff_series(tf)
-                plan = _plan_tiff(series.axes, series.shape)
-                # From the header only: refuse before tifffile allocates the output array.
-                check_pixel_budget(_decoded_shape(series, plan), max_pixels, "the TIFF image")
-                if plan.planes:
-                    # Only the first plane along T/Z/...: read the pages that hold it, not the whole stack.
-                    arr = _read_first_planes(tf, series, plan)
-                else:
-                    arr = series.asarray()
-                    arr = _to_cyx(arr, plan)
+                yield tf, series, _plan_tiff(series.axes, series.shape)
     except ImageReadError:
         raise
-    except Exception as exc:  # tifffile raises many types on corrupt data (ValueError, struct.error, ...)
+    except Exception as exc:
         raise ImageReadError(f"cannot read the TIFF file (truncated or corrupt?): {exc}") from exc
+
+
+def _read_tiff(src: Any, max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
+    with _open_tiff(src) as (tf, series, plan):
+        # From the header only: refuse before tifffile allocates the output array.
+        check_pixel_budget(_decoded_shape(series, plan), max_pixels, "the TIFF image")
+        if plan.planes:
+            # Only the first plane along T/Z/...: read the pages that hold it, not the whole stack.
+            arr = _read_first_planes(tf, series, plan)
+        else:
+            arr = _to_cyx(series.asarray(), plan)
     return _fix_dtype(arr), {"planes": plan.planes}
 
 
@@ -290,19 +299,8 @@ def image_info(src: PathOrFile) -> dict:
     src, head = _open_source(src)
     kind = _kind(head)
     if kind == "tiff":
-        import tifffile
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with tifffile.TiffFile(src) as tf:
-                    series = _tiff_series(tf)
-                    axes, shape, dtype = series.axes, tuple(series.shape), np.dtype(series.dtype)
-        except ImageReadError:
-            raise
-        except Exception as exc:
-            raise ImageReadError(f"cannot read the TIFF file (truncated or corrupt?): {exc}") from exc
-        plan = _plan_tiff(axes, shape)
+        with _open_tiff(src) as (_, series, plan):
+            axes, shape, dtype = series.axes, tuple(series.shape), np.dtype(series.dtype)
         sizes = dict(zip(_relabel_yxc(axes.upper(), shape), shape))
         channels = int(np.prod([sizes[a] for a in plan.channel_axes])) if plan.channel_axes else 1
         if dtype == np.bool_:  # a numpy dtype compared with a scalar type, not a type identity test
@@ -370,24 +368,13 @@ def read_header(src: PathOrFile, max_pixels: int | None = None) -> ImageHeader:
         if w == 0 or h == 0:
             raise ImageReadError(f"the image has an empty shape {(sample.shape[0], h, w)}")
         return ImageHeader(kind, (int(sample.shape[0]), int(h), int(w)), sample.dtype, {}, False)
-    import tifffile
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with tifffile.TiffFile(src) as tf:
-                series = _tiff_series(tf)
-                plan = _plan_tiff(series.axes, series.shape)
-                check_pixel_budget(_decoded_shape(series, plan), max_pixels, "the TIFF image")
-                shape = _tiff_cyx_shape(series, plan)
-                if series.dtype is None:
-                    raise ImageReadError("the TIFF's sample format is not supported")
-                dtype = np.dtype(series.dtype)
-                mappable = _tiff_mappable(series, plan)
-    except ImageReadError:
-        raise
-    except Exception as exc:
-        raise ImageReadError(f"cannot read the TIFF file (truncated or corrupt?): {exc}") from exc
+    with _open_tiff(src) as (_, series, plan):
+        check_pixel_budget(_decoded_shape(series, plan), max_pixels, "the TIFF image")
+        shape = _tiff_cyx_shape(series, plan)
+        if series.dtype is None:
+            raise ImageReadError("the TIFF's sample format is not supported")
+        dtype = np.dtype(series.dtype)
+        mappable = _tiff_mappable(series, plan)
     if shape[0] == 0 or shape[1] == 0 or shape[2] == 0:
         raise ImageReadError(f"the image has an empty shape {shape}")
     dtype = np.dtype(np.uint8) if dtype == np.bool_ else dtype.newbyteorder("=")
@@ -572,21 +559,10 @@ def decode_to_cache(path: str | os.PathLike, cache_path: str | os.PathLike,
         return arr
     if header.mappable and _tiff_memmap(path) is not None:
         return None
-    import tifffile
-
     tmp, out = _new_npy(cache_path, header.shape, header.dtype)
     try:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with tifffile.TiffFile(path) as tf:
-                    series = _tiff_series(tf)
-                    plan = _plan_tiff(series.axes, series.shape)
-                    streamed = _stream_tiff(tf, series, plan, out)
-        except ImageReadError:
-            raise
-        except Exception as exc:  # tifffile/imagecodecs raise many types on corrupt data
-            raise ImageReadError(f"cannot read the TIFF file (truncated or corrupt?): {exc}") from exc
+        with _open_tiff(path) as (tf, series, plan):
+            streamed = _stream_tiff(tf, series, plan, out)
         if not streamed:  # rare layouts (pages that do not map onto the series axes): decode the plane whole
             arr = read_image(path)
             if arr.shape != out.shape:
