@@ -58,6 +58,7 @@ class LoadedModel:
     class_names: list = field(default_factory=list)
     tile_output: int | None = None  # None: the ML core's default per device (256 CPU, 512 CUDA)
     object_radius: float | None = None  # from the painted objects of the training run; None: estimated
+    split: str = "shape"  # how the training run's labels say touching objects part (``painted_split``)
 
 
 _cache: dict[tuple[int, str], LoadedModel] = {}
@@ -91,13 +92,21 @@ def load_model(version: ModelVersion) -> LoadedModel:
         model=model.to(device).eval(), in_channels=int(model.in_channels), num_classes=int(model.num_classes),
         normalization=dict(checkpoint.get("normalization") or {}),
         class_names=list(checkpoint.get("class_names") or []),
-        object_radius=_painted_radius(checkpoint),
+        object_radius=_painted_radius(checkpoint), split=_painted_split(checkpoint),
     )
     with _cache_lock:
         while len(_cache) >= _CACHE_SIZE:
             _cache.pop(next(iter(_cache)))
         _cache[key] = loaded
     return loaded
+
+
+def _painted_split(checkpoint: dict) -> str:
+    """The training run's split mode ("shape" for versions trained before it was recorded)."""
+    from labseg.ml.postprocess import SPLIT_MODES
+
+    value = ((checkpoint.get("extra") or {}).get("provenance") or {}).get("split")
+    return value if value in SPLIT_MODES else "shape"
 
 
 def _painted_radius(checkpoint: dict) -> float | None:
@@ -222,7 +231,7 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
         probs, uncertainty = predict_maps(loaded, image, progress=progress, scratch=scratch, device=device)
         del image
         classes = classes_from_probs(probs)
-        instances, object_class = instances_of(probs, loaded.object_radius, classes=classes)
+        instances, object_class = instances_of(probs, loaded.object_radius, classes=classes, split=loaded.split)
         paint_objects(classes, instances, object_class)
         files = {
             "classes.png": encode_png(classes),
@@ -285,8 +294,8 @@ def name_counts(project, per_class: dict[str, int]) -> dict[str, int]:
     return {str(names.get(int(k)) or f"class {k}"): n for k, n in per_class.items()}
 
 
-def instances_of(probs: np.ndarray, radius: float | None = None,
-                 classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def instances_of(probs: np.ndarray, radius: float | None = None, classes: np.ndarray | None = None,
+                 split: str = "shape") -> tuple[np.ndarray, np.ndarray]:
     """``(instances int32 (H, W), object_class)`` of every object class
     (``labseg.ml.postprocess.instances_by_class``): each pixel goes to its argmax class, each object class is
     split on its own (holes filled, touching objects split by a distance-transform watershed scaled to the
@@ -294,21 +303,22 @@ def instances_of(probs: np.ndarray, radius: float | None = None,
     ``object_class[i]`` is the probability channel of object ``i`` (label class value = channel + 1).
 
     ``classes``: the label class map (``classes_from_probs``, values channel + 1) when already computed.
-    Above ``MEMMAP_PIXELS`` the splitting runs per connected component (``instances_by_component``), so
-    memory is a few bytes per pixel instead of ~100 (distance transforms, h-maxima, watershed of the
-    whole image at once)."""
+    ``split`` "boundaries": connected components instead of the watershed (the version's training labels
+    painted membranes between objects). Above ``MEMMAP_PIXELS`` the splitting runs per connected component
+    (``instances_by_component``), so memory is a few bytes per pixel instead of ~100 (distance transforms,
+    h-maxima, watershed of the whole image at once)."""
     from labseg.ml.postprocess import instances_by_class
 
     if probs.shape[1] * probs.shape[2] > MEMMAP_PIXELS:
-        return instances_by_component(probs, radius=radius, classes=classes)
+        return instances_by_component(probs, radius=radius, classes=classes, split=split)
     if classes is None:
-        return instances_by_class(probs, radius=radius)
+        return instances_by_class(probs, radius=radius, split=split)
     with _as_channels(classes) as channels:
-        return instances_by_class(probs, classes=channels, radius=radius)
+        return instances_by_class(probs, classes=channels, radius=radius, split=split)
 
 
-def instances_by_component(probs: np.ndarray, radius: float | None = None,
-                           classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def instances_by_component(probs: np.ndarray, radius: float | None = None, classes: np.ndarray | None = None,
+                           split: str = "shape") -> tuple[np.ndarray, np.ndarray]:
     """``instances_of`` computed one 4-connected component of each class at a time
     (``instances_by_class(by_component=True)``): the same partition into objects as the whole-image call, in
     the memory of one component's box. The argmax is taken in row blocks as uint8 (``classes_from_probs``),
@@ -318,7 +328,7 @@ def instances_by_component(probs: np.ndarray, radius: float | None = None,
     if classes is None:
         classes = classes_from_probs(probs)
     with _as_channels(classes) as channels:
-        return instances_by_class(probs, classes=channels, radius=radius, by_component=True)
+        return instances_by_class(probs, classes=channels, radius=radius, by_component=True, split=split)
 
 
 @contextmanager

@@ -181,12 +181,13 @@ def cached_weight_map(ex: Example, w0: float, sigma: float, balance: str | None 
 
 
 # --- validation ------------------------------------------------------------------------------
-def predict_classes(model, raw: np.ndarray, normalization: dict, device,
-                    on_tile=None, radius: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile=None, radius: float | None = None,
+                    split: str = "shape") -> tuple[np.ndarray, np.ndarray | None]:
     """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image.
 
     ``on_tile(done, total)`` is called after each tile (heartbeat + cancel check on large images).
-    ``radius``: the typical object radius for splitting (None: estimated from the foreground).
+    ``radius``: the typical object radius for splitting (None: estimated from the foreground); ``split``:
+    how touching objects are separated (``painted_split``).
     """
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization
@@ -201,7 +202,7 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device,
         instances_by_class = None
     if instances_by_class is not None and probs.shape[0] >= 2:
         # objects of every class, each class split on its own (as predictions are: apps.inference.runner)
-        instances, _ = instances_by_class(probs, classes=classes - 1, radius=radius)
+        instances, _ = instances_by_class(probs, classes=classes - 1, radius=radius, split=split)
     return classes, instances
 
 
@@ -249,8 +250,17 @@ def painted_radius(examples: list[Example]) -> float | None:
                                   for ex in examples if ex.instances is not None])
 
 
+def painted_split(examples: list[Example]) -> str:
+    """How touching objects are separated, from what was painted (``labseg.ml.postprocess.painted_split``):
+    "boundaries" when the painted background is mostly thin lines between objects (EM membranes), else
+    "shape"."""
+    from labseg.ml.postprocess import painted_split as split_of
+
+    return split_of([ex.classes for ex in examples], [ex.instances for ex in examples])
+
+
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
-                    beat) -> tuple[list[services.ImageScores], dict]:
+                    beat, split: str = "shape") -> tuple[list[services.ImageScores], dict]:
     """Fit the threshold and forest baselines on the run's training labels and score them on the run's
     held-out labels, exactly as the U-Net is scored. Returns (scores, what was fitted, for provenance).
 
@@ -284,7 +294,7 @@ def score_baselines(train: list[Example], holdouts: list[Holdout], config, radiu
 
         def predict(raw, on_tile=None, model=model):
             classes, fg = model.predict(held[id(raw)] if id(raw) in held else norm(raw))
-            return classes, instances_from_probs(fg, radius=radius)
+            return classes, instances_from_probs(fg, radius=radius, split=split)
 
         scores += score_holdouts(predict, holdouts, beat, method)
         info[str(method)] = ({"threshold": model.threshold, "weights": [float(w) for w in model.weights]}
@@ -432,7 +442,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         services.ProgressReporter(run_id, worker, total_steps=config.steps, max_seconds=config.max_seconds),
         run_id, worker)
     reporter.flush("Training")
-    radius = painted_radius(train)
+    radius, split = painted_radius(train), painted_split(train)
 
     def score_round(number: int, of: int, model, history: dict) -> None:
         """Validation scores after each self-training round but the last (scored below anyway)."""
@@ -440,7 +450,8 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         if number < of and holdouts:
             reporter.flush(f"Scoring the validation labels after round {number} of {of}")
             reporter.set_validation(number, score_holdouts(
-                lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius),
+                lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius,
+                                                           split),
                 holdouts, beat))
 
     model, history = _fit_with_oom_fallback(fit, train, weights, config, init, reporter, score_round)
@@ -449,11 +460,11 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     reporter.flush("Scoring the validation labels")
 
     scores = score_holdouts(
-        lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius),
+        lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius, split),
         holdouts, beat)
     if reporter.rounds:
         reporter.set_validation(reporter.rounds[-1]["round"], scores)
-    baseline_scores, baselines = score_baselines(train, holdouts, config, radius, beat)
+    baseline_scores, baselines = score_baselines(train, holdouts, config, radius, beat, split)
     scores += baseline_scores
     class_names = dict(project.label_classes.values_list("index", "name"))
     names = [class_names.get(k, f"class {k}") for k in range(1, config.num_classes + 1)]
@@ -472,6 +483,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "torch_threads": None, "steps_done": history.get("steps"), "stop_reason": history.get("stop_reason"),
         "rounds": history.get("rounds", []),  # the second and later rounds train on self-training labels
         "object_radius": radius,  # from the painted instances; None: estimated per image when splitting
+        "split": split,  # how touching objects are separated: "shape" (watershed) or "boundaries" (components)
         "baselines": baselines,
         "train_seconds": round(float(history.get("seconds", 0.0)), 2),
         "duration_seconds": round(time.monotonic() - started, 2),

@@ -97,8 +97,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     names = args.class_names.split(",") if args.class_names else None
     if names is not None and len(names) != model.num_classes:
         raise ValueError(f"--class-names has {len(names)} names, the model has {model.num_classes} classes")
+    from labseg.ml.postprocess import painted_split
+
     save_checkpoint(args.out, model, config, history["normalization"], names, history,
-                    {"images": args.image, "labels": args.labels, "instances": args.instances or []})
+                    {"images": args.image, "labels": args.labels, "instances": args.instances or [],
+                     "split": painted_split(classes, instances)})
     print(f"saved {args.out}: {history['steps']} steps in {history['seconds']:.1f}s, "
           f"final loss {history['loss'][-1]:.4f} ({history['stop_reason']})", file=sys.stderr)
     return 0
@@ -109,7 +112,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from labseg.ml.device import configure_threads, pick_device
     from labseg.ml.io import read_image
-    from labseg.ml.postprocess import instances_from_probs
+    from labseg.ml.postprocess import SPLIT_MODES, instances_from_probs
     from labseg.ml.tiling import predict_tiled, predict_tiled_with_uncertainty
     from labseg.ml.train import apply_normalization, load_checkpoint
 
@@ -132,9 +135,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             probs = predict_tiled(model, x, **kwargs)
     finally:
         bar.close()
+    split = args.split
+    if split == "auto":  # what the training labels said (painted_split), the watershed when not recorded
+        split = (checkpoint.get("extra") or {}).get("split")
+        split = split if split in SPLIT_MODES else "shape"
     labels = instances_from_probs(probs, fg_class=1 if probs.shape[0] == 2 else None, threshold=args.threshold,
                                   min_size=args.min_size, radius=args.radius,
-                                  image=x if args.intensity_split else None)
+                                  image=x if args.intensity_split else None, split=split)
     write_array(args.out, labels.astype(np.uint16) if labels.max(initial=0) < 65536 else labels)
     if args.probs:
         write_array(args.probs, probs)
@@ -175,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop smaller objects (px; default: a fifth of the typical object's area)")
     p.add_argument("--radius", type=float, default=None,
                    help="typical object radius in px for splitting (default: measured on the foreground)")
+    p.add_argument("--split", choices=("auto", "shape", "boundaries"), default="auto",
+                   help="how touching objects are separated: shape (distance-transform watershed), boundaries "
+                        "(connected components: objects part only where background was predicted), auto (what "
+                        "the training labels said: boundaries when the painted background is thin lines)")
     p.add_argument("--intensity-split", action="store_true",
                    help="add the image's intensity to the splitting landscape (bright objects that dim where they "
                         "touch); the default plain distance-transform watershed did better on the real benchmark sets")

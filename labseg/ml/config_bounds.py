@@ -49,6 +49,7 @@ CONFIG_BOUNDS: dict[str, tuple[float, float]] = {
     "pseudo_low": (0.0, 1.0),
     "pseudo_high": (0.0, 1.0),
     "pseudo_edge": (0, 50),
+    "prior_weight": (0.0, 1.0),
     # augmentation
     "max_shift": (0, 1024),
     "elastic_grid": (2, 64),

@@ -6,7 +6,10 @@ neck or a dim line between two nuclei becomes a border while one elongated nucle
 Objects smaller than ``min_size`` pixels are dropped. ``split_instances`` does the splitting of any binary
 mask (the same post-processing is used for the baselines in ``labseg.ml.baselines`` and ``bench/fewlabel.py``, so
 comparisons are fair). ``object_radius`` estimates the typical object size from painted instances or
-from a foreground mask; splitting and debris removal scale with it.
+from a foreground mask; splitting and debris removal scale with it. ``painted_split`` chooses how touching
+objects are told apart from what was painted: by their shape (the watershed above: round nuclei, rods) or,
+when the painted background is mostly thin lines (membranes between neurites or cells, as in EM), by those
+boundaries alone (connected components of the foreground).
 """
 from __future__ import annotations
 
@@ -35,6 +38,67 @@ def marker_function(mask: np.ndarray, image: np.ndarray | None = None, *, radius
     lo = float(np.percentile(intensity[~mask], 50)) if (~mask).any() else 0.0
     scale = max(float(np.percentile(inside, 99)) - lo, 1e-6)
     return distance + (intensity - lo) / scale
+
+
+#: How touching objects are separated: "shape" (distance-transform watershed) or "boundaries" (the
+#: predicted background between objects is the only separation: 4-connected components).
+SPLIT_MODES = ("shape", "boundaries")
+#: Painted background thinner than this (px, the diameter of the disk an opening keeps) counts as a line.
+THIN_LINE_PX = 5
+#: Painted background within this distance (px) of painted objects is an object's outline, not a line
+#: between objects; it does not count either way.
+OUTLINE_PX = 3
+
+
+def painted_split(classes: list[np.ndarray] | np.ndarray, instances: list | np.ndarray | None = None,
+                  min_pixels: int = 50) -> str:
+    """"boundaries" when most of the painted background (class 1) is thin lines (narrower than
+    ``THIN_LINE_PX``) between objects: the user painted the membranes between touching objects (EM,
+    epithelia), so the objects are what those boundaries enclose. Otherwise "shape" (thick background
+    strokes, or fewer than ``min_pixels`` background pixels that count).
+
+    Background within ``OUTLINE_PX`` of a painted object (class >= 2) is that object's outline and does not
+    count, unless ``instances`` (matching instance masks) show two different objects there: then it is a
+    line between them (dense labels of touching objects)."""
+    classes = [classes] if isinstance(classes, np.ndarray) else list(classes)
+    instances = [None] * len(classes) if instances is None else (
+        [instances] if isinstance(instances, np.ndarray) else list(instances))
+    thin = counted = 0
+    for cls, inst in zip(classes, instances):
+        cls = np.asarray(cls)
+        bg = cls == 1
+        if not bg.any():
+            continue
+        objects = cls >= 2
+        outline = ndi.binary_dilation(objects, _disk(OUTLINE_PX)) if objects.any() else objects
+        if inst is not None and np.asarray(inst).shape == cls.shape and outline.any():
+            ids = np.where(objects, np.asarray(inst), 0).astype(np.int64)
+            top = np.iinfo(np.int64).max
+            hi = ndi.maximum_filter(ids, footprint=_disk(2))  # two objects within 2 px: a line between them
+            lo = ndi.minimum_filter(np.where(ids > 0, ids, top), footprint=_disk(2))
+            outline &= ~((hi > 0) & (lo < top) & (hi != lo))  # between two objects: a line, it counts
+        away = bg & ~outline
+        thick = ndi.binary_opening(bg, _disk(THIN_LINE_PX // 2))
+        counted += int(away.sum())
+        thin += int((away & ~thick).sum())
+    return "boundaries" if counted >= min_pixels and thin > 0.5 * counted else "shape"
+
+
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return yy * yy + xx * xx <= radius * radius
+
+
+def components(mask: np.ndarray, *, min_size: int = 20, fill_holes: bool = True) -> np.ndarray:
+    """Instance labels int32 (H, W): the 4-connected components of a binary mask (holes filled), objects
+    smaller than ``min_size`` removed. The "boundaries" split: objects touch only across predicted background."""
+    mask = np.asarray(mask, bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    if fill_holes:
+        mask = ndi.binary_fill_holes(mask)
+    labels, _ = ndi.label(mask, structure=ndi.generate_binary_structure(2, 1))
+    return remove_small(labels, min_size)
 
 
 def split_instances(
@@ -172,6 +236,7 @@ def instances_from_probs(
     radius: float | None = None,
     smooth: float = 1.0,
     fill_holes: bool = True,
+    split: str = "shape",
 ) -> np.ndarray:
     """Instance labels int32 (H, W) from softmax probabilities (K, H, W) or a foreground map (H, W).
 
@@ -179,16 +244,25 @@ def instances_from_probs(
     by default the plain distance-transform watershed (pass the normalised ``image`` to add intensity to
     the landscape: on the real benchmark sets that lost to the plain one, see ``bench/fewlabel.py``).
     ``radius``: typical object radius in px; None: ``object_radius`` of the foreground itself.
-    ``min_size``: None: ``min_object_size(radius)``.
+    ``min_size``: None: ``min_object_size(radius)``. ``split``: "shape" (the watershed) or "boundaries"
+    (connected components; see ``painted_split``).
     """
+    _check_split(split)
     fg = foreground_probability(probs, fg_class)
     mask = fg > threshold
     if radius is None:
         radius = object_radius(foreground=mask)
     if min_size is None:
         min_size = min_object_size(radius)
+    if split == "boundaries":
+        return components(mask, min_size=min_size, fill_holes=fill_holes)
     return split_instances(mask, image, h=h, radius=radius, smooth=smooth, min_size=min_size,
                            fill_holes=fill_holes)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLIT_MODES:
+        raise ValueError(f"split must be one of {', '.join(SPLIT_MODES)}, got {split!r}")
 
 
 def split_by_component(mask: np.ndarray, *, radius: float, min_size: int, margin: int = 16) -> np.ndarray:
@@ -222,7 +296,7 @@ def split_by_component(mask: np.ndarray, *, radius: float, min_size: int, margin
 
 
 def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, radius: float | None = None,
-                       by_component: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                       by_component: bool = False, split: str = "shape") -> tuple[np.ndarray, np.ndarray]:
     """Instances of every object class: ``(instances int32 (H, W), object_class)``.
 
     ``probs``: softmax (K, H, W), channel 0 = background, channel k = the k-th object class. A pixel belongs
@@ -232,8 +306,10 @@ def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, 
     a nucleus touching a mitosis stays two objects. Ids are unique in the image, numbered class after class;
     ``object_class[i]`` is the channel of object ``i`` (``object_class[0] = 0``). With two channels this is
     exactly ``instances_from_probs``. ``by_component``: split one connected component at a time
-    (``split_by_component``, for images too large for whole-image distance transforms).
+    (``split_by_component``, for images too large for whole-image distance transforms). ``split``:
+    "shape" (the watershed) or "boundaries" (each class's connected components; see ``painted_split``).
     """
+    _check_split(split)
     probs = np.asarray(probs) if not isinstance(probs, np.memmap) else probs
     if probs.ndim != 3 or probs.shape[0] < 2:
         raise ValueError(f"probs must be (K >= 2, H, W), got shape {probs.shape}")
@@ -246,7 +322,9 @@ def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, 
         if not mask.any():
             continue
         r = radius if radius is not None else object_radius(foreground=mask)
-        if by_component:
+        if split == "boundaries":
+            labels = components(mask, min_size=min_object_size(r), fill_holes=False)
+        elif by_component:
             labels = split_by_component(mask, radius=r, min_size=min_object_size(r))
         else:
             labels = split_instances(mask, radius=r, min_size=min_object_size(r), fill_holes=False)

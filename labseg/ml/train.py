@@ -83,6 +83,9 @@ class TrainConfig:
     pseudo_low: float = 0.1  # foreground probability below this: background
     pseudo_high: float = 0.9  # above this, inside a predicted object: that object's class
     pseudo_edge: int = 0  # px along each predicted object's outline left unlabelled
+    # threshold prior on sparse labels: unlabelled pixels that the threshold baseline (fitted on the same
+    # labels) calls clearly background / clearly object are labelled so, with this weight (0 = off)
+    prior_weight: float = 0.0
     # augmentation
     flips: bool = True
     max_shift: int = 0
@@ -123,6 +126,7 @@ class TrainConfig:
             (0 <= self.self_training <= 5, "self_training must be between 0 and 5 rounds"),
             (0.0 < self.pseudo_low < self.pseudo_high < 1.0, "need 0 < pseudo_low < pseudo_high < 1"),
             (0 <= self.pseudo_edge <= 50, "pseudo_edge must be between 0 and 50 px"),
+            (0.0 <= self.prior_weight <= 1.0, "prior_weight must be in [0, 1]"),
             (self.max_shift >= 0, "max_shift must be >= 0"),
             (self.elastic_grid >= 2, "elastic_grid must be >= 2"),
             (self.elastic_sigma >= 0, "elastic_sigma must be >= 0"),
@@ -435,7 +439,10 @@ def fit(
     tile_in = model.input_size_for(config.tile_output)
     tile_out = model.output_size(tile_in)
 
-    rounds = config.self_training if _mostly_unlabelled(samples) else 0
+    sparse = _mostly_unlabelled(samples)
+    if config.prior_weight > 0 and sparse:
+        samples = _with_threshold_prior(samples, config.prior_weight)
+    rounds = config.self_training if sparse else 0
     total_steps = config.steps * (1 + rounds)
     history: dict = {"loss": [], "lr": [], "steps": 0, "seconds": 0.0, "stop_reason": "steps",
                      "normalization": {"method": "percentile", "low": config.norm_low, "high": config.norm_high},
@@ -485,6 +492,34 @@ def fit(
 
 
 PSEUDO_TTA_PIXELS = 4_000_000  # pseudo-labels use the 8-fold test-time augmentation up to this many pixels
+
+
+def _with_threshold_prior(samples: list[_Sample], weight: float, low: float = 0.1, high: float = 0.9) -> list[_Sample]:
+    """The samples with their unlabelled pixels labelled by the threshold baseline where it is clear.
+
+    The baseline (``labseg.ml.baselines.ThresholdBaseline``) is fitted on the same labels; an unlabelled
+    pixel whose soft score is below ``low`` becomes background, above ``high`` the painted object class
+    (only when one object class was painted; with several, only background), each with loss weight
+    ``weight`` (the painted pixels keep theirs). Crops are still drawn near the painted pixels."""
+    from labseg.ml.baselines import ThresholdBaseline
+
+    labelled = [s for s in samples if (s.labels >= 2).any() and (s.labels == 1).any()]
+    if not labelled:
+        return samples
+    baseline = ThresholdBaseline().fit([s.image for s in labelled], [s.labels for s in labelled])
+    one_class = len({int(v) for s in samples for v in np.unique(s.labels) if v >= 2}) == 1
+    out = []
+    for s in samples:
+        score = baseline.foreground(s.image)
+        free = s.labels == 0
+        bg = free & (score < low)
+        fg = free & (score > high) if one_class else np.zeros_like(free)
+        targets, weights = s.targets.copy(), s.weights.copy()
+        targets[bg] = 0
+        targets[fg] = baseline.object_class - 1
+        weights[bg | fg] = weight
+        out.append(dataclasses.replace(s, targets=targets, weights=weights))
+    return out
 
 
 def _mostly_unlabelled(samples: list[_Sample]) -> bool:

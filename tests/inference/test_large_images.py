@@ -65,3 +65,25 @@ def test_stored_maps_are_decoded_once_then_memory_mapped(tmp_path):
         assert first.dtype == want.dtype and np.array_equal(first, want) and np.array_equal(again, want)
         assert isinstance(again.base, np.memmap) or isinstance(again, np.memmap)
         assert (tmp_path / f"{name}.cache.npy").is_file()
+
+
+def test_a_version_trained_on_painted_membranes_splits_by_boundaries_whole_or_by_component():
+    from skimage.measure import label as reference_label
+
+    from apps.inference.runner import _painted_split, instances_of
+
+    pixels, _ = make_nuclei((200, 200), seed=4, touching=0.8)
+    probs = threshold_probs(pixels)
+    from scipy import ndimage as ndi
+
+    reference = reference_label(ndi.binary_fill_holes(probs[1] > 0.5), connectivity=1)
+    for split_by_component in (False, True):
+        fn = instances_by_component if split_by_component else instances_of
+        labels, _ = fn(probs, split="boundaries")
+        assert labels.max() > 5 and same_partition(np.where(labels > 0, reference, 0), labels), split_by_component
+    # touching nuclei stay merged without the shape split; the watershed splits them
+    assert instances_of(probs, split="boundaries")[0].max() < instances_of(probs)[0].max()
+    # the split a version was trained with comes from its provenance; unknown or missing: shape
+    assert _painted_split({"extra": {"provenance": {"split": "boundaries"}}}) == "boundaries"
+    assert _painted_split({"extra": {"provenance": {"split": "rm -rf"}}}) == "shape"
+    assert _painted_split({}) == "shape"

@@ -145,3 +145,81 @@ def test_instances_by_class_per_component_is_the_same_partition():
     assert len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]
     for a, b in pairs.T:
         assert whole_class[a] == parts_class[b]
+
+
+# --- how touching objects are separated, chosen from what was painted ------------------------------
+def _neurites():
+    """A 60x90 field cut into six irregular regions by 2-px membranes; regions as instance ids 1..6."""
+    ids = np.zeros((60, 90), np.int32)
+    ids[:, :30], ids[:, 30:60], ids[:, 60:] = 1, 2, 3
+    ids[30:, :] += 3
+    ids[18:30, 8:20] = 4  # a bay: region 4 reaches into region 1 (non-convex shapes)
+    membranes = np.zeros(ids.shape, bool)
+    for a in range(ids.shape[0]):
+        for b in range(ids.shape[1] - 1):
+            if ids[a, b] != ids[a, b + 1]:
+                membranes[a, b:b + 2] = True
+    for a in range(ids.shape[0] - 1):
+        membranes[a:a + 2, ids[a] != ids[a + 1]] = True
+    return ids, membranes
+
+
+def test_painted_split_says_boundaries_for_thin_lines_between_objects_and_shape_otherwise():
+    from labseg.ml.postprocess import painted_split
+    from labseg.ml.synthetic import classes_from_instances, scribbles
+
+    ids, membranes = _neurites()
+    lines = np.zeros(ids.shape, np.uint8)
+    lines[membranes] = 1  # membranes painted as background, nothing else
+    lines[5:10, 5:15] = 2  # and a stroke inside one neurite
+    assert painted_split(lines) == "boundaries"
+    # dense labels of touching objects: the lines touch objects on both sides; the instances say so
+    dense = np.where(membranes, 1, 2).astype(np.uint8)
+    inst = np.where(membranes, 0, ids)
+    assert painted_split(dense, inst) == "boundaries"
+    assert painted_split(dense) == "shape"  # without instances every line is an outline: too few count
+    # thick background strokes (nuclei scribbles), or objects with only their outline painted: shape
+    _, nuclei = make_nuclei((128, 128), n=10, seed=2)
+    assert painted_split(scribbles(nuclei, 12, radius=5, seed=2)) == "shape"
+    yy, xx = np.mgrid[0:128, 0:128]
+    apart = np.zeros((128, 128), np.int32)
+    for k, (cy, cx) in enumerate([(20, 20), (20, 70), (70, 30), (80, 90), (110, 50)], start=1):
+        apart[(yy - cy) ** 2 + (xx - cx) ** 2 <= 100] = k
+    outlined = classes_from_instances(apart)
+    outlined[(outlined == 1) & ~ndi.binary_dilation(apart > 0, iterations=2)] = 0
+    assert painted_split(outlined, apart) == "shape"
+    # objects painted whole with nothing but lines between them say the lines are what parts them
+    outlined = classes_from_instances(nuclei)
+    outlined[(outlined == 1) & ~ndi.binary_dilation(nuclei > 0, iterations=2)] = 0
+    assert painted_split(outlined, nuclei) == "boundaries"
+    assert painted_split(np.zeros((20, 20), np.uint8)) == "shape"
+    # several images count together: a thin-line image outweighed by a thick-stroke one
+    thick = np.zeros((120, 120), np.uint8)
+    thick[10:110, 10:110] = 1
+    assert painted_split([lines, thick]) == "shape" and painted_split([lines, lines]) == "boundaries"
+
+
+def test_boundaries_split_is_the_connected_components_of_the_filled_mask():
+    from skimage.measure import label as reference_label
+
+    from labseg.ml.postprocess import components, instances_by_class, instances_from_probs
+
+    ids, membranes = _neurites()
+    fg = np.where(membranes, 0.1, 0.9).astype(np.float32)
+    fg[40:44, 70:74] = 0.2  # a hole inside region 6: filled
+    fg[2:4, 2:4] = 0.9
+    got = instances_from_probs(fg, split="boundaries", min_size=10)
+    ref = reference_label(ndi.binary_fill_holes(fg > 0.5), connectivity=1)
+    assert got.max() == ref.max() == 6
+    # the same partition (ids may differ): every reference object is exactly one of ours
+    for k in range(1, 7):
+        assert len(np.unique(got[ref == k])) == 1 and (got[ref == k] > 0).all()
+    # the bay of region 4 stays one object with its region (a shape split cuts such necks)
+    assert len(np.unique(got[(ids == 4) & ~membranes])) == 1
+    assert (components(fg > 0.5, min_size=10) > 0).sum() == (got > 0).sum()
+    # two channels through instances_by_class: the same objects
+    probs = np.stack([1 - fg, fg])
+    by_class, object_class = instances_by_class(probs, split="boundaries")
+    assert by_class.max() == 6 and list(object_class) == [0] + [1] * 6
+    with pytest.raises(ValueError, match="split must be one of"):
+        instances_from_probs(fg, split="watershed")

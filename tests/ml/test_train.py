@@ -270,3 +270,33 @@ def test_self_training_runs_a_pseudo_label_round_on_scribbles_only(nuclei):
     _, dense = fit(image, classes_from_instances(instances), config=TrainConfig(steps=6, self_training=1, **TINY))
     _, off = fit(image, sparse, config=TrainConfig(steps=6, self_training=0, **TINY))
     assert dense["steps"] == 6 and off["steps"] == 6 and len(dense["rounds"]) == len(off["rounds"]) == 1
+
+
+def test_threshold_prior_labels_only_clear_unlabelled_pixels_with_its_weight():
+    from labseg.ml.train import _prepare_samples, _with_threshold_prior
+
+    image = np.full((1, 60, 60), 0.1, np.float32)
+    image[0, 10:25, 10:25] = image[0, 35:50, 35:50] = 0.9  # two bright squares on a dark background
+    labels = np.zeros((60, 60), np.uint8)
+    labels[15:20, 15:20] = 2  # a stroke inside the first square
+    labels[2:5, 40:55] = 1  # and one in the background
+    config = TrainConfig(**TINY)
+    [plain] = _prepare_samples([image], [labels], None, config, normalized=True)
+    [prior] = _with_threshold_prior([plain], 0.25)
+    painted = labels > 0
+    assert (prior.targets[painted] == plain.targets[painted]).all()
+    assert (prior.weights[painted] == plain.weights[painted]).all()  # the user's labels keep their weights
+    assert (prior.targets[38:47, 38:47] == 1).all() and (prior.weights[38:47, 38:47] == 0.25).all()  # the other square
+    assert (prior.targets[53:, :] == 0).all() and (prior.weights[53:, :] == 0.25).all()  # clear background
+    assert (prior.weights[34, 40:45] == 0).all()  # the blurred edge is unsure: stays unlabelled
+    assert (prior.labels == labels).all() and prior.by_class[0].size == plain.by_class[0].size  # crops: strokes
+    # several object classes painted: only background is filled in (the threshold cannot tell classes)
+    two = labels.copy()
+    two[20:22, 20:22] = 3
+    [multi] = _with_threshold_prior(_prepare_samples([image], [two], None, config, normalized=True), 0.25)
+    assert (multi.weights[38:47, 38:47] == 0).all() and (multi.weights[53:, :] == 0.25).all()
+    # a switch on the config, bounded, and fit trains with it
+    _, history = fit(image, labels, config=TrainConfig(steps=3, prior_weight=0.3, **TINY))
+    assert history["steps"] == 3
+    with pytest.raises(ValueError, match="prior_weight"):
+        validate_config_overrides({"prior_weight": 1.5})
