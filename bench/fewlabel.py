@@ -69,17 +69,20 @@ def _keep_inside(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def score(preds: list[np.ndarray], tests: list[realdata.Crop]) -> dict:
-    """Pooled F1@0.5, mean foreground IoU and (where there are ids) mean adapted Rand error."""
+    """Pooled F1@0.5, mean foreground IoU and (where there are ids) mean adapted Rand error.
+
+    Objects mostly outside the known pixels do not count for F1 and the Rand error (``_keep_inside``);
+    the foreground IoU is of every predicted object pixel on the known pixels."""
     from labseg.ml.metrics import adapted_rand_error, f1_at_iou
 
     tp = fp = fn = 0
     ious, ares = [], []
     for pred, crop in zip(preds, tests):
-        pred = _keep_inside(pred, crop.valid)
         gt = np.where(crop.valid, crop.instances, 0)
+        a, b, v = pred > 0, gt > 0, crop.valid  # the foreground on known pixels, whatever the objects
+        pred = _keep_inside(pred, crop.valid)
         _, t, f, n = f1_at_iou(pred, gt, 0.5)
         tp, fp, fn = tp + t, fp + f, fn + n
-        a, b, v = pred > 0, gt > 0, crop.valid
         ious.append(float(((a & b) & v).sum() / max(((a | b) & v).sum(), 1)))
         if crop.ids is not None:
             ares.append(adapted_rand_error(np.where(crop.valid, pred, 0), crop.ids))

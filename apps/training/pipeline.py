@@ -484,6 +484,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "rounds": history.get("rounds", []),  # the second and later rounds train on self-training labels
         "object_radius": radius,  # from the painted instances; None: estimated per image when splitting
         "split": split,  # how touching objects are separated: "shape" (watershed) or "boundaries" (components)
+        "prior_weight": history.get("prior_weight"),  # the threshold prior's weight (on for painted membranes)
         "baselines": baselines,
         "train_seconds": round(float(history.get("seconds", 0.0)), 2),
         "duration_seconds": round(time.monotonic() - started, 2),

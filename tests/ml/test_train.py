@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage as ndi
 
 from labseg.ml.io import normalize
 from labseg.ml.synthetic import classes_from_instances, make_nuclei, scribbles
@@ -300,3 +301,21 @@ def test_threshold_prior_labels_only_clear_unlabelled_pixels_with_its_weight():
     assert history["steps"] == 3
     with pytest.raises(ValueError, match="prior_weight"):
         validate_config_overrides({"prior_weight": 1.5})
+
+
+def test_the_prior_is_on_by_default_only_where_membranes_were_painted(nuclei):
+    from labseg.ml.train import MEMBRANE_PRIOR_WEIGHT
+
+    image, instances, *_ = nuclei
+    strokes = scribbles(instances, 8, radius=3, seed=1)
+    _, history = fit(image, strokes, config=TrainConfig(steps=2, **TINY))
+    assert TrainConfig().prior_weight is None and history["prior_weight"] == 0.0
+    # background painted as 1-px lines between the nuclei (membranes), plus strokes inside two of them
+    membranes = np.zeros(instances.shape, np.uint8)
+    grown = ndi.grey_dilation(instances, size=3)
+    membranes[(grown != instances) & (instances > 0)] = 1
+    membranes[(instances == instances.max()) & (membranes == 0)] = 2
+    _, history = fit(image, membranes, config=TrainConfig(steps=2, **TINY))
+    assert history["prior_weight"] == MEMBRANE_PRIOR_WEIGHT
+    _, history = fit(image, membranes, config=TrainConfig(steps=2, **{**TINY, "prior_weight": 0.0}))
+    assert history["prior_weight"] == 0.0  # an explicit value wins
