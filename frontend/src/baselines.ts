@@ -59,3 +59,17 @@ export function comparisonBlock(c: Comparison | null | undefined, testid: string
     loses ? h("div", { "data-testid": `${testid}-advice` }, h("strong", {}, "What to paint next: "), c.advice) : null,
     table);
 }
+
+/**
+ * How the version's objects are separated, from its training provenance (``split``, ``prior_weight``):
+ * a sentence when the painted background was membranes (the objects are what the painted lines enclose,
+ * and training learned from the threshold where it was clear), null for the usual watershed split.
+ */
+export function splitNote(provenance: Record<string, unknown> | undefined): string | null {
+  if (!provenance || provenance.split !== "boundaries") return null;
+  const prior = typeof provenance.prior_weight === "number" && provenance.prior_weight > 0
+    ? ` Training also labelled the unpainted pixels that the threshold calls clearly object or background (weight ${provenance.prior_weight}).`
+    : "";
+  return "Your background strokes are thin lines between objects (membranes), so objects are the regions those lines enclose "
+    + "(connected components), not split by shape." + prior;
+}

@@ -61,3 +61,22 @@ def test_a_failed_run_shows_its_error_in_the_page(celery_worker, logged_in_page,
     err = page.locator("[data-testid=train-error]")
     err.wait_for(timeout=120000)
     assert "Only one class is painted" in err.inner_text()
+
+
+def test_membranes_painted_split_objects_by_the_lines_and_the_page_says_so(celery_worker, logged_in_page, project,
+                                                                           owner):
+    add_image(project, seed=13, membranes=True)
+    page = logged_in_page(owner, f"/projects/{project.pk}/train")
+    page.wait_for_selector("[data-testid=train-form]")
+    page.fill("[data-testid=train-steps]", "10")
+    page.click("[data-testid=train-start]")
+    page.wait_for_function("""() => ['succeeded', 'failed', 'cancelled'].includes(
+        document.querySelector('[data-testid=train-run]')?.dataset.status)""", timeout=240000)
+    run = TrainingRun.objects.get(project=project)
+    assert run.status == "succeeded", run.error
+    provenance = ModelVersion.objects.get(run=run).provenance
+    assert provenance["split"] == "boundaries" and provenance["prior_weight"] == 0.3
+    note = page.locator("[data-testid=train-split-note]")
+    note.wait_for()
+    assert "thin lines between objects" in note.inner_text() and "weight 0.3" in note.inner_text()
+    assert page.console_errors == []

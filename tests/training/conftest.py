@@ -13,8 +13,11 @@ from tests.helpers import TINY, image_row, wait_for  # noqa: F401
 
 
 def add_image(project, *, seed: int = 0, size: int = 96, channels: int = 1, split: str = "train",
-              strokes: int = 12, dense: bool = False, only_class: int | None = None, client=None):
-    """An Image row (a real TIFF file) with an Annotation of painted strokes (or dense labels).
+              strokes: int = 12, dense: bool = False, only_class: int | None = None, client=None,
+              membranes: bool = False):
+    """An Image row (a real TIFF file) with an Annotation of painted strokes (or dense labels; or, with
+    ``membranes``, 1-px background lines along every nucleus outline and one nucleus painted inside, as an
+    EM annotator paints membranes).
 
     With ``client`` the masks are saved like the browser saves them: PUT /api/v1/images/{id}/annotation/.
     """
@@ -25,6 +28,12 @@ def add_image(project, *, seed: int = 0, size: int = 96, channels: int = 1, spli
     image = image_row(project, pixels if channels > 1 else pixels[0], f"nuclei_{seed}_{channels}c.tif", split=split,
                       display_max=65535)
     classes = classes_from_instances(instances) if dense else scribbles(instances, strokes, seed=seed, length=16)
+    if membranes:
+        from scipy import ndimage as ndi
+
+        classes = np.zeros(instances.shape, np.uint8)
+        classes[(ndi.grey_dilation(instances, size=3) != instances) & (instances > 0)] = 1
+        classes[(instances == instances.max()) & (classes == 0)] = 2
     if only_class is not None:
         classes = np.where(classes > 0, only_class, 0).astype(np.uint8)
     inst = np.where(classes == 2, instances, 0).astype(np.uint16)
