@@ -97,14 +97,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
 
     from labseg.ml.baselines import ForestBaseline, ThresholdBaseline
     from labseg.ml.io import normalize
-    from labseg.ml.postprocess import (
-        components,
-        min_object_size,
-        object_radius,
-        painted_radius,
-        painted_split,
-        split_instances,
-    )
+    from labseg.ml.postprocess import instances_from_probs, painted_radius, painted_split
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import fit, validate_config_overrides
 
@@ -116,11 +109,9 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     split = painted_split(classes, instances)
 
     def to_instances(fg: np.ndarray, x: np.ndarray, intensity: bool = False) -> np.ndarray:
-        mask = fg > 0.5
-        r = painted or object_radius(foreground=mask)
-        if split == "boundaries" and not intensity:
-            return components(mask, min_size=min_object_size(r))
-        return split_instances(mask, x if intensity else None, radius=r, min_size=min_object_size(r))
+        # the intensity-aware variant is a watershed landscape: it always splits by shape
+        return instances_from_probs(fg, radius=painted, image=x if intensity else None,
+                                    split="shape" if intensity else split)
 
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
            "painted_radius": painted, "split": split}

@@ -101,17 +101,21 @@ def load_model(version: ModelVersion) -> LoadedModel:
     return loaded
 
 
+def _provenance(checkpoint: dict) -> dict:
+    """The training run's provenance saved in the checkpoint ({} for uploaded or older checkpoints)."""
+    return (checkpoint.get("extra") or {}).get("provenance") or {}
+
+
 def _painted_split(checkpoint: dict) -> str:
     """The training run's split mode ("shape" for versions trained before it was recorded)."""
-    from labseg.ml.postprocess import SPLIT_MODES
+    from labseg.ml.postprocess import recorded_split
 
-    value = ((checkpoint.get("extra") or {}).get("provenance") or {}).get("split")
-    return value if value in SPLIT_MODES else "shape"
+    return recorded_split(_provenance(checkpoint).get("split"))
 
 
 def _painted_radius(checkpoint: dict) -> float | None:
     """The typical object radius the training run measured on painted instances (None when unknown)."""
-    value = ((checkpoint.get("extra") or {}).get("provenance") or {}).get("object_radius")
+    value = _provenance(checkpoint).get("object_radius")
     try:
         return float(value) if value is not None and 1.0 <= float(value) <= 10_000 else None
     except (TypeError, ValueError):

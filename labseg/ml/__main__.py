@@ -112,7 +112,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from labseg.ml.device import configure_threads, pick_device
     from labseg.ml.io import read_image
-    from labseg.ml.postprocess import SPLIT_MODES, instances_from_probs
+    from labseg.ml.postprocess import instances_from_probs, recorded_split
     from labseg.ml.tiling import predict_tiled, predict_tiled_with_uncertainty
     from labseg.ml.train import apply_normalization, load_checkpoint
 
@@ -135,10 +135,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             probs = predict_tiled(model, x, **kwargs)
     finally:
         bar.close()
-    split = args.split
-    if split == "auto":  # what the training labels said (painted_split), the watershed when not recorded
-        split = (checkpoint.get("extra") or {}).get("split")
-        split = split if split in SPLIT_MODES else "shape"
+    # auto: what the training labels said (painted_split), the watershed when not recorded
+    split = recorded_split((checkpoint.get("extra") or {}).get("split")) if args.split == "auto" else args.split
     labels = instances_from_probs(probs, fg_class=1 if probs.shape[0] == 2 else None, threshold=args.threshold,
                                   min_size=args.min_size, radius=args.radius,
                                   image=x if args.intensity_split else None, split=split)

@@ -260,6 +260,12 @@ def instances_from_probs(
                            fill_holes=fill_holes)
 
 
+def recorded_split(value: object) -> str:
+    """The split mode stored with a model (provenance, checkpoint extras); "shape" for models trained
+    before it was recorded, or for anything that is not a known mode."""
+    return value if value in SPLIT_MODES else "shape"
+
+
 def _check_split(split: str) -> None:
     if split not in SPLIT_MODES:
         raise ValueError(f"split must be one of {', '.join(SPLIT_MODES)}, got {split!r}")

@@ -511,10 +511,8 @@ def _prior_weight(config: TrainConfig, samples: list[_Sample], instances: Any) -
         return config.prior_weight
     from labseg.ml.postprocess import painted_split
 
-    given = None if instances is None else _as_list(instances)
-    if given is not None and len(given) != len(samples):
-        given = None
-    split = painted_split([s.labels for s in samples], given)
+    # _prepare_samples has checked that there is one instance mask (or None) per sample
+    split = painted_split([s.labels for s in samples], None if instances is None else _as_list(instances))
     return MEMBRANE_PRIOR_WEIGHT if split == "boundaries" else 0.0
 
 

@@ -223,3 +223,10 @@ def test_boundaries_split_is_the_connected_components_of_the_filled_mask():
     assert by_class.max() == 6 and list(object_class) == [0] + [1] * 6
     with pytest.raises(ValueError, match="split must be one of"):
         instances_from_probs(fg, split="watershed")
+
+
+def test_a_recorded_split_is_read_back_and_anything_else_means_shape():
+    from labseg.ml.postprocess import recorded_split
+
+    assert recorded_split("boundaries") == "boundaries" and recorded_split("shape") == "shape"
+    assert recorded_split(None) == "shape" and recorded_split("watershed") == "shape" and recorded_split(3) == "shape"
