@@ -7,7 +7,7 @@
  * Per-class IoU columns follow the project's classes; every dash has a tooltip saying why it is a dash.
  */
 import { api, type Project } from "./api";
-import { comparisonBlock } from "./baselines";
+import { comparisonBlock, splitNote } from "./baselines";
 import { drawLineChart } from "./chart";
 import type { ModelVersion } from "./pages/training";
 import { classMetric, comparisonNote, dashReason, firstMetricWithData, fmt, lineagePoints, METRIC_NAMES, DENSE_ONLY, type Comparison, type VersionMetrics } from "./scores";
@@ -106,8 +106,10 @@ export function scoresTable(o: ScoresTableOptions): HTMLElement {
       h("td", {}, activate, " ", o.canEdit ? predictAllButton(v) : null, " ", h("a", { href: v.checkpoint_url, download: "", title: "the raw training checkpoint, for LabSeg (torch.jit.load cannot open it: see Export below for TorchScript and ONNX)" }, "checkpoint (raw)"))));
     const baselines = comparisonBlock(v.comparison, `model-baselines-${v.number}`);
     const note = parent ? h("span", { class: "muted", "data-testid": `compare-note-${v.number}` }, comparisonNote(parent.number, cmp)) : null;
-    if (note || baselines) {
-      table.append(h("tr", { class: "sub" }, h("td", {}), h("td", { colSpan: keys.length + 6 }, note,
+    const split = splitNote(v.provenance);
+    const splitLine = split ? h("p", { class: "muted", "data-testid": `model-split-note-${v.number}` }, split) : null;
+    if (note || baselines || splitLine) {
+      table.append(h("tr", { class: "sub" }, h("td", {}), h("td", { colSpan: keys.length + 6 }, note, splitLine,
         baselines ? h("details", { open: Boolean(v.comparison?.unet_loses_to.length) }, h("summary", {}, "U-Net beside its baselines"), baselines) : null)));
     }
   }

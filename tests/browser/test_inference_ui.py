@@ -204,6 +204,8 @@ def test_models_and_training_pages_show_the_baselines_and_what_to_paint_when_the
     assert page.locator("[data-testid=model-baselines-1-threshold-f1_iou50]").inner_text() == "0.700"
     # the U-Net's own columns are not replaced by a baseline's score
     assert page.locator("[data-testid=model-row-1]").inner_text().count("0.5500") == 1
+    # a version split by shape (the watershed) gets no membrane note
+    assert page.locator("[data-testid=model-split-note-1]").count() == 0
     page = logged_in_page(owner, f"/projects/{project.pk}/train")
     train_block = page.wait_for_selector("[data-testid=train-baselines]")
     assert train_block.get_attribute("data-loses") == "true"

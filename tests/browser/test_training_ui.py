@@ -79,4 +79,10 @@ def test_membranes_painted_split_objects_by_the_lines_and_the_page_says_so(celer
     note = page.locator("[data-testid=train-split-note]")
     note.wait_for()
     assert "thin lines between objects" in note.inner_text() and "weight 0.3" in note.inner_text()
+    # the Models page says it beside the version too
+    version = ModelVersion.objects.get(run=run)
+    page.goto(page.url.rsplit("/projects/", 1)[0] + f"/projects/{project.pk}/models")
+    models_note = page.locator(f"[data-testid=model-split-note-{version.number}]")
+    models_note.wait_for()
+    assert "thin lines between objects" in models_note.inner_text()
     assert page.console_errors == []
