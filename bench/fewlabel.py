@@ -5,9 +5,10 @@ a user would label it and every method is trained on exactly those labels, then 
 that share no pixel with the training crop:
 
 - protocols: ``scribbles`` (~15 strokes, background strokes > 8 px from objects), ``near`` (the same
-  with background strokes up to 2 px from objects), ``objects`` (3 objects painted whole with their
-  outline as background, plus the background strokes: the correction workflow), ``dense`` (every
-  known pixel of the crop).
+  with background strokes up to 2 px from objects), ``lines`` (the scribbles plus 8 short background
+  lines in the gaps between touching objects: what a user paints after seeing objects merged),
+  ``objects`` (3 objects painted whole with their outline as background, plus the background strokes:
+  the correction workflow), ``dense`` (every known pixel of the crop).
 - methods: ``threshold`` (Otsu on the label-aware channel projection: objects bright or dark as
   painted, RGB too), ``forest`` (ilastik-style random forest on multiscale features), ``unet`` (the
   default ``TrainConfig``), and the U-Net with each optional component switched on in turn
@@ -38,7 +39,7 @@ import numpy as np
 
 from bench import realdata
 
-PROTOCOLS = ("scribbles", "near", "objects", "dense")
+PROTOCOLS = ("scribbles", "near", "lines", "objects", "dense")
 BASELINES = ("threshold", "forest")
 UNET_VARIANTS = {"unet": {}, "unet+crf": {"crf_weight": 3.0}, "unet+st": {"self_training": 1}}
 DERIVED = ("unet+tta", "unet+isplit")
@@ -50,6 +51,8 @@ def labels_for(task: realdata.Task, protocol: str, seed: int) -> tuple[np.ndarra
         return realdata.scribbles(crop, seed, touching=task.touching), None
     if protocol == "near":
         return realdata.scribbles(crop, seed, bg_margin=2.0, touching=task.touching), None
+    if protocol == "lines":
+        return realdata.scribbles_with_lines(crop, seed, touching=task.touching), None
     if protocol == "objects":
         return realdata.painted_objects(crop, seed, touching=task.touching)
     if protocol == "dense":

@@ -80,3 +80,26 @@ def test_run_one_scores_every_method_on_a_small_task(crop, tmp_path):
     table = fewlabel.summarise([{"set": "synthetic", **out}])
     assert "| threshold |" in table and "| unet+tta |" in table
     json.dumps(out)  # the --json output is plain JSON
+
+
+def test_lines_are_background_in_gaps_between_nearby_objects_added_to_the_scribbles():
+    from scipy import ndimage as ndi
+
+    # two rows of rods 2 px apart (a gap a user would paint), labels known everywhere
+    inst = np.zeros((60, 80), np.int32)
+    for k, x0 in enumerate(range(4, 76, 12)):
+        inst[5:25, x0:x0 + 10] = k + 1
+        inst[27:47, x0:x0 + 10] = k + 7
+    crop = realdata.Crop(np.random.default_rng(0).random((1, 60, 80)).astype(np.float32), inst,
+                         np.ones(inst.shape, bool))
+    plain = realdata.scribbles(crop, seed=4, n_strokes=6, radius=2, length=10, bg_margin=3.0)
+    lined = realdata.scribbles_with_lines(crop, seed=4, n_lines=4, line_length=10, n_strokes=6, radius=2,
+                                          length=10, bg_margin=3.0)
+    added = (lined == 1) & (plain == 0)
+    assert added.any()
+    assert ((lined == plain) | added).all()  # the scribbles are kept, only background is added
+    assert (inst[added] == 0).all()  # on background only
+    # every added pixel lies in a gap: two different objects within 3 px of it
+    hi = ndi.maximum_filter(inst, size=7)
+    lo = ndi.minimum_filter(np.where(inst > 0, inst, 10**6), size=7)
+    assert ((hi[added] > 0) & (lo[added] < 10**6) & (hi[added] != lo[added])).all()
