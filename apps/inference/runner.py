@@ -12,7 +12,8 @@ Stored files of a prediction:
 
 Counts (``Prediction.counts``): ``instances`` (all objects), ``instances_per_class`` (label class value ->
 objects, every object class listed), ``instances_per_class_name`` (the project's class name -> objects),
-``pixels_per_class``, ``mean_uncertainty``.
+``pixels_per_class``, ``mean_uncertainty``, ``review`` (the objects that look like several merged, to
+check first: ``labseg.ml.review.suspect_merges``).
 - ``probability.png``: 8-bit, round(255 * foreground probability) (1 - p(background)).
 - ``uncertainty.png``: 8-bit, round(255 * uncertainty) from test-time augmentation (0 = all agree).
 """
@@ -248,6 +249,7 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
             "instances": int(len(object_class) - 1),
             "instances_per_class": count_objects(object_class, probs.shape[0]),
             "mean_uncertainty": float(np.mean(uncertainty, dtype=np.float64)),
+            "review": review_of(instances, object_class, loaded),
         }
         del probs  # drop the memmap before its file goes
     return PredictionOutputs(classes=classes, instances=instances, files=files, counts=counts)
@@ -289,6 +291,17 @@ def run_prediction(prediction_id: int, worker: str) -> None:
         from .scoring import score_prediction
 
         score_prediction(pred.pk, classes=out.classes, instances=out.instances)
+
+
+def review_of(instances: np.ndarray, object_class: np.ndarray, loaded: LoadedModel) -> dict:
+    """The objects to check first (``labseg.ml.review.suspect_merges``, typical area per object class), or
+    ``{"skipped": why}`` where object shape says nothing (membranes painted: objects are whatever the
+    membranes enclose)."""
+    from labseg.ml.review import suspect_merges
+
+    if loaded.split == "boundaries":
+        return {"skipped": "objects are split by painted membranes: their shape says nothing about merges"}
+    return suspect_merges(instances, radius=loaded.object_radius, groups=object_class)
 
 
 def name_counts(project, per_class: dict[str, int]) -> dict[str, int]:

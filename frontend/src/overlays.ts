@@ -16,6 +16,7 @@ import { dialog, h, showError, toast } from "./ui";
 import type { Region, RegionSource } from "./viewer";
 import type { AnnotateContext } from "./annotate/context";
 import { annotateUrl, type ImageGridContext } from "./pages/project";
+import { reviewPanel, type Review } from "./review";
 
 export interface Prediction {
   id: number;
@@ -23,7 +24,7 @@ export interface Prediction {
   model_version: number;
   status: "queued" | "running" | "succeeded" | "failed";
   progress: number;
-  counts: { instances?: number; instances_per_class?: Record<string, number>; mean_uncertainty?: number; pixels_per_class?: Record<string, number> };
+  counts: { instances?: number; instances_per_class?: Record<string, number>; mean_uncertainty?: number; pixels_per_class?: Record<string, number>; review?: Review };
   mean_uncertainty: number | null;
   error: string;
 }
@@ -126,6 +127,7 @@ export function setupPredictions(ctx: AnnotateContext): () => void {
   let versions: VersionRef[] = [];
   const versionNumber = (id: number) => versions.find((v) => v.id === id)?.number ?? id;
 
+  const review = reviewPanel(ctx);
   const show = (p: Prediction | null) => {
     const was = current;
     current = p;
@@ -140,6 +142,7 @@ export function setupPredictions(ctx: AnnotateContext): () => void {
       }
     }
     refreshButtons();
+    review.update(p?.status === "succeeded" ? p.id : null, p?.status === "succeeded" ? p.counts.review : null);
     if (p && (p.status === "queued" || p.status === "running")) poll(p.id);
   };
 

@@ -209,3 +209,46 @@ def test_models_and_training_pages_show_the_baselines_and_what_to_paint_when_the
     page = logged_in_page(owner, f"/projects/{project.pk}/train")
     train_block = page.wait_for_selector("[data-testid=train-baselines]")
     assert train_block.get_attribute("data-loses") == "true"
+
+
+def test_objects_to_check_zoom_to_the_merged_object_and_mark_it(project, annotator, upload_image, logged_in_page):
+    """A prediction whose one large object looks merged: the panel says so, "Show the first" centres the
+    view on it with a cyan dashed box."""
+    from apps.annotate.models import Image
+    from tests.inference.conftest import create_tiny_version
+    from tests.inference.test_review import blob_image
+
+    image_id = upload_image(project, "blob.tif", tiff_bytes(blob_image()))
+    version = create_tiny_version(project, number=1, seed=3, is_active=True, threshold=0.35)
+    pred = predict_inline(version, Image.objects.get(pk=image_id))
+    assert pred.counts["review"]["total"] == 1
+    page = logged_in_page(annotator, f"/projects/{project.pk}/images/{image_id}/annotate")
+    page.wait_for_selector("[data-testid=annotation-canvas]")
+    wait_saved(page)
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=prediction-status]')?.dataset.status === 'succeeded'")
+    panel = page.locator("[data-testid=review-panel]")
+    assert panel.is_visible()
+    assert "1 object of this prediction looks like several merged" in page.inner_text("[data-testid=review-text]")
+    assert page.locator("[data-testid=review-prev]").is_disabled()
+    page.keyboard.press("o")  # the label mask off: only the image and the box
+    base = rendered(page)
+    cyan = lambda rgb: ((rgb[..., 0] < 80) & (rgb[..., 1] > 180) & (rgb[..., 2] > 200)).sum()  # noqa: E731
+    assert cyan(base) == 0
+    page.click("[data-testid=review-next]")
+    shown = rendered(page)
+    assert cyan(shown) >= 50, "no dashed box drawn around the object"
+    assert "1 / 1" in page.inner_text("[data-testid=review-current]")
+    assert page.locator("[data-testid=review-next]").is_disabled()
+    # the view is centred on the object: the image point under the canvas centre is the box centre
+    centre = page.evaluate("""() => {
+        const c = document.querySelector('[data-testid=annotation-canvas]');
+        const r = c.getBoundingClientRect();
+        return [r.width / 2, r.height / 2];
+    }""")
+    # zoomed in: the box (50 px wide, a margin of its own size each side) spans a third of the view's width
+    ys_px, xs_px = np.nonzero((shown[..., 0] < 80) & (shown[..., 1] > 180) & (shown[..., 2] > 200))
+    assert abs((xs_px.min() + xs_px.max()) / 2 - centre[0]) < 0.1 * shown.shape[1]
+    assert abs((ys_px.min() + ys_px.max()) / 2 - centre[1]) < 0.1 * shown.shape[0]
+    assert xs_px.max() - xs_px.min() > 0.25 * shown.shape[1]
+    assert not page.console_errors

@@ -1,0 +1,50 @@
+"""Objects to check in a prediction: the worker's own code stores them in the counts (largest first, with
+their box) and the prediction endpoint returns them; versions trained on painted membranes get none."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from apps.inference.runner import review_of
+from tests.helpers import image_row
+
+pytestmark = pytest.mark.django_db
+
+BLOB = (slice(60, 100), slice(20, 70))  # a 40 x 50 block: 10x the area of one disc
+
+
+def blob_image() -> np.ndarray:
+    yy, xx = np.mgrid[:128, :128]
+    pixels = np.zeros((128, 128), np.uint16)
+    for cy, cx in [(15, 15), (15, 50), (15, 85), (15, 115), (110, 100), (80, 110)]:
+        pixels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 8 ** 2] = 4000
+    pixels[BLOB] = 4000
+    return pixels
+
+
+def test_the_prediction_lists_the_large_object_to_check_and_the_api_returns_it(project, owner, make_version,
+                                                                               run_inline, client_for):
+    version = make_version(project, threshold=0.35)
+    image = image_row(project, blob_image(), "blob.tif", display_max=4000)
+    pred = run_inline(version, image)
+    review = pred.counts["review"]
+    assert pred.counts["instances"] == 7
+    assert review["total"] == 1
+    (obj,) = review["objects"]
+    ys, xs = BLOB
+    assert obj["bbox"] == [xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start]
+    assert obj["area"] == 40 * 50 and obj["area_ratio"] > 5
+    body = client_for(owner).get(f"/api/v1/predictions/{pred.pk}/").json()
+    assert body["counts"]["review"] == review
+
+
+def test_versions_that_split_by_painted_membranes_get_no_review():
+    labels = np.zeros((64, 64), np.int32)
+    labels[:20, :20], labels[30:34, 30:34], labels[40:44, 40:44], labels[50:54, 50:54] = 1, 2, 3, 4
+    groups = np.array([0, 1, 1, 1, 1])
+    shape = review_of(labels, groups, SimpleNamespace(split="shape", object_radius=None))
+    assert [o["id"] for o in shape["objects"]] == [1]
+    membranes = review_of(labels, groups, SimpleNamespace(split="boundaries", object_radius=None))
+    assert "objects" not in membranes and "membranes" in membranes["skipped"]
