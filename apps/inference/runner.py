@@ -226,8 +226,11 @@ class PredictionOutputs:
 
 
 def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progress=None,
-                    device=None) -> PredictionOutputs:
+                    device=None, painted: np.ndarray | None = None) -> PredictionOutputs:
     """Read + normalise the image, predict (TTA or memmap), post-process and encode the four maps.
+
+    ``painted``: the separately painted objects of the image's annotation (``review.painted_objects``),
+    for the objects to check (a predicted object holding two of them is a merge).
 
     The whole prediction except the database and the broker (the benchmark times exactly this).
     """
@@ -249,7 +252,7 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
             "instances": int(len(object_class) - 1),
             "instances_per_class": count_objects(object_class, probs.shape[0]),
             "mean_uncertainty": float(np.mean(uncertainty, dtype=np.float64)),
-            "review": review_of(instances, object_class, loaded),
+            "review": review_of(instances, object_class, loaded, painted),
         }
         del probs  # drop the memmap before its file goes
     return PredictionOutputs(classes=classes, instances=instances, files=files, counts=counts)
@@ -275,7 +278,7 @@ def run_prediction(prediction_id: int, worker: str) -> None:
 
     with heartbeats(pred.pk, worker):
         out = compute_outputs(loaded, pred.image.file.path, scratch_dir=Path(settings.MEDIA_ROOT) / "tmp",
-                              progress=progress)
+                              progress=progress, painted=painted_of(pred.image))
     report_progress(pred.pk, 0.9, worker)
     out.counts["instances_per_class_name"] = name_counts(pred.image.project, out.counts["instances_per_class"])
     fields = {"classes.png": pred.classes_file, "instances.tif": pred.instances_file,
@@ -293,15 +296,28 @@ def run_prediction(prediction_id: int, worker: str) -> None:
         score_prediction(pred.pk, classes=out.classes, instances=out.instances)
 
 
-def review_of(instances: np.ndarray, object_class: np.ndarray, loaded: LoadedModel) -> dict:
-    """The objects to check first (``labseg.ml.review.suspect_merges``, typical area per object class), or
-    ``{"skipped": why}`` where object shape says nothing (membranes painted: objects are whatever the
-    membranes enclose)."""
+def review_of(instances: np.ndarray, object_class: np.ndarray, loaded: LoadedModel,
+              painted: np.ndarray | None = None) -> dict:
+    """The objects to check first (``labseg.ml.review.suspect_merges``, typical area per object class,
+    ``painted``: the annotation's separately painted objects), or ``{"skipped": why}`` where object shape
+    says nothing (membranes painted: objects are whatever the membranes enclose)."""
     from labseg.ml.review import suspect_merges
 
     if loaded.split == "boundaries":
         return {"skipped": "objects are split by painted membranes: their shape says nothing about merges"}
-    return suspect_merges(instances, radius=loaded.object_radius, groups=object_class)
+    if painted is not None and painted.shape != instances.shape:
+        painted = None  # an annotation of another size cannot be read against this image
+    return suspect_merges(instances, radius=loaded.object_radius, groups=object_class, painted=painted)
+
+
+def painted_of(image) -> np.ndarray | None:
+    """The separately painted objects of the image's annotation (None: not annotated)."""
+    from apps.annotate.masks import annotation_arrays
+    from apps.annotate.models import Annotation
+    from labseg.ml.review import painted_objects
+
+    annotation = Annotation.objects.filter(image=image).first()
+    return painted_objects(*annotation_arrays(annotation)) if annotation is not None else None
 
 
 def name_counts(project, per_class: dict[str, int]) -> dict[str, int]:

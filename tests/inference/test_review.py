@@ -40,6 +40,25 @@ def test_the_prediction_lists_the_large_object_to_check_and_the_api_returns_it(p
     assert body["counts"]["review"] == review
 
 
+def test_a_predicted_object_holding_two_painted_strokes_comes_first(project, make_version, run_inline):
+    from apps.annotate.masks import encode_png
+    from apps.annotate.models import Annotation
+
+    version = make_version(project, threshold=0.35)
+    image = image_row(project, blob_image(), "blob.tif", display_max=4000)
+    classes = np.zeros((128, 128), np.uint8)
+    classes[11:13, 10:21] = 2  # two strokes inside the disc at (15, 15): the user says two objects
+    classes[18:20, 10:21] = 2
+    classes[40:44, 40:60] = 1  # background
+    Annotation.objects.create(image=image, classes_png=encode_png(classes), version=1,
+                              labelled_pixels=int((classes > 0).sum()))
+    review = run_inline(version, image).counts["review"]
+    assert review["total"] == 2
+    first, second = review["objects"]
+    assert first["bbox"] == [7, 7, 17, 17] and first["reason"] == "holds 2 separately painted objects"
+    assert second["area"] == 40 * 50
+
+
 def test_versions_that_split_by_painted_membranes_get_no_review():
     labels = np.zeros((64, 64), np.int32)
     labels[:20, :20], labels[30:34, 30:34], labels[40:44, 40:44], labels[50:54, 50:54] = 1, 2, 3, 4

@@ -7,7 +7,7 @@ import pytest
 from skimage.draw import disk, ellipse
 from skimage.measure import regionprops
 
-from labseg.ml.review import AREA_RATIO, SOLIDITY, solidity, suspect_merges
+from labseg.ml.review import AREA_RATIO, SOLIDITY, holds_painted, painted_objects, solidity, suspect_merges
 
 
 def discs(shape, centres, radius, start=1, labels=None):
@@ -125,3 +125,37 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="non-negative"):
         suspect_merges(np.array([[0, -1], [1, 1]]))
     assert suspect_merges(np.zeros((5, 5), np.uint16)) == {"total": 0, "objects": []}
+
+
+def test_painted_objects_are_instances_and_separate_object_strokes():
+    classes = np.zeros((20, 30), np.uint8)
+    classes[2:5, 2:8] = 2  # a stroke
+    classes[10:13, 2:8] = 3  # a stroke of another object class
+    classes[2:8, 20:28] = 2  # painted as instance 7
+    classes[15:18, 15:25] = 1  # background
+    inst = np.zeros(classes.shape, np.int32)
+    inst[2:8, 20:28] = 7
+    out = painted_objects(classes, inst)
+    assert len(np.unique(out[out > 0])) == 3
+    assert (out[2:8, 20:28] == 7).all() and (out[15:18, 15:25] == 0).all()
+    assert out[3, 3] != out[11, 3] and out[3, 3] > 7
+    assert painted_objects(np.ones((4, 4), np.uint8)) is None  # background only
+
+
+def test_one_colony_holding_three_painted_strokes_is_to_check_though_no_object_is_typical():
+    labels = np.zeros((100, 100), np.int32)
+    labels[10:90, 10:90] = 1  # the whole colony predicted as one object: no typical object, no radius
+    classes = np.zeros(labels.shape, np.uint8)
+    for y in (20, 50, 80):
+        classes[y:y + 3, 30:60] = 2  # three strokes, each in its own rod
+    assert suspect_merges(labels)["total"] == 0
+    (obj,) = suspect_merges(labels, painted=painted_objects(classes))["objects"]
+    assert obj["id"] == 1 and obj["reason"].startswith("holds 3 separately painted objects")
+    # a stroke split in halves over two predicted objects counts for neither
+    labels[50:90, 10:90] = 2
+    classes[:] = 0
+    classes[20:23, 30:60] = 2
+    classes[48:52, 30:60] = 2
+    assert holds_painted(labels, painted_objects(classes)).tolist() == [0, 1, 0]
+    classes[52, 30:60] = 2  # now 3 of its 5 rows lie in object 2
+    assert holds_painted(labels, painted_objects(classes)).tolist() == [0, 1, 1]
