@@ -21,10 +21,10 @@ describe("objects to check", () => {
     expect(viewFor([0, 0, 2, 2], 600, 300).scale).toBe(8);
   });
 
-  it("draws the box around the object with a margin, at most 512 px a side", () => {
+  it("draws the box around the object with a margin, on a canvas 512 px on its longer side", () => {
     const small = outlineRect([10, 20, 30, 40]);
     expect(small.rect).toEqual({ x: 6, y: 16, w: 38, h: 48 });
-    expect([small.canvasW, small.canvasH]).toEqual([38, 48]);
+    expect([small.canvasW, small.canvasH]).toEqual([Math.round(38 * 512 / 48), 512]);
     const big = outlineRect([0, 0, 5000, 2500]);
     expect(big.rect).toEqual({ x: -500, y: -500, w: 6000, h: 3500 });
     expect(big.canvasW).toBe(512);

@@ -55,14 +55,14 @@ export function viewFor(bbox: [number, number, number, number], viewW: number, v
 
 /**
  * A dashed box around `bbox` as an image overlay: the canvas and the image rectangle it covers (a margin
- * of 4 px or a tenth of the box). The canvas is at most `maxSide` px a side (a box of a whole merged colony
- * is drawn scaled down), its line a fixed share of it so it shows at every zoom.
+ * of 4 px or a tenth of the box). The canvas's longer side is `side` px whatever the box (a small box is
+ * drawn sharp when zoomed in, the box of a whole merged colony scaled down), its line a fixed share of it.
  */
-export function outlineRect(bbox: [number, number, number, number], maxSide = 512): { rect: { x: number; y: number; w: number; h: number }; canvasW: number; canvasH: number; line: number } {
+export function outlineRect(bbox: [number, number, number, number], side = 512): { rect: { x: number; y: number; w: number; h: number }; canvasW: number; canvasH: number; line: number } {
   const [x, y, w, ht] = bbox;
   const pad = Math.max(4, Math.round(Math.max(w, ht) / 10));
   const rect = { x: x - pad, y: y - pad, w: w + 2 * pad, h: ht + 2 * pad };
-  const k = Math.min(1, maxSide / Math.max(rect.w, rect.h));
+  const k = side / Math.max(rect.w, rect.h);
   const canvasW = Math.max(8, Math.round(rect.w * k));
   const canvasH = Math.max(8, Math.round(rect.h * k));
   return { rect, canvasW, canvasH, line: Math.max(1.5, Math.min(canvasW, canvasH) / 40) };
