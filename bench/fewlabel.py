@@ -7,6 +7,9 @@ that share no pixel with the training crop:
 - protocols: ``scribbles`` (~15 strokes, background strokes > 8 px from objects), ``near`` (the same
   with background strokes up to 2 px from objects), ``lines`` (the scribbles plus 8 short background
   lines in the gaps between touching objects: what a user paints after seeing objects merged),
+  ``guided`` (the scribbles plus up to 8 such lines, but only inside the objects the app lists to check
+  (``labseg.ml.review.suspect_merges``) on the scribble-trained U-Net's prediction of the training crop:
+  the annotate page's "Objects to check" loop; not on membrane sets, where the app lists none),
   ``objects`` (3 objects painted whole with their outline as background, plus the background strokes:
   the correction workflow), ``dense`` (every known pixel of the crop).
 - methods: ``threshold`` (Otsu on the label-aware channel projection: objects bright or dark as
@@ -39,7 +42,7 @@ import numpy as np
 
 from bench import realdata
 
-PROTOCOLS = ("scribbles", "near", "lines", "objects", "dense")
+PROTOCOLS = ("scribbles", "near", "lines", "guided", "objects", "dense")
 BASELINES = ("threshold", "forest")
 UNET_VARIANTS = {"unet": {}, "unet+crf": {"crf_weight": 3.0}, "unet+st": {"self_training": 1}}
 DERIVED = ("unet+tta", "unet+isplit")
@@ -58,6 +61,43 @@ def labels_for(task: realdata.Task, protocol: str, seed: int) -> tuple[np.ndarra
     if protocol == "dense":
         return realdata.dense(crop)
     raise ValueError(f"unknown protocol {protocol!r}")
+
+
+def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_overrides: dict,
+                  dilate: int = 3) -> tuple[np.ndarray, None, dict]:
+    """The ``guided`` protocol's labels: train the default U-Net on the scribbles (round 1), predict the
+    training crop, list its objects to check as the app does (``apps.inference.runner.review_of``: large or
+    not convex, or holding two of the painted strokes; none for membrane labels), and add the separation lines only
+    inside those objects (grown by ``dilate`` px: the gap beside them). -> (classes, None, what it did)."""
+    from scipy import ndimage as ndi
+
+    from labseg.ml.io import normalize
+    from labseg.ml.postprocess import instances_from_probs, painted_split
+    from labseg.ml.review import painted_objects, suspect_merges
+    from labseg.ml.tiling import predict_tiled
+    from labseg.ml.train import fit, validate_config_overrides
+
+    scribbled, _ = labels_for(task, "scribbles", seed)
+    split = painted_split(scribbled, None)
+    start = time.monotonic()
+    where = np.zeros(scribbled.shape, bool)
+    flagged, round1 = 0, None
+    if split != "boundaries":
+        config = validate_config_overrides({"num_threads": threads, "device": "cpu", "seed": seed, **unet_overrides})
+        net, _ = fit(task.train.raw, scribbled, None, config=config)
+        fg = 1.0 - predict_tiled(net, normalize(task.train.raw))[0]
+        pred = instances_from_probs(fg, radius=None, split=split)
+        review = suspect_merges(pred, radius=None, painted=painted_objects(scribbled))
+        # round 1 is the scribbles protocol's U-Net: its scores in the same run, for the comparison
+        round1 = score([instances_from_probs(1.0 - predict_tiled(net, normalize(t.raw))[0], radius=None, split=split)
+                        for t in task.tests], task.tests)
+        flagged = review["total"]
+        for obj in review["objects"]:
+            where |= pred == obj["id"]
+        where = ndi.binary_dilation(where, iterations=dilate)
+    classes = realdata.scribbles_with_lines(task.train, seed, touching=task.touching, where=where)
+    return classes, None, {"round1_seconds": time.monotonic() - start, "flagged": flagged, "round1": round1,
+                           "line_pixels": int(((classes == 1) & (scribbled == 0)).sum())}
 
 
 def _keep_inside(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -105,7 +145,11 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     from labseg.ml.train import fit, validate_config_overrides
 
     torch.set_num_threads(threads)
-    classes, instances = labels_for(task, protocol, seed)
+    guided = {}
+    if protocol == "guided":
+        classes, instances, guided = guided_labels(task, seed, threads=threads, unet_overrides=unet_overrides)
+    else:
+        classes, instances = labels_for(task, protocol, seed)
     x_train = normalize(task.train.raw)
     xs = [normalize(t.raw) for t in task.tests]
     painted = painted_radius([instances]) if instances is not None else None
@@ -117,7 +161,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
                                     split="shape" if intensity else split)
 
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
-           "painted_radius": painted, "split": split}
+           "painted_radius": painted, "split": split, **guided}
     for method in [*BASELINES, *variants]:
         start = time.monotonic()
         if method == "threshold":

@@ -248,14 +248,17 @@ def scribbles(crop: Crop, seed: int, *, n_strokes: int = 15, radius: int = 5, le
 
 
 def scribbles_with_lines(crop: Crop, seed: int, n_lines: int = 8, line_length: int = 24, gap: int = 3,
-                         **kw) -> np.ndarray:
+                         where: np.ndarray | None = None, **kw) -> np.ndarray:
     """The ``scribbles`` plus ``n_lines`` short background lines (up to ``line_length`` px) painted in the gap
     between two objects that touch or nearly touch (within ``2 * gap`` px), as a user separates touching
-    objects after seeing them merged: only on known background, never over a stroke."""
+    objects after seeing them merged: only on known background, never over a stroke. ``where``: only
+    inside this mask (the objects the app asked to check); no line when no objects touch there."""
     from skimage.segmentation import expand_labels
 
     classes = scribbles(crop, seed, **kw)
     grown = expand_labels(np.where(crop.valid, crop.instances, 0), gap)
+    if where is not None:
+        grown = np.where(where, grown, 0)
     lines = _separation_lines(grown, crop.valid, np.random.default_rng(seed + 100), n_lines, line_length)
     classes[lines & crop.known_background & (classes == 0)] = 1
     return classes

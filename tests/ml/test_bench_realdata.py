@@ -82,16 +82,21 @@ def test_run_one_scores_every_method_on_a_small_task(crop, tmp_path):
     json.dumps(out)  # the --json output is plain JSON
 
 
-def test_lines_are_background_in_gaps_between_nearby_objects_added_to_the_scribbles():
-    from scipy import ndimage as ndi
-
-    # two rows of rods 2 px apart (a gap a user would paint), labels known everywhere
+def rod_rows() -> realdata.Crop:
+    """Two rows of rods 2 px apart (a gap a user would paint), labels known everywhere."""
     inst = np.zeros((60, 80), np.int32)
     for k, x0 in enumerate(range(4, 76, 12)):
         inst[5:25, x0:x0 + 10] = k + 1
         inst[27:47, x0:x0 + 10] = k + 7
-    crop = realdata.Crop(np.random.default_rng(0).random((1, 60, 80)).astype(np.float32), inst,
+    return realdata.Crop(np.random.default_rng(0).random((1, 60, 80)).astype(np.float32), inst,
                          np.ones(inst.shape, bool))
+
+
+def test_lines_are_background_in_gaps_between_nearby_objects_added_to_the_scribbles():
+    from scipy import ndimage as ndi
+
+    crop = rod_rows()
+    inst = crop.instances
     plain = realdata.scribbles(crop, seed=4, n_strokes=6, radius=2, length=10, bg_margin=3.0)
     lined = realdata.scribbles_with_lines(crop, seed=4, n_lines=4, line_length=10, n_strokes=6, radius=2,
                                           length=10, bg_margin=3.0)
@@ -103,3 +108,16 @@ def test_lines_are_background_in_gaps_between_nearby_objects_added_to_the_scribb
     hi = ndi.maximum_filter(inst, size=7)
     lo = ndi.minimum_filter(np.where(inst > 0, inst, 10**6), size=7)
     assert ((hi[added] > 0) & (lo[added] < 10**6) & (hi[added] != lo[added])).all()
+
+
+def test_guided_lines_go_only_where_the_app_points():
+    crop = rod_rows()
+    inst = crop.instances
+    kw = dict(seed=4, n_lines=6, line_length=10, n_strokes=6, radius=2, length=10, bg_margin=3.0)
+    plain = realdata.scribbles(crop, seed=4, n_strokes=6, radius=2, length=10, bg_margin=3.0)
+    where = np.zeros(inst.shape, bool)
+    where[:, :28] = True  # the two left columns of rods
+    added = (realdata.scribbles_with_lines(crop, where=where, **kw) == 1) & (plain == 0)
+    assert added.any() and where[added].all()
+    nowhere = realdata.scribbles_with_lines(crop, where=np.zeros(inst.shape, bool), **kw)
+    assert np.array_equal(nowhere, plain)  # nothing to check: no line
