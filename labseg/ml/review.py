@@ -67,33 +67,39 @@ def typical_area(areas: np.ndarray, radius: float | None = None) -> float:
 
 
 def painted_objects(classes: np.ndarray | None, instances: np.ndarray | None = None) -> np.ndarray | None:
-    """One id per separately painted object of an annotation: its painted instances (instance mode), and
-    each 4-connected stroke of an object class (values >= 2) outside them. None without any."""
+    """One id per separately painted object of an annotation (int32): its painted instances (instance
+    mode), and each 4-connected stroke of an object class (values >= 2) outside them. None without any."""
     if classes is None:
         return None
     classes = np.asarray(classes)
-    out = np.zeros(classes.shape, np.int64)
+    out = np.zeros(classes.shape, np.int32)
     if instances is not None and np.asarray(instances).any():
-        out = np.asarray(instances).astype(np.int64)
-    strokes, n = ndi.label((classes >= 2) & (out == 0), structure=ndi.generate_binary_structure(2, 1))
+        out[...] = instances
+    strokes, n = ndi.label((classes >= 2) & (out == 0), structure=ndi.generate_binary_structure(2, 1),
+                           output=np.int32)
     if n:
-        out = np.where(strokes > 0, strokes + out.max(), out)
+        top = int(out.max())
+        out[strokes > 0] = strokes[strokes > 0] + top
     return out if out.any() else None
 
 
 def holds_painted(instances: np.ndarray, painted: np.ndarray) -> np.ndarray:
-    """Per predicted id, how many painted objects have more than half of their pixels in it."""
-    pred = np.asarray(instances).astype(np.int64, copy=False).ravel()
-    pid = np.asarray(painted).astype(np.int64, copy=False).ravel()
+    """Per predicted id, how many painted objects have more than half of their pixels in it. One painted
+    object's box at a time, so memory is a box's, not the image's."""
+    pred = np.asarray(instances)
+    pid = np.asarray(painted)
     if pred.shape != pid.shape:
         raise ValueError("painted objects and predicted instances differ in shape")
-    on = pid > 0
-    top = int(pred.max()) + 1 if pred.size else 1
-    keys, counts = np.unique(pid[on] * top + pred[on], return_counts=True)  # (painted, predicted) pairs
-    painted_id, pred_id = keys // top, keys % top
-    size = np.bincount(pid[on])
-    inside = (pred_id > 0) & (2 * counts > size[painted_id])
-    return np.bincount(pred_id[inside], minlength=top)
+    held = np.zeros(int(pred.max()) + 1 if pred.size else 1, np.int64)
+    for k, box in enumerate(ndi.find_objects(pid), start=1):
+        if box is None:
+            continue
+        inside = pred[box][pid[box] == k]
+        counts = np.bincount(inside)
+        best = int(np.argmax(counts))
+        if best > 0 and 2 * counts[best] > len(inside):
+            held[best] += 1
+    return held
 
 
 def suspect_merges(instances: np.ndarray, *, radius: float | None = None, groups: np.ndarray | None = None,
