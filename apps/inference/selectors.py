@@ -189,9 +189,18 @@ def next_uncertain_image(project_id: int, exclude: list[int] | None = None) -> d
     return best
 
 
+def to_check(counts: dict) -> int | None:
+    """How many objects of a prediction look merged (``counts.review.total``); None when it has no list
+    (predicted before lists existed, or a membrane-split version)."""
+    review = counts.get("review") if isinstance(counts, dict) else None
+    total = review.get("total") if isinstance(review, dict) else None
+    return int(total) if isinstance(total, int) else None
+
+
 def project_predictions(project_id: int, version: ModelVersion | None) -> dict:
     """For the image grid: each image's newest finished prediction by ``version`` (default: the active
-    one), its level for a ~128-px thumbnail and its F1 / pixel error where the image was scored."""
+    one), its level for a ~128-px thumbnail, its F1 / pixel error where the image was scored, and how
+    many of its objects look merged (``to_check``)."""
     version = version or active_version(project_id)
     if version is None:
         return {"model_version": None, "images": []}
@@ -208,6 +217,7 @@ def project_predictions(project_id: int, version: ModelVersion | None) -> dict:
                      "thumbnail_url": f"/api/v1/predictions/{pred.pk}/classes.png?style=colour&level={level}",
                      "instances": pred.counts.get("instances"),
                      "instances_per_class": pred.counts.get("instances_per_class"),
+                     "to_check": to_check(pred.counts),
                      "mean_uncertainty": pred.mean_uncertainty,
                      "f1_iou50": scores[pred.image_id].get("f1_iou50"),
                      "pixel_error": scores[pred.image_id].get("pixel_error")})

@@ -237,6 +237,8 @@ interface GridPrediction {
   thumbnail_url: string;
   instances: number | null;
   instances_per_class?: Record<string, number> | null;
+  /** objects that look merged (the annotate page's "Objects to check"); null: no list */
+  to_check?: number | null;
   f1_iou50: number | null;
   pixel_error: number | null;
 }
@@ -255,7 +257,8 @@ export function decorateImageGrid(ctx: ImageGridContext): void {
       card.append(h("div", { class: "prediction-thumb row", "data-testid": `prediction-thumb-${id}`, title: `prediction of model v${version}` },
         h("img", { src: row.thumbnail_url, alt: "prediction", loading: "lazy", style: { width: "48px", height: "48px", objectFit: "contain", background: "#111" } }),
         h("span", { class: "muted", "data-testid": `prediction-count-${id}` }, `v${version}: ${describeObjects(row.instances, row.instances_per_class, classes)}`),
-        f1 ? h("span", { class: "badge", "data-testid": `image-f1-${id}` }, f1) : null));
+        f1 ? h("span", { class: "badge", "data-testid": `image-f1-${id}` }, f1) : null,
+        row.to_check ? h("span", { class: "badge warn", "data-testid": `image-to-check-${id}`, title: "objects of this prediction that look like several merged: open the image and step through 'Objects to check'" }, `${row.to_check} to check`) : null));
     });
   };
   ctx.onDraw(decorate);

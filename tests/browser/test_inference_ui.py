@@ -211,7 +211,8 @@ def test_models_and_training_pages_show_the_baselines_and_what_to_paint_when_the
     assert train_block.get_attribute("data-loses") == "true"
 
 
-def test_objects_to_check_zoom_to_the_merged_object_and_mark_it(project, annotator, upload_image, logged_in_page):
+def test_objects_to_check_zoom_to_the_merged_object_and_mark_it(project, annotator, upload_image, logged_in_page,
+                                                                 live_url):
     """A prediction whose one large object looks merged: the panel says so, "Show the first" centres the
     view on it with a cyan dashed box."""
     from apps.annotate.models import Image
@@ -222,7 +223,10 @@ def test_objects_to_check_zoom_to_the_merged_object_and_mark_it(project, annotat
     version = create_tiny_version(project, number=1, seed=3, is_active=True, threshold=0.35)
     pred = predict_inline(version, Image.objects.get(pk=image_id))
     assert pred.counts["review"]["total"] == 1
-    page = logged_in_page(annotator, f"/projects/{project.pk}/images/{image_id}/annotate")
+    page = logged_in_page(annotator, f"/projects/{project.pk}")  # the image grid says so first
+    page.wait_for_selector(f"[data-testid=image-to-check-{image_id}]")
+    assert page.inner_text(f"[data-testid=image-to-check-{image_id}]") == "1 to check"
+    page.goto(f"{live_url}/projects/{project.pk}/images/{image_id}/annotate")
     page.wait_for_selector("[data-testid=annotation-canvas]")
     wait_saved(page)
     page.wait_for_function(

@@ -38,6 +38,10 @@ def test_the_prediction_lists_the_large_object_to_check_and_the_api_returns_it(p
     assert obj["area"] == 40 * 50 and obj["area_ratio"] > 5
     body = client_for(owner).get(f"/api/v1/predictions/{pred.pk}/").json()
     assert body["counts"]["review"] == review
+    version.is_active = True
+    version.save()
+    grid = client_for(owner).get(f"/api/v1/projects/{project.pk}/predictions/").json()
+    assert [(r["image"], r["to_check"]) for r in grid["images"]] == [(image.pk, 1)]
 
 
 def test_a_predicted_object_holding_two_painted_strokes_comes_first(project, make_version, run_inline):
