@@ -29,7 +29,7 @@ export const STEPS: Array<[string, string]> = [
   ["Upload images", "drop TIFF/PNG files on the project page (8/16-bit, several channels). Put one or two labelled images in the validation split: versions are scored on them."],
   ["Paint both classes", "open an image and paint a few strokes of background and of every object class, where they touch too. Strokes are enough; whole objects (instance mode, I) teach more."],
   ["Train", "on the Training page press Train; watch the loss and the validation scores per round."],
-  ["Check and correct", "the Models page compares versions on the images both were scored on; open the prediction on an image, correct it and train again."],
+  ["Check and correct", "the Models page compares versions on the images both were scored on. Predict an image and step through its Objects to check (the grid shows how many): where objects look merged, paint a short background line between them; or accept the prediction and correct it. Then train again."],
 ];
 
 export function guideContent(): HTMLElement {
