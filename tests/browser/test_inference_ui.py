@@ -213,8 +213,8 @@ def test_models_and_training_pages_show_the_baselines_and_what_to_paint_when_the
 
 def test_objects_to_check_zoom_to_the_merged_object_and_mark_it(project, annotator, upload_image, logged_in_page,
                                                                  live_url):
-    """A prediction whose one large object looks merged: the panel says so, "Show the first" centres the
-    view on it with a cyan dashed box."""
+    """A prediction whose one large object looks merged: the grid and the panel say so, "Show the first"
+    (key ".") centres the view on it with a cyan dashed box."""
     from apps.annotate.models import Image
     from tests.inference.conftest import create_tiny_version
     from tests.inference.test_review import blob_image
@@ -239,7 +239,8 @@ def test_objects_to_check_zoom_to_the_merged_object_and_mark_it(project, annotat
     base = rendered(page)
     cyan = lambda rgb: ((rgb[..., 0] < 80) & (rgb[..., 1] > 180) & (rgb[..., 2] > 200)).sum()  # noqa: E731
     assert cyan(base) == 0
-    page.click("[data-testid=review-next]")
+    assert page.inner_text("[data-testid=review-next]") == "Show the first ▸"
+    page.keyboard.press(".")  # the shortcut of "Show the first / next"
     shown = rendered(page)
     assert cyan(shown) >= 50, "no dashed box drawn around the object"
     assert "1 / 1" in page.inner_text("[data-testid=review-current]")
