@@ -9,7 +9,7 @@ that share no pixel with the training crop:
   lines in the gaps between touching objects: what a user paints after seeing objects merged),
   ``guided`` (the scribbles plus up to 8 such lines, but only inside the objects the app lists to check
   (``labseg.ml.review.suspect_merges``) on the scribble-trained U-Net's prediction of the training crop:
-  the annotate page's "Objects to check" loop; not on membrane sets, where the app lists none),
+  the annotate page's "Objects to check" loop; on membrane sets only objects holding two painted strokes),
   ``objects`` (3 objects painted whole with their outline as background, plus the background strokes:
   the correction workflow), ``dense`` (every known pixel of the crop).
 - methods: ``threshold`` (Otsu on the label-aware channel projection: objects bright or dark as
@@ -66,9 +66,10 @@ def labels_for(task: realdata.Task, protocol: str, seed: int) -> tuple[np.ndarra
 def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_overrides: dict,
                   dilate: int = 3) -> tuple[np.ndarray, None, dict]:
     """The ``guided`` protocol's labels: train the default U-Net on the scribbles (round 1), predict the
-    training crop, list its objects to check as the app does (``apps.inference.runner.review_of``: large or
-    not convex, or holding two of the painted strokes; none for membrane labels), and add the separation lines only
-    inside those objects (grown by ``dilate`` px: the gap beside them). -> (classes, None, what it did)."""
+    training crop, list its objects to check as the app does (``apps.inference.runner.review_of``: holding
+    two of the painted strokes, or (not for membrane labels) large, or large and not convex), and add the
+    separation lines only inside those objects (grown by ``dilate`` px: the gap beside them).
+    -> (classes, None, what it did)."""
     from scipy import ndimage as ndi
 
     from labseg.ml.io import normalize
@@ -81,20 +82,18 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
     split = painted_split(scribbled, None)
     start = time.monotonic()
     where = np.zeros(scribbled.shape, bool)
-    flagged, round1 = 0, None
-    if split != "boundaries":
-        config = validate_config_overrides({"num_threads": threads, "device": "cpu", "seed": seed, **unet_overrides})
-        net, _ = fit(task.train.raw, scribbled, None, config=config)
-        fg = 1.0 - predict_tiled(net, normalize(task.train.raw))[0]
-        pred = instances_from_probs(fg, radius=None, split=split)
-        review = suspect_merges(pred, radius=None, painted=painted_objects(scribbled))
-        # round 1 is the scribbles protocol's U-Net: its scores in the same run, for the comparison
-        round1 = score([instances_from_probs(1.0 - predict_tiled(net, normalize(t.raw))[0], radius=None, split=split)
-                        for t in task.tests], task.tests)
-        flagged = review["total"]
-        for obj in review["objects"]:
-            where |= pred == obj["id"]
-        where = ndi.binary_dilation(where, iterations=dilate)
+    config = validate_config_overrides({"num_threads": threads, "device": "cpu", "seed": seed, **unet_overrides})
+    net, _ = fit(task.train.raw, scribbled, None, config=config)
+    fg = 1.0 - predict_tiled(net, normalize(task.train.raw))[0]
+    pred = instances_from_probs(fg, radius=None, split=split)
+    review = suspect_merges(pred, radius=None, painted=painted_objects(scribbled), by_shape=split != "boundaries")
+    # round 1 is the scribbles protocol's U-Net: its scores in the same run, for the comparison
+    round1 = score([instances_from_probs(1.0 - predict_tiled(net, normalize(t.raw))[0], radius=None, split=split)
+                    for t in task.tests], task.tests)
+    flagged = review["total"]
+    for obj in review["objects"]:
+        where |= pred == obj["id"]
+    where = ndi.binary_dilation(where, iterations=dilate)
     classes = realdata.scribbles_with_lines(task.train, seed, touching=task.touching, where=where)
     return classes, None, {"round1_seconds": time.monotonic() - start, "flagged": flagged, "round1": round1,
                            "line_pixels": int(((classes == 1) & (scribbled == 0)).sum())}

@@ -299,15 +299,19 @@ def run_prediction(prediction_id: int, worker: str) -> None:
 def review_of(instances: np.ndarray, object_class: np.ndarray, loaded: LoadedModel,
               painted: np.ndarray | None = None) -> dict:
     """The objects to check first (``labseg.ml.review.suspect_merges``, typical area per object class,
-    ``painted``: the annotation's separately painted objects), or ``{"skipped": why}`` where object shape
-    says nothing (membranes painted: objects are whatever the membranes enclose)."""
+    ``painted``: the annotation's separately painted objects). Where the version splits by painted
+    membranes, objects are whatever the membranes enclose, so their shape says nothing: only objects
+    holding two painted objects are listed, and without an annotation ``{"skipped": why}``."""
     from labseg.ml.review import suspect_merges
 
-    if loaded.split == "boundaries":
-        return {"skipped": "objects are split by painted membranes: their shape says nothing about merges"}
     if painted is not None and painted.shape != instances.shape:
         painted = None  # an annotation of another size cannot be read against this image
-    return suspect_merges(instances, radius=loaded.object_radius, groups=object_class, painted=painted)
+    membranes = loaded.split == "boundaries"
+    if membranes and painted is None:
+        return {"skipped": "objects are split by painted membranes, so their shape says nothing about merges, "
+                           "and this image has no painted objects to compare with"}
+    return suspect_merges(instances, radius=loaded.object_radius, groups=object_class, painted=painted,
+                          by_shape=not membranes)
 
 
 def painted_of(image) -> np.ndarray | None:

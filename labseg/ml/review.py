@@ -103,7 +103,7 @@ def holds_painted(instances: np.ndarray, painted: np.ndarray) -> np.ndarray:
 
 
 def suspect_merges(instances: np.ndarray, *, radius: float | None = None, groups: np.ndarray | None = None,
-                   painted: np.ndarray | None = None, limit: int = MAX_SUSPECTS) -> dict:
+                   painted: np.ndarray | None = None, by_shape: bool = True, limit: int = MAX_SUSPECTS) -> dict:
     """The objects of ``instances`` (2-D ids, 0 = none) that look like several merged, worst first.
 
     ``radius``: the painted objects' radius when the model has one (bounds the typical area). ``groups``:
@@ -111,7 +111,8 @@ def suspect_merges(instances: np.ndarray, *, radius: float | None = None, groups
     object is suspect when its area is at least ``AREA_RATIO`` times the typical area, or at least
     ``MIN_AREA_RATIO`` times with a solidity below ``SOLIDITY``, or (``painted``: ids of the separately
     painted objects of the image's annotation, ``painted_objects``) when it holds most of two or more of
-    them, whatever its size: the user said they are separate. Returns ``{"total": n, "objects": [{"id",
+    them, whatever its size: the user said they are separate. ``by_shape`` False: only that last rule
+    (objects enclosed by painted membranes have any shape and size). Returns ``{"total": n, "objects": [{"id",
     "bbox": [x, y, w, h], "area", "solidity", "area_ratio", "reason"}, ...]}`` with at most ``limit``
     objects (``total`` counts them all). A group of fewer than 3 objects without a radius has no typical
     object: nothing in it is suspect. Solidity is measured only on objects large enough to matter."""
@@ -131,7 +132,7 @@ def suspect_merges(instances: np.ndarray, *, radius: float | None = None, groups
         g = np.asarray(groups, np.int64)[: len(areas)]
         group_of[: len(g)] = g
     ratio = np.zeros(len(areas))
-    for group in np.unique(group_of[ids]):
+    for group in np.unique(group_of[ids]) if by_shape else ():
         members = ids[group_of[ids] == group]
         if len(members) < 3 and not radius:
             continue

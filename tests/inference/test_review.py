@@ -63,11 +63,17 @@ def test_a_predicted_object_holding_two_painted_strokes_comes_first(project, mak
     assert second["area"] == 40 * 50
 
 
-def test_versions_that_split_by_painted_membranes_get_no_review():
+def test_versions_that_split_by_painted_membranes_list_only_objects_holding_two_painted_ones():
     labels = np.zeros((64, 64), np.int32)
     labels[:20, :20], labels[30:34, 30:34], labels[40:44, 40:44], labels[50:54, 50:54] = 1, 2, 3, 4
     groups = np.array([0, 1, 1, 1, 1])
     shape = review_of(labels, groups, SimpleNamespace(split="shape", object_radius=None))
-    assert [o["id"] for o in shape["objects"]] == [1]
-    membranes = review_of(labels, groups, SimpleNamespace(split="boundaries", object_radius=None))
-    assert "objects" not in membranes and "membranes" in membranes["skipped"]
+    assert [o["id"] for o in shape["objects"]] == [1]  # 25x the typical area
+    membranes = SimpleNamespace(split="boundaries", object_radius=None)
+    skipped = review_of(labels, groups, membranes)
+    assert "objects" not in skipped and "membranes" in skipped["skipped"]
+    painted = np.zeros_like(labels)
+    assert review_of(labels, groups, membranes, painted)["total"] == 0  # size alone says nothing here
+    painted[31, 30:34], painted[33, 30:34] = 1, 2  # two strokes in object 2: two neurites merged
+    (obj,) = review_of(labels, groups, membranes, painted)["objects"]
+    assert obj["id"] == 2 and obj["reason"] == "holds 2 separately painted objects"
