@@ -214,7 +214,8 @@ def test_metrics_show_the_baselines_beside_the_unet_and_say_when_it_loses(projec
     cmp = body["comparison"]
     assert cmp["headline"] == "f1_iou50" and cmp["images"] == 1
     assert cmp["metrics"]["f1_iou50"]["best"] == "threshold" and cmp["metrics"]["iou_fg"]["best"] == "unet"
-    assert cmp["unet_loses_to"] == ["threshold"] and "background strokes between objects" in cmp["advice"]
+    assert cmp["unet_loses_to"] == ["threshold"] and "Objects to check" in cmp["advice"]
+    assert "background line in the gap between them" in cmp["advice"]
     # the U-Net's own table holds its scores only (a baseline row never replaces a U-Net row)
     assert [e["scores"] for e in body["images"]] == [{"f1_iou50": 0.60, "iou_fg": 0.70}]
     version = client_for(viewer).get(f"/api/v1/model-versions/{v.pk}/").json()
