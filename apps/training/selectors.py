@@ -57,9 +57,10 @@ def lower_is_better(name: str) -> bool:
 COMPARED_METRICS = ("f1_iou50", "iou_fg", "adapted_rand_error", "mean_iou", "pixel_error")
 #: A difference smaller than this is a tie (seed-to-seed noise of few-label training is far larger).
 TIE = 0.005
-ADVICE = ("Predict a training image and step through its 'Objects to check' on the annotate page: where "
-          "objects look merged, paint a short background line in the gap between them. Paint a few objects "
-          "whole too (instance mode, including their outline as background); then train again.")
+ADVICE = ("Open a training image and step through its 'Objects to check' (the image grid shows how many; each "
+          "image is predicted after training, or press Predict): where objects look merged, paint a short "
+          "background line in the gap between them. Paint a few objects whole too (instance mode, including "
+          "their outline as background); then train again.")
 
 
 def baseline_comparison(version: ModelVersion, rows=None) -> dict:
