@@ -9,7 +9,9 @@ that share no pixel with the training crop:
   lines in the gaps between touching objects: what a user paints after seeing objects merged),
   ``guided`` (the scribbles plus up to 8 such lines, but only inside the objects the app lists to check
   (``labseg.ml.review.suspect_merges``) on the scribble-trained U-Net's prediction of the training crop:
-  the annotate page's "Objects to check" loop; on membrane sets only objects holding two painted strokes),
+  the annotate page's "Objects to check" loop; on membrane sets only objects holding two painted strokes;
+  ``guided-ft``: the same labels, the U-Net of round 2 fine-tuned from round 1's, as the app's next run
+  starts from the active version by default),
   ``objects`` (3 objects painted whole with their outline as background, plus the background strokes:
   the correction workflow), ``dense`` (every known pixel of the crop).
 - methods: ``threshold`` (Otsu on the label-aware channel projection: objects bright or dark as
@@ -42,7 +44,7 @@ import numpy as np
 
 from bench import realdata
 
-PROTOCOLS = ("scribbles", "near", "lines", "guided", "objects", "dense")
+PROTOCOLS = ("scribbles", "near", "lines", "guided", "guided-ft", "objects", "dense")
 BASELINES = ("threshold", "forest")
 UNET_VARIANTS = {"unet": {}, "unet+crf": {"crf_weight": 3.0}, "unet+st": {"self_training": 1}}
 DERIVED = ("unet+tta", "unet+isplit")
@@ -64,12 +66,12 @@ def labels_for(task: realdata.Task, protocol: str, seed: int) -> tuple[np.ndarra
 
 
 def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_overrides: dict,
-                  dilate: int = 3) -> tuple[np.ndarray, None, dict]:
+                  dilate: int = 3) -> tuple[np.ndarray, None, dict, object]:
     """The ``guided`` protocol's labels: train the default U-Net on the scribbles (round 1), predict the
     training crop, list its objects to check as the app does (``apps.inference.runner.review_of``: holding
     two of the painted strokes, or (not for membrane labels) large, or large and not convex), and add the
     separation lines only inside those objects (grown by ``dilate`` px: the gap beside them).
-    -> (classes, None, what it did)."""
+    -> (classes, None, what it did, the round-1 network)."""
     from scipy import ndimage as ndi
 
     from labseg.ml.io import normalize
@@ -96,7 +98,7 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
     where = ndi.binary_dilation(where, iterations=dilate)
     classes = realdata.scribbles_with_lines(task.train, seed, touching=task.touching, where=where)
     return classes, None, {"round1_seconds": time.monotonic() - start, "flagged": flagged, "round1": round1,
-                           "line_pixels": int(((classes == 1) & (scribbled == 0)).sum())}
+                           "line_pixels": int(((classes == 1) & (scribbled == 0)).sum())}, net
 
 
 def _keep_inside(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -133,8 +135,9 @@ def score(preds: list[np.ndarray], tests: list[realdata.Crop]) -> dict:
 
 
 def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str], threads: int,
-            unet_overrides: dict, log=print) -> dict:
-    """Every method on one (set, protocol, seed); returns {method: scores + seconds}."""
+            unet_overrides: dict, finetune_overrides: dict | None = None, log=print) -> dict:
+    """Every method on one (set, protocol, seed); returns {method: scores + seconds}.
+    ``finetune_overrides``: TrainConfig overrides for the ``guided-ft`` protocol's round 2 only."""
     import torch
 
     from labseg.ml.baselines import ForestBaseline, ThresholdBaseline
@@ -144,9 +147,12 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     from labseg.ml.train import fit, validate_config_overrides
 
     torch.set_num_threads(threads)
-    guided = {}
-    if protocol == "guided":
-        classes, instances, guided = guided_labels(task, seed, threads=threads, unet_overrides=unet_overrides)
+    guided, init = {}, None
+    if protocol in ("guided", "guided-ft"):
+        classes, instances, guided, round1_net = guided_labels(task, seed, threads=threads,
+                                                               unet_overrides=unet_overrides)
+        if protocol == "guided-ft":
+            init, unet_overrides = round1_net, {**unet_overrides, **(finetune_overrides or {})}
     else:
         classes, instances = labels_for(task, protocol, seed)
     x_train = normalize(task.train.raw)
@@ -161,6 +167,8 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
 
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
            "painted_radius": painted, "split": split, **guided}
+    if protocol == "guided-ft" and finetune_overrides:
+        out["finetune"] = dict(finetune_overrides)
     for method in [*BASELINES, *variants]:
         start = time.monotonic()
         if method == "threshold":
@@ -172,7 +180,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
         else:
             config = validate_config_overrides({"num_threads": threads, "device": "cpu", "seed": seed,
                                                 **unet_overrides, **UNET_VARIANTS[method]})
-            net, history = fit(task.train.raw, classes, instances, config=config)
+            net, history = fit(task.train.raw, classes, instances, config=config, init=init)
             out.setdefault("unet_steps", {})[method] = history["steps"]
             fgs = [1.0 - predict_tiled(net, x)[0] for x in xs]
         train_s = time.monotonic() - start
@@ -197,17 +205,22 @@ def _fmt(values: list[float], n_all: int | None = None) -> str:
     return out if n_all is None or len(values) == n_all else f"{out} (n={len(values)})"
 
 
+def protocol_label(r: dict) -> str:
+    """The protocol's name, with its round-2 overrides where a run set them (``guided-ft steps=400``)."""
+    return r["protocol"] + "".join(f" {k}={v}" for k, v in sorted(r.get("finetune", {}).items()))
+
+
 def summarise(results: list[dict]) -> str:
     """A Markdown table per set: rows = methods, columns = protocols (F1@0.5 and fg IoU, ARE for EM)."""
     lines = []
     for name in dict.fromkeys(r["set"] for r in results):
         rows = [r for r in results if r["set"] == name]
-        protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+        protocols = list(dict.fromkeys(protocol_label(r) for r in rows))
         methods = [m for m in (*BASELINES, *UNET_VARIANTS, *DERIVED) if any(m in r for r in rows)]
         has_are = any(r[m].get("are") is not None for r in rows for m in methods if m in r)
         lines.append(f"\n**{name}** (seeds and labelled share of the training crop: " + ", ".join(
-            f"{p} {len([r for r in rows if r['protocol'] == p])} seeds, "
-            f"{100 * np.mean([r['labelled_fraction'] for r in rows if r['protocol'] == p]):.1f} %"
+            f"{p} {len([r for r in rows if protocol_label(r) == p])} seeds, "
+            f"{100 * np.mean([r['labelled_fraction'] for r in rows if protocol_label(r) == p]):.1f} %"
             for p in protocols) + "; ablation rows: the seeds they ran on, see n)\n")
         head = "| method | " + " | ".join(f"{p} F1@0.5 | {p} fg IoU" + (f" | {p} ARE" if has_are else "")
                                           for p in protocols) + " | train s |"
@@ -215,8 +228,8 @@ def summarise(results: list[dict]) -> str:
         for m in methods:
             cells = []
             for p in protocols:
-                n_all = len([r for r in rows if r["protocol"] == p])
-                sel = [r[m] for r in rows if r["protocol"] == p and m in r]
+                n_all = len([r for r in rows if protocol_label(r) == p])
+                sel = [r[m] for r in rows if protocol_label(r) == p and m in r]
                 cells += [_fmt([s["f1"] for s in sel], n_all), _fmt([s["iou"] for s in sel], n_all)]
                 if has_are:
                     cells.append(_fmt([s["are"] for s in sel], n_all))
@@ -232,7 +245,7 @@ def merge(runs: list[list[dict]]) -> list[dict]:
     merged: dict[tuple, dict] = {}
     for results in runs:
         for r in results:
-            key = (r["set"], r["protocol"], r["seed"])
+            key = (r["set"], protocol_label(r), r["seed"])
             entry = merged.setdefault(key, {})
             steps = {**entry.get("unet_steps", {}), **r.get("unet_steps", {})}
             entry.update(r)
@@ -250,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(UNET_VARIANTS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--unet", default="{}", help="JSON TrainConfig overrides for every U-Net")
+    parser.add_argument("--finetune", default="{}",
+                        help="JSON TrainConfig overrides for the guided-ft protocol's round 2 (the fine-tune)")
     parser.add_argument("--json", help="write the per-seed results here (rewritten after each one)")
     parser.add_argument("--resume", action="store_true", help="skip what the --json file already holds")
     parser.add_argument("--summary", nargs="+", metavar="JSON",
@@ -285,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 loads.append(os.getloadavg()[0])
                 chosen = variants if protocol in ablate else ["unet"]
                 r = run_one(task, protocol, seed, variants=chosen, threads=args.threads,
-                            unet_overrides=json.loads(args.unet))
+                            unet_overrides=json.loads(args.unet), finetune_overrides=json.loads(args.finetune))
                 results.append({"set": name, **r})
                 if args.json:
                     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -121,3 +121,33 @@ def test_guided_lines_go_only_where_the_app_points():
     assert added.any() and where[added].all()
     nowhere = realdata.scribbles_with_lines(crop, where=np.zeros(inst.shape, bool), **kw)
     assert np.array_equal(nowhere, plain)  # nothing to check: no line
+
+
+def test_guided_ft_fine_tunes_round_one_with_its_own_overrides_and_is_tabulated_apart(crop, monkeypatch):
+    import labseg.ml.train as train
+
+    test_img, test_inst = make_nuclei((96, 96), n=10, seed=4)
+    task = realdata.Task("synthetic", crop, [realdata.Crop(test_img, test_inst.astype(np.int32),
+                                                           np.ones(test_inst.shape, bool))], "bright")
+    tiny = {"steps": 2, "base_channels": 4, "depth": 2, "tile_output": 24, "batch_size": 1, "max_seconds": None}
+    calls, real_fit = [], train.fit
+
+    def recording_fit(*args, **kwargs):
+        net, history = real_fit(*args, **kwargs)
+        calls.append((kwargs.get("init"), kwargs["config"].steps, net))
+        return net, history
+
+    monkeypatch.setattr(train, "fit", recording_fit)
+    quiet = dict(variants=["unet"], threads=1, unet_overrides=tiny, log=lambda *_: None)
+    out = fewlabel.run_one(task, "guided-ft", 0, finetune_overrides={"steps": 3}, **quiet)
+    (init1, steps1, net1), (init2, steps2, _) = calls
+    assert init1 is None and steps1 == 2  # round 1: from scratch, the shared overrides
+    assert init2 is net1 and steps2 == 3  # round 2: from round 1's network, its own overrides
+    assert out["unet_steps"] == {"unet": 3} and out["finetune"] == {"steps": 3}
+    calls.clear()
+    scratch = fewlabel.run_one(task, "guided", 0, finetune_overrides={"steps": 3}, **quiet)
+    assert [c[0] for c in calls] == [None, None] and "finetune" not in scratch  # guided: both from scratch
+    results = [{"set": "s", **out}, {"set": "s", **{**out, "finetune": {}}}, {"set": "s", **scratch}]
+    assert len(fewlabel.merge([results])) == 3
+    table = fewlabel.summarise(results)
+    assert "guided-ft steps=3 F1@0.5" in table and "| guided-ft F1@0.5" in table and "| guided F1@0.5" in table
