@@ -210,29 +210,34 @@ def protocol_label(r: dict) -> str:
     return r["protocol"] + "".join(f" {k}={v}" for k, v in sorted(r.get("finetune", {}).items()))
 
 
+def result_key(r: dict) -> tuple:
+    """What makes two results the same measurement (``merge`` joins them, ``--resume`` skips the second)."""
+    return r["set"], protocol_label(r), r["seed"]
+
+
 def summarise(results: list[dict]) -> str:
     """A Markdown table per set: rows = methods, columns = protocols (F1@0.5 and fg IoU, ARE for EM)."""
     lines = []
     for name in dict.fromkeys(r["set"] for r in results):
         rows = [r for r in results if r["set"] == name]
-        protocols = list(dict.fromkeys(protocol_label(r) for r in rows))
+        by_protocol: dict[str, list[dict]] = {}
+        for r in rows:
+            by_protocol.setdefault(protocol_label(r), []).append(r)
         methods = [m for m in (*BASELINES, *UNET_VARIANTS, *DERIVED) if any(m in r for r in rows)]
         has_are = any(r[m].get("are") is not None for r in rows for m in methods if m in r)
         lines.append(f"\n**{name}** (seeds and labelled share of the training crop: " + ", ".join(
-            f"{p} {len([r for r in rows if protocol_label(r) == p])} seeds, "
-            f"{100 * np.mean([r['labelled_fraction'] for r in rows if protocol_label(r) == p]):.1f} %"
-            for p in protocols) + "; ablation rows: the seeds they ran on, see n)\n")
+            f"{p} {len(group)} seeds, {100 * np.mean([r['labelled_fraction'] for r in group]):.1f} %"
+            for p, group in by_protocol.items()) + "; ablation rows: the seeds they ran on, see n)\n")
         head = "| method | " + " | ".join(f"{p} F1@0.5 | {p} fg IoU" + (f" | {p} ARE" if has_are else "")
-                                          for p in protocols) + " | train s |"
+                                          for p in by_protocol) + " | train s |"
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for m in methods:
             cells = []
-            for p in protocols:
-                n_all = len([r for r in rows if protocol_label(r) == p])
-                sel = [r[m] for r in rows if protocol_label(r) == p and m in r]
-                cells += [_fmt([s["f1"] for s in sel], n_all), _fmt([s["iou"] for s in sel], n_all)]
+            for group in by_protocol.values():
+                sel = [r[m] for r in group if m in r]
+                cells += [_fmt([s["f1"] for s in sel], len(group)), _fmt([s["iou"] for s in sel], len(group))]
                 if has_are:
-                    cells.append(_fmt([s["are"] for s in sel], n_all))
+                    cells.append(_fmt([s["are"] for s in sel], len(group)))
             secs = [r[m]["seconds"] for r in rows if m in r and m not in DERIVED]
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |" if secs else
                          f"| {m} | " + " | ".join(cells) + " | (same net) |")
@@ -245,8 +250,7 @@ def merge(runs: list[list[dict]]) -> list[dict]:
     merged: dict[tuple, dict] = {}
     for results in runs:
         for r in results:
-            key = (r["set"], protocol_label(r), r["seed"])
-            entry = merged.setdefault(key, {})
+            entry = merged.setdefault(result_key(r), {})
             steps = {**entry.get("unet_steps", {}), **r.get("unet_steps", {})}
             entry.update(r)
             entry["unet_steps"] = steps
@@ -286,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     if args.resume and args.json and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())["results"]
-    done = {(r["set"], r["protocol"], r["seed"]) for r in results}
+    done = {result_key(r) for r in results}
+    finetune = json.loads(args.finetune)
     print(f"held out, never used: {'; '.join(realdata.HELD_OUT)}")
     loads = []
     # a set whose seeds alternate between two test sides gets an even number of seeds (both sides equally)
@@ -295,12 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in [n for n in sets if seed < args.first_seed + counts[n]]:
             task = realdata.SETS[name](seed)
             for protocol in protocols:
-                if (name, protocol, seed) in done:
+                planned = {"set": name, "protocol": protocol, "seed": seed,
+                           "finetune": finetune if protocol == "guided-ft" else {}}
+                if result_key(planned) in done:
                     continue
                 loads.append(os.getloadavg()[0])
                 chosen = variants if protocol in ablate else ["unet"]
                 r = run_one(task, protocol, seed, variants=chosen, threads=args.threads,
-                            unet_overrides=json.loads(args.unet), finetune_overrides=json.loads(args.finetune))
+                            unet_overrides=json.loads(args.unet), finetune_overrides=finetune)
                 results.append({"set": name, **r})
                 if args.json:
                     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

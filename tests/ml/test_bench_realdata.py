@@ -68,12 +68,19 @@ def test_cremi_carving_makes_membranes_between_labelled_neurites_only():
     assert (carved[:, :3] == 1).all() and (carved[:, 5:7] == 2).all() and (carved[:, 7] == 0).all()
 
 
-def test_run_one_scores_every_method_on_a_small_task(crop, tmp_path):
+@pytest.fixture
+def small_task(crop):
     test_img, test_inst = make_nuclei((96, 96), n=10, seed=4)
-    task = realdata.Task("synthetic", crop, [realdata.Crop(test_img, test_inst.astype(np.int32),
+    return realdata.Task("synthetic", crop, [realdata.Crop(test_img, test_inst.astype(np.int32),
                                                            np.ones(test_inst.shape, bool))], "bright")
-    tiny = {"steps": 2, "base_channels": 4, "depth": 2, "tile_output": 24, "batch_size": 1, "max_seconds": None}
-    out = fewlabel.run_one(task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=tiny, log=lambda *_: None)
+
+
+TINY = {"steps": 2, "base_channels": 4, "depth": 2, "tile_output": 24, "batch_size": 1, "max_seconds": None}
+
+
+def test_run_one_scores_every_method_on_a_small_task(small_task):
+    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
+                           log=lambda *_: None)
     for method in ("threshold", "forest", "unet", "unet+tta", "unet+isplit"):
         assert 0.0 <= out[method]["f1"] <= 1.0 and 0.0 <= out[method]["iou"] <= 1.0, method
     assert out["unet_steps"] == {"unet": 2}
@@ -123,13 +130,9 @@ def test_guided_lines_go_only_where_the_app_points():
     assert np.array_equal(nowhere, plain)  # nothing to check: no line
 
 
-def test_guided_ft_fine_tunes_round_one_with_its_own_overrides_and_is_tabulated_apart(crop, monkeypatch):
+def test_guided_ft_fine_tunes_round_one_with_its_own_overrides_and_is_tabulated_apart(small_task, monkeypatch):
     import labseg.ml.train as train
 
-    test_img, test_inst = make_nuclei((96, 96), n=10, seed=4)
-    task = realdata.Task("synthetic", crop, [realdata.Crop(test_img, test_inst.astype(np.int32),
-                                                           np.ones(test_inst.shape, bool))], "bright")
-    tiny = {"steps": 2, "base_channels": 4, "depth": 2, "tile_output": 24, "batch_size": 1, "max_seconds": None}
     calls, real_fit = [], train.fit
 
     def recording_fit(*args, **kwargs):
@@ -138,16 +141,19 @@ def test_guided_ft_fine_tunes_round_one_with_its_own_overrides_and_is_tabulated_
         return net, history
 
     monkeypatch.setattr(train, "fit", recording_fit)
-    quiet = dict(variants=["unet"], threads=1, unet_overrides=tiny, log=lambda *_: None)
-    out = fewlabel.run_one(task, "guided-ft", 0, finetune_overrides={"steps": 3}, **quiet)
+    quiet = dict(variants=["unet"], threads=1, unet_overrides=TINY, log=lambda *_: None)
+    out = fewlabel.run_one(small_task, "guided-ft", 0, finetune_overrides={"steps": 3}, **quiet)
     (init1, steps1, net1), (init2, steps2, _) = calls
     assert init1 is None and steps1 == 2  # round 1: from scratch, the shared overrides
     assert init2 is net1 and steps2 == 3  # round 2: from round 1's network, its own overrides
     assert out["unet_steps"] == {"unet": 3} and out["finetune"] == {"steps": 3}
     calls.clear()
-    scratch = fewlabel.run_one(task, "guided", 0, finetune_overrides={"steps": 3}, **quiet)
+    scratch = fewlabel.run_one(small_task, "guided", 0, finetune_overrides={"steps": 3}, **quiet)
     assert [c[0] for c in calls] == [None, None] and "finetune" not in scratch  # guided: both from scratch
     results = [{"set": "s", **out}, {"set": "s", **{**out, "finetune": {}}}, {"set": "s", **scratch}]
     assert len(fewlabel.merge([results])) == 3
+    # --resume skips a planned run only when the file holds it with the same fine-tune overrides
+    planned = {"set": "s", "protocol": "guided-ft", "seed": 0, "finetune": {"steps": 3}}
+    assert fewlabel.result_key(planned) == fewlabel.result_key(results[0]) != fewlabel.result_key(results[1])
     table = fewlabel.summarise(results)
     assert "guided-ft steps=3 F1@0.5" in table and "| guided-ft F1@0.5" in table and "| guided F1@0.5" in table
