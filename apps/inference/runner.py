@@ -341,9 +341,10 @@ def instances_of(probs: np.ndarray, radius: float | None = None, classes: np.nda
 
     ``classes``: the label class map (``classes_from_probs``, values channel + 1) when already computed.
     ``split`` "boundaries": connected components instead of the watershed (the version's training labels
-    painted membranes between objects). Above ``MEMMAP_PIXELS`` the splitting runs per connected component
+    painted membranes between objects), grown over the thin predicted membrane to a 1-px line between them
+    (``fill_boundaries``). Above ``MEMMAP_PIXELS`` the splitting runs per connected component
     (``instances_by_component``), so memory is a few bytes per pixel instead of ~100 (distance transforms,
-    h-maxima, watershed of the whole image at once)."""
+    h-maxima, watershed of the whole image at once); there membranes are not filled (a whole-image watershed)."""
     from labseg.ml.postprocess import instances_by_class
 
     if probs.shape[1] * probs.shape[2] > MEMMAP_PIXELS:
