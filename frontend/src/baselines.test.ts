@@ -23,8 +23,8 @@ describe("baseline comparison", () => {
 describe("split note", () => {
   it("explains the membrane split and the prior, and says nothing for the usual split", async () => {
     const { splitNote } = await import("./baselines");
-    expect(splitNote({ split: "boundaries", prior_weight: 0.3 })).toMatch(/thin lines between objects.*connected components.*weight 0\.3\)\.$/);
-    expect(splitNote({ split: "boundaries", prior_weight: 0 })).toMatch(/not split by shape\.$/);
+    expect(splitNote({ split: "boundaries", prior_weight: 0.3 })).toMatch(/thin lines between objects.*connected components.*1-px line where two meet.*weight 0\.3\)\.$/);
+    expect(splitNote({ split: "boundaries", prior_weight: 0 })).toMatch(/not split by shape, .*where two meet\.$/);
     expect(splitNote({ split: "shape", prior_weight: 0 })).toBeNull();
     expect(splitNote({})).toBeNull();
     expect(splitNote(undefined)).toBeNull();

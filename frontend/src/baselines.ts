@@ -71,5 +71,5 @@ export function splitNote(provenance: Record<string, unknown> | undefined): stri
     ? ` Training also labelled the unpainted pixels that the threshold calls clearly object or background (weight ${provenance.prior_weight}).`
     : "";
   return "Your background strokes are thin lines between objects (membranes), so objects are the regions those lines enclose "
-    + "(connected components), not split by shape." + prior;
+    + "(connected components), not split by shape, each grown over the predicted membrane up to a 1-px line where two meet." + prior;
 }
