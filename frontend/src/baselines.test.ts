@@ -15,6 +15,15 @@ describe("baseline comparison", () => {
     const c = { ...base, unet_loses_to: ["threshold", "forest"], advice: "paint" };
     expect(describeComparison(c)).toMatch(/scores below the threshold and the random forest\.$/);
   });
+  it("notes outlines a baseline matches better only when the U-Net wins the headline", async () => {
+    const { outlineNote } = await import("./baselines");
+    const metrics = { ...base.metrics, iou_fg: { unet: 0.65, threshold: 0.68, forest: 0.6, best: "threshold", lower_is_better: false } };
+    const c = { ...base, metrics, outline_loses_to: ["threshold"], outline_advice: "Paint up to the edges." };
+    expect(outlineNote(c)).toBe("Foreground IoU: U-Net 0.650 vs threshold 0.680. Paint up to the edges.");
+    expect(outlineNote({ ...c, outline_loses_to: [] })).toBeNull();
+    expect(outlineNote(base)).toBeNull();  // a server without the field
+    expect(outlineNote({ ...c, unet_loses_to: ["forest"], advice: "paint" })).toBeNull();  // the headline advice says it
+  });
   it("handles a comparison without a shared metric", () => {
     expect(describeComparison({ ...base, headline: null, metrics: {} })).toMatch(/No metric/);
   });

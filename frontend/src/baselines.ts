@@ -12,6 +12,9 @@ export interface Comparison {
   metrics: Record<string, Record<string, number | string | boolean>>;
   unet_loses_to: string[];
   advice: string;
+  /** Baselines ahead in foreground IoU while the U-Net wins (or ties) the headline: its outlines are off. */
+  outline_loses_to?: string[];
+  outline_advice?: string;
 }
 
 export const METHOD_NAMES: Record<string, string> = {
@@ -43,10 +46,23 @@ export function describeComparison(c: Comparison): string {
   return `${head}: the U-Net is ahead of (or ties with) both baselines.`;
 }
 
+/**
+ * When the U-Net wins (or ties) the headline but a baseline has the better foreground IoU: one sentence with
+ * the scores and what to paint (the server's advice); null otherwise.
+ */
+export function outlineNote(c: Comparison): string | null {
+  const who = c.outline_loses_to ?? [];
+  const m = c.metrics.iou_fg;
+  if (!who.length || !m || c.unet_loses_to.length) return null;
+  const scores = who.map((k) => `${METHOD_NAMES[k] ?? k} ${Number(m[k]).toFixed(3)}`).join(", ");
+  return `Foreground IoU: U-Net ${Number(m.unet).toFixed(3)} vs ${scores}. ${c.outline_advice ?? ""}`.trim();
+}
+
 /** The comparison as a small block; null when the version has none (uploaded, or nothing held out). */
 export function comparisonBlock(c: Comparison | null | undefined, testid: string): HTMLElement | null {
   if (!c) return null;
   const loses = c.unet_loses_to.length > 0;
+  const outline = outlineNote(c);
   const table = h("table", { class: "baselines" },
     h("tr", {}, h("th", {}, "metric"), ...["unet", "threshold", "forest"].map((k) => h("th", {}, METHOD_NAMES[k]))),
     ...Object.entries(c.metrics).map(([key, m]) => h("tr", {},
@@ -57,6 +73,7 @@ export function comparisonBlock(c: Comparison | null | undefined, testid: string
   return h("div", { class: loses ? "baseline-warning" : "baseline-ok", "data-testid": testid, "data-loses": String(loses) },
     h("div", {}, describeComparison(c)),
     loses ? h("div", { "data-testid": `${testid}-advice` }, h("strong", {}, "What to paint next: "), c.advice) : null,
+    outline ? h("div", { "data-testid": `${testid}-outline` }, h("strong", {}, "Outlines: "), outline) : null,
     table);
 }
 

@@ -216,6 +216,7 @@ def test_metrics_show_the_baselines_beside_the_unet_and_say_when_it_loses(projec
     assert cmp["metrics"]["f1_iou50"]["best"] == "threshold" and cmp["metrics"]["iou_fg"]["best"] == "unet"
     assert cmp["unet_loses_to"] == ["threshold"] and "Objects to check" in cmp["advice"]
     assert "background line in the gap between them" in cmp["advice"]
+    assert cmp["outline_loses_to"] == [] and cmp["outline_advice"] == ""  # the headline's advice comes first
     # the U-Net's own table holds its scores only (a baseline row never replaces a U-Net row)
     assert [e["scores"] for e in body["images"]] == [{"f1_iou50": 0.60, "iou_fg": 0.70}]
     version = client_for(viewer).get(f"/api/v1/model-versions/{v.pk}/").json()
@@ -231,6 +232,19 @@ def test_a_unet_ahead_of_both_baselines_gets_no_advice_and_a_tie_is_not_a_loss(p
     _scores(v, im, "forest", 0.5, 0.6)
     cmp = client_for(viewer).get(f"/api/v1/model-versions/{v.pk}/metrics/").json()["comparison"]
     assert cmp["unet_loses_to"] == [] and cmp["advice"] == ""
+    assert cmp["outline_loses_to"] == [] and cmp["outline_advice"] == ""
+
+
+def test_a_unet_ahead_in_f1_with_looser_outlines_gets_the_outline_advice(project, make_image, viewer, client_for):
+    im, _, _ = make_image(project, split="validation")
+    v = ModelVersion.objects.create(project=project, number=1, checkpoint="a.pt")
+    _scores(v, im, "unet", 0.66, 0.657)  # Huh7 on the real benchmark: F1 ahead, foreground IoU behind
+    _scores(v, im, "threshold", 0.46, 0.683)
+    _scores(v, im, "forest", 0.55, 0.660)  # behind by less than a tie: not named
+    cmp = client_for(viewer).get(f"/api/v1/model-versions/{v.pk}/metrics/").json()["comparison"]
+    assert cmp["unet_loses_to"] == [] and cmp["advice"] == ""
+    assert cmp["outline_loses_to"] == ["threshold"]
+    assert "than the threshold's" in cmp["outline_advice"] and "right up to their edges" in cmp["outline_advice"]
 
 
 def test_a_version_without_baselines_has_no_comparison(project, make_image, viewer, client_for):
