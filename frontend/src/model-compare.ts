@@ -110,7 +110,7 @@ export function scoresTable(o: ScoresTableOptions): HTMLElement {
     const splitLine = split ? h("p", { class: "muted", "data-testid": `model-split-note-${v.number}` }, split) : null;
     if (note || baselines || splitLine) {
       table.append(h("tr", { class: "sub" }, h("td", {}), h("td", { colSpan: keys.length + 6 }, note, splitLine,
-        baselines ? h("details", { open: Boolean(v.comparison?.unet_loses_to.length) }, h("summary", {}, "U-Net beside its baselines"), baselines) : null)));
+        baselines ? h("details", { open: Boolean(v.comparison?.unet_loses_to.length || v.comparison?.outline_loses_to?.length) }, h("summary", {}, "U-Net beside its baselines"), baselines) : null)));
     }
   }
   return table;

@@ -211,6 +211,25 @@ def test_models_and_training_pages_show_the_baselines_and_what_to_paint_when_the
     assert train_block.get_attribute("data-loses") == "true"
 
 
+def test_a_unet_ahead_in_f1_with_looser_outlines_gets_the_outlines_note(project, owner, logged_in_page, predicted):
+    from apps.annotate.models import Image
+    from apps.training.services import record_metric_scores
+
+    version = predicted["version"]
+    im = Image.objects.get(pk=predicted["ids"][0])
+    for method, f1, iou in (("unet", 0.75, 0.60), ("threshold", 0.50, 0.70), ("forest", 0.40, 0.55)):
+        record_metric_scores(version, im, "validation", {"f1_iou50": f1, "iou_fg": iou}, method=method)
+        record_metric_scores(version, None, "validation", {"f1_iou50": {"value": f1, "images": 1},
+                                                           "iou_fg": {"value": iou, "images": 1}}, method=method)
+    page = logged_in_page(owner, f"/projects/{project.pk}/models")
+    block = page.wait_for_selector("[data-testid=model-baselines-1]")
+    assert block.get_attribute("data-loses") == "false"
+    assert page.locator("[data-testid=model-baselines-1-advice]").count() == 0
+    note = page.locator("[data-testid=model-baselines-1-outline]").inner_text()
+    assert note.startswith("Outlines:") and "U-Net 0.600 vs threshold 0.700" in note
+    assert "right up to their edges" in note and "random forest" not in note
+
+
 def test_objects_to_check_zoom_to_the_merged_object_and_mark_it(project, annotator, upload_image, logged_in_page,
                                                                  live_url):
     """A prediction whose one large object looks merged: the grid and the panel say so, "Show the first"
