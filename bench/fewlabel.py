@@ -11,7 +11,9 @@ that share no pixel with the training crop:
   (``labseg.ml.review.suspect_merges``) on the scribble-trained U-Net's prediction of the training crop:
   the annotate page's "Objects to check" loop; on membrane sets only objects holding two painted strokes;
   ``guided-ft``: the same labels, the U-Net of round 2 fine-tuned from round 1's, as the app's next run
-  starts from the active version by default),
+  starts from the active version by default; ``guided-edges``: as ``guided-ft`` plus 8 background strokes
+  where round 1's prediction of the crop ran wide of the objects (``realdata.edge_strokes``: what the
+  "Outlines" advice asks for)),
   ``objects`` (3 objects painted whole with their outline as background, plus the background strokes:
   the correction workflow), ``dense`` (every known pixel of the crop).
 - methods: ``threshold`` (Otsu on the label-aware channel projection: objects bright or dark as
@@ -44,7 +46,9 @@ import numpy as np
 
 from bench import realdata
 
-PROTOCOLS = ("scribbles", "near", "lines", "guided", "guided-ft", "objects", "dense")
+PROTOCOLS = ("scribbles", "near", "lines", "guided", "guided-ft", "guided-edges", "objects", "dense")
+#: Protocols whose round 2 is fine-tuned from round 1's network (as the app's next run starts from the active version).
+FINE_TUNED = ("guided-ft", "guided-edges")
 BASELINES = ("threshold", "forest")
 UNET_VARIANTS = {"unet": {}, "unet+crf": {"crf_weight": 3.0}, "unet+st": {"self_training": 1}}
 DERIVED = ("unet+tta", "unet+isplit")
@@ -66,11 +70,12 @@ def labels_for(task: realdata.Task, protocol: str, seed: int) -> tuple[np.ndarra
 
 
 def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_overrides: dict,
-                  dilate: int = 3) -> tuple[np.ndarray, None, dict, object]:
+                  dilate: int = 3, edges: bool = False) -> tuple[np.ndarray, None, dict, object]:
     """The ``guided`` protocol's labels: train the default U-Net on the scribbles (round 1), predict the
     training crop, list its objects to check as the app does (``apps.inference.runner.review_of``: holding
     two of the painted strokes, or (not for membrane labels) large, or large and not convex), and add the
-    separation lines only inside those objects (grown by ``dilate`` px: the gap beside them).
+    separation lines only inside those objects (grown by ``dilate`` px: the gap beside them). ``edges``: also
+    the background strokes where that prediction ran wide of the objects (``realdata.edge_strokes``).
     -> (classes, None, what it did, the round-1 network)."""
     from scipy import ndimage as ndi
 
@@ -97,8 +102,14 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
         where |= pred == obj["id"]
     where = ndi.binary_dilation(where, iterations=dilate)
     classes = realdata.scribbles_with_lines(task.train, seed, touching=task.touching, where=where)
-    return classes, None, {"round1_seconds": time.monotonic() - start, "flagged": flagged, "round1": round1,
-                           "line_pixels": int(((classes == 1) & (scribbled == 0)).sum())}, net
+    line_pixels = int(((classes == 1) & (scribbled == 0)).sum())
+    info = {"round1_seconds": time.monotonic() - start, "flagged": flagged, "round1": round1,
+            "line_pixels": line_pixels}
+    if edges:
+        strokes = realdata.edge_strokes(task.train, pred, seed) & (classes == 0)
+        classes[strokes] = 1
+        info["edge_pixels"] = int(strokes.sum())
+    return classes, None, info, net
 
 
 def _keep_inside(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -148,10 +159,11 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
 
     torch.set_num_threads(threads)
     guided, init = {}, None
-    if protocol in ("guided", "guided-ft"):
+    if protocol in ("guided", *FINE_TUNED):
         classes, instances, guided, round1_net = guided_labels(task, seed, threads=threads,
-                                                               unet_overrides=unet_overrides)
-        if protocol == "guided-ft":
+                                                               unet_overrides=unet_overrides,
+                                                               edges=protocol == "guided-edges")
+        if protocol in FINE_TUNED:
             init, unet_overrides = round1_net, {**unet_overrides, **(finetune_overrides or {})}
     else:
         classes, instances = labels_for(task, protocol, seed)
@@ -167,7 +179,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
 
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
            "painted_radius": painted, "split": split, **guided}
-    if protocol == "guided-ft" and finetune_overrides:
+    if protocol in FINE_TUNED and finetune_overrides:
         out["finetune"] = dict(finetune_overrides)
     for method in [*BASELINES, *variants]:
         start = time.monotonic()
@@ -268,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--unet", default="{}", help="JSON TrainConfig overrides for every U-Net")
     parser.add_argument("--finetune", default="{}",
-                        help="JSON TrainConfig overrides for the guided-ft protocol's round 2 (the fine-tune)")
+                        help="JSON TrainConfig overrides for round 2 of guided-ft and guided-edges (the fine-tune)")
     parser.add_argument("--json", help="write the per-seed results here (rewritten after each one)")
     parser.add_argument("--resume", action="store_true", help="skip what the --json file already holds")
     parser.add_argument("--summary", nargs="+", metavar="JSON",
@@ -301,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             task = realdata.SETS[name](seed)
             for protocol in protocols:
                 planned = {"set": name, "protocol": protocol, "seed": seed,
-                           "finetune": finetune if protocol == "guided-ft" else {}}
+                           "finetune": finetune if protocol in FINE_TUNED else {}}
                 if result_key(planned) in done:
                     continue
                 loads.append(os.getloadavg()[0])

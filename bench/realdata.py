@@ -264,6 +264,26 @@ def scribbles_with_lines(crop: Crop, seed: int, n_lines: int = 8, line_length: i
     return classes
 
 
+def edge_strokes(crop: Crop, pred: np.ndarray, seed: int, n_strokes: int = 8, radius: int = 3,
+                 length: int = 24) -> np.ndarray:
+    """Background strokes where a prediction of the crop runs wide of the objects, as a user paints after the
+    app's "Outlines" advice: each centred on a falsely predicted pixel of known background, painted on known
+    background only, never on an object nor the pixel beside one (the painter stops at the edge).
+    -> bool mask of the stroke pixels (empty when the prediction has no such pixel)."""
+    from labseg.ml.synthetic import paint_stroke
+
+    objects = crop.valid & (crop.instances > 0)
+    allowed = crop.known_background & ~ndi.binary_dilation(objects)
+    halo = (np.asarray(pred) > 0) & allowed
+    out = np.zeros(crop.instances.shape, np.uint8)
+    ys, xs = np.nonzero(halo)
+    rng = np.random.default_rng(seed + 200)
+    grid = np.mgrid[0:out.shape[0], 0:out.shape[1]]
+    for _ in range(n_strokes if len(ys) else 0):
+        paint_stroke(out, ys, xs, allowed, 1, rng, radius=radius, length=length, grid=(grid[0], grid[1]))
+    return out > 0
+
+
 def painted_objects(crop: Crop, seed: int, n_objects: int = 3, **kw) -> tuple[np.ndarray, np.ndarray]:
     """The correction workflow: a few whole objects painted (with instance ids) plus the background
     strokes of ``scribbles``. -> (class mask, instance mask)."""

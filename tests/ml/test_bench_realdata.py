@@ -157,3 +157,38 @@ def test_guided_ft_fine_tunes_round_one_with_its_own_overrides_and_is_tabulated_
     assert fewlabel.result_key(planned) == fewlabel.result_key(results[0]) != fewlabel.result_key(results[1])
     table = fewlabel.summarise(results)
     assert "guided-ft steps=3 F1@0.5" in table and "| guided-ft F1@0.5" in table and "| guided F1@0.5" in table
+
+
+def test_edge_strokes_paint_background_where_a_prediction_runs_wide_and_stop_at_the_edge(crop):
+    from scipy import ndimage as ndi
+
+    objects = crop.valid & (crop.instances > 0)
+    wide = ndi.binary_dilation(objects, iterations=6)  # a prediction with a 6-px halo around every object
+    strokes = realdata.edge_strokes(crop, wide, seed=0, radius=2, length=10)
+    assert strokes.any()
+    assert not (strokes & ~crop.valid).any() and not (strokes & objects).any()
+    assert not (strokes & ndi.binary_dilation(objects)).any()  # never the pixel beside an object
+    # centred in the halo: every stroke pixel within a stroke's reach of a falsely predicted pixel
+    halo = wide & crop.known_background
+    assert (ndi.distance_transform_edt(~halo)[strokes] <= 2 + 5).all()
+    assert not realdata.edge_strokes(crop, objects, seed=0).any()  # no halo, nothing to paint
+    assert np.array_equal(strokes, realdata.edge_strokes(crop, wide, seed=0, radius=2, length=10))
+
+
+def test_guided_edges_adds_the_edge_strokes_to_the_guided_labels_and_fine_tunes(small_task, monkeypatch):
+    import labseg.ml.train as train
+
+    seen, real_fit = [], train.fit
+
+    def recording_fit(image, classes, *args, **kwargs):
+        seen.append((classes.copy(), kwargs.get("init")))
+        return real_fit(image, classes, *args, **kwargs)
+
+    monkeypatch.setattr(train, "fit", recording_fit)
+    quiet = dict(variants=["unet"], threads=1, unet_overrides=TINY, log=lambda *_: None)
+    out = fewlabel.run_one(small_task, "guided-edges", 0, **quiet)
+    (round1_labels, init1), (round2_labels, init2) = seen
+    assert init1 is None and init2 is not None  # round 2 fine-tunes round 1's network
+    added = (round2_labels == 1) & (round1_labels == 0)
+    assert out["edge_pixels"] <= added.sum() and out["protocol"] == "guided-edges"
+    assert not (added & (small_task.train.instances > 0)).any()  # only background is added
