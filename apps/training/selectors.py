@@ -59,7 +59,8 @@ COMPARED_METRICS = ("f1_iou50", "iou_fg", "adapted_rand_error", "mean_iou", "pix
 TIE = 0.005
 ADVICE = ("Open a training image and step through its 'Objects to check' (the image grid shows how many; each "
           "image is predicted after training, or press Predict): where objects look merged, paint a short "
-          "background line in the gap between them. Paint a few objects whole too (instance mode, including "
+          "background line in the gap between them. Where the prediction runs wide of the objects, paint "
+          "background strokes right up to their edges. Paint a few objects whole too (instance mode, including "
           "their outline as background); then train again.")
 #: When the U-Net wins the headline but its foreground IoU is below a baseline's: it finds the objects and misses
 #: their extent (on the real benchmark sets: halos where no background stroke is near, dim parts left out).

@@ -215,7 +215,7 @@ def test_metrics_show_the_baselines_beside_the_unet_and_say_when_it_loses(projec
     assert cmp["headline"] == "f1_iou50" and cmp["images"] == 1
     assert cmp["metrics"]["f1_iou50"]["best"] == "threshold" and cmp["metrics"]["iou_fg"]["best"] == "unet"
     assert cmp["unet_loses_to"] == ["threshold"] and "Objects to check" in cmp["advice"]
-    assert "background line in the gap between them" in cmp["advice"]
+    assert "background line in the gap between them" in cmp["advice"] and "right up to their edges" in cmp["advice"]
     assert cmp["outline_loses_to"] == [] and cmp["outline_advice"] == ""  # the headline's advice comes first
     # the U-Net's own table holds its scores only (a baseline row never replaces a U-Net row)
     assert [e["scores"] for e in body["images"]] == [{"f1_iou50": 0.60, "iou_fg": 0.70}]
