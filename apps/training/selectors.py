@@ -69,6 +69,9 @@ OUTLINE_ADVICE = ("The U-Net finds the objects, but its outlines match the label
                   "to their edges; where parts of objects are missing (dim cytoplasm, thin ends), paint a few "
                   "objects whole (instance mode, with their outline as background); then train again.")
 
+#: The baselines as the advice names them.
+_NAMES = {ScoreMethod.THRESHOLD: "threshold", ScoreMethod.FOREST: "random forest"}
+
 
 def baseline_comparison(version: ModelVersion, rows=None) -> dict:
     """The U-Net beside the baselines its training run fitted on the same labels and scored on the same
@@ -101,7 +104,7 @@ def baseline_comparison(version: ModelVersion, rows=None) -> dict:
         best = pick(values, key=values.get)
         metrics[name] = {**values, "best": best, "lower_is_better": lower_is_better(name)}
     headline = next(iter(metrics), None)
-    loses_to = _beaten_by(metrics, headline, baselines) if headline is not None else []
+    loses_to = _beaten_by(metrics, headline, baselines)
     # the headline won (or tied) but the objects' extent lost: a second, milder note with its own advice
     outline = _beaten_by(metrics, "iou_fg", baselines) if headline != "iou_fg" and not loses_to else []
     return {"baselines": baselines, "comparison": {
@@ -113,11 +116,10 @@ def baseline_comparison(version: ModelVersion, rows=None) -> dict:
     }}
 
 
-_NAMES = {ScoreMethod.THRESHOLD: "threshold", ScoreMethod.FOREST: "random forest"}
 
-
-def _beaten_by(metrics: dict, name: str, baselines: dict) -> list[str]:
-    """The baselines ahead of the U-Net on ``name`` by more than a tie ([] when the metric was not scored)."""
+def _beaten_by(metrics: dict, name: str | None, baselines: dict) -> list[str]:
+    """The baselines ahead of the U-Net on ``name`` by more than a tie ([] when the metric was not scored, or
+    ``name`` is None: no metric shared)."""
     if name not in metrics:
         return []
     u = metrics[name]["unet"]
