@@ -266,11 +266,16 @@ def random_shift(
 def random_intensity(
     image: Tensor, *, generator: torch.Generator | None = None, gamma: tuple[float, float] = (0.7, 1.5),
     contrast: tuple[float, float] = (0.75, 1.25), brightness: float = 0.1, noise: float = 0.03,
+    bias: float = 0.0, bias_grid: int = 4,
 ) -> Tensor:
-    """Grey-value changes per sample and channel: gamma, contrast, brightness, Gaussian noise.
+    """Grey-value changes per sample and channel: gamma, contrast, brightness, Gaussian noise, and
+    (``bias`` > 0) a smooth multiplicative field.
 
     Gamma acts on the sample's min..max range (so it works for any normalisation); brightness and
     noise are relative to the channel's standard deviation. Log-uniform gamma, uniform contrast.
+    The field (:func:`bias_field`) scales each pixel's height above the sample's minimum by a factor
+    between ``exp(-bias)`` and ``exp(bias)`` that varies smoothly over a ``bias_grid`` lattice: objects
+    in one crop get different brightness, as cells of one field do (dim and bright cells side by side).
     """
     if image.ndim != 4:
         raise ValueError(f"image must be (B, C, H, W), got {tuple(image.shape)}")
@@ -285,6 +290,9 @@ def random_intensity(
     hi = x.amax(dim=(-2, -1), keepdim=True)
     span = (hi - lo).clamp_min(1e-6)
     x = lo + span * ((x - lo) / span).clamp(0, 1).pow(g)
+    if bias > 0:
+        x = lo + (x - lo) * bias_field(b, c, image.shape[-2], image.shape[-1], bias=bias, grid=bias_grid,
+                                       generator=generator, device=dev)
     mean = x.mean(dim=(-2, -1), keepdim=True)
     std = x.std(dim=(-2, -1), keepdim=True) if x.shape[-1] * x.shape[-2] > 1 else torch.ones_like(mean)
     x = mean + (x - mean) * ctr + bright * std
@@ -293,12 +301,29 @@ def random_intensity(
     return x.to(image.dtype)
 
 
+def bias_field(
+    b: int, c: int, h: int, w: int, *, bias: float, grid: int = 4,
+    generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+) -> Tensor:
+    """(B, C, H, W) smooth positive factors: ``exp`` of a log-field uniform in ``[-bias, bias]`` on a
+    ``grid x grid`` lattice, bilinearly upsampled (corners aligned), so every factor lies in
+    ``[exp(-bias), exp(bias)]``."""
+    if grid < 2:
+        raise ValueError(f"grid must be >= 2, got {grid}")
+    if bias < 0:
+        raise ValueError(f"bias must be >= 0, got {bias}")
+    nodes = (2 * _rand((b, c, grid, grid), generator, device) - 1) * float(bias)
+    return torch.exp(F.interpolate(nodes, size=(h, w), mode="bilinear", align_corners=True))
+
+
 def augment_batch(
     image: Tensor, labels: Tensor, weights: Tensor | None = None, *,
     generator: torch.Generator | None = None, flips: bool = True, max_shift: int = 0,
     elastic: bool = True, grid: int = 3, sigma: float = 10.0, intensity: bool = True,
+    contrast: float = 0.25, bias: float = 0.0,
 ) -> Triple:
-    """The paper's augmentation chain: flips/rot90, shift, elastic deformation, grey-value changes."""
+    """The paper's augmentation chain: flips/rot90, shift, elastic deformation, grey-value changes
+    (contrast factor uniform in ``1 ± contrast``; ``bias``: :func:`random_intensity`'s smooth field)."""
     if flips:
         image, labels, weights = random_flip_rot90(image, labels, weights, generator=generator)
     if max_shift > 0:
@@ -308,5 +333,5 @@ def augment_batch(
             image, labels, weights, grid=grid, sigma=sigma, generator=generator
         )
     if intensity:
-        image = random_intensity(image, generator=generator)
+        image = random_intensity(image, generator=generator, contrast=(1.0 - contrast, 1.0 + contrast), bias=bias)
     return image, labels, weights

@@ -54,6 +54,8 @@ CONFIG_BOUNDS: dict[str, tuple[float, float]] = {
     "max_shift": (0, 1024),
     "elastic_grid": (2, 64),
     "elastic_sigma": (0.0, 1000.0),
+    "intensity_contrast": (0.0, 1.0),  # < 1 in TrainConfig.validate
+    "bias_field": (0.0, 2.0),  # factors exp(-2)..exp(2)
     # run
     "seed": (0, 2**32 - 1),  # numpy's legacy seeding and torch.manual_seed both take it
     "num_threads": (0, 1024),

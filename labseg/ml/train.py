@@ -88,6 +88,11 @@ class TrainConfig:
     # None: MEMBRANE_PRIOR_WEIGHT where the painted background is membranes between objects (EM:
     # postprocess.painted_split says "boundaries"), else off (it hurt on nuclei and rods: bench/fewlabel.py)
     prior_weight: float | None = None
+    # intensity gate: predicted object pixels that the threshold baseline, fitted on the same labels, calls
+    # background are dropped (labseg.ml.baselines.IntensityGate). Applied by the callers of the network (the
+    # app's predictions and validation scores, the benchmark), only where objects are split by shape (not on
+    # painted membranes) and the threshold keeps >= 90 % of every painted object class (bench/fewlabel.py)
+    intensity_gate: bool = True
     # augmentation
     flips: bool = True
     max_shift: int = 0
@@ -95,6 +100,8 @@ class TrainConfig:
     elastic_grid: int = 3
     elastic_sigma: float = 10.0
     intensity: bool = True
+    intensity_contrast: float = 0.25  # contrast factor uniform in 1 +- this
+    bias_field: float = 0.0  # smooth brightness field: factors exp(-b)..exp(b) over the crop (0 = off)
     # run
     seed: int = 0
     device: str = "auto"
@@ -132,6 +139,8 @@ class TrainConfig:
             (self.max_shift >= 0, "max_shift must be >= 0"),
             (self.elastic_grid >= 2, "elastic_grid must be >= 2"),
             (self.elastic_sigma >= 0, "elastic_sigma must be >= 0"),
+            (0.0 <= self.intensity_contrast < 1.0, "intensity_contrast must be in [0, 1)"),
+            (self.bias_field >= 0, "bias_field must be >= 0"),
             (self.device in DEVICE_CHOICES or str(self.device).startswith("cuda:"),
              f"device must be one of {DEVICE_CHOICES}"),
             (self.num_threads is None or self.num_threads >= 0, "num_threads must be >= 0"),
@@ -575,6 +584,7 @@ def _train_round(model: UNet, samples: list[_Sample], config: TrainConfig, devic
         x, t, w = augment_batch(
             x, t, w, generator=generator, flips=config.flips, max_shift=config.max_shift, elastic=config.elastic,
             grid=config.elastic_grid, sigma=config.elastic_sigma, intensity=config.intensity,
+            contrast=config.intensity_contrast, bias=config.bias_field,
         )
         logits = model(x)
         t = centre_crop(t, tile_out, tile_out)
@@ -802,7 +812,7 @@ class LiveTrainer:
             x, t, w = (torch.from_numpy(a).to(self.device) for a in (x, t, w))
             x, t, w = augment_batch(x, t, w, generator=self.generator, flips=c.flips, max_shift=c.max_shift,
                                     elastic=c.elastic, grid=c.elastic_grid, sigma=c.elastic_sigma,
-                                    intensity=c.intensity)
+                                    intensity=c.intensity, contrast=c.intensity_contrast, bias=c.bias_field)
             logits = self.model(x)
             loss = weighted_cross_entropy(logits, centre_crop(t, self.tile_out, self.tile_out),
                                           centre_crop(w, self.tile_out, self.tile_out))

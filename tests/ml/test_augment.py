@@ -8,6 +8,7 @@ from scipy import ndimage as ndi
 
 from labseg.ml.augment import (
     augment_batch,
+    bias_field,
     displacement_field,
     elastic_deform,
     random_flip_rot90,
@@ -154,6 +155,50 @@ def test_random_intensity_reproducible_and_identity_without_changes():
     assert torch.equal(a, b) and not torch.equal(a, img)
     same = random_intensity(img, generator=gen(4), gamma=(1, 1), contrast=(1, 1), brightness=0, noise=0)
     torch.testing.assert_close(same, img, rtol=0, atol=1e-5)
+
+
+def test_bias_field_is_the_bilinear_upsampling_of_its_lattice():
+    """Reference: the same lattice values (drawn from the same seed) interpolated by scipy (order 1) at
+    the corner-aligned coordinates, then exp."""
+    b, c, h, w, grid, bias = 2, 3, 29, 41, 4, 0.6
+    field = bias_field(b, c, h, w, bias=bias, grid=grid, generator=gen(7))
+    nodes = ((2 * torch.rand((b, c, grid, grid), generator=gen(7)) - 1) * bias).numpy().astype(np.float64)
+    rows = np.linspace(0, grid - 1, h)[:, None].repeat(w, 1)
+    cols = np.linspace(0, grid - 1, w)[None, :].repeat(h, 0)
+    for i in range(b):
+        for j in range(c):
+            ref = np.exp(ndi.map_coordinates(nodes[i, j], [rows, cols], order=1))
+            np.testing.assert_allclose(field[i, j].numpy(), ref, rtol=1e-5)
+    assert float(field.min()) >= np.exp(-bias) - 1e-6 and float(field.max()) <= np.exp(bias) + 1e-6
+    assert float(field.max() / field.min()) > 1.5  # it does vary
+    with pytest.raises(ValueError, match="grid"):
+        bias_field(1, 1, 8, 8, bias=0.5, grid=1)
+
+
+def test_random_intensity_bias_scales_the_height_above_the_minimum_smoothly():
+    img, _, _ = batch(b=2, c=1, h=40, w=40)
+    img = img + 0.5  # no pixel at 0, so the ratio below is defined everywhere but at the minimum
+    out = random_intensity(img, generator=gen(2), gamma=(1, 1), contrast=(1, 1), brightness=0, noise=0, bias=0.5)
+    lo = img.amin(dim=(-2, -1), keepdim=True)
+    ratio = (out - lo) / (img - lo)
+    ok = (img - lo) > 1e-3
+    assert float(ratio[ok].min()) >= np.exp(-0.5) - 1e-4 and float(ratio[ok].max()) <= np.exp(0.5) + 1e-4
+    assert float(ratio[ok].max() / ratio[ok].min()) > 1.3
+    # smooth: neighbouring pixels' factors differ by far less than the field's range
+    assert float((ratio[..., 1:] - ratio[..., :-1]).abs()[ok[..., 1:] & ok[..., :-1]].max()) < 0.1
+    torch.testing.assert_close(out.amin(dim=(-2, -1)), img.amin(dim=(-2, -1)))  # the minimum stays
+    off = random_intensity(img, generator=gen(2), gamma=(1, 1), contrast=(1, 1), brightness=0, noise=0, bias=0.0)
+    torch.testing.assert_close(off, img, rtol=0, atol=1e-5)
+
+
+def test_augment_batch_contrast_range_reaches_the_intensity_step():
+    img, lab, wt = batch(b=8, c=1, h=32, w=32)
+    kw = dict(flips=False, elastic=False)
+    narrow = augment_batch(img, lab, wt, generator=gen(3), contrast=0.0, **kw)[0]
+    wide = augment_batch(img, lab, wt, generator=gen(3), contrast=0.6, **kw)[0]
+    spread = lambda x: x.std(dim=(-2, -1)) / img.std(dim=(-2, -1))  # noqa: E731
+    # gamma, brightness and noise are drawn alike; only the contrast factor differs (1 vs 1 +- 0.6)
+    assert float((spread(wide) - spread(narrow)).abs().max()) > 0.2
 
 
 def test_augment_batch_keeps_shapes_and_labels():

@@ -26,6 +26,8 @@ from labseg.ml.train import TrainConfig, validate_config_overrides
     {"max_seconds": MAX_RUN_SECONDS + 1},
     {"lr": 10.5},
     {"seed": -1},
+    {"intensity_contrast": 1.0},
+    {"bias_field": 2.5},
 ])
 def test_values_above_the_bounds_are_a_value_error(overrides):
     (name, value), = overrides.items()
