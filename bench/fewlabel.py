@@ -20,8 +20,11 @@ that share no pixel with the training crop:
   painted, RGB too), ``forest`` (ilastik-style random forest on multiscale features), ``unet`` (the
   default ``TrainConfig``), and the U-Net with each optional component switched on in turn
   (``unet+crf``: the CRF term, ``unet+st``: a self-training round; on the ablation protocols only),
-  plus, from the same trained network, ``unet+tta`` (8-fold test-time augmentation) and
-  ``unet+isplit`` (intensity-aware splitting instead of the distance-transform watershed).
+  plus, from the same trained network, ``unet+tta`` (8-fold test-time augmentation),
+  ``unet+isplit`` (intensity-aware splitting instead of the distance-transform watershed) and, where the
+  default's intensity gate is on (``labseg.ml.baselines.fit_intensity_gate``: objects split by shape, the
+  threshold keeping >= 90 % of the painted object pixels), ``unet-nogate`` (the same network without it).
+  Every U-Net row goes through the gate as the app's predictions do (round 1 of the guided protocols too).
 
 Every method's foreground goes through the same instance step, chosen from the labels as the app chooses
 it (``labseg.ml.postprocess.painted_split``): the distance-transform watershed (object radius from the
@@ -51,7 +54,7 @@ PROTOCOLS = ("scribbles", "near", "lines", "guided", "guided-ft", "guided-edges"
 FINE_TUNED = ("guided-ft", "guided-edges")
 BASELINES = ("threshold", "forest")
 UNET_VARIANTS = {"unet": {}, "unet+crf": {"crf_weight": 3.0}, "unet+st": {"self_training": 1}}
-DERIVED = ("unet+tta", "unet+isplit")
+DERIVED = ("unet+tta", "unet+isplit", "unet-nogate")
 
 
 def labels_for(task: realdata.Task, protocol: str, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -82,7 +85,6 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
     from labseg.ml.io import normalize
     from labseg.ml.postprocess import instances_from_probs, painted_split
     from labseg.ml.review import painted_objects, suspect_merges
-    from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import fit, validate_config_overrides
 
     scribbled, _ = labels_for(task, "scribbles", seed)
@@ -91,11 +93,12 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
     where = np.zeros(scribbled.shape, bool)
     config = validate_config_overrides({"num_threads": threads, "device": "cpu", "seed": seed, **unet_overrides})
     net, _ = fit(task.train.raw, scribbled, None, config=config)
-    fg = 1.0 - predict_tiled(net, normalize(task.train.raw))[0]
+    gate, _ = intensity_gate(config, normalize(task.train.raw), scribbled, split)
+    fg = unet_foreground(net, normalize(task.train.raw), gate)
     pred = instances_from_probs(fg, radius=None, split=split)
     review = suspect_merges(pred, radius=None, painted=painted_objects(scribbled), by_shape=split != "boundaries")
     # round 1 is the scribbles protocol's U-Net: its scores in the same run, for the comparison
-    round1 = score([instances_from_probs(1.0 - predict_tiled(net, normalize(t.raw))[0], radius=None, split=split)
+    round1 = score([instances_from_probs(unet_foreground(net, normalize(t.raw), gate), radius=None, split=split)
                     for t in task.tests], task.tests)
     flagged = review["total"]
     for obj in review["objects"]:
@@ -110,6 +113,24 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
         classes[strokes] = 1
         info["edge_pixels"] = int(strokes.sum())
     return classes, None, info, net
+
+
+def intensity_gate(config, x_train: np.ndarray, classes: np.ndarray, split: str):
+    """The app's intensity gate for these labels (``apps.training.pipeline.fit_gate``); -> (gate or None, info)."""
+    from labseg.ml.baselines import fit_intensity_gate
+
+    gate, info = fit_intensity_gate(x_train, classes, enabled=config.intensity_gate, split=split)
+    return gate, ({**gate.to_dict(), **info} if gate is not None else info)
+
+
+def unet_foreground(net, x: np.ndarray, gate=None, tta: bool = False) -> np.ndarray:
+    """The network's foreground probability of a normalised image, through the gate when there is one."""
+    from labseg.ml.tiling import predict_tiled
+
+    probs = predict_tiled(net, x, tta=tta)
+    if gate is not None:
+        gate.apply(probs, x)
+    return 1.0 - probs[0]
 
 
 def _keep_inside(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -146,15 +167,17 @@ def score(preds: list[np.ndarray], tests: list[realdata.Crop]) -> dict:
 
 
 def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str], threads: int,
-            unet_overrides: dict, finetune_overrides: dict | None = None, log=print) -> dict:
+            unet_overrides: dict, finetune_overrides: dict | None = None, log=print,
+            dump: Path | None = None) -> dict:
     """Every method on one (set, protocol, seed); returns {method: scores + seconds}.
-    ``finetune_overrides``: TrainConfig overrides for the ``guided-ft`` protocol's round 2 only."""
+    ``finetune_overrides``: TrainConfig overrides for the ``guided-ft`` protocol's round 2 only.
+    ``dump``: also save the labels and every method's foreground probability of each test image there
+    (``{set}-{protocol}-{seed}.npz``, float16), to study post-processing without training again."""
     import torch
 
     from labseg.ml.baselines import ForestBaseline, ThresholdBaseline
     from labseg.ml.io import normalize
     from labseg.ml.postprocess import instances_from_probs, painted_radius, painted_split
-    from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import fit, validate_config_overrides
 
     torch.set_num_threads(threads)
@@ -177,10 +200,12 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
         return instances_from_probs(fg, radius=painted, image=x if intensity else None,
                                     split="shape" if intensity else split)
 
+    gate, gate_info = intensity_gate(validate_config_overrides(dict(unet_overrides)), x_train, classes, split)
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
-           "painted_radius": painted, "split": split, **guided}
+           "painted_radius": painted, "split": split, "gate": gate_info, **guided}
     if protocol in FINE_TUNED and finetune_overrides:
         out["finetune"] = dict(finetune_overrides)
+    saved: dict[str, np.ndarray] = {"classes": classes}
     for method in [*BASELINES, *variants]:
         start = time.monotonic()
         if method == "threshold":
@@ -194,18 +219,28 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
                                                 **unet_overrides, **UNET_VARIANTS[method]})
             net, history = fit(task.train.raw, classes, instances, config=config, init=init)
             out.setdefault("unet_steps", {})[method] = history["steps"]
-            fgs = [1.0 - predict_tiled(net, x)[0] for x in xs]
+            fgs = [unet_foreground(net, x, gate) for x in xs]
         train_s = time.monotonic() - start
+        saved.update({f"{method}/{i}": fg.astype(np.float16) for i, fg in enumerate(fgs)})
         out[method] = {**score([to_instances(fg, x) for fg, x in zip(fgs, xs)], task.tests), "seconds": train_s}
         if method == "unet":
             out["unet+isplit"] = {**score([to_instances(fg, x, True) for fg, x in zip(fgs, xs)], task.tests),
                                   "seconds": train_s}
-            tta = [1.0 - predict_tiled(net, x, tta=True)[0] for x in xs]
+            tta = [unet_foreground(net, x, gate, tta=True) for x in xs]
             out["unet+tta"] = {**score([to_instances(fg, x) for fg, x in zip(tta, xs)], task.tests),
                                "seconds": train_s}
+            saved.update({f"unet+tta/{i}": fg.astype(np.float16) for i, fg in enumerate(tta)})
+            if gate is not None:  # the same network without the gate, for the comparison
+                plain = [unet_foreground(net, x) for x in xs]
+                out["unet-nogate"] = {**score([to_instances(fg, x) for fg, x in zip(plain, xs)], task.tests),
+                                      "seconds": train_s}
+                saved.update({f"unet-nogate/{i}": fg.astype(np.float16) for i, fg in enumerate(plain)})
         r = out[method]
         log(f"  {task.name:6s} {protocol:9s} seed {seed} {method:11s} F1 {r['f1']:.3f} IoU {r['iou']:.3f}"
             + (f" ARE {r['are']:.3f}" if r["are"] is not None else "") + f"  {train_s:6.1f} s")
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(dump / f"{task.name}-{protocol}-{seed}.npz", **saved)
     return out
 
 
@@ -282,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune", default="{}",
                         help="JSON TrainConfig overrides for round 2 of guided-ft and guided-edges (the fine-tune)")
     parser.add_argument("--json", help="write the per-seed results here (rewritten after each one)")
+    parser.add_argument("--dump", type=Path, help="save labels and foreground probabilities here (see run_one)")
     parser.add_argument("--resume", action="store_true", help="skip what the --json file already holds")
     parser.add_argument("--summary", nargs="+", metavar="JSON",
                         help="print the table of these --json files (merged: a later file adds methods) and exit")
@@ -319,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                 loads.append(os.getloadavg()[0])
                 chosen = variants if protocol in ablate else ["unet"]
                 r = run_one(task, protocol, seed, variants=chosen, threads=args.threads,
-                            unet_overrides=json.loads(args.unet), finetune_overrides=finetune)
+                            unet_overrides=json.loads(args.unet), finetune_overrides=finetune,
+                            dump=args.dump)
                 results.append({"set": name, **r})
                 if args.json:
                     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

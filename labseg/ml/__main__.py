@@ -97,11 +97,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     names = args.class_names.split(",") if args.class_names else None
     if names is not None and len(names) != model.num_classes:
         raise ValueError(f"--class-names has {len(names)} names, the model has {model.num_classes} classes")
+    from labseg.ml.baselines import fit_intensity_gate
     from labseg.ml.postprocess import painted_split
+    from labseg.ml.train import apply_normalization
 
+    split = painted_split(classes, instances)
+    gate, gate_info = fit_intensity_gate([apply_normalization(im, history["normalization"]) for im in images],
+                                         classes, enabled=config.intensity_gate, split=split)
     save_checkpoint(args.out, model, config, history["normalization"], names, history,
                     {"images": args.image, "labels": args.labels, "instances": args.instances or [],
-                     "split": painted_split(classes, instances)})
+                     "split": split, "intensity_gate": {**gate.to_dict(), **gate_info} if gate else gate_info})
     print(f"saved {args.out}: {history['steps']} steps in {history['seconds']:.1f}s, "
           f"final loss {history['loss'][-1]:.4f} ({history['stop_reason']})", file=sys.stderr)
     return 0
@@ -110,6 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from labseg.ml.baselines import IntensityGate
     from labseg.ml.device import configure_threads, pick_device
     from labseg.ml.io import read_image
     from labseg.ml.postprocess import instances_from_probs, recorded_split
@@ -135,6 +141,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             probs = predict_tiled(model, x, **kwargs)
     finally:
         bar.close()
+    gate = None if args.no_gate else IntensityGate.from_dict((checkpoint.get("extra") or {}).get("intensity_gate"))
+    if gate is not None:  # what the app's predictions do: object pixels the threshold calls background go
+        gate.apply(probs, x)
     # auto: what the training labels said (painted_split), the watershed when not recorded
     split = recorded_split((checkpoint.get("extra") or {}).get("split")) if args.split == "auto" else args.split
     labels = instances_from_probs(probs, fg_class=1 if probs.shape[0] == 2 else None, threshold=args.threshold,
@@ -173,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="class mask (arg-max + 1)")
     p.add_argument("--uncertainty", help="normalised entropy of the TTA mean (implies --tta)")
     p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
+    p.add_argument("--no-gate", dest="no_gate", action="store_true",
+                   help="skip the intensity gate the training run chose (keep every pixel the network calls object)")
     p.add_argument("--tile", type=int, default=None, help="output tile side (default by device)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threshold", type=float, default=0.5)

@@ -97,6 +97,140 @@ class ThresholdBaseline:
         return np.where(fg > 0.5, self.object_class, 1).astype(np.uint8), fg
 
 
+#: The intensity gate is used only when the threshold keeps at least this share of every painted object
+#: class's pixels: it must never drop what a user painted as object (dim or textured objects).
+GATE_MIN_KEPT = 0.9
+#: The gate is not used when at least this share of the painted objects' edge pixels touch painted
+#: background: objects painted whole with their outline told the network where the edges are.
+GATE_MAX_OUTLINED = 0.5
+#: Rows per band when the gate is applied to a large image (the smoothing needs only a few rows more).
+GATE_BAND_ROWS = 1024
+
+
+@dataclass
+class IntensityGate:
+    """Drops predicted object pixels that the threshold baseline, fitted on the same strokes, calls
+    background: where a network paints a halo around bright objects, the grey values say it is not there.
+
+    Fitted by :func:`fit_intensity_gate`; stored as a plain dict (:meth:`to_dict` / :meth:`from_dict`) in a
+    model version's provenance, so a prediction applies exactly the gate its training run chose.
+    """
+
+    weights: np.ndarray
+    threshold: float
+    smooth: float = 1.0
+
+    def _keep_rows(self, image: np.ndarray, r0: int, r1: int) -> np.ndarray:
+        """Rows ``r0:r1`` of the keep mask, from those rows plus the smoothing's reach on each side."""
+        h = image.shape[1]
+        margin = int(np.ceil(4 * self.smooth)) + 1  # scipy's Gaussian reaches 4 sigma
+        a, b = max(0, r0 - margin), min(h, r1 + margin)
+        band = np.tensordot(self.weights, np.asarray(image[:, a:b], np.float32), axes=(0, 0))
+        if self.smooth > 0:
+            band = ndi.gaussian_filter(band, self.smooth)
+        return band[r0 - a:r1 - a] > self.threshold
+
+    def _check(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)  # a memmap stays one (a view, no copy)
+        image = image[None] if image.ndim == 2 else image
+        if image.shape[0] != len(self.weights):
+            raise ValueError(f"the gate was fitted on {len(self.weights)} channel(s), the image has {image.shape[0]}")
+        return image
+
+    def keep(self, image: np.ndarray, rows: int = GATE_BAND_ROWS) -> np.ndarray:
+        """(H, W) bool: where the smoothed projection of the normalised ``image`` is above the threshold.
+        Computed in bands of ``rows`` rows (memory bounded by a band, same result as the whole image)."""
+        image = self._check(image)
+        h = image.shape[1]
+        return np.concatenate([self._keep_rows(image, r0, min(h, r0 + rows)) for r0 in range(0, h, rows)])
+
+    def apply(self, probs: np.ndarray, image: np.ndarray, rows: int = GATE_BAND_ROWS) -> np.ndarray:
+        """Softmax ``probs`` (K, H, W; channel 0 background) with every pixel the gate drops set to
+        background (1, 0, ..). In place (a memmap stays one), in bands; returns ``probs``."""
+        image = self._check(image)
+        if image.shape[1:] != probs.shape[1:]:
+            raise ValueError(f"probs {probs.shape[1:]} and image {image.shape[1:]} differ in size")
+        h = probs.shape[1]
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            drop = ~self._keep_rows(image, r0, r1)
+            for k in range(probs.shape[0]):
+                band = probs[k, r0:r1]
+                band[drop] = 1.0 if k == 0 else 0.0
+        return probs
+
+    def to_dict(self) -> dict:
+        return {"weights": [float(w) for w in self.weights], "threshold": float(self.threshold),
+                "smooth": float(self.smooth)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> IntensityGate | None:
+        """The gate of a stored dict; None when there is none (off, skipped, or an older version)."""
+        if not isinstance(data, dict) or not isinstance(data.get("weights"), list) or "threshold" not in data:
+            return None
+        return cls(np.asarray(data["weights"], np.float32), float(data["threshold"]), float(data.get("smooth", 1.0)))
+
+
+def fit_intensity_gate(images, classes, *, enabled: bool = True, split: str = "shape",
+                       min_kept: float = GATE_MIN_KEPT) -> tuple[IntensityGate | None, dict]:
+    """Fit the threshold baseline on the painted pixels of the normalised ``images`` and return it as a
+    gate, with what was checked: ``{"kept": {class: share of its painted pixels above the threshold}}``.
+    The gate is None, with ``"off"`` saying why, when ``enabled`` is false (``TrainConfig.intensity_gate``),
+    when ``split`` is not "shape" (painted membranes: the membrane fill decides the objects' edges), when the
+    objects were painted with their outlines (:func:`outlined_share` >= ``GATE_MAX_OUTLINED``: the network
+    learned the edges from them; on the benchmark sets the gate cost foreground IoU there and helped only on
+    strokes inside objects), when some painted class keeps less than ``min_kept``, or when the fit is
+    impossible."""
+    if not enabled:
+        return None, {"off": "switched off in the training settings (intensity_gate: false)"}
+    if split != "shape":
+        return None, {"off": "objects are split by painted membranes"}
+    images = [images] if isinstance(images, np.ndarray) else list(images)
+    classes = [classes] if isinstance(classes, np.ndarray) else list(classes)
+    outlined = outlined_share(classes)
+    if outlined >= GATE_MAX_OUTLINED:
+        return None, {"outlined": round(outlined, 4),
+                      "off": f"objects were painted with their outlines ({outlined:.0%} of their painted edge "
+                             "touches painted background), so the network learned the edges from them"}
+    try:
+        model = ThresholdBaseline().fit(images, classes)
+    except ValueError as exc:
+        return None, {"off": str(exc)}
+    gate = IntensityGate(model.weights, model.threshold, model.smooth)
+    inside: dict[int, list[int]] = {}
+    for img, cls in zip(images, classes):
+        keep, cls = gate.keep(img), np.asarray(cls)
+        for v in np.unique(cls[cls >= 2]):
+            n = inside.setdefault(int(v), [0, 0])
+            n[0] += int(keep[cls == v].sum())
+            n[1] += int((cls == v).sum())
+    kept = {str(k): round(a / b, 4) for k, (a, b) in sorted(inside.items())}
+    info: dict = {"kept": kept, "outlined": round(outlined, 4)}
+    low = [k for k, v in kept.items() if v < min_kept]
+    if low:
+        info["off"] = (f"the threshold keeps only {min(kept[k] for k in low):.0%} of the pixels painted as class "
+                       f"{', '.join(low)} (needs {min_kept:.0%}): the objects are not brighter or darker than "
+                       "the background everywhere")
+        return None, info
+    return gate, info
+
+
+def outlined_share(classes) -> float:
+    """The share of the painted objects' edge pixels (object pixels with a non-object 4-neighbour) that touch
+    painted background (8-neighbourhood): ~0 for strokes inside objects, ~0.7-1 for objects painted whole
+    with their outline as background (and for dense labels)."""
+    classes = [classes] if isinstance(classes, np.ndarray) else list(classes)
+    edges = touching = 0
+    for cls in classes:
+        cls = np.asarray(cls)
+        obj = cls >= 2
+        edge = obj & ~ndi.binary_erosion(obj, border_value=1)
+        near_bg = ndi.binary_dilation(cls == 1, structure=np.ones((3, 3), bool))
+        edges += int(edge.sum())
+        touching += int((edge & near_bg).sum())
+    return touching / edges if edges else 0.0
+
+
 def _balanced_accuracy(fg: np.ndarray, bg: np.ndarray, t: float) -> float:
     return 0.5 * (float(np.mean(fg > t)) + float(np.mean(bg <= t)))
 

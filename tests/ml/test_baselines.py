@@ -6,7 +6,13 @@ from scipy import ndimage as ndi
 from skimage.draw import disk
 from skimage.filters import threshold_otsu
 
-from labseg.ml.baselines import ForestBaseline, ThresholdBaseline
+from labseg.ml.baselines import (
+    ForestBaseline,
+    IntensityGate,
+    ThresholdBaseline,
+    fit_intensity_gate,
+    outlined_share,
+)
 from labseg.ml.postprocess import inscribed_radii, instances_from_probs, min_object_size, object_radius
 
 
@@ -96,6 +102,90 @@ def test_baselines_need_both_background_and_objects_painted():
         ThresholdBaseline().fit(image, only_bg)
     with pytest.raises(ValueError, match="two painted classes"):
         ForestBaseline(trees=2).fit(image, only_bg)
+
+
+def _reference_keep(gate_dict, image):
+    """The gate computed by hand from its stored numbers: weighted channel sum, scipy Gaussian, > threshold."""
+    projected = sum(w * image[c] for c, w in enumerate(gate_dict["weights"]))
+    return ndi.gaussian_filter(projected.astype(np.float64), gate_dict["smooth"]) > gate_dict["threshold"]
+
+
+def test_gate_drops_a_halo_the_network_adds_around_a_bright_object():
+    """A bright disk (r 10) on a dark field; the network's foreground runs 5 px wide of it (a halo). The
+    gate keeps the disk and drops the halo: what the threshold fitted on the same strokes calls background."""
+    inst = _disks()
+    rng = np.random.default_rng(1)
+    image = (np.where(inst > 0, 0.9, 0.1) + rng.normal(0, 0.02, inst.shape))[None]
+    gate, info = fit_intensity_gate(image, _strokes(inst))
+    assert gate is not None and info["kept"] == {"2": 1.0} and "off" not in info
+    halo = ndi.binary_dilation(inst > 0, iterations=5)
+    probs = np.stack([np.where(halo, 0.1, 0.9), np.where(halo, 0.9, 0.1)]).astype(np.float32)
+    gate.apply(probs, image)
+    fg = probs[1] > 0.5
+    assert (fg & (inst == 0)).sum() <= 0.02 * (inst > 0).sum()  # the halo is gone (the smoothed edge may stay)
+    assert (fg & (inst > 0)).sum() >= 0.98 * (inst > 0).sum()  # the disks are kept
+    np.testing.assert_allclose(probs.sum(0), 1.0)  # still a distribution: dropped pixels are background
+    assert np.array_equal(fg, halo & _reference_keep(gate.to_dict(), image))
+
+
+def test_gate_in_bands_equals_the_whole_image_and_the_hand_computed_mask():
+    rng = np.random.default_rng(2)
+    image = ndi.gaussian_filter(rng.normal(size=(3, 150, 70)), (0, 3, 3)).astype(np.float32)
+    gate = IntensityGate(np.array([0.6, -0.3, 0.74], np.float32), 0.01, smooth=1.5)
+    ref = _reference_keep(gate.to_dict(), image)
+    for rows in (1, 7, 64, 1024):
+        assert np.array_equal(gate.keep(image, rows=rows), ref), rows
+    probs = rng.dirichlet([1, 1, 1], size=(150, 70)).transpose(2, 0, 1).astype(np.float32)
+    before = probs.copy()
+    gate.apply(probs, image, rows=11)
+    assert np.array_equal(probs[:, ref], before[:, ref])  # kept pixels untouched
+    assert (probs[0][~ref] == 1).all() and (probs[1:][:, ~ref] == 0).all()
+    with pytest.raises(ValueError, match="3 channel"):
+        gate.keep(image[:2])
+
+
+def test_gate_is_off_where_it_would_drop_painted_objects_or_on_membranes_or_when_switched_off():
+    inst = _disks()
+    rng = np.random.default_rng(3)
+    image = (np.where(inst > 0, 0.9, 0.1) + rng.normal(0, 0.02, inst.shape))[None]
+    classes = _strokes(inst)
+    dim = np.zeros(inst.shape, bool)
+    dim[40:56, 5:25] = True  # painted as a second object class, but as dark as the background
+    classes[dim] = 3
+    gate, info = fit_intensity_gate(image, classes)
+    assert gate is None and info["kept"]["2"] > 0.95 and info["kept"]["3"] < 0.1
+    assert "class 3" in info["off"] and "90%" in info["off"]
+    assert IntensityGate.from_dict(info) is None  # stored off: predictions keep every pixel
+    gate, info = fit_intensity_gate(image, _strokes(inst), split="boundaries")
+    assert gate is None and "membranes" in info["off"]
+    gate, info = fit_intensity_gate(image, _strokes(inst), enabled=False)
+    assert gate is None and "intensity_gate: false" in info["off"]
+    gate, info = fit_intensity_gate(image, np.where(_strokes(inst) == 1, 1, 0).astype(np.uint8))
+    assert gate is None and "painted background and painted objects" in info["off"]
+    gate, _ = fit_intensity_gate(image, _strokes(inst))
+    again = IntensityGate.from_dict(gate.to_dict())
+    assert np.array_equal(again.keep(image), gate.keep(image)) and again.threshold == gate.threshold
+
+
+def test_outlined_share_by_hand_and_the_gate_stays_off_for_outlined_objects():
+    square = np.zeros((12, 12), np.uint8)
+    square[3:8, 3:8] = 2  # 5 x 5 object: 16 edge pixels
+    assert outlined_share(square) == 0.0  # a stroke inside an object: no painted background beside it
+    ring = square.copy()
+    ring[2:9, 2:9][ring[2:9, 2:9] == 0] = 1  # its 1-px outline painted as background
+    assert outlined_share(ring) == 1.0
+    half = square.copy()
+    half[2:9, 2] = 1  # background along the left side only: the 5 edge pixels of column 3 touch it
+    assert outlined_share(half) == pytest.approx(5 / 16)
+    inst = _disks()
+    rng = np.random.default_rng(4)
+    image = (np.where(inst > 0, 0.9, 0.1) + rng.normal(0, 0.02, inst.shape))[None]
+    whole = np.where(inst > 0, 2, 0).astype(np.uint8)
+    whole[ndi.binary_dilation(inst > 0, iterations=2) & (inst == 0)] = 1  # objects painted whole, outlined
+    gate, info = fit_intensity_gate(image, whole)
+    assert gate is None and info["outlined"] == 1.0 and "outlines" in info["off"]
+    gate, info = fit_intensity_gate(image, _strokes(inst))
+    assert gate is not None and info["outlined"] == 0.0
 
 
 def test_object_radius_of_painted_disks_and_of_a_foreground_with_touching_objects():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from bench import fewlabel, realdata
+from labseg.ml.io import normalize
 from labseg.ml.metrics import f1_at_iou
 from labseg.ml.synthetic import make_nuclei
 
@@ -87,6 +88,25 @@ def test_run_one_scores_every_method_on_a_small_task(small_task):
     table = fewlabel.summarise([{"set": "synthetic", **out}])
     assert "| threshold |" in table and "| unet+tta |" in table
     json.dumps(out)  # the --json output is plain JSON
+
+
+def test_run_one_gates_the_unet_as_the_app_does_and_keeps_the_ungated_row(small_task, tmp_path):
+    from scipy import ndimage as ndi
+
+    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
+                           log=lambda *_: None, dump=tmp_path)
+    gate = out["gate"]
+    assert "off" not in gate and gate["kept"]["2"] >= 0.9  # bright synthetic nuclei: the gate is on
+    assert 0.0 <= out["unet-nogate"]["f1"] <= 1.0
+    saved = np.load(tmp_path / "synthetic-scribbles-0.npz")
+    x = normalize(small_task.tests[0].raw)[0].astype(np.float64)
+    keep = ndi.gaussian_filter(x, gate["smooth"]) > gate["threshold"]  # by hand, from the stored numbers
+    plain, gated = saved["unet-nogate/0"].astype(np.float32), saved["unet/0"].astype(np.float32)
+    np.testing.assert_allclose(gated, np.where(keep, plain, 0.0), atol=1e-3)
+    assert "| unet-nogate |" in fewlabel.summarise([{"set": "synthetic", **out}])
+    off = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
+                           unet_overrides={**TINY, "intensity_gate": False})
+    assert "intensity_gate: false" in off["gate"]["off"] and "unet-nogate" not in off
 
 
 def rod_rows() -> realdata.Crop:

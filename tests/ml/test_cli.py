@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image
+from scipy import ndimage as ndi
 
 from labseg.ml.synthetic import classes_from_instances, make_nuclei, scribbles
 from labseg.ml.tiling import predict_tiled
@@ -24,7 +25,7 @@ def run_cli(*args):
 def test_train_then_predict_writes_labels_and_probabilities(tmp_path):
     image, instances = make_nuclei((48, 56), radius=(5.0, 8.0), seed=5)
     tifffile.imwrite(tmp_path / "a.tif", image[0])
-    Image.fromarray(scribbles(instances, 8, radius=2, seed=1)).save(tmp_path / "a_classes.png")
+    Image.fromarray(scribbles(instances, 8, radius=3, seed=1)).save(tmp_path / "a_classes.png")  # split "shape"
     Image.fromarray(instances.astype(np.uint16)).save(tmp_path / "a_inst.png")
     model = tmp_path / "model.pt"
     done = run_cli("train", "--image", tmp_path / "a.tif", "--labels", tmp_path / "a_classes.png",
@@ -44,8 +45,21 @@ def test_train_then_predict_writes_labels_and_probabilities(tmp_path):
                    "--device", "cpu", "--threads", 1)
     assert done.returncode == 0, done.stderr
     probs = tifffile.imread(tmp_path / "probs.tif")
-    expected = predict_tiled(net, apply_normalization(image, ckpt["normalization"]), tile_output=48)
-    np.testing.assert_allclose(probs, expected, atol=1e-4)
+    x = apply_normalization(image, ckpt["normalization"])
+    expected = predict_tiled(net, x, tile_output=48)
+    # the intensity gate the training chose (bright nuclei painted: on), applied by hand from its numbers
+    gate = ckpt["extra"]["intensity_gate"]
+    assert "off" not in gate and gate["kept"]["2"] >= 0.9 and gate["weights"] == [1.0]
+    keep = ndi.gaussian_filter(x[0].astype(np.float64), gate["smooth"]) > gate["threshold"]
+    assert 0 < keep.mean() < 1
+    gated = expected.copy()
+    gated[0][~keep], gated[1][~keep] = 1.0, 0.0
+    np.testing.assert_allclose(probs, gated, atol=1e-4)
+    done = run_cli("predict", "--model", model, "--image", tmp_path / "a.tif", "--out", tmp_path / "plain.tif",
+                   "--probs", tmp_path / "plain_probs.tif", "--no-gate", "--tile", 16, "--device", "cpu",
+                   "--threads", 1)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "plain_probs.tif"), expected, atol=1e-4)
     labels = tifffile.imread(tmp_path / "labels.tif")
     assert labels.shape == (48, 56) and labels.dtype == np.uint16
     classes = np.asarray(Image.open(tmp_path / "classes.png"))
