@@ -60,6 +60,7 @@ class LoadedModel:
     tile_output: int | None = None  # None: the ML core's default per device (256 CPU, 512 CUDA)
     object_radius: float | None = None  # from the painted objects of the training run; None: estimated
     split: str = "shape"  # how the training run's labels say touching objects part (``painted_split``)
+    gate: object | None = None  # the training run's intensity gate (``labseg.ml.baselines.IntensityGate``)
 
 
 _cache: dict[tuple[int, str], LoadedModel] = {}
@@ -93,7 +94,7 @@ def load_model(version: ModelVersion) -> LoadedModel:
         model=model.to(device).eval(), in_channels=int(model.in_channels), num_classes=int(model.num_classes),
         normalization=dict(checkpoint.get("normalization") or {}),
         class_names=list(checkpoint.get("class_names") or []),
-        object_radius=_painted_radius(checkpoint), split=_painted_split(checkpoint),
+        object_radius=_painted_radius(checkpoint), split=_painted_split(checkpoint), gate=_gate(checkpoint),
     )
     with _cache_lock:
         while len(_cache) >= _CACHE_SIZE:
@@ -112,6 +113,13 @@ def _painted_split(checkpoint: dict) -> str:
     from labseg.ml.postprocess import recorded_split
 
     return recorded_split(_provenance(checkpoint).get("split"))
+
+
+def _gate(checkpoint: dict):
+    """The training run's intensity gate (None when it was off, or for versions trained before it)."""
+    from labseg.ml.baselines import IntensityGate
+
+    return IntensityGate.from_dict(_provenance(checkpoint).get("intensity_gate"))
 
 
 def _painted_radius(checkpoint: dict) -> float | None:
@@ -237,6 +245,8 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
     image = read_normalized(path, loaded)
     with scratch_file(scratch_dir) as scratch:
         probs, uncertainty = predict_maps(loaded, image, progress=progress, scratch=scratch, device=device)
+        if loaded.gate is not None:
+            loaded.gate.apply(probs, image)  # object pixels the threshold calls background -> background
         del image
         classes = classes_from_probs(probs)
         instances, object_class = instances_of(probs, loaded.object_radius, classes=classes, split=loaded.split)

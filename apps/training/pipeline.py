@@ -7,6 +7,7 @@ run when it is cancelled. Failures a lab can fix raise ``TrainingError`` with a 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import tempfile
 import time
@@ -182,18 +183,21 @@ def cached_weight_map(ex: Example, w0: float, sigma: float, balance: str | None 
 
 # --- validation ------------------------------------------------------------------------------
 def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile=None, radius: float | None = None,
-                    split: str = "shape") -> tuple[np.ndarray, np.ndarray | None]:
+                    split: str = "shape", gate=None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image.
 
     ``on_tile(done, total)`` is called after each tile (heartbeat + cancel check on large images).
     ``radius``: the typical object radius for splitting (None: estimated from the foreground); ``split``:
-    how touching objects are separated (``painted_split``).
+    how touching objects are separated (``painted_split``); ``gate``: the run's intensity gate (``fit_gate``),
+    applied as predictions of the version apply it.
     """
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization
 
     pixels = apply_normalization(raw, normalization)
     probs = predict_tiled(model, pixels, device=device, progress=on_tile)
+    if gate is not None:
+        gate.apply(probs, pixels)
     classes = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     instances = None
     try:
@@ -257,6 +261,19 @@ def painted_split(examples: list[Example]) -> str:
     from labseg.ml.postprocess import painted_split as split_of
 
     return split_of([ex.classes for ex in examples], [ex.instances for ex in examples])
+
+
+def fit_gate(train: list[Example], normalization: dict, config, split: str):
+    """The run's intensity gate (``labseg.ml.baselines.fit_intensity_gate``) on its training labels, normalised
+    as the network saw them: ``(gate or None, provenance entry)``. Off when the config turns it off, when
+    objects are split by painted membranes (the membrane fill decides their edges), or when the threshold
+    drops more than a tenth of some painted object class (the entry says which)."""
+    from labseg.ml.baselines import fit_intensity_gate
+    from labseg.ml.train import apply_normalization
+
+    gate, info = fit_intensity_gate([apply_normalization(e.raw, normalization) for e in train],
+                                    [e.classes for e in train], enabled=config.intensity_gate, split=split)
+    return gate, ({**gate.to_dict(), **info} if gate is not None else info)
 
 
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
@@ -444,23 +461,34 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     reporter.flush("Training")
     radius, split = painted_radius(train), painted_split(train)
 
+    gates: dict = {}  # normalisation -> the gate fitted with it (fitted once, on the first scoring)
+
+    def gate_for(normalization: dict):
+        key = json.dumps(normalization, sort_keys=True)
+        if key not in gates:
+            gates[key] = fit_gate(train, normalization, config, split)
+        return gates[key]
+
     def score_round(number: int, of: int, model, history: dict) -> None:
         """Validation scores after each self-training round but the last (scored below anyway)."""
         reporter.end_round(number, history.get("steps", 0))
         if number < of and holdouts:
             reporter.flush(f"Scoring the validation labels after round {number} of {of}")
+            gate = gate_for(history["normalization"])[0]
             reporter.set_validation(number, score_holdouts(
                 lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius,
-                                                           split),
+                                                     split, gate),
                 holdouts, beat))
 
     model, history = _fit_with_oom_fallback(fit, train, weights, config, init, reporter, score_round)
     if history.get("stop_reason") == "cancelled":
         raise services.RunStopped("cancelled")
     reporter.flush("Scoring the validation labels")
+    gate, gate_info = gate_for(history["normalization"])
 
     scores = score_holdouts(
-        lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius, split),
+        lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius, split,
+                                             gate),
         holdouts, beat)
     if reporter.rounds:
         reporter.set_validation(reporter.rounds[-1]["round"], scores)
@@ -485,6 +513,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "object_radius": radius,  # from the painted instances; None: estimated per image when splitting
         "split": split,  # how touching objects are separated: "shape" (watershed) or "boundaries" (components)
         "prior_weight": history.get("prior_weight"),  # the threshold prior's weight (on for painted membranes)
+        "intensity_gate": gate_info,  # the gate predictions apply (weights, threshold), or why it is off
         "baselines": baselines,
         "train_seconds": round(float(history.get("seconds", 0.0)), 2),
         "duration_seconds": round(time.monotonic() - started, 2),

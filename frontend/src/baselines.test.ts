@@ -29,6 +29,19 @@ describe("baseline comparison", () => {
   });
 });
 
+describe("gate note", () => {
+  it("says the gate is on, why it is off, and nothing for membranes or older versions", async () => {
+    const { gateNote } = await import("./baselines");
+    expect(gateNote({ intensity_gate: { weights: [1], threshold: 0.4, smooth: 1, kept: { "2": 0.97 } } }))
+      .toMatch(/^Intensity gate on: .*calls background are dropped.*intensity_gate: false\.$/);
+    expect(gateNote({ intensity_gate: { kept: { "2": 0.5 }, off: "the threshold keeps only 50% of the pixels painted as class 2" } }))
+      .toBe("Intensity gate off: the threshold keeps only 50% of the pixels painted as class 2.");
+    expect(gateNote({ intensity_gate: { off: "objects are split by painted membranes" } })).toBeNull();
+    expect(gateNote({ split: "shape" })).toBeNull();
+    expect(gateNote(undefined)).toBeNull();
+  });
+});
+
 describe("split note", () => {
   it("explains the membrane split and the prior, and says nothing for the usual split", async () => {
     const { splitNote } = await import("./baselines");

@@ -90,3 +90,21 @@ export function splitNote(provenance: Record<string, unknown> | undefined): stri
   return "Your background strokes are thin lines between objects (membranes), so objects are the regions those lines enclose "
     + "(connected components), not split by shape, each grown over the predicted membrane up to a 1-px line where two meet." + prior;
 }
+
+/**
+ * The version's intensity gate, from its training provenance (``intensity_gate``): a sentence when it is on
+ * (object pixels the threshold fitted on the strokes calls background are dropped) or when it was switched
+ * off for a reason the user should know; null for versions without one and on painted membranes (the split
+ * note says what happens there).
+ */
+export function gateNote(provenance: Record<string, unknown> | undefined): string | null {
+  const gate = provenance?.intensity_gate as { weights?: unknown; off?: unknown } | undefined;
+  if (!gate || typeof gate !== "object") return null;
+  if (Array.isArray(gate.weights)) {
+    return "Intensity gate on: predicted object pixels that the threshold fitted on your strokes calls background are dropped "
+      + "(halos around bright objects go). For objects that are not brighter or darker than their surroundings, train with "
+      + "intensity_gate: false.";
+  }
+  if (typeof gate.off === "string" && !gate.off.includes("membranes")) return `Intensity gate off: ${gate.off}.`;
+  return null;
+}

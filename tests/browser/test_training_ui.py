@@ -43,12 +43,18 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     # strokes only, self-training ticked: a second round of 40 steps on the model's own labels
     assert "step 80 of 80" in page.inner_text("[data-testid=train-numbers]")
     assert run.config == {"steps": 40, "max_seconds": 120, "self_training": 1}
+    # bright synthetic nuclei painted with ordinary strokes: the intensity gate is on, and the page says so
+    assert "weights" in ModelVersion.objects.get(run=run).provenance["intensity_gate"]
+    gate_note = page.locator("[data-testid=train-gate-note]")
+    gate_note.wait_for()
+    assert gate_note.inner_text().startswith("Intensity gate on:")
 
     # the Models page lists the new active version with its lineage and scores
     page.click("[data-testid=train-version-link]")
     row = page.locator("[data-testid=model-row-1]")
     row.wait_for()
     assert row.locator("[data-testid=model-active]").count() == 1
+    assert "Intensity gate on:" in page.inner_text("[data-testid=model-gate-note-1]")
     assert ModelVersion.objects.get(run=run).is_active
     assert page.console_errors == []
 

@@ -25,9 +25,9 @@ def make_version(db):
     """``make_version(project, number=1, base_channels=4, depth=2, seed=0) -> ModelVersion`` with a real
     checkpoint of a freshly initialised tiny UNet (He init, so its predictions are not trivial)."""
     def make(project, number=1, base_channels=4, depth=2, seed=0, parent=None, in_channels=1, num_classes=2,
-             threshold=None):
+             threshold=None, provenance=None):
         return create_tiny_version(project, number, base_channels, depth, seed, parent, in_channels, num_classes,
-                                   threshold=threshold)
+                                   threshold=threshold, provenance=provenance)
 
     return make
 
@@ -52,7 +52,8 @@ def make_threshold_unet(model, threshold: float = 0.35, gain: float = 25.0):
 
 
 def create_tiny_version(project, number=1, base_channels=4, depth=2, seed=0, parent=None, in_channels=1,
-                        num_classes=2, is_active=False, threshold: float | None = None):
+                        num_classes=2, is_active=False, threshold: float | None = None,
+                        provenance: dict | None = None):
     import tempfile
     from pathlib import Path
 
@@ -69,9 +70,10 @@ def create_tiny_version(project, number=1, base_channels=4, depth=2, seed=0, par
         make_threshold_unet(model, threshold)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
-        save_checkpoint(path, model, class_names=["background", "nucleus"][:num_classes])
+        save_checkpoint(path, model, class_names=["background", "nucleus"][:num_classes],
+                        extra={"provenance": provenance} if provenance else None)
         mv = ModelVersion(project=project, number=number, parent=parent, architecture=model.config,
-                          is_active=is_active)
+                          is_active=is_active, provenance=provenance or {})
         with path.open("rb") as fh:
             mv.checkpoint.save("model.pt", File(fh), save=False)
         mv.save()

@@ -77,6 +77,38 @@ def test_task_prediction_equals_predict_tiled_called_directly(shape, celery_work
     assert sum(body["counts"]["pixels_per_class"].values()) == shape[0] * shape[1]
 
 
+def test_the_versions_intensity_gate_drops_object_pixels_the_threshold_calls_background(
+        celery_worker, project, make_image, make_version, annotator, client_for):
+    """A version that thresholds at 0.35 with a training-run gate at 0.6: the stored prediction keeps only
+    object pixels whose smoothed grey value is above 0.6 (computed here by hand from the stored numbers)."""
+    from scipy import ndimage as ndi
+
+    from labseg.ml.postprocess import instances_from_probs
+    from labseg.ml.train import apply_normalization, load_checkpoint
+
+    gate = {"weights": [1.0], "threshold": 0.6, "smooth": 1.0, "kept": {"2": 0.97}}
+    version = make_version(project, threshold=0.35, provenance={"intensity_gate": gate, "split": "shape"})
+    im, pixels, _ = make_image(project, shape=(300, 280), seed=3)
+    c = client_for(annotator)
+    r = c.post(f"/api/v1/model-versions/{version.pk}/predict/", {"image_ids": [im.pk]}, format="json")
+    pred = wait_done(r.json()[0]["id"])
+    assert pred.status == "succeeded", pred.error + celery_worker.log_text()[-3000:]
+    tta, ungated = direct_reference(version, pixels)
+    x = apply_normalization(pixels, load_checkpoint(version.checkpoint.path)[1]["normalization"])[0].astype(np.float64)
+    keep = ndi.gaussian_filter(x, 1.0) > 0.6
+    probs = tta.probs.copy()
+    probs[0][~keep], probs[1][~keep] = 1.0, 0.0
+    dropped = (tta.probs[1] > 0.5) & ~keep
+    assert dropped.sum() > 200, "the gate must drop something here, or the test shows nothing"
+    instances = instances_from_probs(probs)
+    stored = get_tiff(c, f"/api/v1/predictions/{pred.pk}/instances.tif")
+    assert np.array_equal(stored, instances) and not np.array_equal(stored, ungated)
+    classes = get_png(c, f"/api/v1/predictions/{pred.pk}/classes.png")
+    assert (classes[dropped & (instances == 0)] == 1).all()
+    probability = get_png(c, f"/api/v1/predictions/{pred.pk}/probability.png")
+    assert np.abs(probability.astype(int) - np.round(255 * (1 - probs[0])).astype(int)).max() <= 1
+
+
 def test_stored_metrics_equal_the_ml_core_on_the_same_masks(celery_worker, project, make_image, make_version,
                                                             viewer, client_for):
     from labseg.ml.metrics import score_all

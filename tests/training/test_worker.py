@@ -81,6 +81,7 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
 
     # independent check of one stored score: re-predict with the stored checkpoint and compare
     import numpy as np
+    from scipy import ndimage as ndi
 
     from apps.annotate.masks import annotation_arrays
     from labseg.ml.io import read_image
@@ -88,9 +89,15 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     from labseg.ml.train import apply_normalization, load_checkpoint
 
     model, ckpt = load_checkpoint(version.checkpoint.path)
-    probs = predict_tiled(model, apply_normalization(read_image(val_img.file.path), ckpt["normalization"]))
+    x = apply_normalization(read_image(val_img.file.path), ckpt["normalization"])
+    probs = predict_tiled(model, x)
     gt, _ = annotation_arrays(val_img.annotation)
     pred_fg = np.argmax(probs, axis=0) >= 1  # output 1 is class 2 (nucleus)
+    # the run's intensity gate (bright synthetic nuclei painted: on), recomputed by hand from its numbers
+    gate = prov["intensity_gate"]
+    assert "off" not in gate and gate["kept"]["2"] >= 0.9, gate
+    assert ckpt["extra"]["provenance"]["intensity_gate"] == gate  # predictions of the version read it there
+    pred_fg &= ndi.gaussian_filter(x[0].astype(np.float64), gate["smooth"]) > gate["threshold"]
     expected = float(np.mean(pred_fg != (gt >= 2)))
     assert scores[(val_img.pk, "pixel_error")].value == pytest.approx(expected, abs=1e-6)
 

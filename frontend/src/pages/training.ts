@@ -3,7 +3,7 @@
  * progress bar, loss curve and ETA, cancel it, read its error; the project's earlier runs below.
  */
 import { api, ApiError, type Project } from "../api";
-import { comparisonBlock, splitNote, type Comparison } from "../baselines";
+import { comparisonBlock, gateNote, splitNote, type Comparison } from "../baselines";
 import { drawLineChart, type Point } from "../chart";
 import { registerRoute } from "../router";
 import { addProjectNavLink, append, errorBlock, h, renderNav, showError, toast } from "../ui";
@@ -152,6 +152,7 @@ function runPanel(run: TrainingRun, canEdit: boolean, onCancel: () => void, vers
     run.model_version ? h("p", {}, "Produced ", h("a", { href: `/projects/${run.project}/models`, "data-testid": "train-version-link" }, "a new model version"), ".") : null,
     version ? comparisonBlock(version.comparison, "train-baselines") : null,
     version && splitNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-split-note" }, splitNote(version.provenance)) : null,
+    version && gateNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-gate-note" }, gateNote(version.provenance)) : null,
     cancel);
 }
 
