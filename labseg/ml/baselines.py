@@ -166,9 +166,18 @@ class IntensityGate:
     @classmethod
     def from_dict(cls, data: dict | None) -> IntensityGate | None:
         """The gate of a stored dict; None when there is none (off, skipped, or an older version)."""
-        if not isinstance(data, dict) or not isinstance(data.get("weights"), list) or "threshold" not in data:
+        if not isinstance(data, dict) or "weights" not in data:
             return None
-        return cls(np.asarray(data["weights"], np.float32), float(data["threshold"]), float(data.get("smooth", 1.0)))
+        try:
+            weights = np.asarray(data["weights"], np.float32)
+            threshold, smooth = float(data["threshold"]), float(data.get("smooth", 1.0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"the stored intensity gate is malformed ({exc})") from None
+        if (weights.ndim != 1 or not 1 <= len(weights) <= 64 or not np.isfinite(weights).all()
+                or not np.isfinite(threshold) or not 0.0 <= smooth <= 16.0):
+            raise ValueError("the stored intensity gate is malformed (weights: 1-64 finite numbers, a finite "
+                             "threshold, smooth 0-16)")
+        return cls(weights, threshold, smooth)
 
 
 def fit_intensity_gate(images, classes, *, enabled: bool = True, split: str = "shape",

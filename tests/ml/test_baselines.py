@@ -165,6 +165,10 @@ def test_gate_is_off_where_it_would_drop_painted_objects_or_on_membranes_or_when
     gate, _ = fit_intensity_gate(image, _strokes(inst))
     again = IntensityGate.from_dict(gate.to_dict())
     assert np.array_equal(again.keep(image), gate.keep(image)) and again.threshold == gate.threshold
+    for bad in ({"weights": ["a"], "threshold": 0.5}, {"weights": [1.0]}, {"weights": [float("nan")], "threshold": 0},
+                {"weights": [1.0], "threshold": 0.5, "smooth": 1e9}, {"weights": [[1.0]], "threshold": 0.5}):
+        with pytest.raises(ValueError, match="intensity gate is malformed"):
+            IntensityGate.from_dict(bad)
 
 
 def test_outlined_share_by_hand_and_the_gate_stays_off_for_outlined_objects():
