@@ -6,13 +6,7 @@ from scipy import ndimage as ndi
 from skimage.draw import disk
 from skimage.filters import threshold_otsu
 
-from labseg.ml.baselines import (
-    ForestBaseline,
-    IntensityGate,
-    ThresholdBaseline,
-    fit_intensity_gate,
-    outlined_share,
-)
+from labseg.ml.baselines import ForestBaseline, IntensityGate, ThresholdBaseline, fit_intensity_gate, outlined_share
 from labseg.ml.postprocess import inscribed_radii, instances_from_probs, min_object_size, object_radius
 
 
