@@ -33,7 +33,7 @@ describe("gate note", () => {
   it("says the gate is on, why it is off, and nothing for membranes or older versions", async () => {
     const { gateNote } = await import("./baselines");
     expect(gateNote({ intensity_gate: { weights: [1], threshold: 0.4, smooth: 1, kept: { "2": 0.97 } } }))
-      .toMatch(/^Intensity gate on: .*calls background are dropped.*intensity_gate: false\.$/);
+      .toMatch(/^Intensity gate on: .*calls background are dropped.*untick "intensity gate" on the Training page \(intensity_gate: false\)\.$/);
     expect(gateNote({ intensity_gate: { kept: { "2": 0.5 }, off: "the threshold keeps only 50% of the pixels painted as class 2" } }))
       .toBe("Intensity gate off: the threshold keeps only 50% of the pixels painted as class 2.");
     expect(gateNote({ intensity_gate: { off: "objects are split by painted membranes" } })).toBeNull();

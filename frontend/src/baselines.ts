@@ -102,8 +102,8 @@ export function gateNote(provenance: Record<string, unknown> | undefined): strin
   if (!gate || typeof gate !== "object") return null;
   if (Array.isArray(gate.weights)) {
     return "Intensity gate on: predicted object pixels that the threshold fitted on your strokes calls background are dropped "
-      + "(halos around bright objects go). For objects that are not brighter or darker than their surroundings, train with "
-      + "intensity_gate: false.";
+      + "(halos around bright objects go). For objects that are not brighter or darker than their surroundings, untick "
+      + "\"intensity gate\" on the Training page (intensity_gate: false).";
   }
   if (typeof gate.off === "string" && !gate.off.includes("membranes")) return `Intensity gate off: ${gate.off}.`;
   return null;

@@ -42,7 +42,8 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     assert 100 in seen
     # strokes only, self-training ticked: a second round of 40 steps on the model's own labels
     assert "step 80 of 80" in page.inner_text("[data-testid=train-numbers]")
-    assert run.config == {"steps": 40, "max_seconds": 120, "self_training": 1}
+    assert page.is_checked("[data-testid=train-intensity-gate]")  # on by default: the form says so
+    assert run.config == {"steps": 40, "max_seconds": 120, "self_training": 1, "intensity_gate": True}
     # bright synthetic nuclei painted with ordinary strokes: the intensity gate is on, and the page says so
     assert "weights" in ModelVersion.objects.get(run=run).provenance["intensity_gate"]
     gate_note = page.locator("[data-testid=train-gate-note]")

@@ -80,6 +80,7 @@ function startForm(pid: string, versions: ModelVersion[], onStarted: (run: Train
   const steps = h("input", { type: "number", min: "1", value: "800", "data-testid": "train-steps" });
   const minutes = h("input", { type: "number", min: "0.1", step: "0.5", value: "5", "data-testid": "train-minutes" });
   const selfTraining = h("input", { type: "checkbox", checked: false, "data-testid": "train-self-training" });
+  const gate = h("input", { type: "checkbox", checked: true, "data-testid": "train-intensity-gate" });
   const parent = h("select", { "data-testid": "train-parent" }, ...parentOptions(versions));
   let shownKey = versions.map((v) => `${v.id}:${v.is_active}`).join(",");
   const setVersions = (next: ModelVersion[]) => {
@@ -94,6 +95,7 @@ function startForm(pid: string, versions: ModelVersion[], onStarted: (run: Train
   button.addEventListener("click", async () => {
     const body: Record<string, unknown> = { config: {
       steps: Number(steps.value), max_seconds: Math.round(Number(minutes.value) * 60), self_training: selfTraining.checked ? 1 : 0,
+      intensity_gate: gate.checked,
     } };
     if (parent.value === "scratch") body.from_scratch = true;
     else if (parent.value) body.parent_version = Number(parent.value);
@@ -115,7 +117,9 @@ function startForm(pid: string, versions: ModelVersion[], onStarted: (run: Train
     h("p", { class: "muted" }, "Uses every image with painted labels; images in the validation split are scored, not trained on."),
     h("label", {}, "Steps per round ", steps), " ", h("label", {}, "Time budget (min) ", minutes), " ", h("label", {}, "Start from ", parent), " ",
     h("label", { title: "With strokes only: after the first round the model labels the rest of the image itself (pixels where two predicted objects touch become background) and trains a second round on that. It can teach where touching objects part, but on the real benchmark images it did not help on average, so it is off by default; it takes twice the steps within the same time budget." },
-      selfTraining, " self-training round"), " ", button,
+      selfTraining, " self-training round"), " ",
+    h("label", { title: "After training, predicted object pixels that a threshold fitted on your strokes calls background are dropped: the halo a network paints around bright objects. Used only when your strokes lie inside objects (not outlined, not membranes) and the threshold keeps at least 90 % of what you painted as object. Untick it for objects that are not brighter or darker than their surroundings." },
+      gate, " intensity gate"), " ", button,
     h("p", { class: "muted" }, "Self-training adds a round: the model labels the unlabelled pixels itself and trains the same number of steps again, so a run of 150 steps a round with self-training counts 300 steps."));
   return { el, setVersions };
 }
