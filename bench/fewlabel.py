@@ -119,8 +119,7 @@ def intensity_gate(config, x_train: np.ndarray, classes: np.ndarray, split: str)
     """The app's intensity gate for these labels (``apps.training.pipeline.fit_gate``); -> (gate or None, info)."""
     from labseg.ml.baselines import fit_intensity_gate
 
-    gate, info = fit_intensity_gate(x_train, classes, enabled=config.intensity_gate, split=split)
-    return gate, ({**gate.to_dict(), **info} if gate is not None else info)
+    return fit_intensity_gate(x_train, classes, enabled=config.intensity_gate, split=split)
 
 
 def unet_foreground(net, x: np.ndarray, gate=None, tta: bool = False) -> np.ndarray:

@@ -7,7 +7,6 @@ run when it is cancelled. Failures a lab can fix raise ``TrainingError`` with a 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import tempfile
 import time
@@ -271,9 +270,8 @@ def fit_gate(train: list[Example], normalization: dict, config, split: str):
     from labseg.ml.baselines import fit_intensity_gate
     from labseg.ml.train import apply_normalization
 
-    gate, info = fit_intensity_gate([apply_normalization(e.raw, normalization) for e in train],
-                                    [e.classes for e in train], enabled=config.intensity_gate, split=split)
-    return gate, ({**gate.to_dict(), **info} if gate is not None else info)
+    return fit_intensity_gate([apply_normalization(e.raw, normalization) for e in train],
+                              [e.classes for e in train], enabled=config.intensity_gate, split=split)
 
 
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
@@ -461,13 +459,12 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     reporter.flush("Training")
     radius, split = painted_radius(train), painted_split(train)
 
-    gates: dict = {}  # normalisation -> the gate fitted with it (fitted once, on the first scoring)
+    fitted: list = []  # the run's gate, fitted once on the first scoring (one normalisation per run)
 
     def gate_for(normalization: dict):
-        key = json.dumps(normalization, sort_keys=True)
-        if key not in gates:
-            gates[key] = fit_gate(train, normalization, config, split)
-        return gates[key]
+        if not fitted:
+            fitted.append(fit_gate(train, normalization, config, split))
+        return fitted[0]
 
     def score_round(number: int, of: int, model, history: dict) -> None:
         """Validation scores after each self-training round but the last (scored below anyway)."""

@@ -102,11 +102,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from labseg.ml.train import apply_normalization
 
     split = painted_split(classes, instances)
-    gate, gate_info = fit_intensity_gate([apply_normalization(im, history["normalization"]) for im in images],
+    _, gate_info = fit_intensity_gate([apply_normalization(im, history["normalization"]) for im in images],
                                          classes, enabled=config.intensity_gate, split=split)
     save_checkpoint(args.out, model, config, history["normalization"], names, history,
                     {"images": args.image, "labels": args.labels, "instances": args.instances or [],
-                     "split": split, "intensity_gate": {**gate.to_dict(), **gate_info} if gate else gate_info})
+                     "split": split, "intensity_gate": gate_info})
     print(f"saved {args.out}: {history['steps']} steps in {history['seconds']:.1f}s, "
           f"final loss {history['loss'][-1]:.4f} ({history['stop_reason']})", file=sys.stderr)
     return 0

@@ -80,8 +80,7 @@ class ThresholdBaseline:
         return self
 
     def _project(self, image: np.ndarray) -> np.ndarray:
-        out = np.tensordot(self.weights, image, axes=(0, 0))
-        return ndi.gaussian_filter(out, self.smooth) if self.smooth > 0 else out
+        return _smoothed_projection(self.weights, image, self.smooth)
 
     def foreground(self, image: np.ndarray) -> np.ndarray:
         """A soft foreground score in [0, 1] (0.5 at the Otsu threshold)."""
@@ -125,9 +124,7 @@ class IntensityGate:
         h = image.shape[1]
         margin = int(np.ceil(4 * self.smooth)) + 1  # scipy's Gaussian reaches 4 sigma
         a, b = max(0, r0 - margin), min(h, r1 + margin)
-        band = np.tensordot(self.weights, np.asarray(image[:, a:b], np.float32), axes=(0, 0))
-        if self.smooth > 0:
-            band = ndi.gaussian_filter(band, self.smooth)
+        band = _smoothed_projection(self.weights, np.asarray(image[:, a:b], np.float32), self.smooth)
         return band[r0 - a:r1 - a] > self.threshold
 
     def _check(self, image: np.ndarray) -> np.ndarray:
@@ -183,7 +180,8 @@ class IntensityGate:
 def fit_intensity_gate(images, classes, *, enabled: bool = True, split: str = "shape",
                        min_kept: float = GATE_MIN_KEPT) -> tuple[IntensityGate | None, dict]:
     """Fit the threshold baseline on the painted pixels of the normalised ``images`` and return it as a
-    gate, with what was checked: ``{"kept": {class: share of its painted pixels above the threshold}}``.
+    gate, with the record a version stores: the gate's numbers (:meth:`IntensityGate.to_dict`) when it is on,
+    and what was checked, ``{"kept": {class: share of its painted pixels above the threshold}, "outlined"}``.
     The gate is None, with ``"off"`` saying why, when ``enabled`` is false (``TrainConfig.intensity_gate``),
     when ``split`` is not "shape" (painted membranes: the membrane fill decides the objects' edges), when the
     objects were painted with their outlines (:func:`outlined_share` >= ``GATE_MAX_OUTLINED``: the network
@@ -210,9 +208,10 @@ def fit_intensity_gate(images, classes, *, enabled: bool = True, split: str = "s
     for img, cls in zip(images, classes):
         keep, cls = gate.keep(img), np.asarray(cls)
         for v in np.unique(cls[cls >= 2]):
+            painted = cls == v
             n = inside.setdefault(int(v), [0, 0])
-            n[0] += int(keep[cls == v].sum())
-            n[1] += int((cls == v).sum())
+            n[0] += int(keep[painted].sum())
+            n[1] += int(painted.sum())
     kept = {str(k): round(a / b, 4) for k, (a, b) in sorted(inside.items())}
     info: dict = {"kept": kept, "outlined": round(outlined, 4)}
     low = [k for k, v in kept.items() if v < min_kept]
@@ -221,7 +220,7 @@ def fit_intensity_gate(images, classes, *, enabled: bool = True, split: str = "s
                        f"{', '.join(low)} (needs {min_kept:.0%}): the objects are not brighter or darker than "
                        "the background everywhere")
         return None, info
-    return gate, info
+    return gate, {**gate.to_dict(), **info}
 
 
 def outlined_share(classes) -> float:
@@ -238,6 +237,12 @@ def outlined_share(classes) -> float:
         edges += int(edge.sum())
         touching += int((edge & near_bg).sum())
     return touching / edges if edges else 0.0
+
+
+def _smoothed_projection(weights: np.ndarray, image: np.ndarray, smooth: float) -> np.ndarray:
+    """The channels of ``image`` (C, H, W) projected on ``weights``, Gaussian-smoothed (the threshold's input)."""
+    out = np.tensordot(weights, image, axes=(0, 0))
+    return ndi.gaussian_filter(out, smooth) if smooth > 0 else out
 
 
 def _balanced_accuracy(fg: np.ndarray, bg: np.ndarray, t: float) -> float:
