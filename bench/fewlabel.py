@@ -20,19 +20,22 @@ that share no pixel with the training crop:
   painted, RGB too), ``forest`` (ilastik-style random forest on multiscale features), ``unet`` (the
   default ``TrainConfig``), and the U-Net with each optional component switched on in turn
   (``unet+crf``: the CRF term, ``unet+st``: a self-training round; on the ablation protocols only),
-  plus, from the same trained network, ``unet+tta`` (8-fold test-time augmentation),
-  ``unet+isplit`` (intensity-aware splitting instead of the distance-transform watershed) and, where the
+  plus, from the same trained network, ``unet+tta`` (8-fold test-time augmentation) and, where the
   default's intensity gate is on (``labseg.ml.baselines.fit_intensity_gate``: objects split by shape, the
   threshold keeping >= 90 % of the painted object pixels), ``unet-nogate`` (the same network without it).
   Every U-Net row goes through the gate as the app's predictions do (round 1 of the guided protocols too).
+  Where the default's intensity-aware split is on (``fit_split_intensity``: objects split by shape), every
+  method's watershed adds the image projected from painted background to painted objects, and
+  ``unet-plain``, ``threshold-plain``, ``forest-plain`` are the same foregrounds split by shape alone.
 
 Every method's foreground goes through the same instance step, chosen from the labels as the app chooses
-it (``labseg.ml.postprocess.painted_split``): the distance-transform watershed (object radius from the
-painted objects when there are some, else from the foreground itself), or, where the painted background
-is thin lines between objects (CREMI's membranes), connected components. So the comparison is of the
-foreground each method finds. Scores: instance F1 at IoU 0.5 (tp/fp/fn pooled
-over the test images), foreground IoU, and the ISBI adapted Rand error where the set has dense ids
-(CREMI). Only pixels whose labels are known count. Means ± std over seeds.
+it (``labseg.ml.postprocess.painted_split``): the watershed (distance transform plus, by default, the
+projected intensity; object radius from the painted objects when there are some, else from the foreground
+itself), or, where the painted background is thin lines between objects (CREMI's membranes), connected
+components. So the comparison is of the foreground each method finds. Scores: instance F1 at IoU 0.5
+(tp/fp/fn pooled over the test images), foreground IoU, and the ISBI adapted Rand error where the set has
+dense ids (CREMI). Only pixels whose labels are known count. Means ± std over seeds. ``--rescore DUMP``
+scores the foregrounds a ``--dump`` run saved again, with today's instance step (paired, no training).
 
     python -m bench.fewlabel                      # all sets, 3 seeds, all protocols
     python -m bench.fewlabel --sets hela --seeds 1 --protocols scribbles --json var/fewlabel.json
@@ -54,7 +57,10 @@ PROTOCOLS = ("scribbles", "near", "lines", "guided", "guided-ft", "guided-edges"
 FINE_TUNED = ("guided-ft", "guided-edges")
 BASELINES = ("threshold", "forest")
 UNET_VARIANTS = {"unet": {}, "unet+crf": {"crf_weight": 3.0}, "unet+st": {"self_training": 1}}
-DERIVED = ("unet+tta", "unet+isplit", "unet-nogate")
+#: Rows from a network or baseline fitted above: ``-plain`` is the same foreground through the plain
+#: distance-transform watershed where the default split adds the projected intensity; ``unet+isplit`` (older
+#: runs): the first channel's intensity added, when the default was the plain watershed.
+DERIVED = ("unet+tta", "unet+isplit", "unet-nogate", "unet-plain", "threshold-plain", "forest-plain")
 
 
 def labels_for(task: realdata.Task, protocol: str, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -94,12 +100,17 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
     config = validate_config_overrides({"num_threads": threads, "device": "cpu", "seed": seed, **unet_overrides})
     net, _ = fit(task.train.raw, scribbled, None, config=config)
     gate, _ = intensity_gate(config, normalize(task.train.raw), scribbled, split)
+    splitter, _ = split_intensity(config, normalize(task.train.raw), scribbled, split)
+
+    def landscape(x: np.ndarray) -> np.ndarray | None:
+        return None if splitter is None else splitter.landscape(x)
+
     fg = unet_foreground(net, normalize(task.train.raw), gate)
-    pred = instances_from_probs(fg, radius=None, split=split)
+    pred = instances_from_probs(fg, radius=None, split=split, image=landscape(normalize(task.train.raw)))
     review = suspect_merges(pred, radius=None, painted=painted_objects(scribbled), by_shape=split != "boundaries")
     # round 1 is the scribbles protocol's U-Net: its scores in the same run, for the comparison
-    round1 = score([instances_from_probs(unet_foreground(net, normalize(t.raw), gate), radius=None, split=split)
-                    for t in task.tests], task.tests)
+    round1 = score([instances_from_probs(unet_foreground(net, normalize(t.raw), gate), radius=None, split=split,
+                                         image=landscape(normalize(t.raw))) for t in task.tests], task.tests)
     flagged = review["total"]
     for obj in review["objects"]:
         where |= pred == obj["id"]
@@ -113,6 +124,14 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
         classes[strokes] = 1
         info["edge_pixels"] = int(strokes.sum())
     return classes, None, info, net
+
+
+def split_intensity(config, x_train: np.ndarray, classes: np.ndarray, split: str):
+    """The app's intensity-aware split for these labels (``labseg.ml.baselines.fit_split_intensity``);
+    -> (SplitIntensity or None, info)."""
+    from labseg.ml.baselines import fit_split_intensity
+
+    return fit_split_intensity(x_train, classes, enabled=config.intensity_split, split=split)
 
 
 def intensity_gate(config, x_train: np.ndarray, classes: np.ndarray, split: str):
@@ -194,14 +213,20 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     painted = painted_radius([instances]) if instances is not None else None
     split = painted_split(classes, instances)
 
-    def to_instances(fg: np.ndarray, x: np.ndarray, intensity: bool = False) -> np.ndarray:
-        # the intensity-aware variant is a watershed landscape: it always splits by shape
-        return instances_from_probs(fg, radius=painted, image=x if intensity else None,
-                                    split="shape" if intensity else split)
+    config0 = validate_config_overrides(dict(unet_overrides))
+    gate, gate_info = intensity_gate(config0, x_train, classes, split)
+    splitter, split_info = split_intensity(config0, x_train, classes, split)
+    landscapes = [None if splitter is None else splitter.landscape(x) for x in xs]
 
-    gate, gate_info = intensity_gate(validate_config_overrides(dict(unet_overrides)), x_train, classes, split)
+    def to_instances(fg: np.ndarray, landscape: np.ndarray | None) -> np.ndarray:
+        return instances_from_probs(fg, radius=painted, image=landscape, split=split)
+
+    def scored(fgs: list[np.ndarray], plain: bool = False) -> dict:
+        return score([to_instances(fg, None if plain else ls) for fg, ls in zip(fgs, landscapes)], task.tests)
+
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
-           "painted_radius": painted, "split": split, "gate": gate_info, **guided}
+           "painted_radius": painted, "split": split, "gate": gate_info, "split_intensity": split_info,
+           **guided}
     if protocol in FINE_TUNED and finetune_overrides:
         out["finetune"] = dict(finetune_overrides)
     saved: dict[str, np.ndarray] = {"classes": classes}
@@ -221,18 +246,16 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
             fgs = [unet_foreground(net, x, gate) for x in xs]
         train_s = time.monotonic() - start
         saved.update({f"{method}/{i}": fg.astype(np.float16) for i, fg in enumerate(fgs)})
-        out[method] = {**score([to_instances(fg, x) for fg, x in zip(fgs, xs)], task.tests), "seconds": train_s}
+        out[method] = {**scored(fgs), "seconds": train_s}
+        if splitter is not None and method in ("threshold", "forest", "unet"):
+            out[f"{method}-plain"] = {**scored(fgs, plain=True), "seconds": train_s}
         if method == "unet":
-            out["unet+isplit"] = {**score([to_instances(fg, x, True) for fg, x in zip(fgs, xs)], task.tests),
-                                  "seconds": train_s}
             tta = [unet_foreground(net, x, gate, tta=True) for x in xs]
-            out["unet+tta"] = {**score([to_instances(fg, x) for fg, x in zip(tta, xs)], task.tests),
-                               "seconds": train_s}
+            out["unet+tta"] = {**scored(tta), "seconds": train_s}
             saved.update({f"unet+tta/{i}": fg.astype(np.float16) for i, fg in enumerate(tta)})
             if gate is not None:  # the same network without the gate, for the comparison
                 plain = [unet_foreground(net, x) for x in xs]
-                out["unet-nogate"] = {**score([to_instances(fg, x) for fg, x in zip(plain, xs)], task.tests),
-                                      "seconds": train_s}
+                out["unet-nogate"] = {**scored(plain), "seconds": train_s}
                 saved.update({f"unet-nogate/{i}": fg.astype(np.float16) for i, fg in enumerate(plain)})
         r = out[method]
         log(f"  {task.name:6s} {protocol:9s} seed {seed} {method:11s} F1 {r['f1']:.3f} IoU {r['iou']:.3f}"
@@ -303,6 +326,49 @@ def merge(runs: list[list[dict]]) -> list[dict]:
     return list(merged.values())
 
 
+def rescore(dump: Path, unet_overrides: dict | None = None, log=print) -> list[dict]:
+    """Every ``--dump`` file of ``dump`` scored again through today's instance step: the same foregrounds
+    (the same trained networks, paired), split as ``run_one`` splits them now (with the intensity-aware split
+    when ``unet_overrides`` leave it on, plus the ``-plain`` rows). Labels of the scribble, object and dense
+    protocols are made again from the seed and must equal the dumped ones; the guided protocols' are the
+    dumped ones (their painted objects, and so the object radius, are none). -> results like ``run_one``'s."""
+    from labseg.ml.io import normalize
+    from labseg.ml.postprocess import instances_from_probs, painted_radius, painted_split
+    from labseg.ml.train import validate_config_overrides
+
+    config = validate_config_overrides(dict(unet_overrides or {}))
+    results = []
+    for path in sorted(Path(dump).glob("*.npz")):
+        name, rest = path.stem.split("-", 1)
+        protocol, seed = rest.rsplit("-", 1)
+        task, saved = realdata.SETS[name](int(seed)), np.load(path)
+        classes, instances = saved["classes"], None
+        if protocol not in ("guided", *FINE_TUNED):
+            again, instances = labels_for(task, protocol, int(seed))
+            if not np.array_equal(again, classes):
+                raise ValueError(f"{path.name}: the labels made again differ from the dumped ones")
+        painted = painted_radius([instances]) if instances is not None else None
+        split = painted_split(classes, instances)
+        xs = [normalize(t.raw) for t in task.tests]
+        splitter, split_info = split_intensity(config, normalize(task.train.raw), classes, split)
+        landscapes = [None if splitter is None else splitter.landscape(x) for x in xs]
+        out = {"set": name, "seed": int(seed), "protocol": protocol, "rescored": path.name,
+               "labelled_fraction": float((classes > 0).mean()), "painted_radius": painted, "split": split,
+               "split_intensity": split_info}
+        methods = dict.fromkeys(k.split("/")[0] for k in saved.files if "/" in k)
+        for method in methods:
+            fgs = [saved[f"{method}/{i}"].astype(np.float32) for i in range(len(xs))]
+            for row, lands in ((method, landscapes), (f"{method}-plain", [None] * len(xs))):
+                if row.endswith("-plain") and (splitter is None or method not in ("threshold", "forest", "unet")):
+                    continue
+                out[row] = {**score([instances_from_probs(fg, radius=painted, image=ls, split=split)
+                                     for fg, ls in zip(fgs, lands)], task.tests), "seconds": 0.0}
+        log(f"  {name:6s} {protocol:12s} seed {seed}: " + "  ".join(
+            f"{m} {out[m]['f1']:.3f}" for m in ("threshold", "forest", "unet", "unet-plain") if m in out))
+        results.append(out)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fewlabel", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default=",".join(realdata.SETS))
@@ -318,11 +384,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the per-seed results here (rewritten after each one)")
     parser.add_argument("--dump", type=Path, help="save labels and foreground probabilities here (see run_one)")
     parser.add_argument("--resume", action="store_true", help="skip what the --json file already holds")
+    parser.add_argument("--rescore", type=Path, metavar="DUMP",
+                        help="score every file a --dump run left in DUMP again with today's instance step (no "
+                             "training; --unet's overrides choose the split), write --json, print the table, exit")
     parser.add_argument("--summary", nargs="+", metavar="JSON",
                         help="print the table of these --json files (merged: a later file adds methods) and exit")
     args = parser.parse_args(argv)
     if args.summary:
         print(summarise(merge([json.loads(Path(f).read_text())["results"] for f in args.summary])))
+        return 0
+    if args.rescore:
+        results = rescore(args.rescore, json.loads(args.unet))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"results": results, "rescored_from": str(args.rescore),
+                                                   "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+                                                  indent=1))
+        print(summarise(results))
         return 0
     sets = [s for s in args.sets.split(",") if s]
     unknown = set(sets) - set(realdata.SETS)

@@ -61,6 +61,7 @@ class LoadedModel:
     object_radius: float | None = None  # from the painted objects of the training run; None: estimated
     split: str = "shape"  # how the training run's labels say touching objects part (``painted_split``)
     gate: object | None = None  # the training run's intensity gate (``labseg.ml.baselines.IntensityGate``)
+    splitter: object | None = None  # its intensity-aware split (``labseg.ml.baselines.SplitIntensity``)
 
 
 _cache: dict[tuple[int, str], LoadedModel] = {}
@@ -95,6 +96,7 @@ def load_model(version: ModelVersion) -> LoadedModel:
         normalization=dict(checkpoint.get("normalization") or {}),
         class_names=list(checkpoint.get("class_names") or []),
         object_radius=_painted_radius(checkpoint), split=_painted_split(checkpoint), gate=_gate(checkpoint),
+        splitter=_splitter(checkpoint),
     )
     with _cache_lock:
         while len(_cache) >= _CACHE_SIZE:
@@ -120,6 +122,13 @@ def _gate(checkpoint: dict):
     from labseg.ml.baselines import IntensityGate
 
     return IntensityGate.from_dict(_provenance(checkpoint).get("intensity_gate"))
+
+
+def _splitter(checkpoint: dict):
+    """The training run's intensity-aware split (None when it was off, or for versions trained before it)."""
+    from labseg.ml.baselines import SplitIntensity
+
+    return SplitIntensity.from_dict(_provenance(checkpoint).get("intensity_split"))
 
 
 def _painted_radius(checkpoint: dict) -> float | None:
@@ -243,13 +252,19 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
     The whole prediction except the database and the broker (the benchmark times exactly this).
     """
     image = read_normalized(path, loaded)
-    with scratch_file(scratch_dir) as scratch:
+    with scratch_file(scratch_dir) as scratch, scratch_file(scratch_dir, ".landscape") as landscape_file:
         probs, uncertainty = predict_maps(loaded, image, progress=progress, scratch=scratch, device=device)
         if loaded.gate is not None:
             loaded.gate.apply(probs, image)  # object pixels the threshold calls background -> background
+        landscape = None
+        if loaded.splitter is not None and loaded.split == "shape":  # the watershed adds the projected grey values
+            h, w = image.shape[-2:]
+            out = (np.memmap(landscape_file, np.float32, "w+", shape=(h, w)) if h * w > MEMMAP_PIXELS else None)
+            landscape = loaded.splitter.landscape(image, out=out)
         del image
         classes = classes_from_probs(probs)
-        instances, object_class = instances_of(probs, loaded.object_radius, classes=classes, split=loaded.split)
+        instances, object_class = instances_of(probs, loaded.object_radius, classes=classes, split=loaded.split,
+                                               image=landscape)
         paint_objects(classes, instances, object_class)
         files = {
             "classes.png": encode_png(classes),
@@ -342,7 +357,7 @@ def name_counts(project, per_class: dict[str, int]) -> dict[str, int]:
 
 
 def instances_of(probs: np.ndarray, radius: float | None = None, classes: np.ndarray | None = None,
-                 split: str = "shape") -> tuple[np.ndarray, np.ndarray]:
+                 split: str = "shape", image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(instances int32 (H, W), object_class)`` of every object class
     (``labseg.ml.postprocess.instances_by_class``): each pixel goes to its argmax class, each object class is
     split on its own (holes filled, touching objects split by a distance-transform watershed scaled to the
@@ -354,29 +369,32 @@ def instances_of(probs: np.ndarray, radius: float | None = None, classes: np.nda
     painted membranes between objects), grown over the thin predicted membrane to a 1-px line between them
     (``fill_boundaries``). Above ``MEMMAP_PIXELS`` the splitting runs per connected component
     (``instances_by_component``), so memory is a few bytes per pixel instead of ~100 (distance transforms,
-    h-maxima, watershed of the whole image at once); there membranes are not filled (a whole-image watershed)."""
+    h-maxima, watershed of the whole image at once); there membranes are not filled (a whole-image watershed).
+    ``image``: the version's intensity landscape (``SplitIntensity.landscape``) added to the watershed's."""
     from labseg.ml.postprocess import instances_by_class
 
     if probs.shape[1] * probs.shape[2] > MEMMAP_PIXELS:
-        return instances_by_component(probs, radius=radius, classes=classes, split=split)
+        return instances_by_component(probs, radius=radius, classes=classes, split=split, image=image)
     if classes is None:
-        return instances_by_class(probs, radius=radius, split=split)
+        return instances_by_class(probs, radius=radius, split=split, image=image)
     with _as_channels(classes) as channels:
-        return instances_by_class(probs, classes=channels, radius=radius, split=split)
+        return instances_by_class(probs, classes=channels, radius=radius, split=split, image=image)
 
 
 def instances_by_component(probs: np.ndarray, radius: float | None = None, classes: np.ndarray | None = None,
-                           split: str = "shape") -> tuple[np.ndarray, np.ndarray]:
+                           split: str = "shape", image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``instances_of`` computed one 4-connected component of each class at a time
     (``instances_by_class(by_component=True)``): the same partition into objects as the whole-image call, in
-    the memory of one component's box. The argmax is taken in row blocks as uint8 (``classes_from_probs``),
+    the memory of one component's box (with an intensity ``image``, its grey values are scaled per box, not
+    per image: nearly the same). The argmax is taken in row blocks as uint8 (``classes_from_probs``),
     never as an int64 (H, W) array over a copy of the probabilities."""
     from labseg.ml.postprocess import instances_by_class
 
     if classes is None:
         classes = classes_from_probs(probs)
     with _as_channels(classes) as channels:
-        return instances_by_class(probs, classes=channels, radius=radius, by_component=True, split=split)
+        return instances_by_class(probs, classes=channels, radius=radius, by_component=True, split=split,
+                                  image=image)
 
 
 @contextmanager

@@ -182,13 +182,13 @@ def cached_weight_map(ex: Example, w0: float, sigma: float, balance: str | None 
 
 # --- validation ------------------------------------------------------------------------------
 def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile=None, radius: float | None = None,
-                    split: str = "shape", gate=None) -> tuple[np.ndarray, np.ndarray | None]:
+                    split: str = "shape", gate=None, splitter=None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image.
 
     ``on_tile(done, total)`` is called after each tile (heartbeat + cancel check on large images).
     ``radius``: the typical object radius for splitting (None: estimated from the foreground); ``split``:
-    how touching objects are separated (``painted_split``); ``gate``: the run's intensity gate (``fit_gate``),
-    applied as predictions of the version apply it.
+    how touching objects are separated (``painted_split``); ``gate``: the run's intensity gate, ``splitter``: its
+    intensity-aware split (both from ``fit_intensity``), applied as predictions of the version apply them.
     """
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization
@@ -205,7 +205,8 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile
         instances_by_class = None
     if instances_by_class is not None and probs.shape[0] >= 2:
         # objects of every class, each class split on its own (as predictions are: apps.inference.runner)
-        instances, _ = instances_by_class(probs, classes=classes - 1, radius=radius, split=split)
+        landscape = None if splitter is None else splitter.landscape(pixels)
+        instances, _ = instances_by_class(probs, classes=classes - 1, radius=radius, split=split, image=landscape)
     return classes, instances
 
 
@@ -262,22 +263,30 @@ def painted_split(examples: list[Example]) -> str:
     return split_of([ex.classes for ex in examples], [ex.instances for ex in examples])
 
 
-def fit_gate(train: list[Example], normalization: dict, config, split: str):
-    """The run's intensity gate (``labseg.ml.baselines.fit_intensity_gate``) on its training labels, normalised
-    as the network saw them: ``(gate or None, provenance entry)``. Off when the config turns it off, when
-    objects are split by painted membranes (the membrane fill decides their edges), or when the threshold
-    drops more than a tenth of some painted object class (the entry says which)."""
-    from labseg.ml.baselines import fit_intensity_gate
+def fit_intensity(train: list[Example], normalization: dict, config, split: str) -> dict:
+    """What the run's predictions take from the grey values of its training labels, normalised as the network
+    saw them (one normalised copy for both): ``{"gate": IntensityGate or None, "gate_info": provenance entry,
+    "splitter": SplitIntensity or None, "split_info": provenance entry}``.
+
+    The gate (``labseg.ml.baselines.fit_intensity_gate``) is off when the config turns it off, when objects are
+    split by painted membranes (the membrane fill decides their edges), when objects were painted with their
+    outlines, or when the threshold drops more than a tenth of some painted object class (the entry says
+    which). The intensity-aware split (``fit_split_intensity``) is off when the config turns it off or on
+    painted membranes."""
+    from labseg.ml.baselines import fit_intensity_gate, fit_split_intensity
     from labseg.ml.train import apply_normalization
 
-    return fit_intensity_gate([apply_normalization(e.raw, normalization) for e in train],
-                              [e.classes for e in train], enabled=config.intensity_gate, split=split)
+    images, classes = [apply_normalization(e.raw, normalization) for e in train], [e.classes for e in train]
+    gate, gate_info = fit_intensity_gate(images, classes, enabled=config.intensity_gate, split=split)
+    splitter, split_info = fit_split_intensity(images, classes, enabled=config.intensity_split, split=split)
+    return {"gate": gate, "gate_info": gate_info, "splitter": splitter, "split_info": split_info}
 
 
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
-                    beat, split: str = "shape") -> tuple[list[services.ImageScores], dict]:
+                    beat, split: str = "shape", splitter=None) -> tuple[list[services.ImageScores], dict]:
     """Fit the threshold and forest baselines on the run's training labels and score them on the run's
-    held-out labels, exactly as the U-Net is scored. Returns (scores, what was fitted, for provenance).
+    held-out labels, exactly as the U-Net is scored (the same split: ``splitter``, the run's intensity-aware
+    split, or None). Returns (scores, what was fitted, for provenance).
 
     Skipped (with the reason in the provenance) when nothing is held out, or when the images are larger
     than ``LABSEG_BASELINE_MAX_PIXELS`` in all (the forest's features take ~100 bytes a pixel)."""
@@ -308,8 +317,10 @@ def score_baselines(train: list[Example], holdouts: list[Holdout], config, radiu
             continue
 
         def predict(raw, on_tile=None, model=model):
-            classes, fg = model.predict(held[id(raw)] if id(raw) in held else norm(raw))
-            return classes, instances_from_probs(fg, radius=radius, split=split)
+            x = held[id(raw)] if id(raw) in held else norm(raw)
+            classes, fg = model.predict(x)
+            landscape = None if splitter is None else splitter.landscape(x)
+            return classes, instances_from_probs(fg, radius=radius, split=split, image=landscape)
 
         scores += score_holdouts(predict, holdouts, beat, method)
         info[str(method)] = ({"threshold": model.threshold, "weights": [float(w) for w in model.weights]}
@@ -459,11 +470,11 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     reporter.flush("Training")
     radius, split = painted_radius(train), painted_split(train)
 
-    fitted: list = []  # the run's gate, fitted once on the first scoring (one normalisation per run)
+    fitted: list = []  # the run's gate and split, fitted once on the first scoring (one normalisation per run)
 
-    def gate_for(normalization: dict):
+    def intensity_for(normalization: dict) -> dict:
         if not fitted:
-            fitted.append(fit_gate(train, normalization, config, split))
+            fitted.append(fit_intensity(train, normalization, config, split))
         return fitted[0]
 
     def score_round(number: int, of: int, model, history: dict) -> None:
@@ -471,25 +482,26 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         reporter.end_round(number, history.get("steps", 0))
         if number < of and holdouts:
             reporter.flush(f"Scoring the validation labels after round {number} of {of}")
-            gate = gate_for(history["normalization"])[0]
+            now = intensity_for(history["normalization"])
             reporter.set_validation(number, score_holdouts(
                 lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius,
-                                                     split, gate),
+                                                     split, now["gate"], now["splitter"]),
                 holdouts, beat))
 
     model, history = _fit_with_oom_fallback(fit, train, weights, config, init, reporter, score_round)
     if history.get("stop_reason") == "cancelled":
         raise services.RunStopped("cancelled")
     reporter.flush("Scoring the validation labels")
-    gate, gate_info = gate_for(history["normalization"])
+    intensity = intensity_for(history["normalization"])
 
     scores = score_holdouts(
         lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius, split,
-                                             gate),
+                                             intensity["gate"], intensity["splitter"]),
         holdouts, beat)
     if reporter.rounds:
         reporter.set_validation(reporter.rounds[-1]["round"], scores)
-    baseline_scores, baselines = score_baselines(train, holdouts, config, radius, beat, split)
+    baseline_scores, baselines = score_baselines(train, holdouts, config, radius, beat, split,
+                                                 intensity["splitter"])
     scores += baseline_scores
     class_names = dict(project.label_classes.values_list("index", "name"))
     names = [class_names.get(k, f"class {k}") for k in range(1, config.num_classes + 1)]
@@ -510,7 +522,8 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "object_radius": radius,  # from the painted instances; None: estimated per image when splitting
         "split": split,  # how touching objects are separated: "shape" (watershed) or "boundaries" (components)
         "prior_weight": history.get("prior_weight"),  # the threshold prior's weight (on for painted membranes)
-        "intensity_gate": gate_info,  # the gate predictions apply (weights, threshold), or why it is off
+        "intensity_gate": intensity["gate_info"],  # the gate predictions apply (weights, threshold), or why it is off
+        "intensity_split": intensity["split_info"],  # the intensity-aware split's weights, or why it is off
         "baselines": baselines,
         "train_seconds": round(float(history.get("seconds", 0.0)), 2),
         "duration_seconds": round(time.monotonic() - started, 2),

@@ -78,12 +78,30 @@ export function comparisonBlock(c: Comparison | null | undefined, testid: string
 }
 
 /**
- * How the version's objects are separated, from its training provenance (``split``, ``prior_weight``):
- * a sentence when the painted background was membranes (the objects are what the painted lines enclose,
- * and training learned from the threshold where it was clear), null for the usual watershed split.
+ * How the version's objects are separated, from its training provenance (``split``, ``prior_weight``,
+ * ``intensity_split``): a sentence when the painted background was membranes (the objects are what the painted
+ * lines enclose, and training learned from the threshold where it was clear), or when the watershed adds the
+ * grey values (``intensity_split`` with weights) or was told not to; null for versions without either.
  */
 export function splitNote(provenance: Record<string, unknown> | undefined): string | null {
-  if (!provenance || provenance.split !== "boundaries") return null;
+  if (!provenance) return null;
+  if (provenance.split !== "boundaries") {
+    const intensity = provenance.intensity_split as { weights?: unknown; off?: unknown } | undefined;
+    if (!intensity || typeof intensity !== "object") return null;
+    if (Array.isArray(intensity.weights)) {
+      const w = intensity.weights as number[];
+      const polarity = w.length === 1 && w[0] < 0
+        ? " (your objects are darker than the background, so the image is inverted for it)"
+        : w.length > 1 ? " (the channels weighted as your strokes tell objects from background)" : "";
+      return "Touching objects are split by shape and grey value: the watershed adds the image" + polarity
+        + ", so a bright or dim line between two objects becomes a border. To split by shape alone, untick "
+        + "\"intensity split\" on the Training page (intensity_split: false).";
+    }
+    if (typeof intensity.off === "string" && !intensity.off.includes("membranes")) {
+      return `Touching objects are split by shape alone: ${intensity.off}.`;
+    }
+    return null;
+  }
   const prior = typeof provenance.prior_weight === "number" && provenance.prior_weight > 0
     ? ` Training also labelled the unpainted pixels that the threshold calls clearly object or background (weight ${provenance.prior_weight}).`
     : "";

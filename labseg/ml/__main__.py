@@ -97,16 +97,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     names = args.class_names.split(",") if args.class_names else None
     if names is not None and len(names) != model.num_classes:
         raise ValueError(f"--class-names has {len(names)} names, the model has {model.num_classes} classes")
-    from labseg.ml.baselines import fit_intensity_gate
+    from labseg.ml.baselines import fit_intensity_gate, fit_split_intensity
     from labseg.ml.postprocess import painted_split
     from labseg.ml.train import apply_normalization
 
     split = painted_split(classes, instances)
-    _, gate_info = fit_intensity_gate([apply_normalization(im, history["normalization"]) for im in images],
-                                         classes, enabled=config.intensity_gate, split=split)
+    normalized = [apply_normalization(im, history["normalization"]) for im in images]
+    _, gate_info = fit_intensity_gate(normalized, classes, enabled=config.intensity_gate, split=split)
+    _, split_info = fit_split_intensity(normalized, classes, enabled=config.intensity_split, split=split)
     save_checkpoint(args.out, model, config, history["normalization"], names, history,
                     {"images": args.image, "labels": args.labels, "instances": args.instances or [],
-                     "split": split, "intensity_gate": gate_info})
+                     "split": split, "intensity_gate": gate_info, "intensity_split": split_info})
     print(f"saved {args.out}: {history['steps']} steps in {history['seconds']:.1f}s, "
           f"final loss {history['loss'][-1]:.4f} ({history['stop_reason']})", file=sys.stderr)
     return 0
@@ -115,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from labseg.ml.baselines import IntensityGate
+    from labseg.ml.baselines import IntensityGate, SplitIntensity
     from labseg.ml.device import configure_threads, pick_device
     from labseg.ml.io import read_image
     from labseg.ml.postprocess import instances_from_probs, recorded_split
@@ -141,14 +142,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
             probs = predict_tiled(model, x, **kwargs)
     finally:
         bar.close()
-    gate = None if args.no_gate else IntensityGate.from_dict((checkpoint.get("extra") or {}).get("intensity_gate"))
+    extra = checkpoint.get("extra") or {}
+    gate = None if args.no_gate else IntensityGate.from_dict(extra.get("intensity_gate"))
+    splitter = None if args.plain_split else SplitIntensity.from_dict(extra.get("intensity_split"))
     if gate is not None:  # what the app's predictions do: object pixels the threshold calls background go
         gate.apply(probs, x)
     # auto: what the training labels said (painted_split), the watershed when not recorded
-    split = recorded_split((checkpoint.get("extra") or {}).get("split")) if args.split == "auto" else args.split
+    split = recorded_split(extra.get("split")) if args.split == "auto" else args.split
     labels = instances_from_probs(probs, fg_class=1 if probs.shape[0] == 2 else None, threshold=args.threshold,
                                   min_size=args.min_size, radius=args.radius,
-                                  image=x if args.intensity_split else None, split=split)
+                                  image=None if splitter is None else splitter.landscape(x), split=split)
     write_array(args.out, labels.astype(np.uint16) if labels.max(initial=0) < 65536 else labels)
     if args.probs:
         write_array(args.probs, probs)
@@ -195,9 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how touching objects are separated: shape (distance-transform watershed), boundaries "
                         "(connected components: objects part only where background was predicted), auto (what "
                         "the training labels said: boundaries when the painted background is thin lines)")
-    p.add_argument("--intensity-split", action="store_true",
-                   help="add the image's intensity to the splitting landscape (bright objects that dim where they "
-                        "touch); the default plain distance-transform watershed did better on the real benchmark sets")
+    p.add_argument("--plain-split", dest="plain_split", action="store_true",
+                   help="split touching objects by shape alone, without the grey values the training run projected "
+                        "for the watershed (its intensity-aware split, on by default where objects split by shape)")
     for sp in (t, p):
         sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
         sp.add_argument("--threads", dest="num_threads", type=int, default=None, help="torch CPU threads")

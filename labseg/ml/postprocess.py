@@ -42,6 +42,12 @@ def marker_function(mask: np.ndarray, image: np.ndarray | None = None, *, radius
     return distance + (intensity - lo) / scale
 
 
+#: The h-maxima height that seeds an object of the watershed landscape, in units of the object radius: of the
+#: distance transform alone, and of distance plus intensity (measured on the real benchmark sets, where 0.03
+#: over-split and 0.2-0.3 merged touching rods; ``bench/fewlabel.py``).
+SHAPE_H = 0.15
+INTENSITY_H = 0.1
+
 #: How touching objects are separated: "shape" (distance-transform watershed) or "boundaries" (the
 #: predicted background between objects is the only separation: 4-connected components).
 SPLIT_MODES = ("shape", "boundaries")
@@ -157,7 +163,7 @@ def split_instances(
     if not mask.any():
         return np.zeros(mask.shape, np.int32)
     if h is None:
-        h = 0.15 if image is None else 0.03
+        h = SHAPE_H if image is None else INTENSITY_H
     landscape = marker_function(mask, image, radius=radius, smooth=smooth)
     eight = ndi.generate_binary_structure(2, 2)
     four = ndi.generate_binary_structure(2, 1)
@@ -275,21 +281,34 @@ def instances_from_probs(
     by default the plain distance-transform watershed (pass the normalised ``image`` to add intensity to
     the landscape: on the real benchmark sets that lost to the plain one, see ``bench/fewlabel.py``).
     ``radius``: typical object radius in px; None: ``object_radius`` of the foreground itself.
-    ``min_size``: None: ``min_object_size(radius)``. ``split``: "shape" (the watershed) or "boundaries"
+    ``min_size``: None: ``min_object_size(radius)`` (of the objects as split, ``remove_debris``, when the radius
+    was estimated and an intensity ``image`` given). ``split``: "shape" (the watershed) or "boundaries"
     (connected components grown over the thin predicted membrane between them: ``fill_boundaries``; see
     ``painted_split``).
     """
     _check_split(split)
     fg = foreground_probability(probs, fg_class)
     mask = fg > threshold
+    resize = radius is None and min_size is None and image is not None and split == "shape"
     if radius is None:
         radius = object_radius(foreground=mask)
     if min_size is None:
         min_size = min_object_size(radius)
     if split == "boundaries":
         return fill_boundaries(components(mask, min_size=min_size, fill_holes=fill_holes), 1.0 - fg)
-    return split_instances(mask, image, h=h, radius=radius, smooth=smooth, min_size=min_size,
-                           fill_holes=fill_holes)
+    labels = split_instances(mask, image, h=h, radius=radius, smooth=smooth, min_size=1 if resize else min_size,
+                             fill_holes=fill_holes)
+    return remove_debris(labels, radius) if resize else labels
+
+
+def remove_debris(labels: np.ndarray, radius: float) -> np.ndarray:
+    """Objects of an intensity-aware split whose radius was estimated from the merged foreground: debris is
+    what is small next to the objects as split (``min_object_size`` of the smaller of ``radius`` and their
+    median inscribed radius), not next to the merged blobs. Touching rods merged into one colony give the
+    colony's radius (5-8 times a rod's half width on the benchmark's phase-contrast set), and a fifth of that
+    area would drop every rod the grey values had split off (``bench/fewlabel.py``)."""
+    split_radius = median_radius(inscribed_radii(labels > 0, labels), default=radius)
+    return remove_small(labels, min_object_size(min(radius, split_radius)))
 
 
 def recorded_split(value: object) -> str:
@@ -303,13 +322,15 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be one of {', '.join(SPLIT_MODES)}, got {split!r}")
 
 
-def split_by_component(mask: np.ndarray, *, radius: float, min_size: int, margin: int = 16) -> np.ndarray:
+def split_by_component(mask: np.ndarray, *, radius: float, min_size: int, margin: int = 16,
+                       image: np.ndarray | None = None) -> np.ndarray:
     """``split_instances`` of a (hole-filled) binary mask computed one 4-connected component at a time.
 
     Each component is split on its bounding box grown by ``margin`` px (with the neighbouring components'
     pixels, so distances and the smoothing near it are the whole image's) and only its own pixels are kept,
     renumbered 1..N: the same partition as the whole-mask call, in the memory of one box instead of ~100
-    bytes per pixel of the whole image (distance transforms, h-maxima, watershed)."""
+    bytes per pixel of the whole image (distance transforms, h-maxima, watershed). ``image``: the (H, W)
+    intensity landscape of ``split_instances``, cut to each box (its percentiles are then the box's)."""
     mask = np.asarray(mask, bool)
     components, _ = ndi.label(mask, structure=ndi.generate_binary_structure(2, 1))
     out = np.zeros(mask.shape, np.int32)
@@ -320,7 +341,8 @@ def split_by_component(mask: np.ndarray, *, radius: float, min_size: int, margin
             continue
         ys = slice(max(0, box[0].start - margin), min(h, box[0].stop + margin))
         xs = slice(max(0, box[1].start - margin), min(w, box[1].stop + margin))
-        labels = split_instances(mask[ys, xs], fill_holes=False, radius=radius, min_size=min_size)
+        labels = split_instances(mask[ys, xs], None if image is None else image[ys, xs], fill_holes=False,
+                                 radius=radius, min_size=min_size)
         mine = components[ys, xs] == index
         ids = np.unique(labels[mine])
         ids = ids[ids > 0]
@@ -334,7 +356,8 @@ def split_by_component(mask: np.ndarray, *, radius: float, min_size: int, margin
 
 
 def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, radius: float | None = None,
-                       by_component: bool = False, split: str = "shape") -> tuple[np.ndarray, np.ndarray]:
+                       by_component: bool = False, split: str = "shape",
+                       image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Instances of every object class: ``(instances int32 (H, W), object_class)``.
 
     ``probs``: softmax (K, H, W), channel 0 = background, channel k = the k-th object class. A pixel belongs
@@ -348,7 +371,8 @@ def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, 
     "shape" (the watershed) or "boundaries" (each class's connected components, then all grown over the thin
     predicted background between them: ``fill_boundaries``, except with ``by_component``, whose images are too
     large for a whole-image watershed: there the objects keep the predicted membrane's width; see
-    ``painted_split``).
+    ``painted_split``). ``image``: an (H, W) intensity landscape for the watershed (``split_instances``;
+    ``labseg.ml.baselines.SplitIntensity``), used by the "shape" split only.
     """
     _check_split(split)
     probs = np.asarray(probs) if not isinstance(probs, np.memmap) else probs
@@ -363,12 +387,16 @@ def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, 
         if not mask.any():
             continue
         r = radius if radius is not None else object_radius(foreground=mask)
+        resize = radius is None and image is not None  # debris judged on the objects as split: remove_debris
+        size = 1 if resize else min_object_size(r)
         if split == "boundaries":
             labels = components(mask, min_size=min_object_size(r), fill_holes=False)
         elif by_component:
-            labels = split_by_component(mask, radius=r, min_size=min_object_size(r))
+            labels = split_by_component(mask, radius=r, min_size=size, image=image)
         else:
-            labels = split_instances(mask, radius=r, min_size=min_object_size(r), fill_holes=False)
+            labels = split_instances(mask, image, radius=r, min_size=size, fill_holes=False)
+        if resize and split != "boundaries":
+            labels = remove_debris(labels, r)
         del mask
         n = int(labels.max())
         if n:

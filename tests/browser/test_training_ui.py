@@ -43,12 +43,18 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     # strokes only, self-training ticked: a second round of 40 steps on the model's own labels
     assert "step 80 of 80" in page.inner_text("[data-testid=train-numbers]")
     assert page.is_checked("[data-testid=train-intensity-gate]")  # on by default: the form says so
-    assert run.config == {"steps": 40, "max_seconds": 120, "self_training": 1, "intensity_gate": True}
+    assert page.is_checked("[data-testid=train-intensity-split]")
+    assert run.config == {"steps": 40, "max_seconds": 120, "self_training": 1, "intensity_gate": True,
+                          "intensity_split": True}
     # bright synthetic nuclei painted with ordinary strokes: the intensity gate is on, and the page says so
     assert "weights" in ModelVersion.objects.get(run=run).provenance["intensity_gate"]
     gate_note = page.locator("[data-testid=train-gate-note]")
     gate_note.wait_for()
     assert gate_note.inner_text().startswith("Intensity gate on:")
+    # bright objects: the watershed adds the image itself (weight +1), and the page says so
+    assert ModelVersion.objects.get(run=run).provenance["intensity_split"] == {"weights": [1.0]}
+    split_note = page.locator("[data-testid=train-split-note]")
+    assert split_note.inner_text().startswith("Touching objects are split by shape and grey value")
 
     # the Models page lists the new active version with its lineage and scores
     page.click("[data-testid=train-version-link]")

@@ -186,6 +186,29 @@ def test_large_image_path_finds_the_same_objects(three_class_version, disc_image
     assert pred.counts["instances_per_class"] == {"2": 4, "3": 3}
 
 
+def test_large_image_path_adds_a_memory_mapped_intensity_landscape(three_class_version, disc_image, run_inline,
+                                                                   monkeypatch):
+    """A version with an intensity-aware split on the large-image path: the landscape goes to a scratch
+    memmap (not an in-memory copy of the image's size) and the objects are found as without it."""
+    from apps.inference import runner
+    from labseg.ml.baselines import SplitIntensity
+
+    monkeypatch.setattr(runner, "MEMMAP_PIXELS", 100)
+    outs = []
+
+    class Recording(SplitIntensity):
+        def landscape(self, image, rows=1024, out=None):
+            outs.append(out)
+            return super().landscape(image, rows, out)
+
+    monkeypatch.setattr(runner, "_splitter", lambda checkpoint: Recording(np.ones(1, np.float32)))
+    runner._cache.clear()  # load the version again, with the split
+    pred = run_inline(three_class_version, disc_image)
+    runner._cache.clear()
+    assert len(outs) == 1 and isinstance(outs[0], np.memmap)
+    assert pred.counts["instances_per_class"] == {"2": 4, "3": 3}
+
+
 def test_pooled_f1_matches_objects_whatever_their_class_per_class_f1_does_not():
     from labseg.ml.metrics import metric_rows, score_all
 

@@ -109,6 +109,28 @@ def test_the_versions_intensity_gate_drops_object_pixels_the_threshold_calls_bac
     assert np.abs(probability.astype(int) - np.round(255 * (1 - probs[0])).astype(int)).max() <= 1
 
 
+def test_the_versions_intensity_split_adds_the_projected_image_to_the_watershed(
+        celery_worker, project, make_image, make_version, annotator, client_for):
+    """A version whose training run stored an intensity-aware split: the stored instances are those of the
+    watershed on distance plus the image projected on the stored weights (by hand here), not the plain ones."""
+    from labseg.ml.postprocess import instances_from_probs
+    from labseg.ml.train import apply_normalization, load_checkpoint
+
+    version = make_version(project, threshold=0.35, provenance={"intensity_split": {"weights": [1.0]},
+                                                                "split": "shape"})
+    im, pixels, _ = make_image(project, shape=(300, 280), seed=3)
+    c = client_for(annotator)
+    r = c.post(f"/api/v1/model-versions/{version.pk}/predict/", {"image_ids": [im.pk]}, format="json")
+    pred = wait_done(r.json()[0]["id"])
+    assert pred.status == "succeeded", pred.error + celery_worker.log_text()[-3000:]
+    tta, plain = direct_reference(version, pixels)
+    x = apply_normalization(pixels, load_checkpoint(version.checkpoint.path)[1]["normalization"])
+    expected = instances_from_probs(tta.probs, image=x[0])  # weight 1 on one channel: the image itself
+    stored = get_tiff(c, f"/api/v1/predictions/{pred.pk}/instances.tif")
+    assert np.array_equal(stored, expected)
+    assert not np.array_equal(stored, plain), "the intensity must change the split here, or the test shows nothing"
+
+
 def test_stored_metrics_equal_the_ml_core_on_the_same_masks(celery_worker, project, make_image, make_version,
                                                             viewer, client_for):
     from labseg.ml.metrics import score_all

@@ -6,7 +6,8 @@ from scipy import ndimage as ndi
 from skimage.draw import disk
 from skimage.filters import threshold_otsu
 
-from labseg.ml.baselines import ForestBaseline, IntensityGate, ThresholdBaseline, fit_intensity_gate, outlined_share
+from labseg.ml.baselines import (ForestBaseline, IntensityGate, SplitIntensity, ThresholdBaseline, fit_intensity_gate,
+                                 fit_split_intensity, object_direction, outlined_share)
 from labseg.ml.postprocess import inscribed_radii, instances_from_probs, min_object_size, object_radius
 
 
@@ -220,3 +221,48 @@ def test_splitting_scales_with_the_object_size():
     labels = instances_from_probs(mask.astype(np.float32), radius=20.0)
     assert labels.max() == 2
     assert min_object_size(20.0) == round(0.2 * np.pi * 400)
+
+
+def test_the_split_intensity_is_the_unit_direction_from_painted_background_to_painted_objects():
+    inst = _disks()
+    classes = _strokes(inst)
+    rng = np.random.default_rng(3)
+    image = np.stack([np.where(inst > 0, 0.2, 0.8), np.where(inst > 0, 0.9, 0.3), np.full(inst.shape, 0.5)])
+    image = (image + rng.normal(0, 0.02, image.shape)).astype(np.float32)
+    # by hand: mean painted object pixel minus mean painted background pixel, scaled to length 1
+    d = image[:, classes >= 2].mean(1) - image[:, classes == 1].mean(1)
+    expected = d / np.sqrt((d ** 2).sum())
+    np.testing.assert_allclose(object_direction(image, classes), expected, rtol=1e-5, atol=1e-6)
+    splitter, info = fit_split_intensity(image, classes)
+    assert info == {"weights": [float(w) for w in splitter.weights]}
+    landscape = splitter.landscape(image)
+    np.testing.assert_allclose(landscape, sum(w * c for w, c in zip(expected, image)), atol=1e-5)
+    assert landscape[inst > 0].mean() > landscape[inst == 0].mean()  # objects bright on it
+    # in bands (of 7 rows) and into a given array: the same values
+    out = np.zeros(inst.shape, np.float32)
+    assert splitter.landscape(image, rows=7, out=out) is out
+    np.testing.assert_allclose(out, landscape, atol=1e-6)
+    # one channel, dark objects: the image negated
+    dark, _ = fit_split_intensity(image[:1], classes)
+    assert dark.weights.tolist() == [-1.0]
+    np.testing.assert_allclose(dark.landscape(image[0]), -image[0])
+    with pytest.raises(ValueError, match="fitted on 3 channel"):
+        splitter.landscape(image[:1])
+
+
+def test_the_split_intensity_is_off_for_membranes_when_switched_off_or_unpainted_and_refuses_bad_dicts():
+    inst = _disks()
+    image = np.where(inst > 0, 0.9, 0.1).astype(np.float32)
+    splitter, info = fit_split_intensity(image, _strokes(inst), split="boundaries")
+    assert splitter is None and "membranes" in info["off"]
+    splitter, info = fit_split_intensity(image, _strokes(inst), enabled=False)
+    assert splitter is None and "intensity_split: false" in info["off"]
+    splitter, info = fit_split_intensity(image, np.where(_strokes(inst) == 2, 2, 0).astype(np.uint8))
+    assert splitter is None and "painted background" in info["off"]
+    stored = SplitIntensity.from_dict({"weights": [0.6, -0.8]})
+    assert stored.weights.tolist() == pytest.approx([0.6, -0.8])
+    assert SplitIntensity.from_dict({"off": "switched off"}) is None and SplitIntensity.from_dict(None) is None
+    for bad in ({"weights": "x"}, {"weights": []}, {"weights": [float("nan")]}, {"weights": [[1.0]]},
+                {"weights": [1.0] * 65}):
+        with pytest.raises(ValueError, match="stored split intensity is malformed"):
+            SplitIntensity.from_dict(bad)

@@ -82,7 +82,7 @@ TINY = {"steps": 2, "base_channels": 4, "depth": 2, "tile_output": 24, "batch_si
 def test_run_one_scores_every_method_on_a_small_task(small_task):
     out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
                            log=lambda *_: None)
-    for method in ("threshold", "forest", "unet", "unet+tta", "unet+isplit"):
+    for method in ("threshold", "forest", "unet", "unet+tta", "unet-plain", "threshold-plain", "forest-plain"):
         assert 0.0 <= out[method]["f1"] <= 1.0 and 0.0 <= out[method]["iou"] <= 1.0, method
     assert out["unet_steps"] == {"unet": 2}
     table = fewlabel.summarise([{"set": "synthetic", **out}])
@@ -212,3 +212,25 @@ def test_guided_edges_adds_the_edge_strokes_to_the_guided_labels_and_fine_tunes(
     added = (round2_labels == 1) & (round1_labels == 0)
     assert out["edge_pixels"] <= added.sum() and out["protocol"] == "guided-edges"
     assert not (added & (small_task.train.instances > 0)).any()  # only background is added
+
+
+def test_run_one_splits_every_method_with_the_projected_intensity_and_keeps_the_plain_rows(small_task, tmp_path):
+    from labseg.ml.metrics import f1_at_iou
+    from labseg.ml.postprocess import instances_from_probs
+
+    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
+                           log=lambda *_: None, dump=tmp_path)
+    assert out["split_intensity"]["weights"] == [1.0]  # one channel, bright objects
+    saved = np.load(tmp_path / "synthetic-scribbles-0.npz")
+    crop = small_task.tests[0]
+    x = normalize(crop.raw)[0]
+    for method in ("threshold", "forest", "unet"):
+        fg = saved[f"{method}/0"].astype(np.float32)
+        for row, image in ((method, x), (f"{method}-plain", None)):  # by hand: the image itself is the landscape
+            pred = instances_from_probs(fg, image=image)
+            _, tp, fp, fn = f1_at_iou(pred, crop.instances, 0.5)
+            assert (out[row]["tp"], out[row]["fp"], out[row]["fn"]) == (tp, fp, fn), row
+    assert "| unet-plain |" in fewlabel.summarise([{"set": "synthetic", **out}])
+    off = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
+                           unet_overrides={**TINY, "intensity_split": False})
+    assert "intensity_split: false" in off["split_intensity"]["off"] and "unet-plain" not in off

@@ -255,3 +255,70 @@ def test_a_recorded_split_is_read_back_and_anything_else_means_shape():
 
     assert recorded_split("boundaries") == "boundaries" and recorded_split("shape") == "shape"
     assert recorded_split(None) == "shape" and recorded_split("watershed") == "shape" and recorded_split(3) == "shape"
+
+
+def rods_side_by_side():
+    """Six dark rods (8 px wide, 40 long) lying side by side in pairs with no background between them, a
+    one-pixel bright seam where two meet (phase contrast's halo), on a mid-grey background: (gt, image)."""
+    gt = np.zeros((64, 120), np.int32)
+    image = np.full(gt.shape, 0.6, np.float32)
+    k = 0
+    for x0 in (8, 48, 88):
+        for dx in (0, 8):
+            k += 1
+            gt[12:52, x0 + dx:x0 + dx + 8] = k
+    image[gt > 0] = 0.1
+    for x0 in (8, 48, 88):
+        image[12:52, x0 + 7:x0 + 9] = 0.9  # the bright seam between the two rods of a pair
+    return gt, image
+
+
+def test_the_projected_intensity_splits_dark_rods_that_shape_alone_keeps_merged():
+    gt, image = rods_side_by_side()
+    fg = (gt > 0).astype(np.float32)  # a perfect foreground: each pair is one 16x40 block
+    plain = instances_from_probs(fg, radius=4.0)
+    assert reference_f1(plain, gt) == 0.0  # by shape a 16-px block is one object
+    # the landscape is the image projected so objects are bright (dark rods: the image negated)
+    split = instances_from_probs(fg, radius=4.0, image=-image)
+    assert reference_f1(split, gt) == 1.0
+    # the polarity matters: the raw image (rods dark, seam bright) makes the seam the seed, not the rods
+    assert reference_f1(instances_from_probs(fg, radius=4.0, image=image), gt) < 1.0
+
+
+def test_instances_by_class_adds_the_intensity_landscape_whole_and_per_component():
+    from labseg.ml.postprocess import instances_by_class
+
+    gt, image = rods_side_by_side()
+    fg = (gt > 0).astype(np.float32)
+    probs = np.stack([1 - fg, fg])
+    whole, _ = instances_by_class(probs, radius=4.0, image=-image)
+    assert np.array_equal(whole, instances_from_probs(fg, radius=4.0, image=-image))
+    boxed, _ = instances_by_class(probs, radius=4.0, image=-image, by_component=True)
+    assert reference_f1(boxed, gt) == 1.0 and reference_f1(whole, gt) == 1.0
+
+
+def test_debris_is_judged_on_the_objects_as_split_when_the_radius_comes_from_a_merged_colony():
+    from labseg.ml.postprocess import min_object_size, object_radius, remove_debris
+
+    # a colony of 2 x 6 dark rods (8 x 24 px), touching, bright seams between them: one 48 x 48 block
+    gt = np.zeros((80, 80), np.int32)
+    image = np.full(gt.shape, 0.6, np.float32)
+    k = 0
+    for y0 in (16, 40):
+        for x0 in range(16, 64, 8):
+            k += 1
+            gt[y0:y0 + 24, x0:x0 + 8] = k
+    image[gt > 0] = 0.1
+    image[16:64, 23:57:8] = 0.9  # vertical seams
+    image[39:41, 16:64] = 0.9  # the horizontal seam
+    fg = (gt > 0).astype(np.float32)
+    radius = object_radius(foreground=fg > 0.5)
+    assert radius >= 20 and min_object_size(radius) > 8 * 24  # by the colony's radius a rod is debris
+    pred = instances_from_probs(fg, image=-image)
+    assert reference_f1(pred, gt) == 1.0  # every rod split off and kept
+    # by hand: inscribed radii 5, 1 and 2; the median of those of at least 2 px is 3.5, so debris is below
+    # max(10, 0.2 * pi * 3.5^2 = 7.7) = 10 px: the 8-px object goes, the 16-px one stays
+    labels = np.zeros(gt.shape, np.int32)
+    labels[:10, :10], labels[20:22, 20:24], labels[40:44, 40:44] = 1, 2, 3
+    kept = remove_debris(labels, radius=30.0)
+    assert sorted(np.bincount(kept.ravel())[1:].tolist()) == [16, 100]

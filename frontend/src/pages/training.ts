@@ -81,6 +81,7 @@ function startForm(pid: string, versions: ModelVersion[], onStarted: (run: Train
   const minutes = h("input", { type: "number", min: "0.1", step: "0.5", value: "5", "data-testid": "train-minutes" });
   const selfTraining = h("input", { type: "checkbox", checked: false, "data-testid": "train-self-training" });
   const gate = h("input", { type: "checkbox", checked: true, "data-testid": "train-intensity-gate" });
+  const intensitySplit = h("input", { type: "checkbox", checked: true, "data-testid": "train-intensity-split" });
   const parent = h("select", { "data-testid": "train-parent" }, ...parentOptions(versions));
   let shownKey = versions.map((v) => `${v.id}:${v.is_active}`).join(",");
   const setVersions = (next: ModelVersion[]) => {
@@ -95,7 +96,7 @@ function startForm(pid: string, versions: ModelVersion[], onStarted: (run: Train
   button.addEventListener("click", async () => {
     const body: Record<string, unknown> = { config: {
       steps: Number(steps.value), max_seconds: Math.round(Number(minutes.value) * 60), self_training: selfTraining.checked ? 1 : 0,
-      intensity_gate: gate.checked,
+      intensity_gate: gate.checked, intensity_split: intensitySplit.checked,
     } };
     if (parent.value === "scratch") body.from_scratch = true;
     else if (parent.value) body.parent_version = Number(parent.value);
@@ -119,7 +120,9 @@ function startForm(pid: string, versions: ModelVersion[], onStarted: (run: Train
     h("label", { title: "With strokes only: after the first round the model labels the rest of the image itself (pixels where two predicted objects touch become background) and trains a second round on that. It can teach where touching objects part, but on the real benchmark images it did not help on average, so it is off by default; it takes twice the steps within the same time budget." },
       selfTraining, " self-training round"), " ",
     h("label", { title: "After training, predicted object pixels that a threshold fitted on your strokes calls background are dropped: the halo a network paints around bright objects. Used only when your strokes lie inside objects (not outlined, not membranes) and the threshold keeps at least 90 % of what you painted as object. Untick it for objects that are not brighter or darker than their surroundings." },
-      gate, " intensity gate"), " ", button,
+      gate, " intensity gate"), " ",
+    h("label", { title: "Touching objects are split by a watershed on their shape plus the grey values, projected so objects are bright (dark rods in phase contrast are inverted): a bright or dim line between two objects becomes a border. Not used when your background strokes are membranes. Untick it to split by shape alone." },
+      intensitySplit, " intensity split"), " ", button,
     h("p", { class: "muted" }, "Self-training adds a round: the model labels the unlabelled pixels itself and trains the same number of steps again, so a run of 150 steps a round with self-training counts 300 steps."));
   return { el, setVersions };
 }
