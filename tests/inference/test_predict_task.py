@@ -45,6 +45,19 @@ def direct_reference(version, pixels):
     return tta, instances_from_probs(tta.probs)
 
 
+def predicted_once(version, project, make_image, client, celery_worker):
+    """A new 300 x 280 image predicted by ``version`` through the worker: (client, prediction, raw pixels,
+    the pixels normalised as the checkpoint was trained)."""
+    from labseg.ml.train import apply_normalization, load_checkpoint
+
+    im, pixels, _ = make_image(project, shape=(300, 280), seed=3)
+    r = client.post(f"/api/v1/model-versions/{version.pk}/predict/", {"image_ids": [im.pk]}, format="json")
+    pred = wait_done(r.json()[0]["id"])
+    assert pred.status == "succeeded", pred.error + celery_worker.log_text()[-3000:]
+    normalization = load_checkpoint(version.checkpoint.path)[1]["normalization"]
+    return client, pred, pixels, apply_normalization(pixels, normalization)
+
+
 @pytest.mark.parametrize("shape", [(45, 67), (300, 280)], ids=["odd-sized", "several-tiles"])
 def test_task_prediction_equals_predict_tiled_called_directly(shape, celery_worker, project, make_image,
                                                               make_version, annotator, client_for):
@@ -84,17 +97,12 @@ def test_the_versions_intensity_gate_drops_object_pixels_the_threshold_calls_bac
     from scipy import ndimage as ndi
 
     from labseg.ml.postprocess import instances_from_probs
-    from labseg.ml.train import apply_normalization, load_checkpoint
 
     gate = {"weights": [1.0], "threshold": 0.6, "smooth": 1.0, "kept": {"2": 0.97}}
     version = make_version(project, threshold=0.35, provenance={"intensity_gate": gate, "split": "shape"})
-    im, pixels, _ = make_image(project, shape=(300, 280), seed=3)
-    c = client_for(annotator)
-    r = c.post(f"/api/v1/model-versions/{version.pk}/predict/", {"image_ids": [im.pk]}, format="json")
-    pred = wait_done(r.json()[0]["id"])
-    assert pred.status == "succeeded", pred.error + celery_worker.log_text()[-3000:]
+    c, pred, pixels, x = predicted_once(version, project, make_image, client_for(annotator), celery_worker)
     tta, ungated = direct_reference(version, pixels)
-    x = apply_normalization(pixels, load_checkpoint(version.checkpoint.path)[1]["normalization"])[0].astype(np.float64)
+    x = x[0].astype(np.float64)
     keep = ndi.gaussian_filter(x, 1.0) > 0.6
     probs = tta.probs.copy()
     probs[0][~keep], probs[1][~keep] = 1.0, 0.0
@@ -114,17 +122,11 @@ def test_the_versions_intensity_split_adds_the_projected_image_to_the_watershed(
     """A version whose training run stored an intensity-aware split: the stored instances are those of the
     watershed on distance plus the image projected on the stored weights (by hand here), not the plain ones."""
     from labseg.ml.postprocess import instances_from_probs
-    from labseg.ml.train import apply_normalization, load_checkpoint
 
     version = make_version(project, threshold=0.35, provenance={"intensity_split": {"weights": [1.0]},
                                                                 "split": "shape"})
-    im, pixels, _ = make_image(project, shape=(300, 280), seed=3)
-    c = client_for(annotator)
-    r = c.post(f"/api/v1/model-versions/{version.pk}/predict/", {"image_ids": [im.pk]}, format="json")
-    pred = wait_done(r.json()[0]["id"])
-    assert pred.status == "succeeded", pred.error + celery_worker.log_text()[-3000:]
+    c, pred, pixels, x = predicted_once(version, project, make_image, client_for(annotator), celery_worker)
     tta, plain = direct_reference(version, pixels)
-    x = apply_normalization(pixels, load_checkpoint(version.checkpoint.path)[1]["normalization"])
     expected = instances_from_probs(tta.probs, image=x[0])  # weight 1 on one channel: the image itself
     stored = get_tiff(c, f"/api/v1/predictions/{pred.pk}/instances.tif")
     assert np.array_equal(stored, expected)

@@ -6,8 +6,16 @@ from scipy import ndimage as ndi
 from skimage.draw import disk
 from skimage.filters import threshold_otsu
 
-from labseg.ml.baselines import (ForestBaseline, IntensityGate, SplitIntensity, ThresholdBaseline, fit_intensity_gate,
-                                 fit_split_intensity, object_direction, outlined_share)
+from labseg.ml.baselines import (
+    ForestBaseline,
+    IntensityGate,
+    SplitIntensity,
+    ThresholdBaseline,
+    fit_intensity_gate,
+    fit_split_intensity,
+    object_direction,
+    outlined_share,
+)
 from labseg.ml.postprocess import inscribed_radii, instances_from_probs, min_object_size, object_radius
 
 
