@@ -126,12 +126,12 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
     return classes, None, info, net
 
 
-def split_intensity(config, x_train: np.ndarray, classes: np.ndarray, split: str):
+def split_intensity(config, x_train: np.ndarray, classes: np.ndarray, split: str, painted: float | None = None):
     """The app's intensity-aware split for these labels (``labseg.ml.baselines.fit_split_intensity``);
     -> (SplitIntensity or None, info)."""
     from labseg.ml.baselines import fit_split_intensity
 
-    return fit_split_intensity(x_train, classes, enabled=config.intensity_split, split=split)
+    return fit_split_intensity(x_train, classes, enabled=config.intensity_split, split=split, painted_radius=painted)
 
 
 def intensity_gate(config, x_train: np.ndarray, classes: np.ndarray, split: str):
@@ -215,7 +215,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
 
     config0 = validate_config_overrides(dict(unet_overrides))
     gate, gate_info = intensity_gate(config0, x_train, classes, split)
-    splitter, split_info = split_intensity(config0, x_train, classes, split)
+    splitter, split_info = split_intensity(config0, x_train, classes, split, painted)
     landscapes = [None if splitter is None else splitter.landscape(x) for x in xs]
 
     def to_instances(fg: np.ndarray, landscape: np.ndarray | None) -> np.ndarray:
@@ -350,7 +350,7 @@ def rescore(dump: Path, unet_overrides: dict | None = None, log=print) -> list[d
         painted = painted_radius([instances]) if instances is not None else None
         split = painted_split(classes, instances)
         xs = [normalize(t.raw) for t in task.tests]
-        splitter, split_info = split_intensity(config, normalize(task.train.raw), classes, split)
+        splitter, split_info = split_intensity(config, normalize(task.train.raw), classes, split, painted)
         landscapes = [None if splitter is None else splitter.landscape(x) for x in xs]
         out = {"set": name, "seed": int(seed), "protocol": protocol, "rescored": path.name,
                "labelled_fraction": float((classes > 0).mean()), "painted_radius": painted, "split": split,

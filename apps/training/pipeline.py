@@ -263,7 +263,7 @@ def painted_split(examples: list[Example]) -> str:
     return split_of([ex.classes for ex in examples], [ex.instances for ex in examples])
 
 
-def fit_intensity(train: list[Example], normalization: dict, config, split: str) -> dict:
+def fit_intensity(train: list[Example], normalization: dict, config, split: str, radius: float | None = None) -> dict:
     """What the run's predictions take from the grey values of its training labels, normalised as the network
     saw them (one normalised copy for both): ``{"gate": IntensityGate or None, "gate_info": provenance entry,
     "splitter": SplitIntensity or None, "split_info": provenance entry}``.
@@ -271,14 +271,15 @@ def fit_intensity(train: list[Example], normalization: dict, config, split: str)
     The gate (``labseg.ml.baselines.fit_intensity_gate``) is off when the config turns it off, when objects are
     split by painted membranes (the membrane fill decides their edges), when objects were painted with their
     outlines, or when the threshold drops more than a tenth of some painted object class (the entry says
-    which). The intensity-aware split (``fit_split_intensity``) is off when the config turns it off or on
-    painted membranes."""
+    which). The intensity-aware split (``fit_split_intensity``) is off when the config turns it off, on
+    painted membranes, or when objects were painted whole (``radius``, from ``painted_radius``)."""
     from labseg.ml.baselines import fit_intensity_gate, fit_split_intensity
     from labseg.ml.train import apply_normalization
 
     images, classes = [apply_normalization(e.raw, normalization) for e in train], [e.classes for e in train]
     gate, gate_info = fit_intensity_gate(images, classes, enabled=config.intensity_gate, split=split)
-    splitter, split_info = fit_split_intensity(images, classes, enabled=config.intensity_split, split=split)
+    splitter, split_info = fit_split_intensity(images, classes, enabled=config.intensity_split, split=split,
+                                               painted_radius=radius)
     return {"gate": gate, "gate_info": gate_info, "splitter": splitter, "split_info": split_info}
 
 
@@ -474,7 +475,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
 
     def intensity_for(normalization: dict) -> dict:
         if not fitted:
-            fitted.append(fit_intensity(train, normalization, config, split))
+            fitted.append(fit_intensity(train, normalization, config, split, radius))
         return fitted[0]
 
     def score_round(number: int, of: int, model, history: dict) -> None:

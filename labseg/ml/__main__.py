@@ -98,13 +98,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if names is not None and len(names) != model.num_classes:
         raise ValueError(f"--class-names has {len(names)} names, the model has {model.num_classes} classes")
     from labseg.ml.baselines import fit_intensity_gate, fit_split_intensity
-    from labseg.ml.postprocess import painted_split
+    from labseg.ml.postprocess import painted_radius, painted_split
     from labseg.ml.train import apply_normalization
 
     split = painted_split(classes, instances)
     normalized = [apply_normalization(im, history["normalization"]) for im in images]
     _, gate_info = fit_intensity_gate(normalized, classes, enabled=config.intensity_gate, split=split)
-    _, split_info = fit_split_intensity(normalized, classes, enabled=config.intensity_split, split=split)
+    painted = painted_radius([np.where(c >= 2, i, 0) for c, i in zip(classes, instances)]) if instances else None
+    _, split_info = fit_split_intensity(normalized, classes, enabled=config.intensity_split, split=split,
+                                        painted_radius=painted)
     save_checkpoint(args.out, model, config, history["normalization"], names, history,
                     {"images": args.image, "labels": args.labels, "instances": args.instances or [],
                      "split": split, "intensity_gate": gate_info, "intensity_split": split_info})

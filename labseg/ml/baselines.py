@@ -262,16 +262,22 @@ class SplitIntensity:
         return cls(weights)
 
 
-def fit_split_intensity(images, classes, *, enabled: bool = True,
-                        split: str = "shape") -> tuple[SplitIntensity | None, dict]:
+def fit_split_intensity(images, classes, *, enabled: bool = True, split: str = "shape",
+                        painted_radius: float | None = None) -> tuple[SplitIntensity | None, dict]:
     """The :class:`SplitIntensity` of the painted pixels of the normalised ``images``, with the record a
     version stores (its weights, or ``{"off": why}``): off when ``enabled`` is false
     (``TrainConfig.intensity_split``), when ``split`` is not "shape" (painted membranes: objects are what the
-    boundaries enclose, no watershed), or when nothing was painted as object or as background."""
+    boundaries enclose, no watershed), when objects were painted whole (``painted_radius``, the median radius
+    of at least 3 painted objects: their size sets the split, and on the benchmark sets the grey values then
+    over-split textured nuclei), or when nothing was painted as object or as background. Where it is on, the
+    grey values split only foregrounds of merged colonies (``labseg.ml.postprocess.split_where_merged``)."""
     if not enabled:
         return None, {"off": "switched off in the training settings (intensity_split: false)"}
     if split != "shape":
         return None, {"off": "objects are split by painted membranes"}
+    if painted_radius is not None:
+        return None, {"off": f"objects were painted whole, so their size (radius {painted_radius:.1f} px) sets the "
+                             "split"}
     try:
         weights = object_direction(images, classes)
     except ValueError as exc:

@@ -278,37 +278,57 @@ def instances_from_probs(
     """Instance labels int32 (H, W) from softmax probabilities (K, H, W) or a foreground map (H, W).
 
     Foreground = probability of ``fg_class`` above ``threshold``, holes filled; then ``split_instances``,
-    by default the plain distance-transform watershed (pass the normalised ``image`` to add intensity to
-    the landscape: on the real benchmark sets that lost to the plain one, see ``bench/fewlabel.py``).
+    by default the plain distance-transform watershed; ``image``, an (H, W) intensity landscape
+    (``labseg.ml.baselines.SplitIntensity``), is added to the watershed's: with neither ``radius`` nor
+    ``min_size`` given only where the foreground is merged colonies (``split_where_merged``), else always.
     ``radius``: typical object radius in px; None: ``object_radius`` of the foreground itself.
-    ``min_size``: None: ``min_object_size(radius)`` (of the objects as split, ``remove_debris``, when the radius
-    was estimated and an intensity ``image`` given). ``split``: "shape" (the watershed) or "boundaries"
+    ``min_size``: None: ``min_object_size(radius)``. ``split``: "shape" (the watershed) or "boundaries"
     (connected components grown over the thin predicted membrane between them: ``fill_boundaries``; see
     ``painted_split``).
     """
     _check_split(split)
     fg = foreground_probability(probs, fg_class)
     mask = fg > threshold
-    resize = radius is None and min_size is None and image is not None and split == "shape"
+    auto = radius is None and min_size is None and image is not None and split == "shape"
     if radius is None:
         radius = object_radius(foreground=mask)
     if min_size is None:
         min_size = min_object_size(radius)
     if split == "boundaries":
         return fill_boundaries(components(mask, min_size=min_size, fill_holes=fill_holes), 1.0 - fg)
-    labels = split_instances(mask, image, h=h, radius=radius, smooth=smooth, min_size=1 if resize else min_size,
-                             fill_holes=fill_holes)
-    return remove_debris(labels, radius) if resize else labels
+    if auto:  # the grey values split only a foreground of merged colonies (split_where_merged)
+        if fill_holes:
+            mask = ndi.binary_fill_holes(mask)
+        return split_where_merged(
+            lambda landscape, size: split_instances(mask, landscape, h=h, radius=radius, smooth=smooth, min_size=size,
+                                                    fill_holes=False), image, radius)
+    return split_instances(mask, image, h=h, radius=radius, smooth=smooth, min_size=min_size,
+                           fill_holes=fill_holes)
 
 
-def remove_debris(labels: np.ndarray, radius: float) -> np.ndarray:
-    """Objects of an intensity-aware split whose radius was estimated from the merged foreground: debris is
-    what is small next to the objects as split (``min_object_size`` of the smaller of ``radius`` and their
-    median inscribed radius), not next to the merged blobs. Touching rods merged into one colony give the
-    colony's radius (5-8 times a rod's half width on the benchmark's phase-contrast set), and a fifth of that
-    area would drop every rod the grey values had split off (``bench/fewlabel.py``)."""
+#: The foreground is merged colonies when its blobs' median inscribed radius is more than this many times that
+#: of the objects the grey values split it into. On the benchmark's real sets: 1.8-3.8 where touching rods were
+#: predicted as one colony (trpL after scribbles), 1.0-1.2 wherever the foreground's blobs were the objects
+#: (HeLa, Huh7, trpL after lines between rods; ``bench/fewlabel.py``).
+MERGED_RATIO = 1.5
+
+
+def split_where_merged(split_with, image: np.ndarray, radius: float) -> np.ndarray:
+    """The intensity-aware split where the radius was estimated from the foreground itself: ``split_with(
+    landscape or None, min_size) -> labels`` splits the mask at that ``radius``.
+
+    The grey values (``image``, the (H, W) landscape) split the mask first. When the objects they find are
+    much smaller than the foreground's own blobs (``MERGED_RATIO``), the foreground is touching objects merged
+    into colonies that shape alone cannot part (rods side by side): that split is kept, with debris judged on
+    the objects as split (``min_object_size`` of their median inscribed radius; a fifth of a colony's area
+    would drop every rod). Otherwise the blobs are the objects and the plain distance-transform watershed
+    splits them (on the real sets the grey values over-split textured nuclei and rods that the network had
+    already parted)."""
+    labels = split_with(image, 1)
     split_radius = median_radius(inscribed_radii(labels > 0, labels), default=radius)
-    return remove_small(labels, min_object_size(min(radius, split_radius)))
+    if radius > MERGED_RATIO * split_radius:
+        return remove_small(labels, min_object_size(split_radius))
+    return split_with(None, min_object_size(radius))
 
 
 def recorded_split(value: object) -> str:
@@ -372,7 +392,8 @@ def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, 
     predicted background between them: ``fill_boundaries``, except with ``by_component``, whose images are too
     large for a whole-image watershed: there the objects keep the predicted membrane's width; see
     ``painted_split``). ``image``: an (H, W) intensity landscape for the watershed (``split_instances``;
-    ``labseg.ml.baselines.SplitIntensity``), used by the "shape" split only.
+    ``labseg.ml.baselines.SplitIntensity``), used by the "shape" split only: with ``radius`` None only where
+    a class's foreground is merged colonies (``split_where_merged``), with a given ``radius`` always.
     """
     _check_split(split)
     probs = np.asarray(probs) if not isinstance(probs, np.memmap) else probs
@@ -387,16 +408,18 @@ def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, 
         if not mask.any():
             continue
         r = radius if radius is not None else object_radius(foreground=mask)
-        resize = radius is None and image is not None  # debris judged on the objects as split: remove_debris
-        size = 1 if resize else min_object_size(r)
         if split == "boundaries":
             labels = components(mask, min_size=min_object_size(r), fill_holes=False)
-        elif by_component:
-            labels = split_by_component(mask, radius=r, min_size=size, image=image)
         else:
-            labels = split_instances(mask, image, radius=r, min_size=size, fill_holes=False)
-        if resize and split != "boundaries":
-            labels = remove_debris(labels, r)
+            def split_with(landscape, size, mask=mask, r=r):
+                if by_component:
+                    return split_by_component(mask, radius=r, min_size=size, image=landscape)
+                return split_instances(mask, landscape, radius=r, min_size=size, fill_holes=False)
+
+            if image is not None and radius is None:  # the grey values split merged colonies only
+                labels = split_where_merged(split_with, image, r)
+            else:
+                labels = split_with(image, min_object_size(r))
         del mask
         n = int(labels.max())
         if n:

@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(tra
 
 
 def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_page, live_url, project, annotator):
-    add_image(project, seed=11)
+    add_image(project, seed=11, object_ids=False)  # plain strokes, as the annotate page paints by default
     page = logged_in_page(annotator, f"/projects/{project.pk}")
     page.click("[data-testid=train-button]")  # the project page's Train button opens the training page
     page.wait_for_selector("[data-testid=train-form]")

@@ -124,10 +124,12 @@ def test_the_versions_intensity_split_adds_the_projected_image_to_the_watershed(
     from labseg.ml.postprocess import instances_from_probs
 
     version = make_version(project, threshold=0.35, provenance={"intensity_split": {"weights": [1.0]},
-                                                                "split": "shape"})
+                                                                "split": "shape", "object_radius": 6.0})
     c, pred, pixels, x = predicted_once(version, project, make_image, client_for(annotator), celery_worker)
-    tta, plain = direct_reference(version, pixels)
-    expected = instances_from_probs(tta.probs, image=x[0])  # weight 1 on one channel: the image itself
+    tta, _ = direct_reference(version, pixels)
+    # weight 1 on one channel: the image itself; with a stored radius the grey values always take part
+    expected = instances_from_probs(tta.probs, radius=6.0, image=x[0])
+    plain = instances_from_probs(tta.probs, radius=6.0)
     stored = get_tiff(c, f"/api/v1/predictions/{pred.pk}/instances.tif")
     assert np.array_equal(stored, expected)
     assert not np.array_equal(stored, plain), "the intensity must change the split here, or the test shows nothing"

@@ -267,6 +267,9 @@ def test_the_split_intensity_is_off_for_membranes_when_switched_off_or_unpainted
     assert splitter is None and "intensity_split: false" in info["off"]
     splitter, info = fit_split_intensity(image, np.where(_strokes(inst) == 2, 2, 0).astype(np.uint8))
     assert splitter is None and "painted background" in info["off"]
+    splitter, info = fit_split_intensity(image, _strokes(inst), painted_radius=9.5)
+    assert splitter is None and info["off"] == ("objects were painted whole, so their size (radius 9.5 px) sets the "
+                                                "split")
     stored = SplitIntensity.from_dict({"weights": [0.6, -0.8]})
     assert stored.weights.tolist() == pytest.approx([0.6, -0.8])
     assert SplitIntensity.from_dict({"off": "switched off"}) is None and SplitIntensity.from_dict(None) is None

@@ -62,15 +62,21 @@ def test_train_then_predict_writes_labels_and_probabilities(tmp_path):
     np.testing.assert_allclose(tifffile.imread(tmp_path / "plain_probs.tif"), expected, atol=1e-4)
     labels = tifffile.imread(tmp_path / "labels.tif")
     assert labels.shape == (48, 56) and labels.dtype == np.uint16
-    # the intensity-aware split the training stored (bright nuclei, one channel: weight 1, the image itself)
-    assert ckpt["extra"]["intensity_split"] == {"weights": [1.0]}
+    # painted instances (strokes with ids): their size sets the split, the grey values do not
+    assert "painted whole" in ckpt["extra"]["intensity_split"]["off"]
     from labseg.ml.postprocess import instances_from_probs
 
-    assert np.array_equal(labels, instances_from_probs(probs, image=x[0]))
-    done = run_cli("predict", "--model", model, "--image", tmp_path / "a.tif", "--out", tmp_path / "shape.tif",
-                   "--plain-split", "--tile", 16, "--device", "cpu", "--threads", 1)
-    assert done.returncode == 0, done.stderr
-    assert np.array_equal(tifffile.imread(tmp_path / "shape.tif"), instances_from_probs(probs))
+    assert np.array_equal(labels, instances_from_probs(probs))
+    # a checkpoint whose training stored an intensity-aware split (weight 1: the image itself) and a radius
+    import torch
+
+    ckpt["extra"]["intensity_split"] = {"weights": [1.0]}
+    torch.save(ckpt, tmp_path / "split.pt")
+    for flag, image in (([], x[0]), (["--plain-split"], None)):
+        done = run_cli("predict", "--model", tmp_path / "split.pt", "--image", tmp_path / "a.tif", "--out",
+                       tmp_path / "s.tif", "--radius", 6, *flag, "--tile", 16, "--device", "cpu", "--threads", 1)
+        assert done.returncode == 0, done.stderr
+        assert np.array_equal(tifffile.imread(tmp_path / "s.tif"), instances_from_probs(probs, radius=6.0, image=image))
     classes = np.asarray(Image.open(tmp_path / "classes.png"))
     assert np.array_equal(classes, probs.argmax(0) + 1)
 

@@ -5,7 +5,7 @@ from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
 from labseg.ml.io import normalize
-from labseg.ml.postprocess import instances_from_probs, split_instances
+from labseg.ml.postprocess import instances_from_probs, object_radius, split_instances
 from labseg.ml.synthetic import make_nuclei
 
 
@@ -67,7 +67,8 @@ def test_synthetic_clusters_with_image_beat_connected_components():
     for seed in (20, 21):
         raw, gt = make_nuclei((256, 256), seed=seed)
         probs = ndi.gaussian_filter((gt > 0).astype(np.float32), 1.5)
-        pred = instances_from_probs(probs, image=normalize(raw))
+        # a radius given: the grey values always take part (without one, only in merged colonies)
+        pred = instances_from_probs(probs, image=normalize(raw), radius=object_radius(foreground=probs > 0.5))
         scores.append(reference_f1(pred, gt))
         baseline.append(reference_f1(ndi.label(probs > 0.5)[0], gt))
     assert np.mean(scores) > 0.6
@@ -298,7 +299,7 @@ def test_instances_by_class_adds_the_intensity_landscape_whole_and_per_component
 
 
 def test_debris_is_judged_on_the_objects_as_split_when_the_radius_comes_from_a_merged_colony():
-    from labseg.ml.postprocess import min_object_size, object_radius, remove_debris
+    from labseg.ml.postprocess import min_object_size, object_radius
 
     # a colony of 2 x 6 dark rods (8 x 24 px), touching, bright seams between them: one 48 x 48 block
     gt = np.zeros((80, 80), np.int32)
@@ -316,9 +317,31 @@ def test_debris_is_judged_on_the_objects_as_split_when_the_radius_comes_from_a_m
     assert radius >= 20 and min_object_size(radius) > 8 * 24  # by the colony's radius a rod is debris
     pred = instances_from_probs(fg, image=-image)
     assert reference_f1(pred, gt) == 1.0  # every rod split off and kept
-    # by hand: inscribed radii 5, 1 and 2; the median of those of at least 2 px is 3.5, so debris is below
-    # max(10, 0.2 * pi * 3.5^2 = 7.7) = 10 px: the 8-px object goes, the 16-px one stays
-    labels = np.zeros(gt.shape, np.int32)
-    labels[:10, :10], labels[20:22, 20:24], labels[40:44, 40:44] = 1, 2, 3
-    kept = remove_debris(labels, radius=30.0)
-    assert sorted(np.bincount(kept.ravel())[1:].tolist()) == [16, 100]
+    # the same mask with the seams dimmed to the rods' grey: the grey values find no smaller objects, so the
+    # foreground's blobs count as the objects and the plain watershed splits them
+    flat = np.where(gt > 0, 0.1, 0.6).astype(np.float32)
+    assert np.array_equal(instances_from_probs(fg, image=-flat), instances_from_probs(fg))
+
+
+def test_the_grey_values_split_only_a_foreground_of_merged_colonies():
+    from labseg.ml.postprocess import MERGED_RATIO, min_object_size, split_where_merged
+
+    gt, image = touching_pairs()  # pairs of discs: the blobs are two objects each, not colonies
+    fg = ndi.gaussian_filter((gt > 0).astype(np.float32), 1.0)
+    assert np.array_equal(instances_from_probs(fg, image=image), instances_from_probs(fg))
+    # by hand: a split whose objects have inscribed radius 3 (6 x 6 squares) against blobs of radius 6 is
+    # merged (6 > 1.5 * 3): kept, with debris below max(10, 0.2 * pi * 9) = 10 px dropped; at radius 4 it is not
+    split = np.zeros((40, 40), np.int32)
+    split[2:8, 2:8], split[2:8, 8:14], split[20:23, 20:23] = 1, 2, 3
+    calls = []
+
+    def split_with(landscape, size):
+        calls.append((landscape is not None, size))
+        return split if landscape is not None else np.full(split.shape, 7, np.int32)
+
+    kept = split_where_merged(split_with, image=np.zeros(split.shape), radius=6.0)
+    assert MERGED_RATIO == 1.5 and calls == [(True, 1)]
+    assert sorted(np.bincount(kept.ravel())[1:].tolist()) == [36, 36]  # the 9-px square is debris
+    calls.clear()
+    assert (split_where_merged(split_with, image=np.zeros(split.shape), radius=4.0) == 7).all()
+    assert calls == [(True, 1), (False, min_object_size(4.0))]

@@ -14,10 +14,11 @@ from tests.helpers import TINY, image_row, wait_for  # noqa: F401
 
 def add_image(project, *, seed: int = 0, size: int = 96, channels: int = 1, split: str = "train",
               strokes: int = 12, dense: bool = False, only_class: int | None = None, client=None,
-              membranes: bool = False):
+              membranes: bool = False, object_ids: bool = True):
     """An Image row (a real TIFF file) with an Annotation of painted strokes (or dense labels; or, with
     ``membranes``, 1-px background lines along every nucleus outline and one nucleus painted inside, as an
-    EM annotator paints membranes).
+    EM annotator paints membranes). ``object_ids`` False: the strokes carry no object ids (the annotate page's
+    default; with them, as in instance mode, their size is the painted object size).
 
     With ``client`` the masks are saved like the browser saves them: PUT /api/v1/images/{id}/annotation/.
     """
@@ -36,7 +37,7 @@ def add_image(project, *, seed: int = 0, size: int = 96, channels: int = 1, spli
         classes[(instances == instances.max()) & (classes == 0)] = 2
     if only_class is not None:
         classes = np.where(classes > 0, only_class, 0).astype(np.uint8)
-    inst = np.where(classes == 2, instances, 0).astype(np.uint16)
+    inst = np.where(classes == 2, instances, 0).astype(np.uint16) * object_ids
     if client is not None:
         body = {"version": 0, "classes_png": base64.b64encode(encode_png(classes.astype(np.uint8))).decode(),
                 "instances_png": base64.b64encode(encode_png(inst)).decode() if inst.any() else None,
