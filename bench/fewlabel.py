@@ -307,9 +307,9 @@ def summarise(results: list[dict]) -> str:
                 cells += [_fmt([s["f1"] for s in sel], len(group)), _fmt([s["iou"] for s in sel], len(group))]
                 if has_are:
                     cells.append(_fmt([s["are"] for s in sel], len(group)))
-            secs = [r[m]["seconds"] for r in rows if m in r and m not in DERIVED]
+            secs = [r[m]["seconds"] for r in rows if m in r and m not in DERIVED and "seconds" in r[m]]
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |" if secs else
-                         f"| {m} | " + " | ".join(cells) + " | (same net) |")
+                         f"| {m} | " + " | ".join(cells) + (" | (same net) |" if m in DERIVED else " | - |"))
     return "\n".join(lines)
 
 
@@ -321,8 +321,12 @@ def merge(runs: list[list[dict]]) -> list[dict]:
         for r in results:
             entry = merged.setdefault(result_key(r), {})
             steps = {**entry.get("unet_steps", {}), **r.get("unet_steps", {})}
+            seconds = {m: v["seconds"] for m, v in entry.items() if isinstance(v, dict) and "seconds" in v}
             entry.update(r)
             entry["unet_steps"] = steps
+            for m, v in r.items():  # a rescored method keeps the training time its run measured
+                if isinstance(v, dict) and "f1" in v and "seconds" not in v and m in seconds:
+                    entry[m] = {**v, "seconds": seconds[m]}
     return list(merged.values())
 
 
@@ -361,8 +365,8 @@ def rescore(dump: Path, unet_overrides: dict | None = None, log=print) -> list[d
             for row, lands in ((method, landscapes), (f"{method}-plain", [None] * len(xs))):
                 if row.endswith("-plain") and (splitter is None or method not in ("threshold", "forest", "unet")):
                     continue
-                out[row] = {**score([instances_from_probs(fg, radius=painted, image=ls, split=split)
-                                     for fg, ls in zip(fgs, lands)], task.tests), "seconds": 0.0}
+                out[row] = score([instances_from_probs(fg, radius=painted, image=ls, split=split)
+                                  for fg, ls in zip(fgs, lands)], task.tests)  # no "seconds": not trained here
         log(f"  {name:6s} {protocol:12s} seed {seed}: " + "  ".join(
             f"{m} {out[m]['f1']:.3f}" for m in ("threshold", "forest", "unet", "unet-plain") if m in out))
         results.append(out)

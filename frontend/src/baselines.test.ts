@@ -49,11 +49,11 @@ describe("split note", () => {
     expect(splitNote({ split: "boundaries", prior_weight: 0 })).toMatch(/not split by shape, .*where two meet\.$/);
     expect(splitNote({ split: "shape", prior_weight: 0 })).toBeNull();
     expect(splitNote({ split: "shape", intensity_split: { weights: [-1] } }))
-      .toMatch(/^Touching objects are split by shape and grey value: .*darker than the background, so the image is inverted.*\(intensity_split: false\)\.$/);
+      .toMatch(/^Intensity split on: .*colonies.*darker than the background, so the image is inverted.*\(intensity_split: false\)\.$/);
     expect(splitNote({ split: "shape", intensity_split: { weights: [1] } })).not.toMatch(/inverted|channels/);
     expect(splitNote({ split: "shape", intensity_split: { weights: [0.6, -0.8, 0] } })).toMatch(/channels weighted/);
     expect(splitNote({ split: "shape", intensity_split: { off: "switched off in the training settings (intensity_split: false)" } }))
-      .toBe("Touching objects are split by shape alone: switched off in the training settings (intensity_split: false).");
+      .toBe("Intensity split off (touching objects are split by shape): switched off in the training settings (intensity_split: false).");
     expect(splitNote({ split: "shape", intensity_split: { off: "objects are split by painted membranes" } })).toBeNull();
     expect(splitNote({})).toBeNull();
     expect(splitNote(undefined)).toBeNull();

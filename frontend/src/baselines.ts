@@ -93,12 +93,13 @@ export function splitNote(provenance: Record<string, unknown> | undefined): stri
       const polarity = w.length === 1 && w[0] < 0
         ? " (your objects are darker than the background, so the image is inverted for it)"
         : w.length > 1 ? " (the channels weighted as your strokes tell objects from background)" : "";
-      return "Touching objects are split by shape and grey value: the watershed adds the image" + polarity
-        + ", so a bright or dim line between two objects becomes a border. To split by shape alone, untick "
-        + "\"intensity split\" on the Training page (intensity_split: false).";
+      return "Intensity split on: where the prediction merges touching objects into colonies much larger than the objects, "
+        + "the watershed adds the image" + polarity + ", so a bright or dim line between two objects becomes a border; "
+        + "elsewhere objects are split by shape. To split by shape alone, untick \"intensity split\" on the Training "
+        + "page (intensity_split: false).";
     }
     if (typeof intensity.off === "string" && !intensity.off.includes("membranes")) {
-      return `Touching objects are split by shape alone: ${intensity.off}.`;
+      return `Intensity split off (touching objects are split by shape): ${intensity.off}.`;
     }
     return null;
   }

@@ -54,7 +54,7 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     # bright objects: the watershed adds the image itself (weight +1), and the page says so
     assert ModelVersion.objects.get(run=run).provenance["intensity_split"] == {"weights": [1.0]}
     split_note = page.locator("[data-testid=train-split-note]")
-    assert split_note.inner_text().startswith("Touching objects are split by shape and grey value")
+    assert split_note.inner_text().startswith("Intensity split on: where the prediction merges touching objects")
 
     # the Models page lists the new active version with its lineage and scores
     page.click("[data-testid=train-version-link]")

@@ -234,3 +234,22 @@ def test_run_one_splits_every_method_with_the_projected_intensity_and_keeps_the_
     off = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
                            unet_overrides={**TINY, "intensity_split": False})
     assert "intensity_split: false" in off["split_intensity"]["off"] and "unet-plain" not in off
+
+
+def test_rescore_scores_the_dumped_foregrounds_again_and_keeps_the_runs_training_times(small_task, tmp_path,
+                                                                                      monkeypatch):
+    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
+                           log=lambda *_: None, dump=tmp_path)
+    monkeypatch.setitem(realdata.SETS, "synthetic", lambda seed: small_task)
+    again = fewlabel.rescore(tmp_path, log=lambda *_: None)
+    assert len(again) == 1 and again[0]["rescored"] == "synthetic-scribbles-0.npz"
+    for method in ("threshold", "forest", "unet", "unet+tta", "unet-plain", "threshold-plain"):
+        assert {k: again[0][method][k] for k in ("tp", "fp", "fn")} == {k: out[method][k] for k in ("tp", "fp", "fn")}
+        assert "seconds" not in again[0][method]
+    merged = fewlabel.merge([[{"set": "synthetic", **out}], again])
+    assert merged[0]["unet"]["seconds"] == out["unet"]["seconds"]  # the run's time, the rescored scores
+    plain = fewlabel.rescore(tmp_path, {"intensity_split": False}, log=lambda *_: None)[0]
+    assert "unet-plain" not in plain and plain["unet"]["tp"] == out["unet-plain"]["tp"]
+    np.savez_compressed(tmp_path / "synthetic-scribbles-0.npz", classes=np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="labels made again differ"):
+        fewlabel.rescore(tmp_path, log=lambda *_: None)

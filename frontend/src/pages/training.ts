@@ -121,7 +121,7 @@ function startForm(pid: string, versions: ModelVersion[], onStarted: (run: Train
       selfTraining, " self-training round"), " ",
     h("label", { title: "After training, predicted object pixels that a threshold fitted on your strokes calls background are dropped: the halo a network paints around bright objects. Used only when your strokes lie inside objects (not outlined, not membranes) and the threshold keeps at least 90 % of what you painted as object. Untick it for objects that are not brighter or darker than their surroundings." },
       gate, " intensity gate"), " ",
-    h("label", { title: "Touching objects are split by a watershed on their shape plus the grey values, projected so objects are bright (dark rods in phase contrast are inverted): a bright or dim line between two objects becomes a border. Not used when your background strokes are membranes. Untick it to split by shape alone." },
+    h("label", { title: "Where the prediction merges touching objects into colonies much larger than the objects (rods side by side), the watershed that splits them adds the grey values, projected so objects are bright (dark rods in phase contrast are inverted): a bright or dim line between two objects becomes a border. Not used when your background strokes are membranes or when you painted whole objects (their size sets the split). Untick it to split by shape alone." },
       intensitySplit, " intensity split"), " ", button,
     h("p", { class: "muted" }, "Self-training adds a round: the model labels the unlabelled pixels itself and trains the same number of steps again, so a run of 150 steps a round with self-training counts 300 steps."));
   return { el, setVersions };
