@@ -300,7 +300,7 @@ def object_direction(images, classes) -> np.ndarray:
         bg.append(img[:, b].T)
     fg_px, bg_px = np.concatenate(fg), np.concatenate(bg)
     if not len(fg_px) or not len(bg_px):
-        raise ValueError("the threshold baseline needs painted background and painted objects")
+        raise ValueError("both painted background and painted objects are needed")
     direction = fg_px.mean(0) - bg_px.mean(0)
     norm = float(np.linalg.norm(direction))
     return (direction / norm if norm > 0 else np.ones_like(direction) / len(direction)).astype(np.float32)
