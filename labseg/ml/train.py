@@ -31,7 +31,7 @@ from labseg.ml.augment import augment_batch
 from labseg.ml.config_bounds import bound_error
 from labseg.ml.device import DEVICE_CHOICES, configure_threads, pick_device
 from labseg.ml.io import normalize
-from labseg.ml.postprocess import instances_from_probs
+from labseg.ml.postprocess import instances_from_probs, object_radius
 from labseg.ml.tiling import predict_tiled, reflect_index
 from labseg.ml.unet import UNet, centre_crop
 from labseg.ml.weights import BALANCE_CHOICES, weight_map
@@ -629,7 +629,9 @@ def pseudo_labels(probs: np.ndarray, classes: np.ndarray, image: np.ndarray | No
     probs = np.asarray(probs, np.float32)
     classes = np.asarray(classes)
     foreground = 1.0 - probs[0]
-    objects = instances_from_probs(foreground, image=image)
+    # a radius given: the grey values, when passed, always take part (not only in merged colonies)
+    radius = None if image is None else object_radius(foreground=foreground > 0.5)
+    objects = instances_from_probs(foreground, image=image, radius=radius)
     out = np.zeros(classes.shape, np.uint8)
     out[foreground < low] = 1
     sure = (objects > 0) & (probs[1:].max(0) > high)
