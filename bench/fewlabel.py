@@ -134,8 +134,29 @@ def split_intensity(config, x_train: np.ndarray, classes: np.ndarray, split: str
     return fit_split_intensity(x_train, classes, enabled=config.intensity_split, split=split, painted_radius=painted)
 
 
+#: The methods whose foregrounds are also scored split by shape alone (``-plain``) where the split adds grey values.
+PLAIN_ROWS = ("threshold", "forest", "unet")
+
+
+def instance_step(config, task: realdata.Task, classes: np.ndarray, split: str, painted: float | None,
+                  xs: list[np.ndarray]):
+    """The instance step every method's foregrounds of ``task``'s test images (normalised: ``xs``) go through,
+    as the app's: ``(scored(fgs, plain=False) -> scores, plain rows wanted, split_intensity record)``."""
+    from labseg.ml.io import normalize
+    from labseg.ml.postprocess import instances_from_probs
+
+    splitter, split_info = split_intensity(config, normalize(task.train.raw), classes, split, painted)
+    landscapes = [None if splitter is None else splitter.landscape(x) for x in xs]
+
+    def scored(fgs: list[np.ndarray], plain: bool = False) -> dict:
+        return score([instances_from_probs(fg, radius=painted, image=None if plain else ls, split=split)
+                      for fg, ls in zip(fgs, landscapes)], task.tests)
+
+    return scored, splitter is not None, split_info
+
+
 def intensity_gate(config, x_train: np.ndarray, classes: np.ndarray, split: str):
-    """The app's intensity gate for these labels (``apps.training.pipeline.fit_gate``); -> (gate or None, info)."""
+    """The app's intensity gate for these labels (``apps.training.pipeline.fit_intensity``); -> (gate or None, info)."""
     from labseg.ml.baselines import fit_intensity_gate
 
     return fit_intensity_gate(x_train, classes, enabled=config.intensity_gate, split=split)
@@ -195,7 +216,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
 
     from labseg.ml.baselines import ForestBaseline, ThresholdBaseline
     from labseg.ml.io import normalize
-    from labseg.ml.postprocess import instances_from_probs, painted_radius, painted_split
+    from labseg.ml.postprocess import painted_radius, painted_split
     from labseg.ml.train import fit, validate_config_overrides
 
     torch.set_num_threads(threads)
@@ -215,15 +236,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
 
     config0 = validate_config_overrides(dict(unet_overrides))
     gate, gate_info = intensity_gate(config0, x_train, classes, split)
-    splitter, split_info = split_intensity(config0, x_train, classes, split, painted)
-    landscapes = [None if splitter is None else splitter.landscape(x) for x in xs]
-
-    def to_instances(fg: np.ndarray, landscape: np.ndarray | None) -> np.ndarray:
-        return instances_from_probs(fg, radius=painted, image=landscape, split=split)
-
-    def scored(fgs: list[np.ndarray], plain: bool = False) -> dict:
-        return score([to_instances(fg, None if plain else ls) for fg, ls in zip(fgs, landscapes)], task.tests)
-
+    scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs)
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
            "painted_radius": painted, "split": split, "gate": gate_info, "split_intensity": split_info,
            **guided}
@@ -247,7 +260,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
         train_s = time.monotonic() - start
         saved.update({f"{method}/{i}": fg.astype(np.float16) for i, fg in enumerate(fgs)})
         out[method] = {**scored(fgs), "seconds": train_s}
-        if splitter is not None and method in ("threshold", "forest", "unet"):
+        if with_plain and method in PLAIN_ROWS:
             out[f"{method}-plain"] = {**scored(fgs, plain=True), "seconds": train_s}
         if method == "unet":
             tta = [unet_foreground(net, x, gate, tta=True) for x in xs]
@@ -337,7 +350,7 @@ def rescore(dump: Path, unet_overrides: dict | None = None, log=print) -> list[d
     protocols are made again from the seed and must equal the dumped ones; the guided protocols' are the
     dumped ones (their painted objects, and so the object radius, are none). -> results like ``run_one``'s."""
     from labseg.ml.io import normalize
-    from labseg.ml.postprocess import instances_from_probs, painted_radius, painted_split
+    from labseg.ml.postprocess import painted_radius, painted_split
     from labseg.ml.train import validate_config_overrides
 
     config = validate_config_overrides(dict(unet_overrides or {}))
@@ -354,19 +367,15 @@ def rescore(dump: Path, unet_overrides: dict | None = None, log=print) -> list[d
         painted = painted_radius([instances]) if instances is not None else None
         split = painted_split(classes, instances)
         xs = [normalize(t.raw) for t in task.tests]
-        splitter, split_info = split_intensity(config, normalize(task.train.raw), classes, split, painted)
-        landscapes = [None if splitter is None else splitter.landscape(x) for x in xs]
+        scored, with_plain, split_info = instance_step(config, task, classes, split, painted, xs)
         out = {"set": name, "seed": int(seed), "protocol": protocol, "rescored": path.name,
                "labelled_fraction": float((classes > 0).mean()), "painted_radius": painted, "split": split,
                "split_intensity": split_info}
-        methods = dict.fromkeys(k.split("/")[0] for k in saved.files if "/" in k)
-        for method in methods:
+        for method in dict.fromkeys(k.split("/")[0] for k in saved.files if "/" in k):
             fgs = [saved[f"{method}/{i}"].astype(np.float32) for i in range(len(xs))]
-            for row, lands in ((method, landscapes), (f"{method}-plain", [None] * len(xs))):
-                if row.endswith("-plain") and (splitter is None or method not in ("threshold", "forest", "unet")):
-                    continue
-                out[row] = score([instances_from_probs(fg, radius=painted, image=ls, split=split)
-                                  for fg, ls in zip(fgs, lands)], task.tests)  # no "seconds": not trained here
+            out[method] = scored(fgs)  # no "seconds": not trained here
+            if with_plain and method in PLAIN_ROWS:
+                out[f"{method}-plain"] = scored(fgs, plain=True)
         log(f"  {name:6s} {protocol:12s} seed {seed}: " + "  ".join(
             f"{m} {out[m]['f1']:.3f}" for m in ("threshold", "forest", "unet", "unet-plain") if m in out))
         results.append(out)

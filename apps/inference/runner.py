@@ -24,7 +24,7 @@ import os
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,14 +252,17 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
     The whole prediction except the database and the broker (the benchmark times exactly this).
     """
     image = read_normalized(path, loaded)
-    with scratch_file(scratch_dir) as scratch, scratch_file(scratch_dir, ".landscape") as landscape_file:
+    with scratch_file(scratch_dir) as scratch, ExitStack() as more_scratch:
         probs, uncertainty = predict_maps(loaded, image, progress=progress, scratch=scratch, device=device)
         if loaded.gate is not None:
             loaded.gate.apply(probs, image)  # object pixels the threshold calls background -> background
         landscape = None
         if loaded.splitter is not None and loaded.split == "shape":  # the watershed adds the projected grey values
             h, w = image.shape[-2:]
-            out = (np.memmap(landscape_file, np.float32, "w+", shape=(h, w)) if h * w > MEMMAP_PIXELS else None)
+            out = None
+            if h * w > MEMMAP_PIXELS:  # a large image's landscape goes to disk, as its probabilities do
+                path = more_scratch.enter_context(scratch_file(scratch_dir, ".landscape"))
+                out = np.memmap(path, np.float32, "w+", shape=(h, w))
             landscape = loaded.splitter.landscape(image, out=out)
         del image
         classes = classes_from_probs(probs)

@@ -118,11 +118,7 @@ class IntensityGate:
         return band[r0 - a:r1 - a] > self.threshold
 
     def _check(self, image: np.ndarray) -> np.ndarray:
-        image = np.asarray(image)  # a memmap stays one (a view, no copy)
-        image = image[None] if image.ndim == 2 else image
-        if image.shape[0] != len(self.weights):
-            raise ValueError(f"the gate was fitted on {len(self.weights)} channel(s), the image has {image.shape[0]}")
-        return image
+        return _channels_for(self.weights, image, "the gate")
 
     def keep(self, image: np.ndarray, rows: int = GATE_BAND_ROWS) -> np.ndarray:
         """(H, W) bool: where the smoothed projection of the normalised ``image`` is above the threshold.
@@ -155,15 +151,13 @@ class IntensityGate:
         """The gate of a stored dict; None when there is none (off, skipped, or an older version)."""
         if not isinstance(data, dict) or "weights" not in data:
             return None
+        weights = _stored_weights(data, "intensity gate")
         try:
-            weights = np.asarray(data["weights"], np.float32)
             threshold, smooth = float(data["threshold"]), float(data.get("smooth", 1.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"the stored intensity gate is malformed ({exc})") from None
-        if (weights.ndim != 1 or not 1 <= len(weights) <= 64 or not np.isfinite(weights).all()
-                or not np.isfinite(threshold) or not 0.0 <= smooth <= 16.0):
-            raise ValueError("the stored intensity gate is malformed (weights: 1-64 finite numbers, a finite "
-                             "threshold, smooth 0-16)")
+        if not np.isfinite(threshold) or not 0.0 <= smooth <= 16.0:
+            raise ValueError("the stored intensity gate is malformed (a finite threshold, smooth 0-16)")
         return cls(weights, threshold, smooth)
 
 
@@ -230,11 +224,7 @@ class SplitIntensity:
     def landscape(self, image: np.ndarray, rows: int = GATE_BAND_ROWS, out: np.ndarray | None = None) -> np.ndarray:
         """(H, W) float32: the projection of the normalised ``image`` (C, H, W) or (H, W); computed in bands
         of ``rows`` rows (a memmap is read a band at a time), into ``out`` when given (e.g. a memmap)."""
-        image = np.asarray(image)
-        image = image[None] if image.ndim == 2 else image
-        if image.shape[0] != len(self.weights):
-            raise ValueError(f"the split intensity was fitted on {len(self.weights)} channel(s), the image has "
-                             f"{image.shape[0]}")
+        image = _channels_for(self.weights, image, "the split intensity")
         h = image.shape[1]
         if out is None:
             out = np.empty(image.shape[1:], np.float32)
@@ -253,13 +243,7 @@ class SplitIntensity:
         """The split intensity of a stored dict; None when there is none (off, or an older version)."""
         if not isinstance(data, dict) or "weights" not in data:
             return None
-        try:
-            weights = np.asarray(data["weights"], np.float32)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"the stored split intensity is malformed ({exc})") from None
-        if weights.ndim != 1 or not 1 <= len(weights) <= 64 or not np.isfinite(weights).all():
-            raise ValueError("the stored split intensity is malformed (weights: 1-64 finite numbers)")
-        return cls(weights)
+        return cls(_stored_weights(data, "split intensity"))
 
 
 def fit_split_intensity(images, classes, *, enabled: bool = True, split: str = "shape",
@@ -320,6 +304,28 @@ def outlined_share(classes) -> float:
         edges += int(edge.sum())
         touching += int((edge & near_bg).sum())
     return touching / edges if edges else 0.0
+
+
+def _channels_for(weights: np.ndarray, image: np.ndarray, what: str) -> np.ndarray:
+    """``image`` as (C, H, W) (a memmap stays one: a view, no copy), refused when its channels are not the ones
+    ``weights`` were fitted on."""
+    image = np.asarray(image)
+    image = image[None] if image.ndim == 2 else image
+    if image.shape[0] != len(weights):
+        raise ValueError(f"{what} was fitted on {len(weights)} channel(s), the image has {image.shape[0]}")
+    return image
+
+
+def _stored_weights(data: dict, what: str) -> np.ndarray:
+    """The per-channel weights of a stored gate or split intensity (outside data: an uploaded checkpoint's
+    provenance), refused with a clear message unless they are 1-64 finite numbers."""
+    try:
+        weights = np.asarray(data["weights"], np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the stored {what} is malformed ({exc})") from None
+    if weights.ndim != 1 or not 1 <= len(weights) <= 64 or not np.isfinite(weights).all():
+        raise ValueError(f"the stored {what} is malformed (weights: 1-64 finite numbers)")
+    return weights
 
 
 def _smoothed_projection(weights: np.ndarray, image: np.ndarray, smooth: float) -> np.ndarray:

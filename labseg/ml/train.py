@@ -93,10 +93,11 @@ class TrainConfig:
     # app's predictions and validation scores, the benchmark), only where objects are split by shape (not on
     # painted membranes) and the threshold keeps >= 90 % of every painted object class (bench/fewlabel.py)
     intensity_gate: bool = True
-    # intensity-aware split: touching objects are split by a watershed on the distance transform plus the
-    # channels projected from painted background to painted objects (objects bright on it, dark rods and
-    # haematoxylin too: labseg.ml.baselines.SplitIntensity), not the distance transform alone. Applied by the
-    # callers, where objects are split by shape (bench/fewlabel.py)
+    # intensity-aware split: where a predicted foreground is merged colonies, touching objects are split by a
+    # watershed on the distance transform plus the channels projected from painted background to painted
+    # objects (objects bright on it, dark rods and haematoxylin too: labseg.ml.baselines.SplitIntensity,
+    # labseg.ml.postprocess.split_where_merged). Applied by the callers, where objects are split by shape and
+    # were not painted whole (bench/fewlabel.py)
     intensity_split: bool = True
     # augmentation
     flips: bool = True
