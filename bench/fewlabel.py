@@ -231,7 +231,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
         classes, instances = labels_for(task, protocol, seed)
     x_train = normalize(task.train.raw)
     xs = [normalize(t.raw) for t in task.tests]
-    painted = painted_radius([instances]) if instances is not None else None
+    painted = painted_radius([instances], [classes]) if instances is not None else None
     split = painted_split(classes, instances)
 
     config0 = validate_config_overrides(dict(unet_overrides))
@@ -364,7 +364,7 @@ def rescore(dump: Path, unet_overrides: dict | None = None, log=print) -> list[d
             again, instances = labels_for(task, protocol, int(seed))
             if not np.array_equal(again, classes):
                 raise ValueError(f"{path.name}: the labels made again differ from the dumped ones")
-        painted = painted_radius([instances]) if instances is not None else None
+        painted = painted_radius([instances], [classes]) if instances is not None else None
         split = painted_split(classes, instances)
         xs = [normalize(t.raw) for t in task.tests]
         scored, with_plain, split_info = instance_step(config, task, classes, split, painted, xs)

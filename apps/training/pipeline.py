@@ -247,11 +247,12 @@ def score_holdouts(
 
 # --- the baselines every version is shown beside ---------------------------------------------
 def painted_radius(examples: list[Example]) -> float | None:
-    """The typical object radius of the painted instances (None when fewer than 3 were painted)."""
+    """The typical object radius of the instances painted whole (None when fewer than 3 were): strokes saved
+    with ids (instance mode) are not whole objects and do not count (``labseg.ml.postprocess.painted_whole``)."""
     from labseg.ml.postprocess import painted_radius as median_painted_radius
 
-    return median_painted_radius([np.where(ex.classes >= 2, ex.instances, 0)
-                                  for ex in examples if ex.instances is not None])
+    with_ids = [ex for ex in examples if ex.instances is not None]
+    return median_painted_radius([ex.instances for ex in with_ids], [ex.classes for ex in with_ids])
 
 
 def painted_split(examples: list[Example]) -> str:

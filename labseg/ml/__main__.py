@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     split = painted_split(classes, instances)
     normalized = [apply_normalization(im, history["normalization"]) for im in images]
     _, gate_info = fit_intensity_gate(normalized, classes, enabled=config.intensity_gate, split=split)
-    painted = painted_radius([np.where(c >= 2, i, 0) for c, i in zip(classes, instances)]) if instances else None
+    painted = painted_radius(instances, classes) if instances else None
     _, split_info = fit_split_intensity(normalized, classes, enabled=config.intensity_split, split=split,
                                         painted_radius=painted)
     save_checkpoint(args.out, model, config, history["normalization"], names, history,

@@ -84,7 +84,7 @@ def painted_split(classes: list[np.ndarray] | np.ndarray, instances: list | np.n
         outline = ndi.binary_dilation(objects, _disk(OUTLINE_PX)) if objects.any() else objects
         if inst is not None and np.asarray(inst).shape == cls.shape and outline.any():
             ids = np.where(objects, np.asarray(inst), 0).astype(np.int64)
-            top = np.iinfo(np.int64).max
+            top = int(ids.max()) + 1  # not int64's max: scipy's minimum filter overflows on it (1.17)
             hi = ndi.maximum_filter(ids, footprint=_disk(2))  # two objects within 2 px: a line between them
             lo = ndi.minimum_filter(np.where(ids > 0, ids, top), footprint=_disk(2))
             outline &= ~((hi > 0) & (lo < top) & (hi != lo))  # between two objects: a line, it counts
@@ -197,11 +197,47 @@ def object_radius(instances: np.ndarray | None = None, foreground: np.ndarray | 
     return float(default)
 
 
-def painted_radius(instances: list[np.ndarray]) -> float | None:
-    """The median inscribed radius of the objects of several instance masks; None below 3 objects."""
+#: A painted instance counts as an object painted whole when at least this share of its edge touches painted
+#: background or another painted object (``painted_whole``).
+WHOLE_EDGE_SHARE = 0.25
+
+
+def painted_whole(classes: np.ndarray, instances: np.ndarray) -> np.ndarray:
+    """``instances`` (object classes only) with the ids that were not painted whole set to 0.
+
+    An object painted whole has an edge that meets what was painted around it: its outline as background, or
+    the next object (dense labels). A stroke inside an object saved with an id (instance mode paints each
+    stroke as a new object) is surrounded by unlabelled pixels: its size is the brush's, not the object's, so
+    it must not set the object radius. Kept: the ids with at least ``WHOLE_EDGE_SHARE`` of their edge pixels
+    (a 4-neighbour outside the object; the image's border is not an edge) within one pixel (8-neighbourhood)
+    of painted background or of another id."""
+    classes, instances = np.asarray(classes), np.asarray(instances)
+    if classes.shape != instances.shape:
+        raise ValueError(f"classes {classes.shape} and instances {instances.shape} differ in shape")
+    ids = np.where(classes >= 2, instances, 0).astype(np.int64)
+    if not ids.any():
+        return ids
+    cross, square = ndi.generate_binary_structure(2, 1), np.ones((3, 3), bool)
+    edge = (ids > 0) & ((ndi.maximum_filter(ids, footprint=cross, mode="nearest") != ids)
+                        | (ndi.minimum_filter(ids, footprint=cross, mode="nearest") != ids))
+    top = int(ids.max()) + 1  # a sentinel above every id (int64's max overflows scipy's minimum filter)
+    other = ndi.maximum_filter(ids, footprint=square) > ids  # a larger id within one pixel
+    other |= ndi.minimum_filter(np.where(ids > 0, ids, top), footprint=square) < ids  # a smaller one
+    met = edge & (other | ndi.binary_dilation(classes == 1, structure=square))
+    index = np.unique(ids[ids > 0])
+    edges = ndi.sum_labels(edge, ids, index)
+    whole = ndi.sum_labels(met, ids, index) >= WHOLE_EDGE_SHARE * np.maximum(edges, 1)
+    keep = np.zeros(int(index.max()) + 1, bool)
+    keep[index[whole & (edges > 0)]] = True
+    return np.where(keep[ids], ids, 0)
+
+
+def painted_radius(instances: list[np.ndarray], classes: list[np.ndarray] | None = None) -> float | None:
+    """The median inscribed radius of the objects of several instance masks; None below 3 objects. With the
+    matching ``classes``, only the objects painted whole count (``painted_whole``: not strokes saved with ids)."""
     radii = []
-    for inst in instances:
-        labels = np.asarray(inst).astype(np.int64)
+    for k, inst in enumerate(instances):
+        labels = np.asarray(inst).astype(np.int64) if classes is None else painted_whole(classes[k], inst)
         if labels.any():
             r = inscribed_radii(labels > 0, labels)
             radii.extend(r[r > 0])

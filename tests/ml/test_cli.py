@@ -62,11 +62,22 @@ def test_train_then_predict_writes_labels_and_probabilities(tmp_path):
     np.testing.assert_allclose(tifffile.imread(tmp_path / "plain_probs.tif"), expected, atol=1e-4)
     labels = tifffile.imread(tmp_path / "labels.tif")
     assert labels.shape == (48, 56) and labels.dtype == np.uint16
-    # painted instances (strokes with ids): their size sets the split, the grey values do not
-    assert "painted whole" in ckpt["extra"]["intensity_split"]["off"]
+    # the instances given are strokes with ids, not objects painted whole (nothing painted around them): they do
+    # not set the object size, and the grey values take part in the split (bright nuclei, one channel: weight +1,
+    # the normalised image itself)
+    assert ckpt["extra"]["intensity_split"] == {"weights": [1.0]}
     from labseg.ml.postprocess import instances_from_probs
 
-    assert np.array_equal(labels, instances_from_probs(probs))
+    assert np.array_equal(labels, instances_from_probs(probs, image=x[0]))
+    assert not np.array_equal(labels, instances_from_probs(probs))  # the grey values changed the split here
+    # the same nuclei painted whole (dense labels): their size sets the split, the grey values do not
+    Image.fromarray(classes_from_instances(instances)).save(tmp_path / "a_dense.png")
+    done = run_cli("train", "--image", tmp_path / "a.tif", "--labels", tmp_path / "a_dense.png",
+                   "--instances", tmp_path / "a_inst.png", "--out", tmp_path / "dense.pt", "--steps", 1,
+                   "--threads", 1, "--device", "cpu", "--set", "base_channels=4", "--set", "depth=2",
+                   "--set", "tile_output=24", "--set", "batch_size=1")
+    assert done.returncode == 0, done.stderr
+    assert "painted whole" in load_checkpoint(tmp_path / "dense.pt")[1]["extra"]["intensity_split"]["off"]
     # a checkpoint whose training stored an intensity-aware split (weight 1: the image itself) and a radius
     import torch
 

@@ -345,3 +345,39 @@ def test_the_grey_values_split_only_a_foreground_of_merged_colonies():
     calls.clear()
     assert (split_where_merged(split_with, image=np.zeros(split.shape), radius=4.0) == 7).all()
     assert calls == [(True, 1), (False, min_object_size(4.0))]
+
+
+def test_only_objects_painted_whole_set_the_painted_radius_not_strokes_saved_with_ids():
+    from labseg.ml.postprocess import painted_radius, painted_whole
+
+    classes = np.zeros((120, 200), np.uint8)
+    instances = np.zeros(classes.shape, np.int64)
+    yy, xx = np.mgrid[:120, :200]
+    # three discs of radius 10 painted whole, each with its 2-px outline as background (the correction workflow)
+    for k, cx in zip((1, 2, 65535), (20, 50, 80)):
+        d = np.hypot(yy - 20, xx - cx)
+        classes[(d > 10) & (d <= 12)] = 1
+        classes[d <= 10], instances[d <= 10] = 2, k
+    # dense labels with no background at all: two squares that meet each other and the image border
+    classes[100:120, 0:20], instances[100:120, 0:20] = 2, 7
+    classes[100:120, 20:40], instances[100:120, 20:40] = 2, 8
+    # seven strokes of radius 3 inside objects nobody painted, each saved as a new object (instance mode)
+    for k, cy in zip(range(10, 17), range(46, 116, 10)):
+        stroke = (np.abs(yy - cy) <= 3) & (xx >= 120) & (xx < 150)
+        classes[stroke], instances[stroke] = 2, k
+    classes[40:60, 170:190] = 1  # and a background stroke far from all of them
+
+    whole = painted_whole(classes, instances)
+    assert sorted(np.unique(whole[whole > 0])) == [1, 2, 7, 8, 65535]
+    assert np.array_equal(whole > 0, np.isin(instances, [1, 2, 7, 8, 65535]))
+    # by hand: a digital disc of radius 10 has the inscribed radius 10 or 11, a square of 20 px 10, a stroke 4
+    assert 9.5 <= painted_radius([instances], [classes]) <= 11.0
+    assert painted_radius([instances]) == pytest.approx(4.0)  # without the classes every id counts
+    # a stroke that reaches painted background on one side only is still a stroke
+    one_side = np.zeros_like(classes)
+    one_side[10:20, 10:60], one_side[21:23, 10:60] = 2, 1
+    assert not painted_whole(one_side, (one_side == 2).astype(np.int64)).any()
+    # fewer than three objects painted whole: no painted radius (the split estimates one from the prediction)
+    assert painted_radius([np.where(instances >= 10, instances, 0)], [classes]) is None
+    with pytest.raises(ValueError, match="differ in shape"):
+        painted_whole(classes, instances[:, :10])

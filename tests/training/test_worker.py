@@ -100,15 +100,16 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     pred_fg &= ndi.gaussian_filter(x[0].astype(np.float64), gate["smooth"]) > gate["threshold"]
     expected = float(np.mean(pred_fg != (gt >= 2)))
     assert scores[(val_img.pk, "pixel_error")].value == pytest.approx(expected, abs=1e-6)
-    # the strokes were saved with object ids (instance mode): their size sets the split, so no grey values
-    radius = prov["object_radius"]
-    assert radius is not None and "painted whole" in prov["intensity_split"]["off"]
+    # the strokes were saved with object ids (instance mode) but nothing was painted around them: strokes, not
+    # objects painted whole, so they set no object size (estimated from the prediction) and the grey values take
+    # part in the split (bright nuclei, one channel: weight +1, the normalised image itself)
+    assert prov["object_radius"] is None and prov["intensity_split"] == {"weights": [1.0]}
     assert ckpt["extra"]["provenance"]["intensity_split"] == prov["intensity_split"]
     from labseg.ml.metrics import f1_at_iou
     from labseg.ml.postprocess import instances_from_probs
 
     _, gt_inst = annotation_arrays(val_img.annotation)
-    pred_inst = instances_from_probs(pred_fg.astype(np.float32), radius=radius)
+    pred_inst = instances_from_probs(pred_fg.astype(np.float32), image=x[0])
     f1, *_ = f1_at_iou(np.where(pred_fg, pred_inst, 0), np.where(gt >= 2, gt_inst, 0), 0.5)
     assert scores[(val_img.pk, "f1_iou50")].value == pytest.approx(f1, abs=1e-6)
 
