@@ -16,6 +16,7 @@ import io
 import logging
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
@@ -26,7 +27,7 @@ from PIL import Image as PILImage
 from apps.annotate.masks import annotation_arrays, decode_mask
 from apps.annotate.models import Annotation, Split
 from apps.training import services as training
-from apps.training.pipeline import resolve_device
+from apps.training.pipeline import prediction_settings, resolve_device
 
 from . import services
 from .models import LiveSession, StopReason
@@ -79,6 +80,14 @@ def crop_with_margin(pixels: np.ndarray, region: dict, margin: int) -> np.ndarra
     ry = reflect_index(np.arange(region["y"] - margin, region["y"] + region["height"] + margin), h)
     rx = reflect_index(np.arange(region["x"] - margin, region["x"] + region["width"] + margin), w)
     return pixels[:, ry[:, None], rx[None, :]]
+
+
+class Labelled(NamedTuple):
+    """One labelled image as ``apps.training.pipeline.prediction_settings`` reads it."""
+
+    raw: np.ndarray
+    classes: np.ndarray
+    instances: np.ndarray | None
 
 
 def _saved_examples(session: LiveSession, skip_image: bool) -> tuple[list, list, list, list[dict]]:
@@ -161,13 +170,20 @@ def run_session(session_id: int, worker: str) -> str:
     draft_version, has_draft, seen, draft_seen = -1, None, [], None
     last_checkpoint = 0.0
     ckpt_name = f"projects/{project.pk}/live/{session_id}/model.pt"
+    # the labels the network learns from now (saved images, then the draft), and the prediction settings fitted
+    # on them for the checkpoint (refitted only when they changed: ``labels_changed``)
+    labelled: dict = {"saved": [], "draft": [], "changed": True, "settings": {}}
 
     def save_checkpoint() -> None:
         path = Path(default_storage.path(ckpt_name))
         path.parent.mkdir(parents=True, exist_ok=True)
+        if labelled["changed"]:  # what a kept version's predictions take from these labels, as a run's do
+            labelled["settings"] = prediction_settings(labelled["saved"] + labelled["draft"],
+                                                       trainer.normalization, config)
+            labelled["changed"] = False
         provenance = {"images": seen, "draft": draft_seen, "steps": trainer.steps, "device": str(device),
                       "torch_threads": torch.get_num_threads() if device.type == "cpu" else None,
-                      "seed": config.seed, "warm_start": warm_start}
+                      "seed": config.seed, "warm_start": warm_start, **labelled["settings"]}
         trainer.checkpoint(path, class_names=class_names,
                            extra={"provenance": provenance, "project": project.pk, "live_session": session_id})
         services.beat(session_id, worker, checkpoint_name=ckpt_name, checkpoint_step=trainer.steps,
@@ -199,11 +215,14 @@ def run_session(session_id: int, worker: str) -> str:
                     trainer.set_data(imgs, clss, insts)
                 except ValueError as exc:
                     raise TrainingInputError(f"The saved labels cannot train the live network: {exc}.") from exc
+                labelled["saved"] = [Labelled(*x) for x in zip(imgs, clss, insts)]
             try:
                 fits = inst is not None and inst.shape == raw.shape[-2:]
                 has_draft = trainer.set_draft(raw, cls, inst if fits else None)
             except ValueError as exc:
                 raise TrainingInputError(f"The draft cannot train the live network: {exc}.") from exc
+            labelled["draft"] = [Labelled(raw, cls, inst if fits else None)] if has_draft else []
+            labelled["changed"] = True
             saved = Annotation.objects.filter(image=image).values_list("version", flat=True).first()
             draft_seen = ({"image": image.pk, "draft_version": draft_version, "based_on_annotation_version": saved,
                            "labelled_pixels": int((cls > 0).sum())} if has_draft else None)

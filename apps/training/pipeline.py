@@ -284,6 +284,18 @@ def fit_intensity(train: list[Example], normalization: dict, config, split: str,
     return {"gate": gate, "gate_info": gate_info, "splitter": splitter, "split_info": split_info}
 
 
+def prediction_settings(examples, normalization: dict, config) -> dict:
+    """The provenance entries a version's predictions read back (``apps.inference.runner``), from the labels its
+    network learnt: ``object_radius`` (``painted_radius``), ``split`` (``painted_split``), ``intensity_gate`` and
+    ``intensity_split`` (``fit_intensity``: the weights, or why each is off). A training run computes them on its
+    way; a live session (``apps.live.runner``) with this, so that a kept network predicts as a trained one does.
+    ``examples``: anything with ``raw``, ``classes`` and ``instances`` (None or an id mask)."""
+    radius, split = painted_radius(examples), painted_split(examples)
+    fitted = fit_intensity(examples, normalization, config, split, radius)
+    return {"object_radius": radius, "split": split, "intensity_gate": fitted["gate_info"],
+            "intensity_split": fitted["split_info"]}
+
+
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
                     beat, split: str = "shape", splitter=None) -> tuple[list[services.ImageScores], dict]:
     """Fit the threshold and forest baselines on the run's training labels and score them on the run's

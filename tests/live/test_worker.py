@@ -46,10 +46,11 @@ def test_session_trains_from_a_version_draft_reaches_the_overlay_keep_and_stop(
     assert r.status_code == 200 and r["Content-Type"] == "image/png"
     with PILImage.open(io.BytesIO(r.content)) as png:
         assert png.size == (64, 48) and png.mode == "RGBA"
-    # a draft (unsaved strokes) reaches the network: an overlay trained on it follows
+    # a draft (unsaved strokes) reaches the network: an overlay trained on it follows. It paints membranes, as an
+    # EM annotator does: 1-px background lines of a 16-px lattice, and two cells of it as objects
     draft = np.zeros((96, 96), np.uint8)
-    draft[:, :20] = 1
-    draft[40:60, 40:60] = 2
+    draft[40:47, 40:47] = draft[56:63, 24:31] = 2
+    draft[::16, :] = draft[:, ::16] = 1
     r = page.beat(classes_png=b64(draft))
     assert r.status_code == 200, r.content
     version_sent = r.json()["draft_version"]
@@ -68,6 +69,14 @@ def test_session_trains_from_a_version_draft_reaches_the_overlay_keep_and_stop(
     assert prov["draft"]["image"] == image.pk and prov["draft"]["draft_version"] >= 1
     assert prov["draft"]["based_on_annotation_version"] == 1
     assert prov["images"] == []  # the draft replaces the saved labels of its own image (the only one)
+    # and its predictions take from those labels what a training run's version takes: objects are what the painted
+    # membranes enclose (no watershed, no object size), so the gate and the intensity split are off
+    assert prov["split"] == "boundaries" and prov["object_radius"] is None
+    assert "membrane" in prov["intensity_gate"]["off"] and "membrane" in prov["intensity_split"]["off"]
+    from apps.inference.runner import load_model
+
+    loaded = load_model(kept)
+    assert (loaded.split, loaded.gate, loaded.splitter, loaded.object_radius) == ("boundaries", None, None, None)
     # Live off: the session ends and the worker stops writing
     r = page.client.delete(page.base)
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
