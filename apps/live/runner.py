@@ -171,7 +171,7 @@ def run_session(session_id: int, worker: str) -> str:
     last_checkpoint = 0.0
     ckpt_name = f"projects/{project.pk}/live/{session_id}/model.pt"
     # the labels the network learns from now (saved images, then the draft), and the prediction settings fitted
-    # on them for the checkpoint (refitted only when they changed: ``labels_changed``)
+    # on them for the checkpoint (refitted only when they changed: ``labelled["changed"]``)
     labelled: dict = {"saved": [], "draft": [], "changed": True, "settings": {}}
 
     def save_checkpoint() -> None:

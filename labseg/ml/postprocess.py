@@ -214,7 +214,7 @@ def painted_whole(classes: np.ndarray, instances: np.ndarray) -> np.ndarray:
     classes, instances = np.asarray(classes), np.asarray(instances)
     if classes.shape != instances.shape:
         raise ValueError(f"classes {classes.shape} and instances {instances.shape} differ in shape")
-    ids = np.where(classes >= 2, instances, 0).astype(np.int64)
+    ids = np.where((classes >= 2) & (instances > 0), instances, 0).astype(np.int64)  # no negative ids
     if not ids.any():
         return ids
     cross, square = ndi.generate_binary_structure(2, 1), np.ones((3, 3), bool)

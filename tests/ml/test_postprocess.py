@@ -381,3 +381,4 @@ def test_only_objects_painted_whole_set_the_painted_radius_not_strokes_saved_wit
     assert painted_radius([np.where(instances >= 10, instances, 0)], [classes]) is None
     with pytest.raises(ValueError, match="differ in shape"):
         painted_whole(classes, instances[:, :10])
+    assert not painted_whole(classes, -instances).any()  # negative ids (a signed TIFF) are no objects
