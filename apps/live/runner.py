@@ -141,6 +141,7 @@ def run_session(session_id: int, worker: str) -> str:
     """Train the claimed session until it is stopped; returns why it ended."""
     import torch
 
+    from labseg.ml.baselines import IntensityGate
     from labseg.ml.io import normalize, read_image
     from labseg.ml.train import LiveTrainer
 
@@ -172,7 +173,7 @@ def run_session(session_id: int, worker: str) -> str:
     ckpt_name = f"projects/{project.pk}/live/{session_id}/model.pt"
     # the labels the network learns from now (saved images, then the draft), and the prediction settings fitted
     # on them for the checkpoint (refitted only when they changed: ``labelled["changed"]``)
-    labelled: dict = {"saved": [], "draft": [], "changed": True, "settings": {}}
+    labelled: dict = {"saved": [], "draft": [], "changed": True, "settings": {}, "gate": None}
 
     def save_checkpoint() -> None:
         path = Path(default_storage.path(ckpt_name))
@@ -180,6 +181,7 @@ def run_session(session_id: int, worker: str) -> str:
         if labelled["changed"]:  # what a kept version's predictions take from these labels, as a run's do
             labelled["settings"] = prediction_settings(labelled["saved"] + labelled["draft"],
                                                        trainer.normalization, config)
+            labelled["gate"] = IntensityGate.from_dict(labelled["settings"]["intensity_gate"])
             labelled["changed"] = False
         provenance = {"images": seen, "draft": draft_seen, "steps": trainer.steps, "device": str(device),
                       "torch_threads": torch.get_num_threads() if device.type == "cpu" else None,
@@ -238,7 +240,10 @@ def run_session(session_id: int, worker: str) -> str:
         services.beat(session_id, worker, step=trainer.steps, loss=loss if np.isfinite(loss) else None)
         region = row["region"] or {"x": 0, "y": 0, "width": min(image.width, 512), "height": min(image.height, 512)}
         margin = trainer.model.margin
-        probs = trainer.predict(crop_with_margin(pixels, region, margin))
+        crop = crop_with_margin(pixels, region, margin)
+        probs = trainer.predict(crop)
+        if labelled["gate"] is not None:  # the overlay shows what a kept version predicts (fitted at the checkpoint)
+            labelled["gate"].apply(probs, crop)
         probs = probs[:, margin:margin + region["height"], margin:margin + region["width"]]
         services.beat(session_id, worker, overlay_png=render_overlay(probs, colours), overlay_region=region,
                       overlay_step=trainer.steps, overlay_draft_version=max(trained_on, 0),

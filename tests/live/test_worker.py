@@ -87,6 +87,46 @@ def test_session_trains_from_a_version_draft_reaches_the_overlay_keep_and_stop(
     assert "ended" in page.client.put(page.base + "draft/", {}, format="json").json()["detail"]
 
 
+def test_the_overlay_goes_through_the_intensity_gate_a_kept_version_applies(celery_worker, project, annotator,
+                                                                             start_page):
+    from scipy import ndimage as ndi
+
+    from labseg.ml.io import normalize, read_image
+
+    image = add_image(project, size=96)  # bright synthetic nuclei painted with strokes: the gate is on
+    page = start_page(annotator, image, region={"x": 0, "y": 0, "width": 96, "height": 96})
+
+    def gate_fitted(_):
+        return "weights" in (LiveSession.objects.get(pk=page.sid).checkpoint_provenance.get("intensity_gate") or {})
+
+    page.wait(gate_fitted, what="a checkpoint with the intensity gate")
+    row = LiveSession.objects.get(pk=page.sid)
+    gate = row.checkpoint_provenance["intensity_gate"]
+    assert gate["weights"] == [1.0]  # one channel, bright objects
+    # the gate by hand from its stored numbers: the smoothed normalised image above the threshold. Inside only
+    # (the overlay's crop is mirrored past the image's border, the whole-image filter reflects: they differ there)
+    x = normalize(read_image(image.file.path))[0].astype(np.float64)
+    keep = ndi.gaussian_filter(x, gate["smooth"]) > gate["threshold"]
+    edge = int(np.ceil(4 * gate["smooth"])) + 1
+    inner = np.zeros(keep.shape, bool)
+    inner[edge:-edge, edge:-edge] = True
+    dropped = ~keep & inner
+    assert dropped.sum() > 100, "the dark background between the nuclei is dropped by the gate"
+
+    def drawn(step: int) -> tuple[int, np.ndarray]:
+        st = page.wait(lambda s: s["overlay_step"] > step, what="a newer overlay")
+        with PILImage.open(io.BytesIO(page.client.get(st["overlay_url"]).content)) as png:
+            return st["overlay_step"], np.asarray(png)[..., 3]
+
+    step, alpha = drawn(row.checkpoint_step)  # drawn after the checkpoint that fitted the gate
+    for _ in range(30):  # until the network draws objects where the gate keeps pixels (a fresh net may not yet)
+        if (alpha[keep & inner] > 0).any():
+            break
+        step, alpha = drawn(step)
+    assert (alpha[keep & inner] > 0).any(), "the network's objects are drawn where the gate keeps them"
+    assert (alpha[dropped] == 0).all(), "every pixel the gate drops is drawn as background (transparent)"
+
+
 def test_a_second_tab_takes_over_and_a_silent_page_stops_its_session(celery_worker, project, owner, start_page):
     image = add_image(project, size=64)
     first = start_page(owner, image, parent=None)
