@@ -27,7 +27,7 @@ from PIL import Image as PILImage
 from apps.annotate.masks import annotation_arrays, decode_mask
 from apps.annotate.models import Annotation, Split
 from apps.training import services as training
-from apps.training.pipeline import prediction_settings, resolve_device
+from apps.training.pipeline import prediction_settings, resolve_device, whole_object_ids
 
 from . import services
 from .models import LiveSession, StopReason
@@ -88,16 +88,18 @@ class Labelled(NamedTuple):
     raw: np.ndarray
     classes: np.ndarray
     instances: np.ndarray | None
+    whole_ids: frozenset = frozenset()  # ids drawn whole (polygon, fill): ``pipeline.whole_object_ids``
 
 
-def _saved_examples(session: LiveSession, skip_image: bool) -> tuple[list, list, list, list[dict]]:
+def _saved_examples(session: LiveSession, skip_image: bool) -> tuple[list, list, list, list, list[dict]]:
     """Raw images, class and instance masks of the project's labelled train-split images (and of the
-    session's image whatever its split, unless its draft replaces it), with their provenance."""
+    session's image whatever its split, unless its draft replaces it), the ids their strokes drew whole, and
+    their provenance."""
     from labseg.ml.io import read_image
 
     anns = (Annotation.objects.filter(image__project_id=session.image.project_id, classes_png__isnull=False)
             .select_related("image").order_by("image_id"))
-    images, classes, instances, seen = [], [], [], []
+    images, classes, instances, whole, seen = [], [], [], [], []
     for ann in anns:
         if ann.image.split != Split.TRAIN and ann.image_id != session.image_id:
             continue
@@ -112,9 +114,10 @@ def _saved_examples(session: LiveSession, skip_image: bool) -> tuple[list, list,
         images.append(raw)
         classes.append(cls.astype(np.uint8))
         instances.append(inst if inst is not None and inst.any() else None)
+        whole.append(whole_object_ids(ann.strokes))
         seen.append({"id": ann.image_id, "file": ann.image.original_filename, "annotation_id": ann.pk,
                      "annotation_version": ann.version, "labelled_pixels": int((cls > 0).sum())})
-    return images, classes, instances, seen
+    return images, classes, instances, whole, seen
 
 
 def _init_and_config(session: LiveSession):
@@ -212,12 +215,12 @@ def run_session(session_id: int, worker: str) -> str:
             if cls is not None and cls.shape != raw.shape[-2:]:
                 cls = None
             if has_draft is None or bool(cls is not None) != bool(has_draft):  # the draft replaces the saved labels
-                imgs, clss, insts, seen = _saved_examples(session, skip_image=cls is not None)
+                imgs, clss, insts, whole, seen = _saved_examples(session, skip_image=cls is not None)
                 try:
                     trainer.set_data(imgs, clss, insts)
                 except ValueError as exc:
                     raise TrainingInputError(f"The saved labels cannot train the live network: {exc}.") from exc
-                labelled["saved"] = [Labelled(*x) for x in zip(imgs, clss, insts)]
+                labelled["saved"] = [Labelled(*x) for x in zip(imgs, clss, insts, whole)]
             try:
                 fits = inst is not None and inst.shape == raw.shape[-2:]
                 has_draft = trainer.set_draft(raw, cls, inst if fits else None)

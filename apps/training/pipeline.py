@@ -42,6 +42,7 @@ class Example:
     classes: np.ndarray  # uint8 (H, W), 0 unlabelled
     instances: np.ndarray | None  # (H, W) ids or None
     variant: str = "full"  # weight-cache key part: "full" or the held-out crop
+    whole_ids: frozenset = frozenset()  # instance ids drawn whole (``whole_object_ids`` of the saved strokes)
 
 
 @dataclass
@@ -96,8 +97,24 @@ def collect_examples(run: TrainingRun, worker: str) -> list[Example]:
                 f"the image size ({raw.shape[-1]}x{raw.shape[-2]}); open it and save the annotation again."
             )
         examples.append(Example(ann.image, ann, raw, classes.astype(np.uint8),
-                                None if instances is None or not instances.any() else instances))
+                                None if instances is None or not instances.any() else instances,
+                                whole_ids=whole_object_ids(ann.strokes)))
     return examples
+
+
+#: Tools that draw an object whole in instance mode: the polygon (its outline, filled) and the fill (a region up to
+#: what bounds it).
+WHOLE_TOOLS = frozenset({"polygon", "fill"})
+
+
+def whole_object_ids(strokes) -> frozenset:
+    """The instance ids the saved strokes (the annotate page's list, as stored: anything) drew whole with a polygon
+    or a fill; malformed entries are ignored. Brush strokes are judged by their masks (``painted_whole``)."""
+    if not isinstance(strokes, list):
+        return frozenset()
+    return frozenset(s["instance"] for s in strokes
+                     if isinstance(s, dict) and s.get("tool") in WHOLE_TOOLS and type(s.get("instance")) is int
+                     and 0 < s["instance"] < 2**32)
 
 
 def check_examples(examples: list[Example], num_classes: int, in_channels: int | None) -> None:
@@ -248,11 +265,13 @@ def score_holdouts(
 # --- the baselines every version is shown beside ---------------------------------------------
 def painted_radius(examples: list[Example]) -> float | None:
     """The typical object radius of the instances painted whole (None when fewer than 3 were): strokes saved
-    with ids (instance mode) are not whole objects and do not count (``labseg.ml.postprocess.painted_whole``)."""
+    with ids (instance mode) are not whole objects and do not count (``labseg.ml.postprocess.painted_whole``);
+    objects drawn with a polygon or a fill do (``whole_ids``)."""
     from labseg.ml.postprocess import painted_radius as median_painted_radius
 
     with_ids = [ex for ex in examples if ex.instances is not None]
-    return median_painted_radius([ex.instances for ex in with_ids], [ex.classes for ex in with_ids])
+    return median_painted_radius([ex.instances for ex in with_ids], [ex.classes for ex in with_ids],
+                                 [ex.whole_ids for ex in with_ids])
 
 
 def painted_split(examples: list[Example]) -> str:
@@ -289,7 +308,7 @@ def prediction_settings(examples, normalization: dict, config) -> dict:
     network learnt: ``object_radius`` (``painted_radius``), ``split`` (``painted_split``), ``intensity_gate`` and
     ``intensity_split`` (``fit_intensity``: the weights, or why each is off). A training run computes them on its
     way; a live session (``apps.live.runner``) with this, so that a kept network predicts as a trained one does.
-    ``examples``: anything with ``raw``, ``classes`` and ``instances`` (None or an id mask)."""
+    ``examples``: anything with ``raw``, ``classes``, ``instances`` (None or an id mask) and ``whole_ids``."""
     radius, split = painted_radius(examples), painted_split(examples)
     fitted = fit_intensity(examples, normalization, config, split, radius)
     return {"object_radius": radius, "split": split, "intensity_gate": fitted["gate_info"],

@@ -202,7 +202,7 @@ def object_radius(instances: np.ndarray | None = None, foreground: np.ndarray | 
 WHOLE_EDGE_SHARE = 0.25
 
 
-def painted_whole(classes: np.ndarray, instances: np.ndarray) -> np.ndarray:
+def painted_whole(classes: np.ndarray, instances: np.ndarray, whole_ids=()) -> np.ndarray:
     """``instances`` (object classes only) with the ids that were not painted whole set to 0.
 
     An object painted whole has an edge that meets what was painted around it: its outline as background, or
@@ -210,7 +210,8 @@ def painted_whole(classes: np.ndarray, instances: np.ndarray) -> np.ndarray:
     stroke as a new object) is surrounded by unlabelled pixels: its size is the brush's, not the object's, so
     it must not set the object radius. Kept: the ids with at least ``WHOLE_EDGE_SHARE`` of their edge pixels
     (a 4-neighbour outside the object; the image's border is not an edge) within one pixel (8-neighbourhood)
-    of painted background or of another id."""
+    of painted background or of another id; and the ids in ``whole_ids`` (objects the user drew whole, say with a
+    polygon, whatever was painted around them)."""
     classes, instances = np.asarray(classes), np.asarray(instances)
     if classes.shape != instances.shape:
         raise ValueError(f"classes {classes.shape} and instances {instances.shape} differ in shape")
@@ -229,15 +230,20 @@ def painted_whole(classes: np.ndarray, instances: np.ndarray) -> np.ndarray:
     whole = ndi.sum_labels(met, ids, index) >= WHOLE_EDGE_SHARE * np.maximum(edges, 1)
     keep = np.zeros(int(index.max()) + 1, bool)
     keep[index[whole & (edges > 0)]] = True
+    drawn = [int(i) for i in whole_ids if 0 < int(i) < len(keep)]
+    keep[drawn] = True
     return np.where(keep[ids], ids, 0)
 
 
-def painted_radius(instances: list[np.ndarray], classes: list[np.ndarray] | None = None) -> float | None:
+def painted_radius(instances: list[np.ndarray], classes: list[np.ndarray] | None = None,
+                   whole_ids: list | None = None) -> float | None:
     """The median inscribed radius of the objects of several instance masks; None below 3 objects. With the
-    matching ``classes``, only the objects painted whole count (``painted_whole``: not strokes saved with ids)."""
+    matching ``classes``, only the objects painted whole count (``painted_whole``: not strokes saved with ids;
+    ``whole_ids``: per mask, the ids drawn whole)."""
     radii = []
     for k, inst in enumerate(instances):
-        labels = np.asarray(inst).astype(np.int64) if classes is None else painted_whole(classes[k], inst)
+        labels = np.asarray(inst).astype(np.int64) if classes is None else painted_whole(
+            classes[k], inst, () if whole_ids is None else whole_ids[k])
         if labels.any():
             r = inscribed_radii(labels > 0, labels)
             radii.extend(r[r > 0])

@@ -382,3 +382,7 @@ def test_only_objects_painted_whole_set_the_painted_radius_not_strokes_saved_wit
     with pytest.raises(ValueError, match="differ in shape"):
         painted_whole(classes, instances[:, :10])
     assert not painted_whole(classes, -instances).any()  # negative ids (a signed TIFF) are no objects
+    # ids drawn whole (a polygon) count whatever was painted around them; ids not in the mask change nothing
+    drawn = painted_whole(classes, instances, whole_ids={10, 11, 12, 99999})
+    assert np.array_equal(drawn > 0, np.isin(instances, [1, 2, 7, 8, 10, 11, 12, 65535]))
+    assert painted_radius([instances], [classes], [{10, 11, 12}]) == pytest.approx(10.0)  # 8 objects: 4,4,4,10,..

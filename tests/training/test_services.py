@@ -2,6 +2,7 @@
 checkpoint upload validation, hold-out split and the weight-map cache."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import numpy as np
@@ -311,3 +312,16 @@ def test_fine_tuning_a_version_trained_for_fewer_classes_fails_with_advice(proje
                        match="Version 1 was trained for 2 classes .* now has 3. Train from scratch"):
         pipeline.execute_run(run.pk, "w1")
     assert run.parent_version_id == parent.pk
+
+
+def test_the_painted_radius_counts_objects_drawn_whole_not_strokes_with_ids(project):
+    ex = _example(project, 1)
+    classes = np.zeros((64, 64), np.uint8)
+    inst = np.zeros((64, 64), np.int32)
+    for k, x0 in enumerate((4, 24, 44), start=1):  # three 12x12 squares in instance mode, nothing around them
+        classes[20:32, x0:x0 + 12], inst[20:32, x0:x0 + 12] = 2, k
+    classes[50:60, :] = 1  # background painted far from them
+    plain = dataclasses.replace(ex, classes=classes, instances=inst, raw=np.zeros((1, 64, 64), np.float32))
+    assert pipeline.painted_radius([plain]) is None  # brush strokes, for all we know: not the objects' size
+    drawn = dataclasses.replace(plain, whole_ids=frozenset({1, 2, 3}))  # drawn with the polygon tool: whole
+    assert pipeline.painted_radius([drawn]) == pytest.approx(6.0)  # a 12-px square's inscribed radius, by hand
