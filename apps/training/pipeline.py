@@ -274,6 +274,23 @@ def painted_radius(examples: list[Example]) -> float | None:
                                  [ex.whole_ids for ex in with_ids])
 
 
+def painted_objects(examples: list[Example]) -> dict:
+    """How many objects were painted with ids (``with_ids``) and how many of them whole (``whole``: they set the
+    object size, ``painted_radius``; at least 3 are needed), for the page to say why the size was or was not
+    taken from them."""
+    from labseg.ml.postprocess import painted_whole
+
+    with_ids = whole = 0
+    for ex in examples:
+        if ex.instances is None:
+            continue
+        inst = np.asarray(ex.instances)
+        with_ids += len(np.unique(inst[(ex.classes >= 2) & (inst > 0)]))
+        kept = painted_whole(ex.classes, inst, ex.whole_ids)
+        whole += len(np.unique(kept[kept > 0]))
+    return {"with_ids": with_ids, "whole": whole}
+
+
 def painted_split(examples: list[Example]) -> str:
     """How touching objects are separated, from what was painted (``labseg.ml.postprocess.painted_split``):
     "boundaries" when the painted background is mostly thin lines between objects (EM membranes), else
@@ -311,8 +328,8 @@ def prediction_settings(examples, normalization: dict, config) -> dict:
     ``examples``: anything with ``raw``, ``classes``, ``instances`` (None or an id mask) and ``whole_ids``."""
     radius, split = painted_radius(examples), painted_split(examples)
     fitted = fit_intensity(examples, normalization, config, split, radius)
-    return {"object_radius": radius, "split": split, "intensity_gate": fitted["gate_info"],
-            "intensity_split": fitted["split_info"]}
+    return {"object_radius": radius, "painted_objects": painted_objects(examples), "split": split,
+            "intensity_gate": fitted["gate_info"], "intensity_split": fitted["split_info"]}
 
 
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
@@ -553,6 +570,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "torch_threads": None, "steps_done": history.get("steps"), "stop_reason": history.get("stop_reason"),
         "rounds": history.get("rounds", []),  # the second and later rounds train on self-training labels
         "object_radius": radius,  # from the painted instances; None: estimated per image when splitting
+        "painted_objects": painted_objects(train),  # ids painted, and how many whole (they set object_radius)
         "split": split,  # how touching objects are separated: "shape" (watershed) or "boundaries" (components)
         "prior_weight": history.get("prior_weight"),  # the threshold prior's weight (on for painted membranes)
         "intensity_gate": intensity["gate_info"],  # the gate predictions apply (weights, threshold), or why it is off

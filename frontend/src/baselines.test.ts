@@ -59,3 +59,18 @@ describe("split note", () => {
     expect(splitNote(undefined)).toBeNull();
   });
 });
+
+describe("size note", () => {
+  it("says what set the object size, and how to set it when strokes with ids could not", async () => {
+    const { sizeNote } = await import("./baselines");
+    expect(sizeNote({ split: "shape", object_radius: 9.04, painted_objects: { with_ids: 6, whole: 5 } }))
+      .toBe("Object size: radius 9.0 px, the median of the 5 objects painted whole; touching objects are split at that size.");
+    expect(sizeNote({ split: "shape", object_radius: null, painted_objects: { with_ids: 12, whole: 1 } }))
+      .toMatch(/^Object size: estimated from each prediction\. Of the 12 objects painted with their own id, 1 looks painted whole .*polygon or the fill, or paint their outline as background\.$/);
+    expect(sizeNote({ split: "shape", object_radius: null, painted_objects: { with_ids: 0, whole: 0 } }))
+      .toBe("Object size: estimated from each prediction (no objects painted whole).");
+    expect(sizeNote({ split: "boundaries", object_radius: null })).toBeNull();  // membranes: no watershed
+    expect(sizeNote({ split: "shape" })).toBeNull();  // a version that did not record it
+    expect(sizeNote(undefined)).toBeNull();
+  });
+});

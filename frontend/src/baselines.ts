@@ -83,6 +83,25 @@ export function comparisonBlock(c: Comparison | null | undefined, testid: string
  * lines enclose, and training learned from the threshold where it was clear), or when the watershed adds the
  * grey values (``intensity_split`` with weights) or was told not to; null for versions without either.
  */
+/** What set the size touching objects are split at (``object_radius``, ``painted_objects`` of the provenance): the
+ * objects painted whole, or an estimate from each prediction, with why and how to set it. Null for versions that
+ * did not record it and where membranes split the objects (there the size only sets the smallest object kept). */
+export function sizeNote(provenance: Record<string, unknown> | undefined): string | null {
+  if (!provenance || !("object_radius" in provenance) || provenance.split === "boundaries") return null;
+  const radius = provenance.object_radius;
+  const painted = provenance.painted_objects as { with_ids?: unknown; whole?: unknown } | undefined;
+  const whole = typeof painted?.whole === "number" ? painted.whole : null;
+  const withIds = typeof painted?.with_ids === "number" ? painted.with_ids : 0;
+  if (typeof radius === "number") {
+    return `Object size: radius ${radius.toFixed(1)} px, the median of the ${whole ?? "painted"} objects painted whole; touching objects are split at that size.`;
+  }
+  if (!withIds) return "Object size: estimated from each prediction (no objects painted whole).";
+  return `Object size: estimated from each prediction. Of the ${withIds} objects painted with their own id, ${whole ?? 0} `
+    + `${whole === 1 ? "looks" : "look"} painted whole`
+    + " (at least 3 are needed): a stroke inside an object, even in instance mode, is the brush's size, "
+    + "not the object's. To set the size, draw a few objects whole with the polygon or the fill, or paint their outline as background.";
+}
+
 export function splitNote(provenance: Record<string, unknown> | undefined): string | null {
   if (!provenance) return null;
   if (provenance.split !== "boundaries") {

@@ -55,6 +55,10 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     assert ModelVersion.objects.get(run=run).provenance["intensity_split"] == {"weights": [1.0]}
     split_note = page.locator("[data-testid=train-split-note]")
     assert split_note.inner_text().startswith("Intensity split on: where the prediction merges touching objects")
+    # plain strokes (no ids): nothing painted whole, so the object size is estimated, and the page says so
+    assert ModelVersion.objects.get(run=run).provenance["painted_objects"] == {"with_ids": 0, "whole": 0}
+    assert page.inner_text("[data-testid=train-size-note]") == ("Object size: estimated from each prediction (no "
+                                                               "objects painted whole).")
 
     # the Models page lists the new active version with its lineage and scores
     page.click("[data-testid=train-version-link]")

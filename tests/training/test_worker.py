@@ -104,6 +104,10 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     # objects painted whole, so they set no object size (estimated from the prediction) and the grey values take
     # part in the split (bright nuclei, one channel: weight +1, the normalised image itself)
     assert prov["object_radius"] is None and prov["intensity_split"] == {"weights": [1.0]}
+    _, train_inst = annotation_arrays(train_img.annotation)
+    train_cls, _ = annotation_arrays(train_img.annotation)
+    with_ids = len(np.unique(train_inst[(train_cls >= 2) & (train_inst > 0)]))  # by hand, from the saved masks
+    assert with_ids >= 3 and prov["painted_objects"]["with_ids"] == with_ids and prov["painted_objects"]["whole"] < 3
     assert ckpt["extra"]["provenance"]["intensity_split"] == prov["intensity_split"]
     from labseg.ml.metrics import f1_at_iou
     from labseg.ml.postprocess import instances_from_probs

@@ -3,7 +3,7 @@
  * progress bar, loss curve and ETA, cancel it, read its error; the project's earlier runs below.
  */
 import { api, ApiError, type Project } from "../api";
-import { comparisonBlock, gateNote, splitNote, type Comparison } from "../baselines";
+import { comparisonBlock, gateNote, sizeNote, splitNote, type Comparison } from "../baselines";
 import { drawLineChart, type Point } from "../chart";
 import { registerRoute } from "../router";
 import { addProjectNavLink, append, errorBlock, h, renderNav, showError, toast } from "../ui";
@@ -160,6 +160,7 @@ function runPanel(run: TrainingRun, canEdit: boolean, onCancel: () => void, vers
     version ? comparisonBlock(version.comparison, "train-baselines") : null,
     version && splitNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-split-note" }, splitNote(version.provenance)) : null,
     version && gateNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-gate-note" }, gateNote(version.provenance)) : null,
+    version && sizeNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-size-note" }, sizeNote(version.provenance)) : null,
     cancel);
 }
 
