@@ -66,6 +66,7 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     row.wait_for()
     assert row.locator("[data-testid=model-active]").count() == 1
     assert "Intensity gate on:" in page.inner_text("[data-testid=model-gate-note-1]")
+    assert page.inner_text("[data-testid=model-size-note-1]").startswith("Object size: estimated from each prediction")
     assert ModelVersion.objects.get(run=run).is_active
     assert page.console_errors == []
 
