@@ -263,32 +263,23 @@ def score_holdouts(
 
 
 # --- the baselines every version is shown beside ---------------------------------------------
-def painted_radius(examples: list[Example]) -> float | None:
-    """The typical object radius of the instances painted whole (None when fewer than 3 were): strokes saved
-    with ids (instance mode) are not whole objects and do not count (``labseg.ml.postprocess.painted_whole``);
-    objects drawn with a polygon or a fill do (``whole_ids``)."""
-    from labseg.ml.postprocess import painted_radius as median_painted_radius
+def painted_objects(examples: list[Example]) -> tuple[float | None, dict]:
+    """What was painted as objects, in one pass: (the typical object radius of the instances painted whole,
+    None when fewer than 3 were; ``{"with_ids": objects painted with ids, "whole": those painted whole}``, for
+    the page to say why the size was or was not taken from them). Strokes saved with ids (instance mode) are not
+    whole objects and do not count (``labseg.ml.postprocess.painted_whole``); objects drawn with a polygon or a
+    fill do (``whole_ids``)."""
+    from labseg.ml.postprocess import painted_radius as median_painted_radius, painted_whole
 
-    with_ids = [ex for ex in examples if ex.instances is not None]
-    return median_painted_radius([ex.instances for ex in with_ids], [ex.classes for ex in with_ids],
-                                 [ex.whole_ids for ex in with_ids])
-
-
-def painted_objects(examples: list[Example]) -> dict:
-    """How many objects were painted with ids (``with_ids``) and how many of them whole (``whole``: they set the
-    object size, ``painted_radius``; at least 3 are needed), for the page to say why the size was or was not
-    taken from them."""
-    from labseg.ml.postprocess import painted_whole
-
-    with_ids = whole = 0
+    kept, with_ids = [], 0
     for ex in examples:
         if ex.instances is None:
             continue
         inst = np.asarray(ex.instances)
         with_ids += len(np.unique(inst[(ex.classes >= 2) & (inst > 0)]))
-        kept = painted_whole(ex.classes, inst, ex.whole_ids)
-        whole += len(np.unique(kept[kept > 0]))
-    return {"with_ids": with_ids, "whole": whole}
+        kept.append(painted_whole(ex.classes, inst, ex.whole_ids))
+    whole = sum(len(np.unique(k[k > 0])) for k in kept)
+    return median_painted_radius(kept), {"with_ids": with_ids, "whole": whole}
 
 
 def painted_split(examples: list[Example]) -> str:
@@ -309,7 +300,7 @@ def fit_intensity(train: list[Example], normalization: dict, config, split: str,
     split by painted membranes (the membrane fill decides their edges), when objects were painted with their
     outlines, or when the threshold drops more than a tenth of some painted object class (the entry says
     which). The intensity-aware split (``fit_split_intensity``) is off when the config turns it off, on
-    painted membranes, or when objects were painted whole (``radius``, from ``painted_radius``)."""
+    painted membranes, or when objects were painted whole (``radius``, from ``painted_objects``)."""
     from labseg.ml.baselines import fit_intensity_gate, fit_split_intensity
     from labseg.ml.train import apply_normalization
 
@@ -322,13 +313,14 @@ def fit_intensity(train: list[Example], normalization: dict, config, split: str,
 
 def prediction_settings(examples, normalization: dict, config) -> dict:
     """The provenance entries a version's predictions read back (``apps.inference.runner``), from the labels its
-    network learnt: ``object_radius`` (``painted_radius``), ``split`` (``painted_split``), ``intensity_gate`` and
-    ``intensity_split`` (``fit_intensity``: the weights, or why each is off). A training run computes them on its
-    way; a live session (``apps.live.runner``) with this, so that a kept network predicts as a trained one does.
-    ``examples``: anything with ``raw``, ``classes``, ``instances`` (None or an id mask) and ``whole_ids``."""
-    radius, split = painted_radius(examples), painted_split(examples)
+    network learnt: ``object_radius`` and ``painted_objects`` (``painted_objects``), ``split``
+    (``painted_split``), ``intensity_gate`` and ``intensity_split`` (``fit_intensity``: the weights, or why each
+    is off). A training run computes them on its way; a live session (``apps.live.runner``) with this, so that a
+    kept network predicts as a trained one does. ``examples``: anything with ``raw``, ``classes``,
+    ``instances`` (None or an id mask) and ``whole_ids``."""
+    (radius, painted), split = painted_objects(examples), painted_split(examples)
     fitted = fit_intensity(examples, normalization, config, split, radius)
-    return {"object_radius": radius, "painted_objects": painted_objects(examples), "split": split,
+    return {"object_radius": radius, "painted_objects": painted, "split": split,
             "intensity_gate": fitted["gate_info"], "intensity_split": fitted["split_info"]}
 
 
@@ -518,7 +510,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         services.ProgressReporter(run_id, worker, total_steps=config.steps, max_seconds=config.max_seconds),
         run_id, worker)
     reporter.flush("Training")
-    radius, split = painted_radius(train), painted_split(train)
+    (radius, painted), split = painted_objects(train), painted_split(train)
 
     fitted: list = []  # the run's gate and split, fitted once on the first scoring (one normalisation per run)
 
@@ -570,7 +562,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "torch_threads": None, "steps_done": history.get("steps"), "stop_reason": history.get("stop_reason"),
         "rounds": history.get("rounds", []),  # the second and later rounds train on self-training labels
         "object_radius": radius,  # from the painted instances; None: estimated per image when splitting
-        "painted_objects": painted_objects(train),  # ids painted, and how many whole (they set object_radius)
+        "painted_objects": painted,  # ids painted, and how many whole (they set object_radius)
         "split": split,  # how touching objects are separated: "shape" (watershed) or "boundaries" (components)
         "prior_weight": history.get("prior_weight"),  # the threshold prior's weight (on for painted membranes)
         "intensity_gate": intensity["gate_info"],  # the gate predictions apply (weights, threshold), or why it is off

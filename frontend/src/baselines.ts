@@ -77,12 +77,6 @@ export function comparisonBlock(c: Comparison | null | undefined, testid: string
     table);
 }
 
-/**
- * How the version's objects are separated, from its training provenance (``split``, ``prior_weight``,
- * ``intensity_split``): a sentence when the painted background was membranes (the objects are what the painted
- * lines enclose, and training learned from the threshold where it was clear), or when the watershed adds the
- * grey values (``intensity_split`` with weights) or was told not to; null for versions without either.
- */
 /** What set the size touching objects are split at (``object_radius``, ``painted_objects`` of the provenance): the
  * objects painted whole, or an estimate from each prediction, with why and how to set it. Null for versions that
  * did not record it and where membranes split the objects (there the size only sets the smallest object kept). */
@@ -102,6 +96,12 @@ export function sizeNote(provenance: Record<string, unknown> | undefined): strin
     + "not the object's. To set the size, draw a few objects whole with the polygon or the fill, or paint their outline as background.";
 }
 
+/**
+ * How the version's objects are separated, from its training provenance (``split``, ``prior_weight``,
+ * ``intensity_split``): a sentence when the painted background was membranes (the objects are what the painted
+ * lines enclose, and training learned from the threshold where it was clear), or when the watershed adds the
+ * grey values (``intensity_split`` with weights) or was told not to; null for versions without either.
+ */
 export function splitNote(provenance: Record<string, unknown> | undefined): string | null {
   if (!provenance) return null;
   if (provenance.split !== "boundaries") {

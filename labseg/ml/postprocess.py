@@ -84,10 +84,7 @@ def painted_split(classes: list[np.ndarray] | np.ndarray, instances: list | np.n
         outline = ndi.binary_dilation(objects, _disk(OUTLINE_PX)) if objects.any() else objects
         if inst is not None and np.asarray(inst).shape == cls.shape and outline.any():
             ids = np.where(objects, np.asarray(inst), 0).astype(np.int64)
-            top = int(ids.max()) + 1  # not int64's max: scipy's minimum filter overflows on it (1.17)
-            hi = ndi.maximum_filter(ids, footprint=_disk(2))  # two objects within 2 px: a line between them
-            lo = ndi.minimum_filter(np.where(ids > 0, ids, top), footprint=_disk(2))
-            outline &= ~((hi > 0) & (lo < top) & (hi != lo))  # between two objects: a line, it counts
+            outline &= ~two_ids_within(ids, _disk(2))  # two objects within 2 px: a line between them, it counts
         away = bg & ~outline
         thick = ndi.binary_opening(bg, _disk(THIN_LINE_PX // 2))
         counted += int(away.sum())
@@ -197,6 +194,14 @@ def object_radius(instances: np.ndarray | None = None, foreground: np.ndarray | 
     return float(default)
 
 
+def two_ids_within(ids: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """(H, W) bool: where two different non-zero ids of ``ids`` (int64, 0 = none) lie within ``footprint``."""
+    top = int(ids.max()) + 1  # a sentinel above every id: int64's max overflows scipy's minimum filter (1.17)
+    hi = ndi.maximum_filter(ids, footprint=footprint)
+    lo = ndi.minimum_filter(np.where(ids > 0, ids, top), footprint=footprint)
+    return (hi > 0) & (lo < top) & (hi != lo)
+
+
 #: A painted instance counts as an object painted whole when at least this share of its edge touches painted
 #: background or another painted object (``painted_whole``).
 WHOLE_EDGE_SHARE = 0.25
@@ -221,10 +226,8 @@ def painted_whole(classes: np.ndarray, instances: np.ndarray, whole_ids=()) -> n
     cross, square = ndi.generate_binary_structure(2, 1), np.ones((3, 3), bool)
     edge = (ids > 0) & ((ndi.maximum_filter(ids, footprint=cross, mode="nearest") != ids)
                         | (ndi.minimum_filter(ids, footprint=cross, mode="nearest") != ids))
-    top = int(ids.max()) + 1  # a sentinel above every id (int64's max overflows scipy's minimum filter)
-    other = ndi.maximum_filter(ids, footprint=square) > ids  # a larger id within one pixel
-    other |= ndi.minimum_filter(np.where(ids > 0, ids, top), footprint=square) < ids  # a smaller one
-    met = edge & (other | ndi.binary_dilation(classes == 1, structure=square))
+    # on an object's own pixel, two ids within one pixel means another object beside it
+    met = edge & (two_ids_within(ids, square) | ndi.binary_dilation(classes == 1, structure=square))
     index = np.unique(ids[ids > 0])
     edges = ndi.sum_labels(edge, ids, index)
     whole = ndi.sum_labels(met, ids, index) >= WHOLE_EDGE_SHARE * np.maximum(edges, 1)

@@ -322,6 +322,6 @@ def test_the_painted_radius_counts_objects_drawn_whole_not_strokes_with_ids(proj
         classes[20:32, x0:x0 + 12], inst[20:32, x0:x0 + 12] = 2, k
     classes[50:60, :] = 1  # background painted far from them
     plain = dataclasses.replace(ex, classes=classes, instances=inst, raw=np.zeros((1, 64, 64), np.float32))
-    assert pipeline.painted_radius([plain]) is None  # brush strokes, for all we know: not the objects' size
+    assert pipeline.painted_objects([plain])[0] is None  # brush strokes, for all we know: not the objects' size
     drawn = dataclasses.replace(plain, whole_ids=frozenset({1, 2, 3}))  # drawn with the polygon tool: whole
-    assert pipeline.painted_radius([drawn]) == pytest.approx(6.0)  # a 12-px square's inscribed radius, by hand
+    assert pipeline.painted_objects([drawn])[0] == pytest.approx(6.0)  # a 12-px square's inscribed radius, by hand
