@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -65,20 +66,42 @@ def _overrides(args: argparse.Namespace) -> dict:
     return values
 
 
+def _object_size(diameter: float | None) -> float | None:
+    """The object radius of an ``--object-diameter`` (px, 4-1000, as the app's project setting), None when not given."""
+    if diameter is None:
+        return None
+    if not math.isfinite(diameter) or not 4.0 <= diameter <= 1000.0:
+        raise ValueError(f"--object-diameter must be between 4 and 1000 px, got {diameter}")
+    return diameter / 2.0
+
+
+def _stored_size(extra: dict, key: str) -> float | None:
+    """A radius stored with a checkpoint (``object_size``: set; ``object_radius``: of the objects painted whole),
+    None when absent or not a sane number."""
+    value = extra.get(key)
+    return float(value) if isinstance(value, (int, float)) and 2.0 <= value <= 500.0 else None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from labseg.ml.io import read_image
-    from labseg.ml.train import fit, save_checkpoint, validate_config_overrides
+    from labseg.ml.postprocess import painted_radius, painted_split
+    from labseg.ml.train import fit, save_checkpoint, sized_crops, validate_config_overrides
 
     if len(args.image) != len(args.labels):
         raise ValueError(f"give one --labels per --image ({len(args.image)} images, {len(args.labels)} masks)")
     if args.instances and len(args.instances) != len(args.image):
         raise ValueError("give one --instances per --image, or none")
-    config = validate_config_overrides(_overrides(args))
+    overrides = _overrides(args)
+    config = validate_config_overrides(overrides)
     images = [read_image(p) for p in args.image]
     classes = [_read_mask(p) for p in args.labels]
     instances = [_read_mask(p) for p in args.instances] if args.instances else None
+    painted = painted_radius(instances, classes) if instances else None
+    size = _object_size(args.object_diameter)  # the set size wins over the painted one, as in the app
+    if "tile_output" not in overrides:  # crops that hold two objects (labseg.ml.train.sized_crops)
+        config = sized_crops(config, size if size is not None else painted)
     print(f"training config: {json.dumps(config.to_dict())}", file=sys.stderr)
     bar = tqdm(total=config.steps, unit="step", disable=args.quiet, file=sys.stderr)
 
@@ -98,18 +121,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if names is not None and len(names) != model.num_classes:
         raise ValueError(f"--class-names has {len(names)} names, the model has {model.num_classes} classes")
     from labseg.ml.baselines import fit_intensity_gate, fit_split_intensity
-    from labseg.ml.postprocess import painted_radius, painted_split
     from labseg.ml.train import apply_normalization
 
     split = painted_split(classes, instances)
     normalized = [apply_normalization(im, history["normalization"]) for im in images]
     _, gate_info = fit_intensity_gate(normalized, classes, enabled=config.intensity_gate, split=split)
-    painted = painted_radius(instances, classes) if instances else None
     _, split_info = fit_split_intensity(normalized, classes, enabled=config.intensity_split, split=split,
                                         painted_radius=painted)
     save_checkpoint(args.out, model, config, history["normalization"], names, history,
                     {"images": args.image, "labels": args.labels, "instances": args.instances or [],
-                     "split": split, "intensity_gate": gate_info, "intensity_split": split_info})
+                     "split": split, "intensity_gate": gate_info, "intensity_split": split_info,
+                     "object_size": size, "object_radius": painted})
     print(f"saved {args.out}: {history['steps']} steps in {history['seconds']:.1f}s, "
           f"final loss {history['loss'][-1]:.4f} ({history['stop_reason']})", file=sys.stderr)
     return 0
@@ -151,9 +173,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         gate.apply(probs, x)
     # auto: what the training labels said (painted_split), the watershed when not recorded
     split = recorded_split(extra.get("split")) if args.split == "auto" else args.split
+    # the object size: --radius (the grey values always take part), else --object-diameter or the one the model
+    # was trained with (set: they split merged colonies only), else the radius of the objects painted whole for
+    # training (as the app's predictions), else estimated from the foreground
+    size = None if args.radius is not None else _object_size(args.object_diameter) or _stored_size(extra, "object_size")
+    radius = args.radius if args.radius is not None or size is not None else _stored_size(extra, "object_radius")
     labels = instances_from_probs(probs, fg_class=1 if probs.shape[0] == 2 else None, threshold=args.threshold,
-                                  min_size=args.min_size, radius=args.radius,
-                                  image=None if splitter is None else splitter.landscape(x), split=split)
+                                  min_size=args.min_size, radius=radius,
+                                  image=None if splitter is None else splitter.landscape(x), split=split, size=size)
     write_array(args.out, labels.astype(np.uint16) if labels.max(initial=0) < 65536 else labels)
     if args.probs:
         write_array(args.probs, probs)
@@ -179,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-seconds", dest="max_seconds", type=float, help="time budget (0 = none)")
     t.add_argument("--seed", type=int)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any TrainConfig field")
+    t.add_argument("--object-diameter", dest="object_diameter", type=float, default=None,
+                   help="typical object width in px (a round nucleus: its diameter): sizes the training crops and is "
+                        "stored for predict (default: the objects painted whole, else estimated)")
     p = sub.add_parser("predict", help="predict instance labels (and probabilities) for an image")
     p.add_argument("--model", required=True)
     p.add_argument("--image", required=True)
@@ -194,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--min-size", dest="min_size", type=int, default=None,
                    help="drop smaller objects (px; default: a fifth of the typical object's area)")
+    p.add_argument("--object-diameter", dest="object_diameter", type=float, default=None,
+                   help="typical object width in px (default: the one the model was trained with, else estimated); "
+                        "merged colonies are still split by the grey values")
     p.add_argument("--radius", type=float, default=None,
                    help="typical object radius in px for splitting (default: measured on the foreground)")
     p.add_argument("--split", choices=("auto", "shape", "boundaries"), default="auto",

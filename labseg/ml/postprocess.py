@@ -319,6 +319,7 @@ def instances_from_probs(
     smooth: float = 1.0,
     fill_holes: bool = True,
     split: str = "shape",
+    size: float | None = None,
 ) -> np.ndarray:
     """Instance labels int32 (H, W) from softmax probabilities (K, H, W) or a foreground map (H, W).
 
@@ -329,14 +330,20 @@ def instances_from_probs(
     ``radius``: typical object radius in px; None: ``object_radius`` of the foreground itself.
     ``min_size``: None: ``min_object_size(radius)``. ``split``: "shape" (the watershed) or "boundaries"
     (connected components grown over the thin predicted membrane between them: ``fill_boundaries``; see
-    ``painted_split``).
+    ``painted_split``). ``size``: the object radius the lab gave (a project setting, not measured from painted
+    objects; ``radius`` must then be None): objects are split at it, and the grey values of ``image`` still
+    take part only where the foreground is merged colonies, told by the foreground's blobs against ``size``
+    (``split_where_merged``).
     """
     _check_split(split)
+    if size is not None and radius is not None:
+        raise ValueError("give the object radius as radius (measured) or size (set), not both")
     fg = foreground_probability(probs, fg_class)
     mask = fg > threshold
     auto = radius is None and min_size is None and image is not None and split == "shape"
+    blob = object_radius(foreground=mask) if auto or (radius is None and size is None) else None
     if radius is None:
-        radius = object_radius(foreground=mask)
+        radius = float(size) if size is not None else blob
     if min_size is None:
         min_size = min_object_size(radius)
     if split == "boundaries":
@@ -345,8 +352,8 @@ def instances_from_probs(
         if fill_holes:
             mask = ndi.binary_fill_holes(mask)
         return split_where_merged(
-            lambda landscape, size: split_instances(mask, landscape, h=h, radius=radius, smooth=smooth, min_size=size,
-                                                    fill_holes=False), image, radius)
+            lambda landscape, least, r: split_instances(mask, landscape, h=h, radius=r, smooth=smooth, min_size=least,
+                                                        fill_holes=False), image, blob, size)
     return split_instances(mask, image, h=h, radius=radius, smooth=smooth, min_size=min_size,
                            fill_holes=fill_holes)
 
@@ -358,9 +365,14 @@ def instances_from_probs(
 MERGED_RATIO = 1.5
 
 
-def split_where_merged(split_with, image: np.ndarray, radius: float) -> np.ndarray:
-    """The intensity-aware split where the radius was estimated from the foreground itself: ``split_with(
-    landscape or None, min_size) -> labels`` splits the mask at that ``radius``.
+def split_where_merged(split_with, image: np.ndarray, radius: float, size: float | None = None) -> np.ndarray:
+    """The intensity-aware split where no object size was measured on painted objects: ``split_with(landscape or
+    None, min_size, radius) -> labels`` splits the mask; ``radius`` is the foreground's own median inscribed radius
+    (``object_radius``). ``size``: the object radius the lab set (``instances_from_probs``'s ``size``): the
+    foreground is merged colonies when ``radius`` is more than ``MERGED_RATIO`` times it; then the grey values
+    split it (at the colony's radius, where the grey values weigh as much as the distance to the background: at
+    the objects' own radius the distance across a colony would drown them), with debris judged at the size;
+    else the plain watershed splits at the size.
 
     The grey values (``image``, the (H, W) landscape) split the mask first. When the objects they find are
     much smaller than the foreground's own blobs (``MERGED_RATIO``), the foreground is touching objects merged
@@ -369,11 +381,15 @@ def split_where_merged(split_with, image: np.ndarray, radius: float) -> np.ndarr
     would drop every rod). Otherwise the blobs are the objects and the plain distance-transform watershed
     splits them (on the real sets the grey values over-split textured nuclei and rods that the network had
     already parted)."""
-    labels = split_with(image, 1)
+    if size is not None:
+        if radius > MERGED_RATIO * size:
+            return split_with(image, min_object_size(size), radius)
+        return split_with(None, min_object_size(size), size)
+    labels = split_with(image, 1, radius)
     split_radius = median_radius(inscribed_radii(labels > 0, labels), default=radius)
     if radius > MERGED_RATIO * split_radius:
         return remove_small(labels, min_object_size(split_radius))
-    return split_with(None, min_object_size(radius))
+    return split_with(None, min_object_size(radius), radius)
 
 
 def recorded_split(value: object) -> str:
@@ -422,7 +438,7 @@ def split_by_component(mask: np.ndarray, *, radius: float, min_size: int, margin
 
 def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, radius: float | None = None,
                        by_component: bool = False, split: str = "shape",
-                       image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       image: np.ndarray | None = None, size: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Instances of every object class: ``(instances int32 (H, W), object_class)``.
 
     ``probs``: softmax (K, H, W), channel 0 = background, channel k = the k-th object class. A pixel belongs
@@ -439,8 +455,12 @@ def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, 
     ``painted_split``). ``image``: an (H, W) intensity landscape for the watershed (``split_instances``;
     ``labseg.ml.baselines.SplitIntensity``), used by the "shape" split only: with ``radius`` None only where
     a class's foreground is merged colonies (``split_where_merged``), with a given ``radius`` always.
+    ``size``: the object radius the lab set (``instances_from_probs``): every class is split at it, with the
+    grey values only where that class's foreground is merged colonies.
     """
     _check_split(split)
+    if size is not None and radius is not None:
+        raise ValueError("give the object radius as radius (measured) or size (set), not both")
     probs = np.asarray(probs) if not isinstance(probs, np.memmap) else probs
     if probs.ndim != 3 or probs.shape[0] < 2:
         raise ValueError(f"probs must be (K >= 2, H, W), got shape {probs.shape}")
@@ -452,19 +472,20 @@ def instances_by_class(probs: np.ndarray, *, classes: np.ndarray | None = None, 
         mask = ndi.binary_fill_holes(classes == k)
         if not mask.any():
             continue
-        r = radius if radius is not None else object_radius(foreground=mask)
+        r = radius if radius is not None else size if size is not None else object_radius(foreground=mask)
         if split == "boundaries":
             labels = components(mask, min_size=min_object_size(r), fill_holes=False)
         else:
-            def split_with(landscape, size, mask=mask, r=r):
+            def split_with(landscape, least, at, mask=mask):
                 if by_component:
-                    return split_by_component(mask, radius=r, min_size=size, image=landscape)
-                return split_instances(mask, landscape, radius=r, min_size=size, fill_holes=False)
+                    return split_by_component(mask, radius=at, min_size=least, image=landscape)
+                return split_instances(mask, landscape, radius=at, min_size=least, fill_holes=False)
 
             if image is not None and radius is None:  # the grey values split merged colonies only
-                labels = split_where_merged(split_with, image, r)
+                blob = r if size is None else object_radius(foreground=mask)
+                labels = split_where_merged(split_with, image, blob, size)
             else:
-                labels = split_with(image, min_object_size(r))
+                labels = split_with(image, min_object_size(r), r)
         del mask
         n = int(labels.max())
         if n:

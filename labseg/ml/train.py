@@ -33,7 +33,7 @@ from labseg.ml.device import DEVICE_CHOICES, configure_threads, pick_device
 from labseg.ml.io import normalize
 from labseg.ml.postprocess import instances_from_probs, object_radius
 from labseg.ml.tiling import predict_tiled, reflect_index
-from labseg.ml.unet import UNet, centre_crop
+from labseg.ml.unet import UNet, centre_crop, input_size_for
 from labseg.ml.weights import BALANCE_CHOICES, weight_map
 
 CHECKPOINT_FORMAT = "labseg.unet/1"
@@ -207,6 +207,32 @@ def validate_config_overrides(overrides: dict | None, base: TrainConfig | None =
             raise ValueError(problem)
         values[key] = _coerce(key, value, str(fields[key].type))
     return TrainConfig(**values).validate()
+
+
+#: A training crop's output spans at least this many object radii: two objects side by side, with the border
+#: weights between them (``sized_crops``).
+CROP_RADII = 4
+#: The largest output side ``sized_crops`` grows a crop to (larger objects are learnt from their parts).
+SIZED_TILE_MAX = 256
+
+
+def sized_crops(config: TrainConfig, radius: float | None) -> TrainConfig:
+    """``config`` with training crops that hold the objects: where ``CROP_RADII`` object radii (``radius``, px:
+    from the objects painted whole or the project's object size) exceed ``tile_output``, the output side grows to
+    them (a multiple of 8, at most ``SIZED_TILE_MAX``) and the batch shrinks so that a step's input crops (the
+    output plus the network's context margin) cover about as many pixels as before (at least one crop), keeping
+    the time per step. Smaller objects, or None: ``config``
+    unchanged (the preset's 64-px crops hold objects up to a 16-px radius). Returns a copy; ``config`` is not
+    changed."""
+    if radius is None or not math.isfinite(radius) or CROP_RADII * radius <= config.tile_output:
+        return config
+    tile = max(config.tile_output, min(SIZED_TILE_MAX, 8 * math.ceil(CROP_RADII * radius / 8)))
+    if tile == config.tile_output:
+        return config
+    # a step's cost is the input crops' area (the output plus the network's context margin on every side)
+    before, after = input_size_for(config.tile_output, config.depth), input_size_for(tile, config.depth)
+    batch = max(1, round(config.batch_size * (before / after) ** 2))
+    return dataclasses.replace(config, tile_output=tile, batch_size=batch)
 
 
 # ----------------------------------------------------------------------------------------- data

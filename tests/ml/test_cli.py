@@ -126,3 +126,40 @@ def test_fewlabel_evaluation_runs_end_to_end_and_prints_a_table(tmp_path, capsys
         assert f"\n{method}" in out
     result = json.loads((tmp_path / "r.json").read_text())["results"][0]
     assert 0 <= result["otsu"]["f1"] <= 1 and result["unet_steps"] == 2  # self-training is off by default
+
+
+def test_an_object_diameter_sizes_the_crops_and_the_split_and_is_stored_for_predict(tmp_path):
+    from labseg.ml.postprocess import instances_from_probs
+
+    image, instances = make_nuclei((48, 56), radius=(5.0, 8.0), seed=5)
+    tifffile.imwrite(tmp_path / "a.tif", image[0])
+    Image.fromarray(scribbles(instances, 8, radius=3, seed=1)).save(tmp_path / "a_classes.png")
+    model = tmp_path / "model.pt"
+    common = ("--steps", 1, "--threads", 1, "--device", "cpu", "--quiet", "--set", "base_channels=4",
+              "--set", "depth=2")
+    done = run_cli("train", "--image", tmp_path / "a.tif", "--labels", tmp_path / "a_classes.png", "--out", model,
+                   "--object-diameter", 40, *common)
+    assert done.returncode == 0, done.stderr
+    _, ckpt = load_checkpoint(model)
+    # radius 20: crops of 4 * 20 = 80 px, batches of round(4 * (64 / 80)^2) = 3
+    assert (ckpt["train_config"]["tile_output"], ckpt["train_config"]["batch_size"]) == (80, 3)
+    assert ckpt["extra"]["object_size"] == 20.0 and ckpt["extra"]["object_radius"] is None
+    done = run_cli("predict", "--model", model, "--image", tmp_path / "a.tif", "--out", tmp_path / "l.tif",
+                   "--probs", tmp_path / "p.tif", "--no-gate", "--tile", 16, "--device", "cpu", "--threads", 1)
+    assert done.returncode == 0, done.stderr
+    probs = tifffile.imread(tmp_path / "p.tif")
+    landscape = apply_normalization(image, ckpt["normalization"])[0] * ckpt["extra"]["intensity_split"]["weights"][0]
+    assert np.array_equal(tifffile.imread(tmp_path / "l.tif"), instances_from_probs(probs, image=landscape, size=20.0))
+    # --object-diameter at predict time wins over the stored one
+    done = run_cli("predict", "--model", model, "--image", tmp_path / "a.tif", "--out", tmp_path / "m.tif",
+                   "--no-gate", "--object-diameter", 12, "--tile", 16, "--device", "cpu", "--threads", 1)
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(tifffile.imread(tmp_path / "m.tif"), instances_from_probs(probs, image=landscape, size=6.0))
+    assert not np.array_equal(tifffile.imread(tmp_path / "m.tif"), tifffile.imread(tmp_path / "l.tif"))  # it tells
+    # a given tile_output is kept; a diameter out of bounds is refused before anything is trained
+    done = run_cli("train", "--image", tmp_path / "a.tif", "--labels", tmp_path / "a_classes.png", "--out",
+                   tmp_path / "t.pt", "--object-diameter", 40, "--set", "tile_output=24", *common)
+    assert done.returncode == 0 and load_checkpoint(tmp_path / "t.pt")[1]["train_config"]["tile_output"] == 24
+    done = run_cli("train", "--image", tmp_path / "a.tif", "--labels", tmp_path / "a_classes.png", "--out",
+                   tmp_path / "n.pt", "--object-diameter", 2, *common)
+    assert done.returncode == 2 and "between 4 and 1000" in done.stderr and not (tmp_path / "n.pt").exists()

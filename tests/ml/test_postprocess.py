@@ -335,16 +335,16 @@ def test_the_grey_values_split_only_a_foreground_of_merged_colonies():
     split[2:8, 2:8], split[2:8, 8:14], split[20:23, 20:23] = 1, 2, 3
     calls = []
 
-    def split_with(landscape, size):
-        calls.append((landscape is not None, size))
+    def split_with(landscape, size, radius):
+        calls.append((landscape is not None, size, radius))
         return split if landscape is not None else np.full(split.shape, 7, np.int32)
 
     kept = split_where_merged(split_with, image=np.zeros(split.shape), radius=6.0)
-    assert MERGED_RATIO == 1.5 and calls == [(True, 1)]
+    assert MERGED_RATIO == 1.5 and calls == [(True, 1, 6.0)]
     assert sorted(np.bincount(kept.ravel())[1:].tolist()) == [36, 36]  # the 9-px square is debris
     calls.clear()
     assert (split_where_merged(split_with, image=np.zeros(split.shape), radius=4.0) == 7).all()
-    assert calls == [(True, 1), (False, min_object_size(4.0))]
+    assert calls == [(True, 1, 4.0), (False, min_object_size(4.0), 4.0)]
 
 
 def test_only_objects_painted_whole_set_the_painted_radius_not_strokes_saved_with_ids():
@@ -386,3 +386,68 @@ def test_only_objects_painted_whole_set_the_painted_radius_not_strokes_saved_wit
     drawn = painted_whole(classes, instances, whole_ids={10, 11, 12, 99999})
     assert np.array_equal(drawn > 0, np.isin(instances, [1, 2, 7, 8, 10, 11, 12, 65535]))
     assert painted_radius([instances], [classes], [{10, 11, 12}]) == pytest.approx(10.0)  # 8 objects: 4,4,4,10,..
+
+
+def rod_colony():
+    """A colony of 2 x 6 dark rods (8 x 24 px: inscribed radius 4), touching, bright seams between them: one
+    48 x 48 block of foreground (inscribed radius 24). -> (gt, image)."""
+    gt = np.zeros((80, 80), np.int32)
+    image = np.full(gt.shape, 0.6, np.float32)
+    k = 0
+    for y0 in (16, 40):
+        for x0 in range(16, 64, 8):
+            k += 1
+            gt[y0:y0 + 24, x0:x0 + 8] = k
+    image[gt > 0] = 0.1
+    image[16:64, 23:57:8] = 0.9
+    image[39:41, 16:64] = 0.9
+    return gt, image
+
+
+def test_a_set_object_size_splits_at_it_with_the_grey_values_only_in_merged_colonies():
+    from labseg.ml.postprocess import instances_by_class
+
+    gt, image = rod_colony()
+    fg = (gt > 0).astype(np.float32)
+    # the lab says rods are 8 px wide (radius 4): the 48-px block is 6x larger than that (> 1.5x), so it is a
+    # colony and the grey values split every rod
+    rods = instances_from_probs(fg, image=-image, size=4.0)
+    assert reference_f1(rods, gt) == 1.0
+    # the lab says objects are 40 px wide (radius 20): 24 < 1.5 * 20, the block is one object, split by shape alone
+    # at that radius: exactly the plain watershed at radius 20
+    big = instances_from_probs(fg, image=-image, size=20.0)
+    assert np.array_equal(big, instances_from_probs(fg, radius=20.0)) and big.max() == 1
+    # the same by class, whole and one component at a time
+    probs = np.stack([1 - fg, fg])
+    whole, _ = instances_by_class(probs, image=-image, size=4.0)
+    assert np.array_equal(whole, rods)
+    boxed, _ = instances_by_class(probs, image=-image, size=4.0, by_component=True)
+    assert reference_f1(boxed, gt) == 1.0
+    assert np.array_equal(instances_by_class(probs, image=-image, size=20.0)[0], big)
+    # round touching discs at their own size: not colonies, so the same as the plain watershed at that radius
+    pairs, bright = touching_pairs()
+    soft = ndi.gaussian_filter((pairs > 0).astype(np.float32), 1.0)
+    assert np.array_equal(instances_from_probs(soft, image=bright, size=10.0), instances_from_probs(soft, radius=10.0))
+    assert reference_f1(instances_from_probs(soft, image=bright, size=10.0), pairs) == 1.0
+    with pytest.raises(ValueError, match="not both"):
+        instances_from_probs(fg, radius=4.0, size=4.0)
+    with pytest.raises(ValueError, match="not both"):
+        instances_by_class(probs, radius=4.0, size=4.0)
+
+
+def test_a_set_size_tells_colonies_by_the_blobs_against_it_by_hand():
+    from labseg.ml.postprocess import min_object_size, split_where_merged
+
+    calls = []
+
+    def split_with(landscape, least, radius):
+        calls.append((landscape is not None, least, radius))
+        return np.ones((4, 4), np.int32)
+
+    # blobs of radius 6.1 > 1.5 * 4: merged colonies, split by the grey values at the colony's radius, debris
+    # judged at the size
+    split_where_merged(split_with, np.zeros((4, 4)), 6.1, size=4.0)
+    assert calls == [(True, min_object_size(4.0), 6.1)]
+    calls.clear()
+    split_where_merged(split_with, np.zeros((4, 4)), 6.0, size=4.0)  # not more than 1.5x: the blobs are objects
+    assert calls == [(False, min_object_size(4.0), 4.0)]
