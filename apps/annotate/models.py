@@ -9,6 +9,7 @@ import re
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.text import slugify
 
@@ -20,6 +21,8 @@ class Role(models.TextChoices):
 
 
 ROLE_RANK = {Role.VIEWER: 0, Role.ANNOTATOR: 1, Role.OWNER: 2}
+#: Bounds of a project's object diameter (px): under 4 px nothing is split; over 1000 px no training crop holds two.
+OBJECT_DIAMETER_MIN, OBJECT_DIAMETER_MAX = 4.0, 1000.0
 
 
 class Project(models.Model):
@@ -27,6 +30,12 @@ class Project(models.Model):
     description = models.TextField(blank=True, default="")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects")
     channels = models.JSONField(default=list, blank=True, help_text="Channel names, e.g. ['DAPI', 'GFP'].")
+    object_diameter = models.FloatField(
+        null=True, blank=True,
+        validators=[MinValueValidator(OBJECT_DIAMETER_MIN), MaxValueValidator(OBJECT_DIAMETER_MAX)],
+        help_text="The typical object's width in pixels across its narrowest part (a round nucleus: its diameter; a "
+                  "rod: its width). Empty: estimated from the objects painted whole, else from each prediction. "
+                  "Sets where touching objects are split and the size of the training crops.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -9,7 +9,18 @@ from rest_framework import serializers
 
 from labseg import api
 
-from .models import Annotation, AnnotationRevision, Image, LabelClass, Membership, Project, Role, Split
+from .models import (
+    OBJECT_DIAMETER_MAX,
+    OBJECT_DIAMETER_MIN,
+    Annotation,
+    AnnotationRevision,
+    Image,
+    LabelClass,
+    Membership,
+    Project,
+    Role,
+    Split,
+)
 
 
 class LabelClassSerializer(serializers.ModelSerializer):
@@ -37,8 +48,8 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "description", "channels", "owner", "classes", "my_role", "image_count",
-                  "created_at", "updated_at"]
+        fields = ["id", "name", "description", "channels", "object_diameter", "owner", "classes", "my_role",
+                  "image_count", "created_at", "updated_at"]
         read_only_fields = fields
 
     @extend_schema_field({"type": "string", "nullable": True, "description": "owner, annotator or viewer"})
@@ -53,18 +64,28 @@ class ProjectSerializer(serializers.ModelSerializer):
         return obj.images.count() if count is None else count
 
 
+def object_diameter_field() -> serializers.FloatField:
+    return serializers.FloatField(
+        required=False, allow_null=True, min_value=OBJECT_DIAMETER_MIN, max_value=OBJECT_DIAMETER_MAX,
+        help_text="The typical object's width in px across its narrowest part (a round nucleus: its diameter; a "
+                  "rod: its width); null: estimated from the objects painted whole, else from each prediction. Sets "
+                  "where touching objects are split and the training crop size.")
+
+
 class ProjectCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     channels = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
     classes = ClassInputSerializer(many=True, required=False, default=list,
                                    help_text="Object classes; they get indices 2, 3, ... (1 is background).")
+    object_diameter = object_diameter_field()
 
 
 class ProjectUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
     channels = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    object_diameter = object_diameter_field()
 
 
 class MemberSerializer(serializers.ModelSerializer):

@@ -64,9 +64,10 @@ def _check_class_name(name: Any) -> str:
 
 @transaction.atomic
 def create_project(*, user, name: str, description: str = "", channels: list | None = None,
-                   classes: Iterable[dict] | None = None) -> Project:
+                   classes: Iterable[dict] | None = None, object_diameter: float | None = None) -> Project:
     """New project owned by ``user``: class 1 'background' automatically, ``classes`` get 2, 3, ..."""
-    project = Project.objects.create(name=name, description=description or "", owner=user, channels=channels or [])
+    project = Project.objects.create(name=name, description=description or "", owner=user, channels=channels or [],
+                                     object_diameter=object_diameter)
     Membership.objects.create(project=project, user=user, role=Role.OWNER)
     LabelClass.objects.create(project=project, index=LabelClass.BACKGROUND, name="background", color=BACKGROUND_COLOR)
     seen = {"background"}
@@ -90,10 +91,11 @@ def update_project(*, user, project_id: int, **fields) -> Project:
         if have is not None and len(fields["channels"]) != have:
             raise ValidationError({"channels": f"the project's images have {have} channel(s): give {have} "
                                                f"name(s), not {len(fields['channels'])}"})
-    for key in ("name", "description", "channels"):
-        if key in fields:
-            setattr(project, key, fields[key])
-    project.save()
+    changed = [key for key in ("name", "description", "channels", "object_diameter") if key in fields]
+    for key in changed:
+        setattr(project, key, fields[key])
+    # only the fields given: an owner saving the object size does not write back a name another owner just changed
+    project.save(update_fields=[*changed, "updated_at"])
     return project
 
 

@@ -59,9 +59,14 @@ class LoadedModel:
     class_names: list = field(default_factory=list)
     tile_output: int | None = None  # None: the ML core's default per device (256 CPU, 512 CUDA)
     object_radius: float | None = None  # from the painted objects of the training run; None: estimated
+    object_size: float | None = None  # the radius the project set for the run (wins over object_radius)
     split: str = "shape"  # how the training run's labels say touching objects part (``painted_split``)
     gate: object | None = None  # the training run's intensity gate (``labseg.ml.baselines.IntensityGate``)
     splitter: object | None = None  # its intensity-aware split (``labseg.ml.baselines.SplitIntensity``)
+
+    def sizes(self) -> tuple[float | None, float | None]:
+        """``(radius, size)`` for ``instances_of``: the size the project set wins over the painted radius."""
+        return (None, self.object_size) if self.object_size is not None else (self.object_radius, None)
 
 
 _cache: dict[tuple[int, str], LoadedModel] = {}
@@ -95,8 +100,8 @@ def load_model(version: ModelVersion) -> LoadedModel:
         model=model.to(device).eval(), in_channels=int(model.in_channels), num_classes=int(model.num_classes),
         normalization=dict(checkpoint.get("normalization") or {}),
         class_names=list(checkpoint.get("class_names") or []),
-        object_radius=_painted_radius(checkpoint), split=_painted_split(checkpoint), gate=_gate(checkpoint),
-        splitter=_splitter(checkpoint),
+        object_radius=_painted_radius(checkpoint), object_size=_set_size(checkpoint), split=_painted_split(checkpoint),
+        gate=_gate(checkpoint), splitter=_splitter(checkpoint),
     )
     with _cache_lock:
         while len(_cache) >= _CACHE_SIZE:
@@ -133,7 +138,16 @@ def _splitter(checkpoint: dict):
 
 def _painted_radius(checkpoint: dict) -> float | None:
     """The typical object radius the training run measured on painted instances (None when unknown)."""
-    value = _provenance(checkpoint).get("object_radius")
+    return _radius(_provenance(checkpoint).get("object_radius"))
+
+
+def _set_size(checkpoint: dict) -> float | None:
+    """The object radius the project set for the training run (None: unset, or a version trained before)."""
+    return _radius(_provenance(checkpoint).get("object_size"))
+
+
+def _radius(value) -> float | None:
+    """A stored radius (outside data: an uploaded checkpoint's provenance), None unless a number in 1..10000."""
     try:
         return float(value) if value is not None and 1.0 <= float(value) <= 10_000 else None
     except (TypeError, ValueError):
@@ -266,8 +280,9 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
             landscape = loaded.splitter.landscape(image, out=out)
         del image
         classes = classes_from_probs(probs)
-        instances, object_class = instances_of(probs, loaded.object_radius, classes=classes, split=loaded.split,
-                                               image=landscape)
+        radius, size = loaded.sizes()
+        instances, object_class = instances_of(probs, radius, classes=classes, split=loaded.split, image=landscape,
+                                               size=size)
         paint_objects(classes, instances, object_class)
         files = {
             "classes.png": encode_png(classes),
@@ -338,7 +353,8 @@ def review_of(instances: np.ndarray, object_class: np.ndarray, loaded: LoadedMod
     if membranes and painted is None:
         return {"skipped": "objects are split by painted membranes, so their shape says nothing about merges, "
                            "and this image has no painted objects to compare with"}
-    return suspect_merges(instances, radius=loaded.object_radius, groups=object_class, painted=painted,
+    radius = loaded.object_size if loaded.object_size is not None else loaded.object_radius
+    return suspect_merges(instances, radius=radius, groups=object_class, painted=painted,
                           by_shape=not membranes)
 
 
@@ -360,7 +376,8 @@ def name_counts(project, per_class: dict[str, int]) -> dict[str, int]:
 
 
 def instances_of(probs: np.ndarray, radius: float | None = None, classes: np.ndarray | None = None,
-                 split: str = "shape", image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 split: str = "shape", image: np.ndarray | None = None,
+                 size: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(instances int32 (H, W), object_class)`` of every object class
     (``labseg.ml.postprocess.instances_by_class``): each pixel goes to its argmax class, each object class is
     split on its own (holes filled, touching objects split by a distance-transform watershed scaled to the
@@ -373,19 +390,22 @@ def instances_of(probs: np.ndarray, radius: float | None = None, classes: np.nda
     (``fill_boundaries``). Above ``MEMMAP_PIXELS`` the splitting runs per connected component
     (``instances_by_component``), so memory is a few bytes per pixel instead of ~100 (distance transforms,
     h-maxima, watershed of the whole image at once); there membranes are not filled (a whole-image watershed).
-    ``image``: the version's intensity landscape (``SplitIntensity.landscape``) added to the watershed's."""
+    ``image``: the version's intensity landscape (``SplitIntensity.landscape``) added to the watershed's.
+    ``size``: the object radius the project set (``radius`` then None): objects are split at it, the grey values
+    only in merged colonies."""
     from labseg.ml.postprocess import instances_by_class
 
     if probs.shape[1] * probs.shape[2] > MEMMAP_PIXELS:
-        return instances_by_component(probs, radius=radius, classes=classes, split=split, image=image)
+        return instances_by_component(probs, radius=radius, classes=classes, split=split, image=image, size=size)
     if classes is None:
-        return instances_by_class(probs, radius=radius, split=split, image=image)
+        return instances_by_class(probs, radius=radius, split=split, image=image, size=size)
     with _as_channels(classes) as channels:
-        return instances_by_class(probs, classes=channels, radius=radius, split=split, image=image)
+        return instances_by_class(probs, classes=channels, radius=radius, split=split, image=image, size=size)
 
 
 def instances_by_component(probs: np.ndarray, radius: float | None = None, classes: np.ndarray | None = None,
-                           split: str = "shape", image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                           split: str = "shape", image: np.ndarray | None = None,
+                           size: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``instances_of`` computed one 4-connected component of each class at a time
     (``instances_by_class(by_component=True)``): the same partition into objects as the whole-image call, in
     the memory of one component's box (with an intensity ``image``, its grey values are scaled per box, not
@@ -397,7 +417,7 @@ def instances_by_component(probs: np.ndarray, radius: float | None = None, class
         classes = classes_from_probs(probs)
     with _as_channels(classes) as channels:
         return instances_by_class(probs, classes=channels, radius=radius, by_component=True, split=split,
-                                  image=image)
+                                  image=image, size=size)
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from PIL import Image as PILImage
 from apps.annotate.masks import annotation_arrays, decode_mask
 from apps.annotate.models import Annotation, Split
 from apps.training import services as training
-from apps.training.pipeline import prediction_settings, resolve_device, whole_object_ids
+from apps.training.pipeline import prediction_settings, project_size, resolve_device, whole_object_ids
 
 from . import services
 from .models import LiveSession, StopReason
@@ -156,6 +156,7 @@ def run_session(session_id: int, worker: str) -> str:
                   "parent" if init else "scratch")
     config.device = str(device)
     num_classes = max(2, training.project_num_classes(project))
+    size = project_size(project)  # as the session starts: a kept version splits at it, as a run's does
     services.beat(session_id, worker)
     raw = read_image(image.file.path)
     pixels = normalize(raw, config.norm_low, config.norm_high)
@@ -183,7 +184,7 @@ def run_session(session_id: int, worker: str) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         if labelled["changed"]:  # what a kept version's predictions take from these labels, as a run's do
             labelled["settings"] = prediction_settings(labelled["saved"] + labelled["draft"],
-                                                       trainer.normalization, config)
+                                                       trainer.normalization, config, size)
             labelled["gate"] = IntensityGate.from_dict(labelled["settings"]["intensity_gate"])
             labelled["changed"] = False
         provenance = {"images": seen, "draft": draft_seen, "steps": trainer.steps, "device": str(device),

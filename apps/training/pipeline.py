@@ -199,13 +199,15 @@ def cached_weight_map(ex: Example, w0: float, sigma: float, balance: str | None 
 
 # --- validation ------------------------------------------------------------------------------
 def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile=None, radius: float | None = None,
-                    split: str = "shape", gate=None, splitter=None) -> tuple[np.ndarray, np.ndarray | None]:
+                    split: str = "shape", gate=None, splitter=None,
+                    size: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image.
 
     ``on_tile(done, total)`` is called after each tile (heartbeat + cancel check on large images).
     ``radius``: the typical object radius for splitting (None: estimated from the foreground); ``split``:
     how touching objects are separated (``painted_split``); ``gate``: the run's intensity gate, ``splitter``: its
-    intensity-aware split (both from ``fit_intensity``), applied as predictions of the version apply them.
+    intensity-aware split (both from ``fit_intensity``), applied as predictions of the version apply them;
+    ``size``: the object radius the project sets (``project_size``; ``radius`` is then None).
     """
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization
@@ -223,7 +225,8 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile
     if instances_by_class is not None and probs.shape[0] >= 2:
         # objects of every class, each class split on its own (as predictions are: apps.inference.runner)
         landscape = None if splitter is None else splitter.landscape(pixels)
-        instances, _ = instances_by_class(probs, classes=classes - 1, radius=radius, split=split, image=landscape)
+        instances, _ = instances_by_class(probs, classes=classes - 1, radius=radius, split=split, image=landscape,
+                                          size=size)
     return classes, instances
 
 
@@ -282,6 +285,13 @@ def painted_objects(examples: list[Example]) -> tuple[float | None, dict]:
     return median_painted_radius(kept), {"with_ids": with_ids, "whole": whole}
 
 
+def project_size(project) -> float | None:
+    """The object radius (px) the project sets: half its ``object_diameter`` (the lab's typical object width);
+    None when unset (the size then comes from the objects painted whole, else from each prediction)."""
+    diameter = getattr(project, "object_diameter", None)
+    return None if diameter is None else float(diameter) / 2.0
+
+
 def painted_split(examples: list[Example]) -> str:
     """How touching objects are separated, from what was painted (``labseg.ml.postprocess.painted_split``):
     "boundaries" when the painted background is mostly thin lines between objects (EM membranes), else
@@ -311,21 +321,23 @@ def fit_intensity(train: list[Example], normalization: dict, config, split: str,
     return {"gate": gate, "gate_info": gate_info, "splitter": splitter, "split_info": split_info}
 
 
-def prediction_settings(examples, normalization: dict, config) -> dict:
+def prediction_settings(examples, normalization: dict, config, size: float | None = None) -> dict:
     """The provenance entries a version's predictions read back (``apps.inference.runner``), from the labels its
-    network learnt: ``object_radius`` and ``painted_objects`` (``painted_objects``), ``split``
+    network learnt: ``object_radius`` and ``painted_objects`` (``painted_objects``), ``object_size`` (``size``,
+    the radius the project sets: ``project_size``), ``split``
     (``painted_split``), ``intensity_gate`` and ``intensity_split`` (``fit_intensity``: the weights, or why each
     is off). A training run computes them on its way; a live session (``apps.live.runner``) with this, so that a
     kept network predicts as a trained one does. ``examples``: anything with ``raw``, ``classes``,
     ``instances`` (None or an id mask) and ``whole_ids``."""
     (radius, painted), split = painted_objects(examples), painted_split(examples)
     fitted = fit_intensity(examples, normalization, config, split, radius)
-    return {"object_radius": radius, "painted_objects": painted, "split": split,
+    return {"object_radius": radius, "painted_objects": painted, "object_size": size, "split": split,
             "intensity_gate": fitted["gate_info"], "intensity_split": fitted["split_info"]}
 
 
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
-                    beat, split: str = "shape", splitter=None) -> tuple[list[services.ImageScores], dict]:
+                    beat, split: str = "shape", splitter=None,
+                    size: float | None = None) -> tuple[list[services.ImageScores], dict]:
     """Fit the threshold and forest baselines on the run's training labels and score them on the run's
     held-out labels, exactly as the U-Net is scored (the same split: ``splitter``, the run's intensity-aware
     split, or None). Returns (scores, what was fitted, for provenance).
@@ -362,7 +374,7 @@ def score_baselines(train: list[Example], holdouts: list[Holdout], config, radiu
             x = held[id(raw)] if id(raw) in held else norm(raw)
             classes, fg = model.predict(x)
             landscape = None if splitter is None else splitter.landscape(x)
-            return classes, instances_from_probs(fg, radius=radius, split=split, image=landscape)
+            return classes, instances_from_probs(fg, radius=radius, split=split, image=landscape, size=size)
 
         scores += score_holdouts(predict, holdouts, beat, method)
         info[str(method)] = ({"threshold": model.threshold, "weights": [float(w) for w in model.weights]}
@@ -460,7 +472,7 @@ def _fit_with_oom_fallback(fit, examples: list[Example], weights: list[np.ndarra
 
 def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     """Train the claimed run ``run_id`` and store its version; raises TrainingError / RunStopped."""
-    from labseg.ml.train import fit, save_checkpoint, validate_config_overrides
+    from labseg.ml.train import fit, save_checkpoint, sized_crops, validate_config_overrides
 
     started = time.monotonic()
     run = TrainingRun.objects.select_related("project", "parent_version").get(pk=run_id)
@@ -511,6 +523,11 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         run_id, worker)
     reporter.flush("Training")
     (radius, painted), split = painted_objects(train), painted_split(train)
+    # the project's object size, when set, wins over the painted one: objects are split at it, and it sizes the crops
+    size = project_size(project)
+    split_radius = None if size is not None else radius
+    if "tile_output" not in (run.config or {}):
+        config = sized_crops(config, size if size is not None else radius)
 
     fitted: list = []  # the run's gate and split, fitted once on the first scoring (one normalisation per run)
 
@@ -526,8 +543,8 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
             reporter.flush(f"Scoring the validation labels after round {number} of {of}")
             now = intensity_for(history["normalization"])
             reporter.set_validation(number, score_holdouts(
-                lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius,
-                                                     split, now["gate"], now["splitter"]),
+                lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile,
+                                                     split_radius, split, now["gate"], now["splitter"], size),
                 holdouts, beat))
 
     model, history = _fit_with_oom_fallback(fit, train, weights, config, init, reporter, score_round)
@@ -537,13 +554,13 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     intensity = intensity_for(history["normalization"])
 
     scores = score_holdouts(
-        lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, radius, split,
-                                             intensity["gate"], intensity["splitter"]),
+        lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, split_radius,
+                                             split, intensity["gate"], intensity["splitter"], size),
         holdouts, beat)
     if reporter.rounds:
         reporter.set_validation(reporter.rounds[-1]["round"], scores)
-    baseline_scores, baselines = score_baselines(train, holdouts, config, radius, beat, split,
-                                                 intensity["splitter"])
+    baseline_scores, baselines = score_baselines(train, holdouts, config, split_radius, beat, split,
+                                                 intensity["splitter"], size)
     scores += baseline_scores
     class_names = dict(project.label_classes.values_list("index", "name"))
     names = [class_names.get(k, f"class {k}") for k in range(1, config.num_classes + 1)]
@@ -563,6 +580,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "rounds": history.get("rounds", []),  # the second and later rounds train on self-training labels
         "object_radius": radius,  # from the painted instances; None: estimated per image when splitting
         "painted_objects": painted,  # ids painted, and how many whole (they set object_radius)
+        "object_size": size,  # the radius the project's object diameter sets (wins over object_radius); None: unset
         "split": split,  # how touching objects are separated: "shape" (watershed) or "boundaries" (components)
         "prior_weight": history.get("prior_weight"),  # the threshold prior's weight (on for painted membranes)
         "intensity_gate": intensity["gate_info"],  # the gate predictions apply (weights, threshold), or why it is off

@@ -76,3 +76,43 @@ def test_project_patch_and_delete(client_for, owner, project, django_capture_on_
         assert c.delete(f"/api/v1/projects/{project.pk}/").status_code == 204
     assert not Project.objects.filter(pk=project.pk).exists()
     assert c.get(f"/api/v1/projects/{project.pk}/").status_code == 404
+
+
+def test_owner_sets_and_clears_the_object_diameter_within_bounds(client_for, owner, annotator, project):
+    c = client_for(owner)
+    url = f"/api/v1/projects/{project.pk}/"
+    assert c.get(url).json()["object_diameter"] is None  # unset: measured from what is painted
+    r = c.patch(url, {"object_diameter": 24.5}, format="json")
+    assert r.status_code == 200 and r.json()["object_diameter"] == 24.5
+    project.refresh_from_db()
+    assert project.object_diameter == 24.5
+    # out of bounds, not a number, NaN / infinity: 400 naming the field, the stored value unchanged
+    for bad in (3.9, 1000.5, "wide", "NaN", "Infinity", "1e400", [24]):
+        r = c.patch(url, {"object_diameter": bad}, format="json")
+        assert r.status_code == 400 and "object_diameter" in str(r.json()), (bad, r.json())
+    project.refresh_from_db()
+    assert project.object_diameter == 24.5
+    # an annotator reads it but may not change it
+    a = client_for(annotator)
+    assert a.get(url).json()["object_diameter"] == 24.5
+    assert a.patch(url, {"object_diameter": 10}, format="json").status_code == 403
+    # another field's patch leaves it alone; null clears it
+    assert c.patch(url, {"name": "Renamed"}, format="json").json()["object_diameter"] == 24.5
+    r = c.patch(url, {"object_diameter": None}, format="json")
+    assert r.status_code == 200 and r.json()["object_diameter"] is None and r.json()["name"] == "Renamed"
+    # set when the project is created
+    r = c.post("/api/v1/projects/", {"name": "Rods", "object_diameter": 8}, format="json")
+    assert r.status_code == 201 and r.json()["object_diameter"] == 8.0
+
+
+def test_a_patch_writes_only_its_own_fields(owner, project, monkeypatch):
+    """Two owners saving different fields at once: the later save, holding the row as it was loaded before the
+    earlier one landed, writes only what it was given, so it does not put back the name the other replaced."""
+    from apps.annotate import services
+
+    stale = Project.objects.get(pk=project.pk)  # loaded by the second request ...
+    Project.objects.filter(pk=project.pk).update(name="Renamed")  # ... before the first request's save landed
+    monkeypatch.setattr(services, "get_project_for", lambda *args, **kwargs: stale)
+    services.update_project(user=owner, project_id=project.pk, object_diameter=14.0)
+    project.refresh_from_db()
+    assert (project.name, project.object_diameter) == ("Renamed", 14.0)

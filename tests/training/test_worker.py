@@ -217,3 +217,47 @@ def test_killed_worker_run_is_requeued_once_and_a_second_worker_does_not_run_it_
         app.control.add_consumer("gpu", destination=[shared], reply=True)
         if second is not None:
             second.stop()
+
+
+def test_the_projects_object_size_sizes_the_crops_and_splits_the_versions_objects(
+    celery_worker, client_for, project, annotator, owner
+):
+    import numpy as np
+
+    from apps.annotate.masks import annotation_arrays
+    from apps.inference.runner import load_model
+    from labseg.ml.io import read_image
+    from labseg.ml.metrics import f1_at_iou
+    from labseg.ml.postprocess import instances_from_probs
+    from labseg.ml.tiling import predict_tiled
+    from labseg.ml.train import apply_normalization, load_checkpoint
+
+    r = client_for(owner).patch(f"/api/v1/projects/{project.pk}/", {"object_diameter": 48}, format="json")
+    assert r.status_code == 200
+    c = client_for(annotator)
+    add_image(project, seed=1, client=c)
+    val_img = add_image(project, seed=2, split="validation", dense=True, client=c)
+    # the preset's 64-px crops in batches of 4; no gate, so the check by hand below needs only the split
+    config = {**{k: v for k, v in TINY.items() if k not in ("tile_output", "batch_size")}, "intensity_gate": False}
+    run = wait_final(start(c, project, config=config))
+    assert run.status == RunStatus.SUCCEEDED, (run.error, celery_worker.log_text()[-3000:])
+    version = ModelVersion.objects.get(run=run)
+    # radius 24: crops of 4 * 24 = 96 px, batches of round(4 * (64 / 96)^2) = 2 (the same pixels per step)
+    assert (version.config["tile_output"], version.config["batch_size"]) == (96, 2)
+    assert version.provenance["object_size"] == 24.0
+    loaded = load_model(version)
+    assert loaded.object_size == 24.0 and loaded.sizes() == (None, 24.0)
+    # the stored validation F1, recomputed by hand: the version's objects split at the set size
+    model, ckpt = load_checkpoint(version.checkpoint.path)
+    x = apply_normalization(read_image(val_img.file.path), ckpt["normalization"])
+    fg = (np.argmax(predict_tiled(model, x), axis=0) >= 1).astype(np.float32)
+    splitter = version.provenance["intensity_split"]
+    image = x[0] * splitter["weights"][0] if "weights" in splitter else None
+    gt, gt_inst = annotation_arrays(val_img.annotation)
+    truth = np.where(gt >= 2, gt_inst, 0)
+    by_size = f1_at_iou(instances_from_probs(fg, image=image, size=24.0), truth, 0.5)
+    estimated = f1_at_iou(instances_from_probs(fg, image=image), truth, 0.5)
+    assert by_size[2] != estimated[2]  # the size makes a difference here (5 vs 8 objects), so the check below can fail
+    row = version.metric_scores.get(image=val_img, name="f1_iou50", method="unet")
+    assert row.value == pytest.approx(by_size[0], abs=1e-6)
+    assert (row.details["tp"], row.details["fp"], row.details["fn"]) == tuple(by_size[1:])
