@@ -151,6 +151,8 @@ export interface Project {
   my_role?: string | null;
   owner?: string;
   channels?: string[];
+  /** The typical object's width in px (diameter of a round one); null: estimated from what is painted. */
+  object_diameter?: number | null;
   image_count?: number;
 }
 export interface ImageInfo {

@@ -72,5 +72,14 @@ describe("size note", () => {
     expect(sizeNote({ split: "boundaries", object_radius: null })).toBeNull();  // membranes: no watershed
     expect(sizeNote({ split: "shape" })).toBeNull();  // a version that did not record it
     expect(sizeNote(undefined)).toBeNull();
+    // the project's object diameter wins; painted objects that disagree by more than 1.5x are pointed out
+    expect(sizeNote({ split: "shape", object_size: 12, object_radius: null, painted_objects: { with_ids: 0, whole: 0 } }))
+      .toBe("Object size: diameter 24.0 px, set on the project page; touching objects are split at that size.");
+    expect(sizeNote({ split: "shape", object_size: 12, object_radius: 13, painted_objects: { with_ids: 4, whole: 4 } }))
+      .toBe("Object size: diameter 24.0 px, set on the project page; touching objects are split at that size. "
+        + "The 4 objects painted whole measure a diameter of 26.0 px.");
+    expect(sizeNote({ split: "shape", object_size: 5, object_radius: 13, painted_objects: { with_ids: 4, whole: 4 } }))
+      .toContain("measure a diameter of 26.0 px: check the project's setting.");
+    expect(sizeNote({ split: "boundaries", object_size: 5, object_radius: null })).toBeNull();
   });
 });

@@ -77,15 +77,23 @@ export function comparisonBlock(c: Comparison | null | undefined, testid: string
     table);
 }
 
-/** What set the size touching objects are split at (``object_radius``, ``painted_objects`` of the provenance): the
- * objects painted whole, or an estimate from each prediction, with why and how to set it. Null for versions that
- * did not record it and where membranes split the objects (there the size only sets the smallest object kept). */
+/** What set the size touching objects are split at (``object_size``, ``object_radius``, ``painted_objects`` of the
+ * provenance): the project's object diameter, the objects painted whole, or an estimate from each prediction, with
+ * why and how to set it. Null for versions that did not record it and where membranes split the objects (there the
+ * size only sets the smallest object kept). */
 export function sizeNote(provenance: Record<string, unknown> | undefined): string | null {
   if (!provenance || !("object_radius" in provenance) || provenance.split === "boundaries") return null;
   const radius = provenance.object_radius;
   const painted = provenance.painted_objects as { with_ids?: unknown; whole?: unknown } | undefined;
   const whole = typeof painted?.whole === "number" ? painted.whole : null;
   const withIds = typeof painted?.with_ids === "number" ? painted.with_ids : 0;
+  const set = provenance.object_size;
+  if (typeof set === "number") {
+    const measured = typeof radius === "number"
+      ? ` The ${whole !== null ? `${whole} ` : ""}objects painted whole measure a diameter of ${(2 * radius).toFixed(1)} px${Math.max(radius / set, set / radius) > 1.5 ? ": check the project's setting" : ""}.`
+      : "";
+    return `Object size: diameter ${(2 * set).toFixed(1)} px, set on the project page; touching objects are split at that size.${measured}`;
+  }
   if (typeof radius === "number") {
     return `Object size: radius ${radius.toFixed(1)} px, the median of the ${whole ?? "painted"} objects painted whole; touching objects are split at that size.`;
   }

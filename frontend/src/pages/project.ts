@@ -84,6 +84,7 @@ async function renderProject(root: HTMLElement, params: Record<string, string>):
     canEdit ? uploader(pid, load) : null,
     h("div", { class: "filters" }, "Show ", split, " ", status, " ", search),
     grid,
+    objectSize(pid, project, project.my_role === "owner"),
     project.my_role === "owner" ? members(pid) : null,
   );
   imageGridHooks.run({ projectId: pid, grid, onDraw: (fn) => drawn.push(fn) }, (err, name) => showError(err, `The image-grid extension "${name}" failed`));
@@ -202,6 +203,51 @@ async function uploadAll(pid: string, files: File[], box: HTMLElement): Promise<
   summary.textContent = `Done: ${ok} stored, ${failed} failed.`;
   summary.dataset.done = "true";
   if (failed) toast(`${failed} file(s) could not be stored: see the list.`, "error");
+}
+
+/** What the project's object size setting says: the diameter set, or how the size is found without it. */
+export function objectSizeText(diameter: number | null | undefined): string {
+  return typeof diameter === "number"
+    ? `Set: ${diameter} px. Touching objects are split at this size and training crops hold at least two objects.`
+    : "Not set: the size comes from the objects painted whole (3 or more), else it is estimated from each prediction.";
+}
+
+/** The object size panel: owners set the typical object diameter (px) or clear it; members see it. It applies to
+ * training runs and live sessions started afterwards: versions trained already keep the size they were trained with. */
+function objectSize(pid: string, project: Project, isOwner: boolean): HTMLElement {
+  const status = h("p", { class: "muted", "data-testid": "object-diameter-status" }, objectSizeText(project.object_diameter));
+  const panel = h("section", { class: "panel", "data-testid": "object-size" }, h("h2", {}, "Object size"), status);
+  if (!isOwner) return panel;
+  const input = h("input", { type: "number", min: "4", max: "1000", step: "0.5", placeholder: "not set",
+    value: project.object_diameter == null ? "" : String(project.object_diameter),
+    "data-testid": "object-diameter", "aria-label": "object diameter in pixels" });
+  const save = async (value: number | null) => {
+    try {
+      const updated = await api.patch<Project>(`/projects/${pid}/`, { object_diameter: value });
+      project.object_diameter = updated.object_diameter;
+      input.value = updated.object_diameter == null ? "" : String(updated.object_diameter);
+      status.textContent = objectSizeText(updated.object_diameter);
+      toast(value === null ? "Object size cleared: it is estimated again." : `Object size set to ${updated.object_diameter} px.`, "ok");
+    } catch (err) {
+      showError(err, "Could not save the object size");
+    }
+  };
+  // novalidate: an out-of-range value gets the server's message in a toast, like every other error on the page
+  const form = h("form", { novalidate: true }, h("label", {}, "Typical object diameter (px) ", input), " ",
+    h("button", { type: "submit", "data-testid": "object-diameter-save" }, "Save"), " ",
+    h("button", { type: "button", class: "link", "data-testid": "object-diameter-clear", onclick: () => void save(null) }, "clear"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (input.validity.badInput) {  // typed text that is not a number reads as "": it must not clear the setting
+      toast("The object diameter must be a number of pixels (or empty, with clear).", "error");
+      return;
+    }
+    void save(input.value.trim() === "" ? null : Number(input.value));
+  });
+  panel.append(form, h("p", { class: "muted" },
+    "The width across an object's narrowest part: a round nucleus's diameter, a rod's width. Leave it empty to let LabSeg "
+    + "measure it. It applies to the next training run and live session; versions trained already keep theirs."));
+  return panel;
 }
 
 function members(pid: string): HTMLElement {

@@ -76,7 +76,7 @@ function parentOptions(versions: ModelVersion[]): HTMLOptionElement[] {
   ];
 }
 
-function startForm(pid: string, versions: ModelVersion[], onStarted: (run: TrainingRun) => void): { el: HTMLElement; setVersions: (v: ModelVersion[]) => void } {
+function startForm(pid: string, project: Project, versions: ModelVersion[], onStarted: (run: TrainingRun) => void): { el: HTMLElement; setVersions: (v: ModelVersion[]) => void } {
   const steps = h("input", { type: "number", min: "1", value: "800", "data-testid": "train-steps" });
   const minutes = h("input", { type: "number", min: "0.1", step: "0.5", value: "5", "data-testid": "train-minutes" });
   const selfTraining = h("input", { type: "checkbox", checked: false, "data-testid": "train-self-training" });
@@ -123,7 +123,12 @@ function startForm(pid: string, versions: ModelVersion[], onStarted: (run: Train
       gate, " intensity gate"), " ",
     h("label", { title: "Where the prediction merges touching objects into colonies much larger than the objects (rods side by side), the watershed that splits them adds the grey values, projected so objects are bright (dark rods in phase contrast are inverted): a bright or dim line between two objects becomes a border. Not used when your background strokes are membranes or when you painted whole objects (their size sets the split). Untick it to split by shape alone." },
       intensitySplit, " intensity split"), " ", button,
-    h("p", { class: "muted" }, "Self-training adds a round: the model labels the unlabelled pixels itself and trains the same number of steps again, so a run of 150 steps a round with self-training counts 300 steps."));
+    h("p", { class: "muted" }, "Self-training adds a round: the model labels the unlabelled pixels itself and trains the same number of steps again, so a run of 150 steps a round with self-training counts 300 steps."),
+    h("p", { class: "muted", "data-testid": "train-object-size" },
+      typeof project.object_diameter === "number"
+        ? `Object size: ${project.object_diameter} px diameter, set on the `
+        : "Object size: from the objects painted whole, else estimated from each prediction; set it on the ",
+      h("a", { href: `/projects/${pid}` }, "project page"), "."));
   return { el, setVersions };
 }
 
@@ -239,7 +244,7 @@ async function renderTraining(root: HTMLElement, params: Record<string, string>)
       showError(err, "Could not cancel");
     }
   };
-  const form = canEdit ? startForm(pid, versions, (run) => { shown = run; draw(); void poll(); }) : null;
+  const form = canEdit ? startForm(pid, project, versions, (run) => { shown = run; draw(); void poll(); }) : null;
   versionsTimer.id = window.setInterval(() => void refreshVersions().catch(() => undefined), VERSIONS_POLL_MS);
   append(root,
     h("h1", {}, "Training"),
