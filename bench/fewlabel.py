@@ -207,17 +207,19 @@ def score(preds: list[np.ndarray], tests: list[realdata.Crop]) -> dict:
 
 def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str], threads: int,
             unet_overrides: dict, finetune_overrides: dict | None = None, log=print,
-            dump: Path | None = None) -> dict:
+            dump: Path | None = None, sized: bool = True) -> dict:
     """Every method on one (set, protocol, seed); returns {method: scores + seconds}.
     ``finetune_overrides``: TrainConfig overrides for the ``guided-ft`` protocol's round 2 only.
     ``dump``: also save the labels and every method's foreground probability of each test image there
-    (``{set}-{protocol}-{seed}.npz``, float16), to study post-processing without training again."""
+    (``{set}-{protocol}-{seed}.npz``, float16), to study post-processing without training again. ``sized``:
+    training crops grow to hold the objects painted whole, as the app's runs do (``labseg.ml.train.sized_crops``;
+    unless ``unet_overrides`` set ``tile_output``)."""
     import torch
 
     from labseg.ml.baselines import ForestBaseline, ThresholdBaseline
     from labseg.ml.io import normalize
     from labseg.ml.postprocess import painted_radius, painted_split
-    from labseg.ml.train import fit, validate_config_overrides
+    from labseg.ml.train import fit, sized_crops, validate_config_overrides
 
     torch.set_num_threads(threads)
     guided, init = {}, None
@@ -233,13 +235,16 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     xs = [normalize(t.raw) for t in task.tests]
     painted = painted_radius([instances], [classes]) if instances is not None else None
     split = painted_split(classes, instances)
+    if sized and painted is not None and "tile_output" not in unet_overrides:  # as the app's run sizes its crops
+        grown = sized_crops(validate_config_overrides(dict(unet_overrides)), painted)
+        unet_overrides = {**unet_overrides, "tile_output": grown.tile_output, "batch_size": grown.batch_size}
 
     config0 = validate_config_overrides(dict(unet_overrides))
     gate, gate_info = intensity_gate(config0, x_train, classes, split)
     scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs)
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
            "painted_radius": painted, "split": split, "gate": gate_info, "split_intensity": split_info,
-           **guided}
+           "crops": [config0.tile_output, config0.batch_size], **guided}
     if protocol in FINE_TUNED and finetune_overrides:
         out["finetune"] = dict(finetune_overrides)
     saved: dict[str, np.ndarray] = {"classes": classes}
@@ -397,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the per-seed results here (rewritten after each one)")
     parser.add_argument("--dump", type=Path, help="save labels and foreground probabilities here (see run_one)")
     parser.add_argument("--resume", action="store_true", help="skip what the --json file already holds")
+    parser.add_argument("--fixed-crops", action="store_true",
+                        help="train on the preset's crops even where objects painted whole are larger (the app "
+                             "grows them: labseg.ml.train.sized_crops)")
     parser.add_argument("--rescore", type=Path, metavar="DUMP",
                         help="score every file a --dump run left in DUMP again with today's instance step (no "
                              "training; --unet's overrides choose the split), write --json, print the table, exit")
@@ -445,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                 chosen = variants if protocol in ablate else ["unet"]
                 r = run_one(task, protocol, seed, variants=chosen, threads=args.threads,
                             unet_overrides=json.loads(args.unet), finetune_overrides=finetune,
-                            dump=args.dump)
+                            dump=args.dump, sized=not args.fixed_crops)
                 results.append({"set": name, **r})
                 if args.json:
                     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
