@@ -121,3 +121,43 @@ def test_owner_adds_and_removes_a_member_through_the_page(logged_in_page, projec
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=member-list]').textContent.includes('nina_newcomer')")
     assert not Membership.objects.filter(project=project, user=newcomer).exists()
+
+
+def test_owner_sets_the_object_size_and_an_annotator_reads_it(logged_in_page, live_url, project, owner, annotator):
+    page = logged_in_page(owner, f"/projects/{project.pk}")
+    status = page.locator("[data-testid=object-diameter-status]")
+    status.wait_for()
+    assert "Not set" in status.inner_text()
+    page.fill("[data-testid=object-diameter]", "3")  # under the bound: the server's message, nothing stored
+    page.click("[data-testid=object-diameter-save]")
+    toast = page.locator("[data-testid=toast-error]")
+    toast.wait_for()
+    assert "greater than or equal to 4" in toast.inner_text()
+    project.refresh_from_db()
+    assert project.object_diameter is None
+    page.fill("[data-testid=object-diameter]", "24")
+    page.click("[data-testid=object-diameter-save]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=object-diameter-status]').textContent.startsWith('Set: 24 px')")
+    project.refresh_from_db()
+    assert project.object_diameter == 24.0
+    page.goto(f"{live_url}/projects/{project.pk}/train")  # the Training page says what the next run uses
+    assert "24 px diameter" in page.locator("[data-testid=train-object-size]").inner_text()
+    # the only errors logged are the 400 asked for above (the request and its message)
+    assert len(page.console_errors) == 2 and all("400" in e for e in page.console_errors), page.console_errors
+
+    page.goto(f"{live_url}/projects/{project.pk}")
+    page.click("[data-testid=object-diameter-clear]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=object-diameter-status]').textContent.startsWith('Not set')")
+    project.refresh_from_db()
+    assert project.object_diameter is None
+    page.fill("[data-testid=object-diameter]", "20.5")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=object-diameter-status]').textContent.startsWith('Set: 20.5 px')")
+
+    other = logged_in_page(annotator, f"/projects/{project.pk}")  # members see it; only owners change it
+    other.locator("[data-testid=object-diameter-status]").wait_for()
+    assert other.locator("[data-testid=object-diameter-status]").inner_text().startswith("Set: 20.5 px")
+    assert other.locator("[data-testid=object-diameter]").count() == 0
