@@ -301,17 +301,7 @@ def test_instances_by_class_adds_the_intensity_landscape_whole_and_per_component
 def test_debris_is_judged_on_the_objects_as_split_when_the_radius_comes_from_a_merged_colony():
     from labseg.ml.postprocess import min_object_size, object_radius
 
-    # a colony of 2 x 6 dark rods (8 x 24 px), touching, bright seams between them: one 48 x 48 block
-    gt = np.zeros((80, 80), np.int32)
-    image = np.full(gt.shape, 0.6, np.float32)
-    k = 0
-    for y0 in (16, 40):
-        for x0 in range(16, 64, 8):
-            k += 1
-            gt[y0:y0 + 24, x0:x0 + 8] = k
-    image[gt > 0] = 0.1
-    image[16:64, 23:57:8] = 0.9  # vertical seams
-    image[39:41, 16:64] = 0.9  # the horizontal seam
+    gt, image = rod_colony()  # 12 touching dark rods with bright seams between them: one 48 x 48 block
     fg = (gt > 0).astype(np.float32)
     radius = object_radius(foreground=fg > 0.5)
     assert radius >= 20 and min_object_size(radius) > 8 * 24  # by the colony's radius a rod is debris
