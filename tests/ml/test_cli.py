@@ -141,7 +141,8 @@ def test_an_object_diameter_sizes_the_crops_and_the_split_and_is_stored_for_pred
                    "--object-diameter", 40, *common)
     assert done.returncode == 0, done.stderr
     _, ckpt = load_checkpoint(model)
-    # radius 20: crops of 4 * 20 = 80 px, batches of round(4 * (64 / 80)^2) = 3
+    # radius 20, depth 2: inputs of 3 diameters = 120 px (output 80; 64 had inputs of 104), batches of
+    # round(4 * (104 / 120)^2) = 3
     assert (ckpt["train_config"]["tile_output"], ckpt["train_config"]["batch_size"]) == (80, 3)
     assert ckpt["extra"]["object_size"] == 20.0 and ckpt["extra"]["object_radius"] is None
     done = run_cli("predict", "--model", model, "--image", tmp_path / "a.tif", "--out", tmp_path / "l.tif",

@@ -321,23 +321,22 @@ def test_the_prior_is_on_by_default_only_where_membranes_were_painted(nuclei):
     assert history["prior_weight"] == 0.0  # an explicit value wins
 
 
-def test_training_crops_grow_to_hold_two_large_objects_and_keep_the_pixels_per_step():
-    from labseg.ml.train import CROP_RADII, SIZED_TILE_MAX, sized_crops
+def test_training_crops_grow_to_hold_three_object_diameters_and_keep_the_pixels_per_step():
+    from labseg.ml.train import CROP_DIAMETERS, SIZED_TILE_MAX, sized_crops
 
-    base = TrainConfig()  # 64-px crops, batches of 4; depth 3: inputs of 64 + 2 * 44 + 4 = 156 px
-    assert (base.tile_output, base.batch_size, base.depth, CROP_RADII, SIZED_TILE_MAX) == (64, 4, 3, 4, 256)
-    assert sized_crops(base, None) is base and sized_crops(base, 16.0) is base  # 4 * 16 = 64: they fit
-    # by hand: output 4 * radius rounded up to a multiple of 8; batch 4 * (156 / input)^2 rounded, inputs of a
-    # depth-3 valid U-Net from its output (input_size_for: 72 -> 164, 80 -> 172, 88 -> 180, 128 -> 220, 256 -> 348)
-    grown = sized_crops(base, 20.0)  # 80 px; 4 * (156 / 172)^2 = 3.29
-    assert (grown.tile_output, grown.batch_size) == (80, 3) and (base.tile_output, base.batch_size) == (64, 4)
+    base = TrainConfig()  # 64-px output crops, batches of 4; depth 3: inputs of 156 px
+    assert (base.tile_output, base.batch_size, base.depth, CROP_DIAMETERS, SIZED_TILE_MAX) == (64, 4, 3, 3, 256)
+    # 3 diameters of radius 26 = 156 px: they fit (Huh7's 17.9-px cells too)
+    assert sized_crops(base, None) is base and sized_crops(base, 17.9) is base and sized_crops(base, 26.0) is base
+    # by hand: the output grows by 8 px until the input (input_size_for, depth 3: 72 -> 164, 88 -> 180,
+    # 104 -> 196, 152 -> 244, 256 -> 348) holds 6 radii; batch 4 * (156 / input)^2, rounded
+    grown = sized_crops(base, 30.0)  # 180 px: output 88; 4 * (156 / 180)^2 = 3.00
+    assert (grown.tile_output, grown.batch_size) == (88, 3) and (base.tile_output, base.batch_size) == (64, 4)
     assert grown.steps == base.steps and grown.seed == base.seed  # nothing else changes
-    assert (sized_crops(base, 17.9).tile_output, sized_crops(base, 17.9).batch_size) == (72, 4)  # 3.62
-    odd = sized_crops(base, 21.3)  # 85.2 px rounds up to 88; 4 * (156 / 180)^2 = 3.00
-    assert (odd.tile_output, odd.batch_size) == (88, 3)
-    assert (sized_crops(base, 32.0).tile_output, sized_crops(base, 32.0).batch_size) == (128, 2)  # 2.01
-    huge = sized_crops(base, 500.0)  # capped at 256 px; 4 * (156 / 348)^2 = 0.80: at least one crop
-    assert (huge.tile_output, huge.batch_size) == (256, 1)
+    for radius, expected in ((26.1, (72, 4)), (32.0, (104, 3)), (40.0, (152, 2)), (500.0, (256, 1))):
+        # 156.6 -> 164: 3.62; 192 -> 196: 2.53; 240 -> 244: 1.63; capped at 256 px, 0.80: at least one crop
+        sized = sized_crops(base, radius)
+        assert (sized.tile_output, sized.batch_size) == expected, radius
     chosen = validate_config_overrides({"tile_output": 300})  # larger than the cap already: left as it is
     assert sized_crops(chosen, 500.0) is chosen
     assert sized_crops(base, float("nan")) is base

@@ -242,8 +242,9 @@ def test_the_projects_object_size_sizes_the_crops_and_splits_the_versions_object
     run = wait_final(start(c, project, config=config))
     assert run.status == RunStatus.SUCCEEDED, (run.error, celery_worker.log_text()[-3000:])
     version = ModelVersion.objects.get(run=run)
-    # radius 24: crops of 4 * 24 = 96 px, batches of round(4 * (64 / 96)^2) = 2 (the same pixels per step)
-    assert (version.config["tile_output"], version.config["batch_size"]) == (96, 2)
+    # radius 24, depth 2: inputs of 3 diameters = 144 px (output 104, from 64 with inputs of 104), batches of
+    # round(4 * (104 / 144)^2) = 2 (the same input pixels per step)
+    assert (version.config["tile_output"], version.config["batch_size"]) == (104, 2)
     assert version.provenance["object_size"] == 24.0
     loaded = load_model(version)
     assert loaded.object_size == 24.0 and loaded.sizes() == (None, 24.0)
