@@ -27,7 +27,7 @@ export function shortcutRows(): Array<[string, string]> {
 export const STEPS: Array<[string, string]> = [
   ["Create a project", "on the Projects page: a name and one class per kind of object (background is added for you)."],
   ["Upload images", "drop TIFF/PNG files on the project page (8/16-bit, several channels). Put one or two labelled images in the validation split: versions are scored on them."],
-  ["Paint both classes", "open an image and paint a few strokes of background and of every object class, where they touch too. Strokes are enough; whole objects (instance mode, I: draw each with the polygon or fill, or paint its outline as background) teach more and set the object size."],
+  ["Paint both classes", "open an image and paint a few strokes of background and of every object class, where they touch too. Strokes are enough; whole objects (instance mode, I: draw each with the polygon or fill, or paint its outline as background) teach more and set the object size. Or measure a few objects across with Measure (M) and set their typical diameter on the project page."],
   ["Train", "on the Training page press Train; watch the loss and the validation scores per round."],
   ["Check and correct", "the Models page compares versions on the images both were scored on. Predict an image and step through its Objects to check (the grid shows how many): where objects look merged, paint a short background line between them; or accept the prediction and correct it. Then train again."],
 ];

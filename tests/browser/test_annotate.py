@@ -397,3 +397,21 @@ def test_painting_a_long_stroke_on_a_2048_image_redraws_live_and_saves_it(logged
     classes, strokes, _ = stored(image_id)
     assert len(strokes) == 1 and len(strokes[0]["points"]) > 50
     assert classes.shape == (2048, 2048) and classes[1024, 1024 + 700] == 2
+
+
+def test_the_measure_tool_reads_an_objects_width_in_image_pixels_and_paints_nothing(
+        logged_in_page, project, annotator, grey_image):
+    page = open_annotate(logged_in_page, annotator, project, grey_image)
+    page.keyboard.press("m")  # the tool's shortcut
+    assert "active" in page.locator("[data-testid=tool-measure]").get_attribute("class")
+    drag(page, [(20, 30), (44, 40)])  # 24 x 10 px: 26.0 px, whatever the zoom
+    toast = page.locator("[data-testid=toast-info]").filter(has_text="px across").last
+    toast.wait_for()
+    assert toast.inner_text().startswith("26.0 px across")
+    # nothing was painted: the page still has nothing to save, and the stored annotation has no stroke
+    assert page.locator("[data-testid=save-status]").get_attribute("data-state") == "saved"
+    from apps.annotate.models import Annotation
+
+    stored_row = Annotation.objects.filter(image_id=grey_image).first()
+    assert stored_row is None or stored_row.strokes == []
+    assert page.console_errors == []

@@ -47,7 +47,7 @@ function ptr(type: ToolPointer["type"], x: number, y: number, more: Partial<Tool
 describe("tool controller", () => {
   it("starts with the first tool and switches, telling its listeners", () => {
     const { tools } = setup();
-    expect(tools.tools.map((t) => t.id)).toEqual(["brush", "eraser", "fill", "polygon", "pick"]);
+    expect(tools.tools.map((t) => t.id)).toEqual(["brush", "eraser", "fill", "polygon", "pick", "measure"]);
     expect(tools.active.id).toBe("brush");
     const seen: string[] = [];
     tools.onChange((t) => seen.push(t.id));
@@ -213,5 +213,36 @@ describe("key map", () => {
     expect(rows.map((r) => r[1])).toContain("undo / redo");
     expect(rows.find((r) => r[0] === "wheel")?.[1]).toBe("zoom to the cursor");
     expect(rows.every(([k, v]) => k && v)).toBe(true);
+  });
+});
+
+describe("measure tool", () => {
+  it("reads a width in image pixels by drag, paints nothing, and gives the median of the last few", async () => {
+    const { lengthOf, median, measureText, MEASURE_KEEP } = await import("./tools/measure");
+    expect(lengthOf([2, 3], [8, 11])).toBe(10);  // a 6-8-10 triangle
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    const { store, tools, log } = setup();
+    tools.activate("measure");
+    const drag = (a: [number, number], b: [number, number]) => {
+      const down = ptr("pointerdown", ...a);
+      tools.pointerDown(down);
+      expect(down.captured).toBe(true);
+      tools.pointerMove(ptr("pointermove", ...b));
+      tools.pointerUp(ptr("pointerup", ...b));
+    };
+    drag([2, 3], [8, 11]);
+    expect(log).toContain("notify 10.0 px across. Measure a few objects: their median is the object diameter to set on the project page.");
+    drag([0, 0], [4, 0]);
+    drag([0, 0], [0, 6]);  // 10, 4, 6: median 6
+    expect(log[log.length - 2]).toBe(`notify ${measureText(6, [10, 4, 6])}`);
+    expect(measureText(6, [10, 4, 6])).toBe("6.0 px across; the median of the last 3 is 6.0 px (the project page's object diameter).");
+    for (let i = 0; i < MEASURE_KEEP; i++) drag([0, 0], [0, 2]);  // only the last 5 count: all 2
+    expect(log.filter((m) => m.startsWith("notify")).pop()).toContain("the median of the last 5 is 2.0 px");
+    tools.pointerDown(ptr("pointerdown", 3, 3));
+    tools.pointerUp(ptr("pointerup", 3, 3));  // a click is no measurement
+    expect(log.filter((m) => m.startsWith("notify")).length).toBe(3 + MEASURE_KEEP);
+    expect(store.strokes).toEqual([]);
+    expect(Array.from(store.masks.classes).every((v) => v === 0)).toBe(true);
   });
 });
