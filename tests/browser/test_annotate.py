@@ -400,7 +400,7 @@ def test_painting_a_long_stroke_on_a_2048_image_redraws_live_and_saves_it(logged
 
 
 def test_the_measure_tool_reads_an_objects_width_in_image_pixels_and_paints_nothing(
-        logged_in_page, project, annotator, grey_image):
+        logged_in_page, project, annotator, owner, grey_image):
     page = open_annotate(logged_in_page, annotator, project, grey_image)
     page.keyboard.press("m")  # the tool's shortcut
     assert "active" in page.locator("[data-testid=tool-measure]").get_attribute("class")
@@ -414,4 +414,19 @@ def test_the_measure_tool_reads_an_objects_width_in_image_pixels_and_paints_noth
 
     stored_row = Annotation.objects.filter(image_id=grey_image).first()
     assert stored_row is None or stored_row.strokes == []
+    drag(page, [(20, 50), (40, 50)])  # 20 px
+    drag(page, [(20, 70), (20, 92)])  # 22 px: the median of 26, 20, 22
+    page.locator("[data-testid=toast-info]").filter(has_text="median of the last 3 is 22.0 px").wait_for()
+    assert page.locator("[data-testid=measure-set-diameter]").count() == 0  # an annotator is offered nothing
+    assert page.console_errors == []
+
+    # an owner is offered the median as the project's object diameter, and one click sets it
+    page = open_annotate(logged_in_page, owner, project, grey_image)
+    page.keyboard.press("m")
+    for a, b in (((20, 30), (44, 40)), ((20, 50), (40, 50)), ((20, 70), (20, 92))):
+        drag(page, [a, b])
+    page.click("[data-testid=measure-set-diameter]")
+    page.locator("[data-testid=toast-ok]").filter(has_text="Object diameter set to 22").wait_for()
+    project.refresh_from_db()
+    assert project.object_diameter == 22.0
     assert page.console_errors == []

@@ -245,4 +245,23 @@ describe("measure tool", () => {
     expect(store.strokes).toEqual([]);
     expect(Array.from(store.masks.classes).every((v) => v === 0)).toBe(true);
   });
+
+  it("offers the median of 3 or more widths (rounded to 0.1 px) as the object diameter, where the page takes it", async () => {
+    const { store, editor } = setup();
+    const offered: number[] = [];
+    const ctx: ToolContext = { editor, store, width: 20, height: 10, maskChanged: () => {}, requestRender: () => {},
+      scale: () => 1, notify: () => {}, offerDiameter: (px) => offered.push(px) };
+    const { measureTool } = await import("./tools/measure");
+    const tool = measureTool(ctx);
+    const drag = (dx: number, dy: number) => {
+      tool.onPointerDown!(ptr("pointerdown", 0, 0));
+      tool.onPointerUp!(ptr("pointerup", dx, dy));
+    };
+    drag(3, 4);  // 5
+    drag(1, 1);  // 1.414...
+    expect(offered).toEqual([]);  // under 3 widths: nothing offered
+    drag(6, 8);  // 10: median of 5, 1.41, 10 = 5
+    drag(2, 3);  // 3.606: median of 5, 1.41, 10, 3.61 = (3.606 + 5) / 2 = 4.303 -> 4.3
+    expect(offered).toEqual([5, 4.3]);
+  });
 });

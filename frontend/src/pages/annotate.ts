@@ -52,7 +52,7 @@ async function renderAnnotate(root: HTMLElement, params: Record<string, string>)
   const channelsRestored = restoreChannels(viewer, `labseg-view-${iid}`);
 
   const editor = new EditorState(project.classes.map((c) => c.index), () => store.newInstanceId());
-  const tools = new ToolController(TOOLS, toolContext(editor, store, viewer));
+  const tools = new ToolController(TOOLS, toolContext(editor, store, viewer, project.my_role === "owner" ? pid : null));
   /** A class button or key: a tool that does not paint a class (eraser, pick) gives way to the brush. */
   const chooseClass = (c: number) => {
     if (editor.setClass(c) && !tools.active.usesClass) tools.activate("brush");
@@ -145,7 +145,7 @@ function listenWindow(keys: KeyMap, store: AnnotationStore): Cleanup {
 }
 
 /** What the tools get: the editor state, the store, and the viewer's drawing and scale. */
-function toolContext(editor: EditorState, store: AnnotationStore, viewer: Viewer): ToolContext {
+function toolContext(editor: EditorState, store: AnnotationStore, viewer: Viewer, ownedProject: string | null): ToolContext {
   return {
     editor,
     store,
@@ -155,7 +155,25 @@ function toolContext(editor: EditorState, store: AnnotationStore, viewer: Viewer
     requestRender: () => viewer.requestRender(),
     scale: () => viewer.scale,
     notify: (m) => toast(m),
+    offerDiameter: ownedProject === null ? undefined : (px) => offerDiameter(ownedProject, px),
   };
+}
+
+/** For owners, after a few measurements: a button that sets the median as the project's object diameter. */
+function offerDiameter(pid: string, px: number): void {
+  if (px < 4 || px > 1000) return;  // outside what the setting takes: the measurement toast says the number anyway
+  const note = toast(`Set ${px} px as this project's object diameter?`, "info", 10000);
+  note.dataset.testid = "measure-offer";
+  note.append(" ", h("button", { class: "link", "data-testid": "measure-set-diameter", onclick: async (e: Event) => {
+    e.stopPropagation();
+    note.remove();
+    try {
+      const updated = await api.patch<Project>(`/projects/${pid}/`, { object_diameter: px });
+      toast(`Object diameter set to ${updated.object_diameter} px: the next training run splits objects at that size.`, "ok");
+    } catch (err) {
+      showError(err, "Could not set the object diameter");
+    }
+  } }, "Set it"));
 }
 
 function showHelp(keys: KeyMap): void {

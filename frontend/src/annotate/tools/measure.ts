@@ -61,6 +61,7 @@ export const measureTool: ToolFactory = (ctx) => {
         recent.push(width);
         if (recent.length > MEASURE_KEEP) recent.shift();
         ctx.notify(measureText(width, recent));
+        if (recent.length >= 3) ctx.offerDiameter?.(Math.round(10 * median(recent)) / 10);
       }
       ctx.requestRender();
     },

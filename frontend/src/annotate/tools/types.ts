@@ -29,6 +29,9 @@ export interface ToolContext {
   scale(): number;
   /** A short message to the user. */
   notify(message: string): void;
+  /** The Measure tool's median width (px) of 3 or more objects: the page may offer to set it as the project's
+   * object diameter (owners only; absent: nothing offered). */
+  offerDiameter?(px: number): void;
 }
 
 /** A pointer event in image coordinates (integer pixels). */
