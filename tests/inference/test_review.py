@@ -67,9 +67,18 @@ def test_versions_that_split_by_painted_membranes_list_only_objects_holding_two_
     labels = np.zeros((64, 64), np.int32)
     labels[:20, :20], labels[30:34, 30:34], labels[40:44, 40:44], labels[50:54, 50:54] = 1, 2, 3, 4
     groups = np.array([0, 1, 1, 1, 1])
-    shape = review_of(labels, groups, SimpleNamespace(split="shape", object_radius=None))
+    shape = review_of(labels, groups, SimpleNamespace(split="shape", object_radius=None, object_size=None))
     assert [o["id"] for o in shape["objects"]] == [1]  # 25x the typical area
-    membranes = SimpleNamespace(split="boundaries", object_radius=None)
+    # a size the project set bounds the typical area, as a painted radius does, and wins over it: three 20x20
+    # colonies and one 4x4 object are 8x a disc of twice radius 2 (50 px) but the median area without it
+    colonies = np.zeros((64, 64), np.int32)
+    colonies[:20, :20], colonies[:20, 30:50], colonies[30:50, :20], colonies[40:44, 40:44] = 1, 2, 3, 4
+    def ids(radius, size):
+        return [o["id"] for o in review_of(colonies, groups, SimpleNamespace(split="shape", object_radius=radius,
+                                                                             object_size=size))["objects"]]
+    assert ids(None, None) == [] and ids(2.0, None) == [1, 2, 3]
+    assert ids(12.0, 2.0) == [1, 2, 3] and ids(2.0, 12.0) == []
+    membranes = SimpleNamespace(split="boundaries", object_radius=None, object_size=None)
     skipped = review_of(labels, groups, membranes)
     assert "objects" not in skipped and "membranes" in skipped["skipped"]
     painted = np.zeros_like(labels)
