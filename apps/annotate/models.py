@@ -41,6 +41,12 @@ class Project(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [  # also for writes that skip the API's validation (the shell, a migration, a script)
+            models.CheckConstraint(
+                condition=models.Q(object_diameter__isnull=True)
+                | models.Q(object_diameter__gte=OBJECT_DIAMETER_MIN, object_diameter__lte=OBJECT_DIAMETER_MAX),
+                name="project_object_diameter_range"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -116,3 +116,14 @@ def test_a_patch_writes_only_its_own_fields(owner, project, monkeypatch):
     services.update_project(user=owner, project_id=project.pk, object_diameter=14.0)
     project.refresh_from_db()
     assert (project.name, project.object_diameter) == ("Renamed", 14.0)
+
+
+def test_the_database_refuses_an_object_diameter_out_of_bounds_whoever_writes_it(project):
+    from django.db import IntegrityError, transaction
+
+    for bad in (3.9, 1000.5, float("nan"), float("inf")):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Project.objects.filter(pk=project.pk).update(object_diameter=bad)
+    Project.objects.filter(pk=project.pk).update(object_diameter=4.0)
+    project.refresh_from_db()
+    assert project.object_diameter == 4.0
