@@ -235,11 +235,11 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     xs = [normalize(t.raw) for t in task.tests]
     painted = painted_radius([instances], [classes]) if instances is not None else None
     split = painted_split(classes, instances)
-    if sized and painted is not None and "tile_output" not in unet_overrides:  # as the app's run sizes its crops
-        grown = sized_crops(validate_config_overrides(dict(unet_overrides)), painted)
-        unet_overrides = {**unet_overrides, "tile_output": grown.tile_output, "batch_size": grown.batch_size}
 
     config0 = validate_config_overrides(dict(unet_overrides))
+    if sized and painted is not None and "tile_output" not in unet_overrides:  # as the app's run sizes its crops
+        config0 = sized_crops(config0, painted)
+        unet_overrides = {**unet_overrides, "tile_output": config0.tile_output, "batch_size": config0.batch_size}
     gate, gate_info = intensity_gate(config0, x_train, classes, split)
     scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs)
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),

@@ -13,6 +13,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.text import slugify
 
+from labseg.ml.config_bounds import OBJECT_DIAMETER_BOUNDS
+
 
 class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
@@ -21,8 +23,8 @@ class Role(models.TextChoices):
 
 
 ROLE_RANK = {Role.VIEWER: 0, Role.ANNOTATOR: 1, Role.OWNER: 2}
-#: Bounds of a project's object diameter (px): under 4 px nothing is split; over 1000 px no training crop holds two.
-OBJECT_DIAMETER_MIN, OBJECT_DIAMETER_MAX = 4.0, 1000.0
+#: Bounds of a project's object diameter (px), the ML core's (also the command line's ``--object-diameter``).
+OBJECT_DIAMETER_MIN, OBJECT_DIAMETER_MAX = OBJECT_DIAMETER_BOUNDS
 
 
 class Project(models.Model):

@@ -138,20 +138,16 @@ def _splitter(checkpoint: dict):
 
 def _painted_radius(checkpoint: dict) -> float | None:
     """The typical object radius the training run measured on painted instances (None when unknown)."""
-    return _radius(_provenance(checkpoint).get("object_radius"))
+    from labseg.ml.postprocess import recorded_radius
+
+    return recorded_radius(_provenance(checkpoint).get("object_radius"))
 
 
 def _set_size(checkpoint: dict) -> float | None:
     """The object radius the project set for the training run (None: unset, or a version trained before)."""
-    return _radius(_provenance(checkpoint).get("object_size"))
+    from labseg.ml.postprocess import recorded_radius
 
-
-def _radius(value) -> float | None:
-    """A stored radius (outside data: an uploaded checkpoint's provenance), None unless a number in 1..10000."""
-    try:
-        return float(value) if value is not None and 1.0 <= float(value) <= 10_000 else None
-    except (TypeError, ValueError):
-        return None
+    return recorded_radius(_provenance(checkpoint).get("object_size"))
 
 
 def read_normalized(path: str, loaded: LoadedModel) -> np.ndarray:

@@ -288,8 +288,7 @@ def painted_objects(examples: list[Example]) -> tuple[float | None, dict]:
 def project_size(project) -> float | None:
     """The object radius (px) the project sets: half its ``object_diameter`` (the lab's typical object width);
     None when unset (the size then comes from the objects painted whole, else from each prediction)."""
-    diameter = getattr(project, "object_diameter", None)
-    return None if diameter is None else float(diameter) / 2.0
+    return None if project.object_diameter is None else float(project.object_diameter) / 2.0
 
 
 def painted_split(examples: list[Example]) -> str:

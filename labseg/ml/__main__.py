@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from labseg.ml.config_bounds import OBJECT_DIAMETER_BOUNDS
+
 
 def _read_mask(path: str) -> np.ndarray:
     from labseg.ml.io import read_image
@@ -67,19 +69,14 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _object_size(diameter: float | None) -> float | None:
-    """The object radius of an ``--object-diameter`` (px, 4-1000, as the app's project setting), None when not given."""
+    """The object radius of an ``--object-diameter`` (px, within the app's project setting's bounds), None when
+    not given."""
     if diameter is None:
         return None
-    if not math.isfinite(diameter) or not 4.0 <= diameter <= 1000.0:
-        raise ValueError(f"--object-diameter must be between 4 and 1000 px, got {diameter}")
+    low, high = OBJECT_DIAMETER_BOUNDS
+    if not math.isfinite(diameter) or not low <= diameter <= high:
+        raise ValueError(f"--object-diameter must be between {low:g} and {high:g} px, got {diameter}")
     return diameter / 2.0
-
-
-def _stored_size(extra: dict, key: str) -> float | None:
-    """A radius stored with a checkpoint (``object_size``: set; ``object_radius``: of the objects painted whole),
-    None when absent or not a sane number."""
-    value = extra.get(key)
-    return float(value) if isinstance(value, (int, float)) and 2.0 <= value <= 500.0 else None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -100,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     instances = [_read_mask(p) for p in args.instances] if args.instances else None
     painted = painted_radius(instances, classes) if instances else None
     size = _object_size(args.object_diameter)  # the set size wins over the painted one, as in the app
-    if "tile_output" not in overrides:  # crops that hold two objects (labseg.ml.train.sized_crops)
+    if "tile_output" not in overrides:  # crops whose input holds 3 object diameters (sized_crops)
         config = sized_crops(config, size if size is not None else painted)
     print(f"training config: {json.dumps(config.to_dict())}", file=sys.stderr)
     bar = tqdm(total=config.steps, unit="step", disable=args.quiet, file=sys.stderr)
@@ -143,7 +140,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from labseg.ml.baselines import IntensityGate, SplitIntensity
     from labseg.ml.device import configure_threads, pick_device
     from labseg.ml.io import read_image
-    from labseg.ml.postprocess import instances_from_probs, recorded_split
+    from labseg.ml.postprocess import instances_from_probs, recorded_radius, recorded_split
     from labseg.ml.tiling import predict_tiled, predict_tiled_with_uncertainty
     from labseg.ml.train import apply_normalization, load_checkpoint
 
@@ -176,8 +173,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # the object size: --radius (the grey values always take part), else --object-diameter or the one the model
     # was trained with (set: they split merged colonies only), else the radius of the objects painted whole for
     # training (as the app's predictions), else estimated from the foreground
-    size = None if args.radius is not None else _object_size(args.object_diameter) or _stored_size(extra, "object_size")
-    radius = args.radius if args.radius is not None or size is not None else _stored_size(extra, "object_radius")
+    size = None if args.radius is not None else _object_size(args.object_diameter) or recorded_radius(
+        extra.get("object_size"))
+    radius = args.radius if args.radius is not None or size is not None else recorded_radius(extra.get("object_radius"))
     labels = instances_from_probs(probs, fg_class=1 if probs.shape[0] == 2 else None, threshold=args.threshold,
                                   min_size=args.min_size, radius=radius,
                                   image=None if splitter is None else splitter.landscape(x), split=split, size=size)

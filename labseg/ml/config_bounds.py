@@ -14,6 +14,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+#: A typical object's diameter (px) a lab may give (the project setting, ``--object-diameter``): under 4 px nothing
+#: is split; over 1000 px no training crop holds one.
+OBJECT_DIAMETER_BOUNDS = (4.0, 1000.0)
+
 #: One week: longer than any run this app is meant for (the GPU queue serves one run at a time).
 MAX_RUN_SECONDS = 7 * 24 * 3600
 

@@ -341,7 +341,7 @@ def instances_from_probs(
     fg = foreground_probability(probs, fg_class)
     mask = fg > threshold
     auto = radius is None and min_size is None and image is not None and split == "shape"
-    blob = object_radius(foreground=mask) if auto or (radius is None and size is None) else None
+    blob = object_radius(foreground=mask) if radius is None and (size is None or auto) else None
     if radius is None:
         radius = float(size) if size is not None else blob
     if min_size is None:
@@ -390,6 +390,15 @@ def split_where_merged(split_with, image: np.ndarray, radius: float, size: float
     if radius > MERGED_RATIO * split_radius:
         return remove_small(labels, min_object_size(split_radius))
     return split_with(None, min_object_size(radius), radius)
+
+
+def recorded_radius(value: object) -> float | None:
+    """An object radius stored with a model (provenance, checkpoint extras: ``object_radius``, ``object_size``;
+    outside data when the checkpoint was uploaded): None unless a number in 1..10000."""
+    try:
+        return float(value) if value is not None and 1.0 <= float(value) <= 10_000 else None
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def recorded_split(value: object) -> str:

@@ -441,3 +441,12 @@ def test_a_set_size_tells_colonies_by_the_blobs_against_it_by_hand():
     calls.clear()
     split_where_merged(split_with, np.zeros((4, 4)), 6.0, size=4.0)  # not more than 1.5x: the blobs are objects
     assert calls == [(False, min_object_size(4.0), 4.0)]
+
+
+def test_a_recorded_radius_is_read_back_and_anything_else_means_none():
+    from labseg.ml.postprocess import recorded_radius
+
+    assert recorded_radius(12) == 12.0 and recorded_radius("7.5") == 7.5 and recorded_radius(10_000) == 10_000.0
+    # outside data (an uploaded checkpoint's provenance): no number, out of range, or one float() cannot hold
+    for bad in (None, 0.5, 10_001, float("nan"), float("inf"), "wide", [3], {"r": 3}, 10**400):
+        assert recorded_radius(bad) is None, bad

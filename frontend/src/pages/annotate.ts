@@ -25,7 +25,7 @@ import { runWithCleanup } from "../hooks";
 import { registerRoute, type Cleanup } from "../router";
 import { dialog, errorBlock, h, renderNav, showError, toast } from "../ui";
 import { rgb, Viewer } from "../viewer";
-import { loadProject } from "./project";
+import { loadProject, OBJECT_DIAMETER_MAX, OBJECT_DIAMETER_MIN, saveObjectDiameter } from "./project";
 
 async function renderAnnotate(root: HTMLElement, params: Record<string, string>): Promise<Cleanup | void> {
   const pid = params.projectId;
@@ -161,14 +161,14 @@ function toolContext(editor: EditorState, store: AnnotationStore, viewer: Viewer
 
 /** For owners, after a few measurements: a button that sets the median as the project's object diameter. */
 function offerDiameter(pid: string, px: number): void {
-  if (px < 4 || px > 1000) return;  // outside what the setting takes: the measurement toast says the number anyway
+  if (px < OBJECT_DIAMETER_MIN || px > OBJECT_DIAMETER_MAX) return;  // outside what the setting takes: the measurement toast says the number anyway
   const note = toast(`Set ${px} px as this project's object diameter?`, "info", 10000);
   note.dataset.testid = "measure-offer";
   note.append(" ", h("button", { class: "link", "data-testid": "measure-set-diameter", onclick: async (e: Event) => {
     e.stopPropagation();
     note.remove();
     try {
-      const updated = await api.patch<Project>(`/projects/${pid}/`, { object_diameter: px });
+      const updated = await saveObjectDiameter(pid, px);
       toast(`Object diameter set to ${updated.object_diameter} px: the next training run splits objects at that size.`, "ok");
     } catch (err) {
       showError(err, "Could not set the object diameter");

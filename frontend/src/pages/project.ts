@@ -205,10 +205,19 @@ async function uploadAll(pid: string, files: File[], box: HTMLElement): Promise<
   if (failed) toast(`${failed} file(s) could not be stored: see the list.`, "error");
 }
 
+/** The object diameters (px) the server takes (``OBJECT_DIAMETER_BOUNDS`` of the ML core). */
+export const OBJECT_DIAMETER_MIN = 4;
+export const OBJECT_DIAMETER_MAX = 1000;
+
+/** Set the project's object diameter (px; null clears it): the project page's panel and the Measure tool's offer. */
+export function saveObjectDiameter(pid: string, diameter: number | null): Promise<Project> {
+  return api.patch<Project>(`/projects/${pid}/`, { object_diameter: diameter });
+}
+
 /** What the project's object size setting says: the diameter set, or how the size is found without it. */
 export function objectSizeText(diameter: number | null | undefined): string {
   return typeof diameter === "number"
-    ? `Set: ${diameter} px. Touching objects are split at this size and training crops hold at least two objects.`
+    ? `Set: ${diameter} px. Touching objects are split at this size, and training crops grow to hold objects larger than the preset's crops do.`
     : "Not set: the size comes from the objects painted whole (3 or more), else it is estimated from each prediction.";
 }
 
@@ -218,12 +227,12 @@ function objectSize(pid: string, project: Project, isOwner: boolean): HTMLElemen
   const status = h("p", { class: "muted", "data-testid": "object-diameter-status" }, objectSizeText(project.object_diameter));
   const panel = h("section", { class: "panel", "data-testid": "object-size" }, h("h2", {}, "Object size"), status);
   if (!isOwner) return panel;
-  const input = h("input", { type: "number", min: "4", max: "1000", step: "0.5", placeholder: "not set",
+  const input = h("input", { type: "number", min: String(OBJECT_DIAMETER_MIN), max: String(OBJECT_DIAMETER_MAX), step: "0.5", placeholder: "not set",
     value: project.object_diameter == null ? "" : String(project.object_diameter),
     "data-testid": "object-diameter", "aria-label": "object diameter in pixels" });
   const save = async (value: number | null) => {
     try {
-      const updated = await api.patch<Project>(`/projects/${pid}/`, { object_diameter: value });
+      const updated = await saveObjectDiameter(pid, value);
       project.object_diameter = updated.object_diameter;
       input.value = updated.object_diameter == null ? "" : String(updated.object_diameter);
       status.textContent = objectSizeText(updated.object_diameter);
