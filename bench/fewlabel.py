@@ -99,14 +99,15 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
     where = np.zeros(scribbled.shape, bool)
     config = validate_config_overrides({"num_threads": threads, "device": "cpu", "seed": seed, **unet_overrides})
     net, _ = fit(task.train.raw, scribbled, None, config=config)
-    gate, _ = intensity_gate(config, normalize(task.train.raw), scribbled, split)
-    splitter, _ = split_intensity(config, normalize(task.train.raw), scribbled, split)
+    x_train = normalize(task.train.raw, config.norm_low, config.norm_high)  # as the network saw it
+    gate, _ = intensity_gate(config, x_train, scribbled, split)
+    splitter, _ = split_intensity(config, x_train, scribbled, split)
 
     def landscape(x: np.ndarray) -> np.ndarray | None:
         return None if splitter is None else splitter.landscape(x)
 
-    fg = unet_foreground(net, normalize(task.train.raw), gate)
-    pred = instances_from_probs(fg, radius=None, split=split, image=landscape(normalize(task.train.raw)))
+    fg = unet_foreground(net, x_train, gate)
+    pred = instances_from_probs(fg, radius=None, split=split, image=landscape(x_train))
     review = suspect_merges(pred, radius=None, painted=painted_objects(scribbled), by_shape=split != "boundaries")
     # round 1 is the scribbles protocol's U-Net: its scores in the same run, for the comparison
     round1 = score([instances_from_probs(unet_foreground(net, normalize(t.raw), gate), radius=None, split=split,
@@ -145,7 +146,8 @@ def instance_step(config, task: realdata.Task, classes: np.ndarray, split: str, 
     from labseg.ml.io import normalize
     from labseg.ml.postprocess import instances_from_probs
 
-    splitter, split_info = split_intensity(config, normalize(task.train.raw), classes, split, painted)
+    x_train = normalize(task.train.raw, config.norm_low, config.norm_high)  # as the network sees images
+    splitter, split_info = split_intensity(config, x_train, classes, split, painted)
     landscapes = [None if splitter is None else splitter.landscape(x) for x in xs]
 
     def scored(fgs: list[np.ndarray], plain: bool = False) -> dict:
@@ -231,12 +233,13 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
             init, unet_overrides = round1_net, {**unet_overrides, **(finetune_overrides or {})}
     else:
         classes, instances = labels_for(task, protocol, seed)
-    x_train = normalize(task.train.raw)
-    xs = [normalize(t.raw) for t in task.tests]
     painted = painted_radius([instances], [classes]) if instances is not None else None
     split = painted_split(classes, instances)
 
     config0 = validate_config_overrides(dict(unet_overrides))
+    # every method sees the images normalised as the network does (the app's gate and baselines too)
+    x_train = normalize(task.train.raw, config0.norm_low, config0.norm_high)
+    xs = [normalize(t.raw, config0.norm_low, config0.norm_high) for t in task.tests]
     if sized and painted is not None and "tile_output" not in unet_overrides:  # as the app's run sizes its crops
         config0 = sized_crops(config0, painted)
         unet_overrides = {**unet_overrides, "tile_output": config0.tile_output, "batch_size": config0.batch_size}
@@ -371,7 +374,7 @@ def rescore(dump: Path, unet_overrides: dict | None = None, log=print) -> list[d
                 raise ValueError(f"{path.name}: the labels made again differ from the dumped ones")
         painted = painted_radius([instances], [classes]) if instances is not None else None
         split = painted_split(classes, instances)
-        xs = [normalize(t.raw) for t in task.tests]
+        xs = [normalize(t.raw, config.norm_low, config.norm_high) for t in task.tests]
         scored, with_plain, split_info = instance_step(config, task, classes, split, painted, xs)
         out = {"set": name, "seed": int(seed), "protocol": protocol, "rescored": path.name,
                "labelled_fraction": float((classes > 0).mean()), "painted_radius": painted, "split": split,

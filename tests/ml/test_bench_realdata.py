@@ -109,6 +109,17 @@ def test_run_one_gates_the_unet_as_the_app_does_and_keeps_the_ungated_row(small_
     assert "intensity_gate: false" in off["gate"]["off"] and "unet-nogate" not in off
 
 
+def test_run_one_predicts_with_the_normalisation_the_network_was_trained_with(small_task, monkeypatch):
+    seen = []
+    real = fewlabel.unet_foreground
+    monkeypatch.setattr(fewlabel, "unet_foreground", lambda net, x, *a, **k: seen.append(x) or real(net, x, *a, **k))
+    fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
+                     unet_overrides={**TINY, "norm_low": 5.0, "norm_high": 90.0})
+    raw = small_task.tests[0].raw
+    assert seen and all(np.array_equal(x, normalize(raw, 5.0, 90.0)) for x in seen)
+    assert not np.allclose(seen[0], normalize(raw))  # the default percentiles give other values
+
+
 def rod_rows() -> realdata.Crop:
     """Two rows of rods 2 px apart (a gap a user would paint), labels known everywhere."""
     inst = np.zeros((60, 80), np.int32)
