@@ -23,7 +23,9 @@ that share no pixel with the training crop:
   plus, from the same trained network, ``unet+tta`` (8-fold test-time augmentation) and, where the
   default's intensity gate is on (``labseg.ml.baselines.fit_intensity_gate``: objects split by shape, the
   threshold keeping >= 90 % of the painted object pixels), ``unet-nogate`` (the same network without it).
-  Every U-Net row goes through the gate as the app's predictions do (round 1 of the guided protocols too).
+  Every U-Net row goes through the gate as the app's predictions do (round 1 of the guided protocols too),
+  then through the edge calibration where it is on (``labseg.ml.baselines.calibrate_edges``: objects split by
+  shape); ``unet-noedges`` is the same network without it.
   Where the default's intensity-aware split is on (``fit_split_intensity``: objects split by shape), every
   method's watershed adds the image projected from painted background to painted objects, and
   ``unet-plain``, ``threshold-plain``, ``forest-plain`` are the same foregrounds split by shape alone.
@@ -60,7 +62,8 @@ UNET_VARIANTS = {"unet": {}, "unet+crf": {"crf_weight": 3.0}, "unet+st": {"self_
 #: Rows from a network or baseline fitted above: ``-plain`` is the same foreground through the plain
 #: distance-transform watershed where the default split adds the projected intensity; ``unet+isplit`` (older
 #: runs): the first channel's intensity added, when the default was the plain watershed.
-DERIVED = ("unet+tta", "unet+isplit", "unet-nogate", "unet-plain", "threshold-plain", "forest-plain")
+DERIVED = ("unet+tta", "unet+isplit", "unet-nogate", "unet-noedges", "unet-plain", "threshold-plain",
+           "forest-plain")
 
 
 def labels_for(task: realdata.Task, protocol: str, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -102,16 +105,18 @@ def guided_labels(task: realdata.Task, seed: int, *, threads: int, unet_override
     x_train = normalize(task.train.raw, config.norm_low, config.norm_high)  # as the network saw it
     gate, _ = intensity_gate(config, x_train, scribbled, split)
     splitter, _ = split_intensity(config, x_train, scribbled, split)
+    calibrate, _ = edges_for(config, split)
 
     def landscape(x: np.ndarray) -> np.ndarray | None:
         return None if splitter is None else splitter.landscape(x)
 
-    fg = unet_foreground(net, x_train, gate)
+    fg = unet_foreground(net, x_train, gate, edges=calibrate)
     pred = instances_from_probs(fg, radius=None, split=split, image=landscape(x_train))
     review = suspect_merges(pred, radius=None, painted=painted_objects(scribbled), by_shape=split != "boundaries")
     # round 1 is the scribbles protocol's U-Net: its scores in the same run, for the comparison
-    round1 = score([instances_from_probs(unet_foreground(net, normalize(t.raw), gate), radius=None, split=split,
-                                         image=landscape(normalize(t.raw))) for t in task.tests], task.tests)
+    tests = [normalize(t.raw, config.norm_low, config.norm_high) for t in task.tests]
+    round1 = score([instances_from_probs(unet_foreground(net, x, gate, edges=calibrate), radius=None, split=split,
+                                         image=landscape(x)) for x in tests], task.tests)
     flagged = review["total"]
     for obj in review["objects"]:
         where |= pred == obj["id"]
@@ -164,14 +169,28 @@ def intensity_gate(config, x_train: np.ndarray, classes: np.ndarray, split: str)
     return fit_intensity_gate(x_train, classes, enabled=config.intensity_gate, split=split)
 
 
-def unet_foreground(net, x: np.ndarray, gate=None, tta: bool = False) -> np.ndarray:
-    """The network's foreground probability of a normalised image, through the gate when there is one."""
+def unet_foreground(net, x: np.ndarray, gate=None, tta: bool = False, edges: bool = False,
+                    radius: float | None = None) -> np.ndarray:
+    """The network's foreground probability of a normalised image, through the gate when there is one, then
+    with its edges calibrated when ``edges`` (within ``radius``, None: measured on the foreground), as the app's
+    predictions do (``labseg.ml.baselines.calibrate_edges_at``)."""
+    from labseg.ml.baselines import calibrate_edges_at
     from labseg.ml.tiling import predict_tiled
 
     probs = predict_tiled(net, x, tta=tta)
     if gate is not None:
         gate.apply(probs, x)
+    if edges:
+        calibrate_edges_at(probs, x, radius)
     return 1.0 - probs[0]
+
+
+def edges_for(config, split: str) -> tuple[bool, dict]:
+    """The app's edge calibration for these labels (``apps.training.pipeline.fit_intensity``): (on, info)."""
+    from labseg.ml.baselines import edge_setting, edges_on
+
+    info = edge_setting(enabled=config.edge_calibration, split=split)
+    return edges_on(info), info
 
 
 def _keep_inside(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -244,9 +263,11 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
         config0 = sized_crops(config0, painted)
         unet_overrides = {**unet_overrides, "tile_output": config0.tile_output, "batch_size": config0.batch_size}
     gate, gate_info = intensity_gate(config0, x_train, classes, split)
+    edges, edges_info = edges_for(config0, split)
     scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs)
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
            "painted_radius": painted, "split": split, "gate": gate_info, "split_intensity": split_info,
+           "edges": edges_info,
            "crops": [config0.tile_output, config0.batch_size], **guided}
     if protocol in FINE_TUNED and finetune_overrides:
         out["finetune"] = dict(finetune_overrides)
@@ -264,20 +285,24 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
                                                 **unet_overrides, **UNET_VARIANTS[method]})
             net, history = fit(task.train.raw, classes, instances, config=config, init=init)
             out.setdefault("unet_steps", {})[method] = history["steps"]
-            fgs = [unet_foreground(net, x, gate) for x in xs]
+            fgs = [unet_foreground(net, x, gate, edges=edges, radius=painted) for x in xs]
         train_s = time.monotonic() - start
         saved.update({f"{method}/{i}": fg.astype(np.float16) for i, fg in enumerate(fgs)})
         out[method] = {**scored(fgs), "seconds": train_s}
         if with_plain and method in PLAIN_ROWS:
             out[f"{method}-plain"] = {**scored(fgs, plain=True), "seconds": train_s}
         if method == "unet":
-            tta = [unet_foreground(net, x, gate, tta=True) for x in xs]
+            tta = [unet_foreground(net, x, gate, tta=True, edges=edges, radius=painted) for x in xs]
             out["unet+tta"] = {**scored(tta), "seconds": train_s}
             saved.update({f"unet+tta/{i}": fg.astype(np.float16) for i, fg in enumerate(tta)})
             if gate is not None:  # the same network without the gate, for the comparison
-                plain = [unet_foreground(net, x) for x in xs]
+                plain = [unet_foreground(net, x, edges=edges, radius=painted) for x in xs]
                 out["unet-nogate"] = {**scored(plain), "seconds": train_s}
                 saved.update({f"unet-nogate/{i}": fg.astype(np.float16) for i, fg in enumerate(plain)})
+            if edges:  # and without the edge calibration
+                own = [unet_foreground(net, x, gate) for x in xs]
+                out["unet-noedges"] = {**scored(own), "seconds": train_s}
+                saved.update({f"unet-noedges/{i}": fg.astype(np.float16) for i, fg in enumerate(own)})
         r = out[method]
         log(f"  {task.name:6s} {protocol:9s} seed {seed} {method:11s} F1 {r['f1']:.3f} IoU {r['iou']:.3f}"
             + (f" ARE {r['are']:.3f}" if r["are"] is not None else "") + f"  {train_s:6.1f} s")

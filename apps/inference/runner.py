@@ -63,6 +63,7 @@ class LoadedModel:
     split: str = "shape"  # how the training run's labels say touching objects part (``painted_split``)
     gate: object | None = None  # the training run's intensity gate (``labseg.ml.baselines.IntensityGate``)
     splitter: object | None = None  # its intensity-aware split (``labseg.ml.baselines.SplitIntensity``)
+    edges: bool = False  # its edge calibration is on (``labseg.ml.baselines.calibrate_edges``, fitted per image)
 
     def sizes(self) -> tuple[float | None, float | None]:
         """``(radius, size)`` for ``instances_of``: the size the project set wins over the painted radius."""
@@ -101,7 +102,7 @@ def load_model(version: ModelVersion) -> LoadedModel:
         normalization=dict(checkpoint.get("normalization") or {}),
         class_names=list(checkpoint.get("class_names") or []),
         object_radius=_painted_radius(checkpoint), object_size=_set_size(checkpoint), split=_painted_split(checkpoint),
-        gate=_gate(checkpoint), splitter=_splitter(checkpoint),
+        gate=_gate(checkpoint), splitter=_splitter(checkpoint), edges=_edges(checkpoint),
     )
     with _cache_lock:
         while len(_cache) >= _CACHE_SIZE:
@@ -127,6 +128,13 @@ def _gate(checkpoint: dict):
     from labseg.ml.baselines import IntensityGate
 
     return IntensityGate.from_dict(_provenance(checkpoint).get("intensity_gate"))
+
+
+def _edges(checkpoint: dict) -> bool:
+    """Whether the training run turned edge calibration on (off for versions trained before it)."""
+    from labseg.ml.baselines import edges_on
+
+    return edges_on(_provenance(checkpoint).get("edge_calibration"))
 
 
 def _splitter(checkpoint: dict):
@@ -266,6 +274,12 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
         probs, uncertainty = predict_maps(loaded, image, progress=progress, scratch=scratch, device=device)
         if loaded.gate is not None:
             loaded.gate.apply(probs, image)  # object pixels the threshold calls background -> background
+        radius, size = loaded.sizes()
+        edges = None
+        if loaded.edges:  # the edges at this image's grey level that best reproduces the network's objects
+            from labseg.ml.baselines import calibrate_edges_at
+
+            edges = calibrate_edges_at(probs, image, size if size is not None else radius)
         landscape = None
         if loaded.splitter is not None and loaded.split == "shape":  # the watershed adds the projected grey values
             h, w = image.shape[-2:]
@@ -276,7 +290,6 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
             landscape = loaded.splitter.landscape(image, out=out)
         del image
         classes = classes_from_probs(probs)
-        radius, size = loaded.sizes()
         instances, object_class = instances_of(probs, radius, classes=classes, split=loaded.split, image=landscape,
                                                size=size)
         paint_objects(classes, instances, object_class)
@@ -293,6 +306,8 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
             "mean_uncertainty": float(np.mean(uncertainty, dtype=np.float64)),
             "review": review_of(instances, object_class, loaded, painted),
         }
+        if edges is not None:
+            counts["edges"] = edges  # the grey level, how well it reproduced the network, pixels added / removed
         del probs  # drop the memmap before its file goes
     return PredictionOutputs(classes=classes, instances=instances, files=files, counts=counts)
 

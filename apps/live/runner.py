@@ -144,7 +144,7 @@ def run_session(session_id: int, worker: str) -> str:
     """Train the claimed session until it is stopped; returns why it ended."""
     import torch
 
-    from labseg.ml.baselines import IntensityGate
+    from labseg.ml.baselines import IntensityGate, calibrate_edges_at, edges_on
     from labseg.ml.io import normalize, read_image
     from labseg.ml.train import LiveTrainer
 
@@ -177,7 +177,7 @@ def run_session(session_id: int, worker: str) -> str:
     ckpt_name = f"projects/{project.pk}/live/{session_id}/model.pt"
     # the labels the network learns from now (saved images, then the draft), and the prediction settings fitted
     # on them for the checkpoint (refitted only when they changed: ``labelled["changed"]``)
-    labelled: dict = {"saved": [], "draft": [], "changed": True, "settings": {}, "gate": None}
+    labelled: dict = {"saved": [], "draft": [], "changed": True, "settings": {}, "gate": None, "edges": False}
 
     def save_checkpoint() -> None:
         path = Path(default_storage.path(ckpt_name))
@@ -186,6 +186,7 @@ def run_session(session_id: int, worker: str) -> str:
             labelled["settings"] = prediction_settings(labelled["saved"] + labelled["draft"],
                                                        trainer.normalization, config, size)
             labelled["gate"] = IntensityGate.from_dict(labelled["settings"]["intensity_gate"])
+            labelled["edges"] = edges_on(labelled["settings"]["edge_calibration"])
             labelled["changed"] = False
         provenance = {"images": seen, "draft": draft_seen, "steps": trainer.steps, "device": str(device),
                       "torch_threads": torch.get_num_threads() if device.type == "cpu" else None,
@@ -248,6 +249,8 @@ def run_session(session_id: int, worker: str) -> str:
         probs = trainer.predict(crop)
         if labelled["gate"] is not None:  # the overlay shows what a kept version predicts (fitted at the checkpoint)
             labelled["gate"].apply(probs, crop)
+        if labelled["edges"]:  # its edges too, at the grey level of the shown crop (a prediction: the whole image's)
+            calibrate_edges_at(probs, crop, size if size is not None else labelled["settings"].get("object_radius"))
         probs = probs[:, margin:margin + region["height"], margin:margin + region["width"]]
         services.beat(session_id, worker, overlay_png=render_overlay(probs, colours), overlay_region=region,
                       overlay_step=trainer.steps, overlay_draft_version=max(trained_on, 0),

@@ -200,14 +200,15 @@ def cached_weight_map(ex: Example, w0: float, sigma: float, balance: str | None 
 # --- validation ------------------------------------------------------------------------------
 def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile=None, radius: float | None = None,
                     split: str = "shape", gate=None, splitter=None,
-                    size: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                    size: float | None = None, edges: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image.
 
     ``on_tile(done, total)`` is called after each tile (heartbeat + cancel check on large images).
     ``radius``: the typical object radius for splitting (None: estimated from the foreground); ``split``:
     how touching objects are separated (``painted_split``); ``gate``: the run's intensity gate, ``splitter``: its
     intensity-aware split (both from ``fit_intensity``), applied as predictions of the version apply them;
-    ``size``: the object radius the project sets (``project_size``; ``radius`` is then None).
+    ``size``: the object radius the project sets (``project_size``; ``radius`` is then None); ``edges``: the
+    run's edge calibration is on (``fit_intensity``), applied after the gate as predictions apply it.
     """
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization
@@ -216,6 +217,10 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile
     probs = predict_tiled(model, pixels, device=device, progress=on_tile)
     if gate is not None:
         gate.apply(probs, pixels)
+    if edges:
+        from labseg.ml.baselines import calibrate_edges_at
+
+        calibrate_edges_at(probs, pixels, size if size is not None else radius)
     classes = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     instances = None
     try:
@@ -303,35 +308,41 @@ def painted_split(examples: list[Example]) -> str:
 def fit_intensity(train: list[Example], normalization: dict, config, split: str, radius: float | None = None) -> dict:
     """What the run's predictions take from the grey values of its training labels, normalised as the network
     saw them (one normalised copy for both): ``{"gate": IntensityGate or None, "gate_info": provenance entry,
-    "splitter": SplitIntensity or None, "split_info": provenance entry}``.
+    "splitter": SplitIntensity or None, "split_info": provenance entry, "edges": bool, "edges_info": provenance
+    entry}``.
 
     The gate (``labseg.ml.baselines.fit_intensity_gate``) is off when the config turns it off, when objects are
     split by painted membranes (the membrane fill decides their edges), when objects were painted with their
     outlines, or when the threshold drops more than a tenth of some painted object class (the entry says
     which). The intensity-aware split (``fit_split_intensity``) is off when the config turns it off, on
-    painted membranes, or when objects were painted whole (``radius``, from ``painted_objects``)."""
-    from labseg.ml.baselines import fit_intensity_gate, fit_split_intensity
+    painted membranes, or when objects were painted whole (``radius``, from ``painted_objects``). Edge
+    calibration (``labseg.ml.baselines.edge_setting``) is on unless the config turns it off or on painted
+    membranes; it is fitted on each predicted image, so it stores no numbers."""
+    from labseg.ml.baselines import edge_setting, edges_on, fit_intensity_gate, fit_split_intensity
     from labseg.ml.train import apply_normalization
 
     images, classes = [apply_normalization(e.raw, normalization) for e in train], [e.classes for e in train]
     gate, gate_info = fit_intensity_gate(images, classes, enabled=config.intensity_gate, split=split)
     splitter, split_info = fit_split_intensity(images, classes, enabled=config.intensity_split, split=split,
                                                painted_radius=radius)
-    return {"gate": gate, "gate_info": gate_info, "splitter": splitter, "split_info": split_info}
+    edges_info = edge_setting(enabled=config.edge_calibration, split=split)
+    return {"gate": gate, "gate_info": gate_info, "splitter": splitter, "split_info": split_info,
+            "edges": edges_on(edges_info), "edges_info": edges_info}
 
 
 def prediction_settings(examples, normalization: dict, config, size: float | None = None) -> dict:
     """The provenance entries a version's predictions read back (``apps.inference.runner``), from the labels its
     network learnt: ``object_radius`` and ``painted_objects`` (``painted_objects``), ``object_size`` (``size``,
     the radius the project sets: ``project_size``), ``split``
-    (``painted_split``), ``intensity_gate`` and ``intensity_split`` (``fit_intensity``: the weights, or why each
-    is off). A training run computes them on its way; a live session (``apps.live.runner``) with this, so that a
-    kept network predicts as a trained one does. ``examples``: anything with ``raw``, ``classes``,
+    (``painted_split``), ``intensity_gate``, ``intensity_split`` and ``edge_calibration`` (``fit_intensity``: the
+    weights, or why each is off). A training run computes them on its way; a live session (``apps.live.runner``)
+    with this, so that a kept network predicts as a trained one does. ``examples``: anything with ``raw``, ``classes``,
     ``instances`` (None or an id mask) and ``whole_ids``."""
     (radius, painted), split = painted_objects(examples), painted_split(examples)
     fitted = fit_intensity(examples, normalization, config, split, radius)
     return {"object_radius": radius, "painted_objects": painted, "object_size": size, "split": split,
-            "intensity_gate": fitted["gate_info"], "intensity_split": fitted["split_info"]}
+            "intensity_gate": fitted["gate_info"], "intensity_split": fitted["split_info"],
+            "edge_calibration": fitted["edges_info"]}
 
 
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
@@ -543,7 +554,8 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
             now = intensity_for(history["normalization"])
             reporter.set_validation(number, score_holdouts(
                 lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile,
-                                                     split_radius, split, now["gate"], now["splitter"], size),
+                                                     split_radius, split, now["gate"], now["splitter"], size,
+                                                     now["edges"]),
                 holdouts, beat))
 
     model, history = _fit_with_oom_fallback(fit, train, weights, config, init, reporter, score_round)
@@ -554,7 +566,8 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
 
     scores = score_holdouts(
         lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, split_radius,
-                                             split, intensity["gate"], intensity["splitter"], size),
+                                             split, intensity["gate"], intensity["splitter"], size,
+                                             intensity["edges"]),
         holdouts, beat)
     if reporter.rounds:
         reporter.set_validation(reporter.rounds[-1]["round"], scores)
@@ -584,6 +597,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "prior_weight": history.get("prior_weight"),  # the threshold prior's weight (on for painted membranes)
         "intensity_gate": intensity["gate_info"],  # the gate predictions apply (weights, threshold), or why it is off
         "intensity_split": intensity["split_info"],  # the intensity-aware split's weights, or why it is off
+        "edge_calibration": intensity["edges_info"],  # {"on": true} or why it is off (calibrate_edges, per image)
         "baselines": baselines,
         "train_seconds": round(float(history.get("seconds", 0.0)), 2),
         "duration_seconds": round(time.monotonic() - started, 2),

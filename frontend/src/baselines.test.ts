@@ -42,6 +42,20 @@ describe("gate note", () => {
   });
 });
 
+describe("edges note", () => {
+  it("says when edges are calibrated and how to keep the network's own, and nothing when they are not", async () => {
+    const { edgesNote } = await import("./baselines");
+    expect(edgesNote({ edge_calibration: { on: true } }))
+      .toMatch(/^Edge calibration on: .*grey level of that image.*untick "edge calibration" on the Training page \(edge_calibration: false\)\.$/);
+    expect(edgesNote({ edge_calibration: { off: "not asked for in the training settings (edge_calibration: false, the default)" } }))
+      .toBeNull();
+    expect(edgesNote({ edge_calibration: { off: "objects are split by painted membranes" } })).toBeNull();
+    expect(edgesNote({ edge_calibration: { on: "yes" } })).toBeNull();
+    expect(edgesNote({ split: "shape" })).toBeNull();
+    expect(edgesNote(undefined)).toBeNull();
+  });
+});
+
 describe("split note", () => {
   it("explains the membrane split and the prior, and says nothing for the usual split", async () => {
     const { splitNote } = await import("./baselines");

@@ -138,6 +138,23 @@ export function splitNote(provenance: Record<string, unknown> | undefined): stri
 }
 
 /**
+ * The version's edge calibration, from its training provenance (``edge_calibration``): a sentence when it is on
+ * (each prediction redraws object edges at the grey level of that image that best matches the network's own
+ * objects); null when it is off (the default), on painted membranes and for versions without it.
+ */
+export function edgesNote(provenance: Record<string, unknown> | undefined): string | null {
+  const edges = provenance?.edge_calibration as { on?: unknown; off?: unknown } | undefined;
+  if (!edges || typeof edges !== "object") return null;
+  if (edges.on === true) {
+    return "Edge calibration on: each prediction redraws object edges, within one object size of the network's objects, at the "
+      + "grey level of that image that best matches them (dim parts of cells on a dimmer image are kept, halos dropped; touching "
+      + "objects stay apart). To keep the network's own edges, untick \"edge calibration\" on the Training page "
+      + "(edge_calibration: false).";
+  }
+  return null;  // off (the default) or on painted membranes: the network's own edges, nothing to say
+}
+
+/**
  * The version's intensity gate, from its training provenance (``intensity_gate``): a sentence when it is on
  * (object pixels the threshold fitted on the strokes calls background are dropped) or when it was switched
  * off for a reason the user should know; null for versions without one and on painted membranes (the split

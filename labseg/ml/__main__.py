@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     names = args.class_names.split(",") if args.class_names else None
     if names is not None and len(names) != model.num_classes:
         raise ValueError(f"--class-names has {len(names)} names, the model has {model.num_classes} classes")
-    from labseg.ml.baselines import fit_intensity_gate, fit_split_intensity
+    from labseg.ml.baselines import edge_setting, fit_intensity_gate, fit_split_intensity
     from labseg.ml.train import apply_normalization
 
     split = painted_split(classes, instances)
@@ -125,9 +125,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     _, gate_info = fit_intensity_gate(normalized, classes, enabled=config.intensity_gate, split=split)
     _, split_info = fit_split_intensity(normalized, classes, enabled=config.intensity_split, split=split,
                                         painted_radius=painted)
+    edges_info = edge_setting(enabled=config.edge_calibration, split=split)
     save_checkpoint(args.out, model, config, history["normalization"], names, history,
                     {"images": args.image, "labels": args.labels, "instances": args.instances or [],
                      "split": split, "intensity_gate": gate_info, "intensity_split": split_info,
+                     "edge_calibration": edges_info,
                      "object_size": size, "object_radius": painted})
     print(f"saved {args.out}: {history['steps']} steps in {history['seconds']:.1f}s, "
           f"final loss {history['loss'][-1]:.4f} ({history['stop_reason']})", file=sys.stderr)
@@ -137,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from labseg.ml.baselines import IntensityGate, SplitIntensity
+    from labseg.ml.baselines import IntensityGate, SplitIntensity, calibrate_edges_at, edges_on
     from labseg.ml.device import configure_threads, pick_device
     from labseg.ml.io import read_image
     from labseg.ml.postprocess import instances_from_probs, recorded_radius, recorded_split
@@ -176,6 +178,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     size = None if args.radius is not None else _object_size(args.object_diameter) or recorded_radius(
         extra.get("object_size"))
     radius = args.radius if args.radius is not None or size is not None else recorded_radius(extra.get("object_radius"))
+    if edges_on(extra.get("edge_calibration")) and not args.no_edges:  # as the app's predictions: after the gate
+        edges = calibrate_edges_at(probs, x, size if size is not None else radius)
+        print(f"edges: {json.dumps(edges)}", file=sys.stderr)
     labels = instances_from_probs(probs, fg_class=1 if probs.shape[0] == 2 else None, threshold=args.threshold,
                                   min_size=args.min_size, radius=radius,
                                   image=None if splitter is None else splitter.landscape(x), split=split, size=size)
@@ -217,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
     p.add_argument("--no-gate", dest="no_gate", action="store_true",
                    help="skip the intensity gate the training run chose (keep every pixel the network calls object)")
+    p.add_argument("--no-edges", dest="no_edges", action="store_true",
+                   help="skip the edge calibration the training run chose (keep the network's own edges)")
     p.add_argument("--tile", type=int, default=None, help="output tile side (default by device)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threshold", type=float, default=0.5)

@@ -270,6 +270,112 @@ def fit_split_intensity(images, classes, *, enabled: bool = True, split: str = "
     return model, model.to_dict()
 
 
+#: Edge calibration (:func:`calibrate_edges`) is skipped when the best threshold of the grey values reproduces
+#: less than this share (balanced accuracy) of the network's own foreground: the objects are then not told from
+#: background by grey value (texture), and a threshold would punch holes in them. The benchmark's predictions
+#: reproduce at 0.84-1.0 (``bench/fewlabel.py``).
+EDGE_MIN_AGREEMENT = 0.75
+#: The threshold is chosen on at most about this many pixels (a regular grid over a large image).
+EDGE_FIT_PIXELS = 1_000_000
+#: Fewer predicted object or background pixels than this: nothing to calibrate.
+EDGE_MIN_PIXELS = 50
+
+
+def edge_setting(*, enabled: bool = True, split: str = "shape") -> dict:
+    """What a version stores about edge calibration (:func:`calibrate_edges`), from its training run:
+    ``{"on": True}``, or ``{"off": why}`` when the config leaves it off (``TrainConfig.edge_calibration``) or when
+    objects are split by painted membranes (the membrane fill decides their edges)."""
+    if not enabled:
+        return {"off": "not asked for in the training settings (edge_calibration: false, the default)"}
+    if split != "shape":
+        return {"off": "objects are split by painted membranes"}
+    return {"on": True}
+
+
+def edges_on(setting: object) -> bool:
+    """Whether a stored :func:`edge_setting` says on (versions trained before it have none: off)."""
+    return isinstance(setting, dict) and setting.get("on") is True
+
+
+def calibrate_edges_at(probs: np.ndarray, image: np.ndarray, radius: float | None) -> dict:
+    """:func:`calibrate_edges` within one object radius of the network's objects: ``radius`` is the one the
+    objects are split at (set or painted), or None: measured on the network's foreground, as the split does."""
+    if radius is None:
+        from labseg.ml.postprocess import object_radius
+
+        radius = object_radius(foreground=np.asarray(probs[0]) < 0.5)
+    return calibrate_edges(probs, image, reach=float(radius))
+
+
+def calibrate_edges(probs: np.ndarray, image: np.ndarray, *, reach: float,
+                    min_agreement: float = EDGE_MIN_AGREEMENT) -> dict:
+    """Redraw the network's object edges at one grey level of this image: the level that best reproduces the
+    network's own foreground on it.
+
+    The channels are projected on the direction from the network's background to its objects and smoothed (as
+    the threshold baseline does), and the threshold with the best balanced accuracy against the network's
+    foreground (probability ``1 - probs[0]`` > 0.5) is taken. Then, within ``reach`` px of the network's objects,
+    pixels above it become object unless that would join two objects (a pixel beside another object than its
+    nearest stays background: gaps between touching objects stay) or would stand apart from every object
+    (specks of noise), and object pixels below it become background; farther away the network's answer stands.
+    So each edge lies where the network draws edges on this image in general, not where it drew this one: on
+    few labels the network's edges follow the training image's brightness (Huh7 cells: the dim cytoplasm of a
+    dimmer image missed, halos around bright nuclei), and one grey level per image puts them back in line
+    (``bench/fewlabel.py``).
+
+    ``probs``: softmax (K, H, W), channel 0 background; changed in place (a pixel made object goes to its
+    most likely object class at 0.51, one made background to background 1). ``image``: the normalised
+    (C, H, W) image the network saw. -> the record a prediction keeps: ``{"threshold", "agreement", "added",
+    "removed"}``, or ``{"off": why}`` (with ``"agreement"`` when it was too low); ``probs`` then unchanged.
+    """
+    from labseg.ml.postprocess import two_ids_within
+
+    image = _as_cyx(image)
+    if image.shape[1:] != probs.shape[1:]:
+        raise ValueError(f"probs {probs.shape[1:]} and image {image.shape[1:]} differ in size")
+    if probs.shape[0] < 2:
+        return {"off": "no object class"}
+    objects = np.asarray(probs[0]) < 0.5
+    n_obj = int(objects.sum())
+    if min(n_obj, objects.size - n_obj) < EDGE_MIN_PIXELS:
+        return {"off": "too few object or background pixels predicted"}
+    step = max(1, int(np.ceil(np.sqrt(objects.size / EDGE_FIT_PIXELS))))
+    sampled = objects[::step, ::step]
+    weights = object_direction(image[:, ::step, ::step], np.where(sampled, 2, 1))
+    projected = _smoothed_projection(weights, image, 1.0)
+    fg_v, bg_v = projected[::step, ::step][sampled], projected[::step, ::step][~sampled]
+    threshold = _best_threshold(fg_v, bg_v)
+    agreement = _balanced_accuracy(fg_v, bg_v, threshold)
+    if agreement < min_agreement:
+        return {"off": f"one grey level reproduces only {agreement:.0%} of the network's objects "
+                       f"(needs {min_agreement:.0%})", "agreement": round(agreement, 4)}
+    bright = projected > threshold
+    del projected
+    labels, _ = ndi.label(objects)
+    distance, (iy, ix) = ndi.distance_transform_edt(labels == 0, return_indices=True)
+    add = (distance <= reach) & bright & ~objects
+    del distance
+    nearest = np.where(add | objects, labels[iy, ix], 0).astype(np.int64)
+    del iy, ix
+    add &= ~two_ids_within(nearest, np.ones((3, 3), bool))
+    grown, _ = ndi.label(add | objects)  # added pixels only where they grow an object, not as specks of noise
+    touched = np.zeros(int(grown.max()) + 1, bool)
+    touched[np.unique(grown[objects])] = True
+    add &= touched[grown]
+    remove = objects & ~bright
+    if add.any():
+        best = np.argmax(np.asarray(probs[1:])[:, add], axis=0)
+        column = np.zeros((probs.shape[0], best.size), probs.dtype)
+        column[0] = 0.49
+        column[1 + best, np.arange(best.size)] = 0.51
+        probs[:, add] = column
+    if remove.any():
+        probs[:, remove] = 0.0
+        probs[0, remove] = 1.0
+    return {"threshold": round(float(threshold), 6), "agreement": round(agreement, 4),
+            "added": int(add.sum()), "removed": int(remove.sum())}
+
+
 def object_direction(images, classes) -> np.ndarray:
     """The unit vector (one weight per channel) from the mean painted background pixel to the mean painted
     object pixel of the normalised ``images`` (one or a list of (C, H, W)): objects project higher than
@@ -341,7 +447,10 @@ def _balanced_accuracy(fg: np.ndarray, bg: np.ndarray, t: float) -> float:
 def _best_threshold(fg: np.ndarray, bg: np.ndarray) -> float:
     """The threshold with the best balanced accuracy on the painted pixels (the middle of the best run)."""
     candidates = np.unique(np.quantile(np.concatenate([fg, bg]), np.linspace(0, 1, 257)))
-    scores = np.array([_balanced_accuracy(fg, bg, t) for t in candidates])
+    # _balanced_accuracy at every candidate at once: counts at or below each by binary search in sorted values
+    at_or_below_fg = np.searchsorted(np.sort(fg), candidates, side="right")
+    at_or_below_bg = np.searchsorted(np.sort(bg), candidates, side="right")
+    scores = 0.5 * ((fg.size - at_or_below_fg) / fg.size + at_or_below_bg / bg.size)
     best = np.flatnonzero(scores >= scores.max() - 1e-9)
     return float(candidates[best[len(best) // 2]])
 

@@ -99,6 +99,12 @@ class TrainConfig:
     # labseg.ml.postprocess.split_where_merged). Applied by the callers, where objects are split by shape and
     # were not painted whole (bench/fewlabel.py)
     intensity_split: bool = True
+    # edge calibration: within one object radius of the network's objects, their edges are redrawn at the one grey
+    # level of each predicted image that best reproduces the network's own foreground on it (dim cytoplasm of a
+    # dimmer image, halos: labseg.ml.baselines.calibrate_edges). Applied by the callers, where objects are split
+    # by shape. Off by default: on the real benchmark sets it lifted Huh7 (whole cells, dim cytoplasm) a lot and
+    # cost HeLa and trpL foreground IoU (dense HeLa most), so over the sets it did not help (README, bench/fewlabel.py)
+    edge_calibration: bool = False
     # augmentation
     flips: bool = True
     max_shift: int = 0

@@ -117,6 +117,28 @@ def test_the_versions_intensity_gate_drops_object_pixels_the_threshold_calls_bac
     assert np.abs(probability.astype(int) - np.round(255 * (1 - probs[0])).astype(int)).max() <= 1
 
 
+def test_the_versions_edge_calibration_redraws_edges_at_this_images_grey_level_and_says_so(
+        celery_worker, project, make_image, make_version, annotator, client_for):
+    """A version whose training run turned edge calibration on: the stored instances are those of the TTA
+    probabilities with their edges calibrated on this image (within the stored object radius), and the
+    prediction's counts say what it did; a version without the entry (trained before it) predicts as before."""
+    from labseg.ml.baselines import calibrate_edges_at
+    from labseg.ml.postprocess import instances_from_probs
+
+    version = make_version(project, threshold=0.35, provenance={"edge_calibration": {"on": True}, "split": "shape",
+                                                                "object_radius": 6.0})
+    c, pred, pixels, x = predicted_once(version, project, make_image, client_for(annotator), celery_worker)
+    tta, _ = direct_reference(version, pixels)
+    probs = tta.probs.copy()
+    info = calibrate_edges_at(probs, x, 6.0)
+    assert info["added"] + info["removed"] > 0, "the calibration must move edges here, or the test shows nothing"
+    stored = get_tiff(c, f"/api/v1/predictions/{pred.pk}/instances.tif")
+    assert np.array_equal(stored, instances_from_probs(probs, radius=6.0))
+    assert not np.array_equal(stored, instances_from_probs(tta.probs, radius=6.0))
+    counts = c.get(f"/api/v1/predictions/{pred.pk}/").json()["counts"]
+    assert counts["edges"] == info and 0.75 <= info["agreement"] <= 1.0
+
+
 def test_the_versions_intensity_split_adds_the_projected_image_to_the_watershed(
         celery_worker, project, make_image, make_version, annotator, client_for):
     """A version whose training run stored an intensity-aware split: the stored instances are those of the

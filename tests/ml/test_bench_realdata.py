@@ -93,8 +93,8 @@ def test_run_one_scores_every_method_on_a_small_task(small_task):
 def test_run_one_gates_the_unet_as_the_app_does_and_keeps_the_ungated_row(small_task, tmp_path):
     from scipy import ndimage as ndi
 
-    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
-                           log=lambda *_: None, dump=tmp_path)
+    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
+                           unet_overrides={**TINY, "edge_calibration": False}, dump=tmp_path)  # the gate alone
     gate = out["gate"]
     assert "off" not in gate and gate["kept"]["2"] >= 0.9  # bright synthetic nuclei: the gate is on
     assert 0.0 <= out["unet-nogate"]["f1"] <= 1.0
@@ -107,6 +107,25 @@ def test_run_one_gates_the_unet_as_the_app_does_and_keeps_the_ungated_row(small_
     off = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
                            unet_overrides={**TINY, "intensity_gate": False})
     assert "intensity_gate: false" in off["gate"]["off"] and "unet-nogate" not in off
+
+
+def test_run_one_calibrates_the_unets_edges_after_the_gate_and_keeps_the_row_without(small_task, tmp_path):
+    from labseg.ml.baselines import calibrate_edges_at
+
+    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
+                           unet_overrides={**TINY, "edge_calibration": True}, dump=tmp_path)
+    assert out["edges"] == {"on": True} and 0.0 <= out["unet-noedges"]["f1"] <= 1.0
+    saved = np.load(tmp_path / "synthetic-scribbles-0.npz")
+    own = saved["unet-noedges/0"].astype(np.float32)  # gated, edges as the network drew them
+    probs = np.stack([1.0 - own, own])
+    info = calibrate_edges_at(probs, normalize(small_task.tests[0].raw), None)
+    calibrated = saved["unet/0"].astype(np.float32) > 0.5
+    assert info["added"] + info["removed"] > 0 and np.sum(calibrated != (own > 0.5)) > 0  # it moved edges
+    assert np.sum(calibrated != (probs[1] > 0.5)) <= 2  # the same edges (the dumps are float16)
+    assert "| unet-noedges |" in fewlabel.summarise([{"set": "synthetic", **out}])
+    off = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
+                           unet_overrides=TINY)  # the default: off
+    assert "edge_calibration: false" in off["edges"]["off"] and "unet-noedges" not in off
 
 
 def test_run_one_predicts_with_the_normalisation_the_network_was_trained_with(small_task, monkeypatch):

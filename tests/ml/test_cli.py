@@ -9,6 +9,7 @@ import tifffile
 from PIL import Image
 from scipy import ndimage as ndi
 
+from labseg.ml.baselines import calibrate_edges_at
 from labseg.ml.synthetic import classes_from_instances, make_nuclei, scribbles
 from labseg.ml.tiling import predict_tiled
 from labseg.ml.train import apply_normalization, load_checkpoint
@@ -32,7 +33,7 @@ def test_train_then_predict_writes_labels_and_probabilities(tmp_path):
                    "--instances", tmp_path / "a_inst.png", "--out", model, "--steps", 3, "--threads", 1,
                    "--device", "cpu", "--class-names", "background,nucleus",
                    "--set", "base_channels=4", "--set", "depth=2", "--set", "tile_output=24", "--set", "batch_size=1",
-                   "--set", "self_training=1")
+                   "--set", "self_training=1", "--set", "edge_calibration=true")
     assert done.returncode == 0, done.stderr
     # strokes only, self-training on: 3 steps, then a round of 3 more; the bar grows to 6 and runs to the end
     assert "6/6" in done.stderr and "saved" in done.stderr
@@ -54,9 +55,18 @@ def test_train_then_predict_writes_labels_and_probabilities(tmp_path):
     assert 0 < keep.mean() < 1
     gated = expected.copy()
     gated[0][~keep], gated[1][~keep] = 1.0, 0.0
-    np.testing.assert_allclose(probs, gated, atol=1e-4)
+    # then the edge calibration the training asked for (on: objects split by shape), at the measured radius
+    assert ckpt["extra"]["edge_calibration"] == {"on": True} and "edges: {" in done.stderr
+    calibrated = gated.copy()
+    calibrate_edges_at(calibrated, x, None)
+    np.testing.assert_allclose(probs, calibrated, atol=1e-4)
+    done = run_cli("predict", "--model", model, "--image", tmp_path / "a.tif", "--out", tmp_path / "gated.tif",
+                   "--probs", tmp_path / "gated_probs.tif", "--no-edges", "--tile", 16, "--device", "cpu",
+                   "--threads", 1)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "gated_probs.tif"), gated, atol=1e-4)
     done = run_cli("predict", "--model", model, "--image", tmp_path / "a.tif", "--out", tmp_path / "plain.tif",
-                   "--probs", tmp_path / "plain_probs.tif", "--no-gate", "--tile", 16, "--device", "cpu",
+                   "--probs", tmp_path / "plain_probs.tif", "--no-gate", "--no-edges", "--tile", 16, "--device", "cpu",
                    "--threads", 1)
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(tifffile.imread(tmp_path / "plain_probs.tif"), expected, atol=1e-4)

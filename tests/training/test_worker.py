@@ -97,7 +97,12 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     gate = prov["intensity_gate"]
     assert "off" not in gate and gate["kept"]["2"] >= 0.9, gate
     assert ckpt["extra"]["provenance"]["intensity_gate"] == gate  # predictions of the version read it there
-    pred_fg &= ndi.gaussian_filter(x[0].astype(np.float64), gate["smooth"]) > gate["threshold"]
+    keep = ndi.gaussian_filter(x[0].astype(np.float64), gate["smooth"]) > gate["threshold"]
+    probs[0][~keep], probs[1:, ~keep] = 1.0, 0.0
+    # edge calibration is off by default (the run's settings did not ask for it): the network's own edges
+    assert "the default" in prov["edge_calibration"]["off"]
+    assert ckpt["extra"]["provenance"]["edge_calibration"] == prov["edge_calibration"]
+    pred_fg = np.argmax(probs, axis=0) >= 1
     expected = float(np.mean(pred_fg != (gt >= 2)))
     assert scores[(val_img.pk, "pixel_error")].value == pytest.approx(expected, abs=1e-6)
     # the strokes were saved with object ids (instance mode) but nothing was painted around them: strokes, not

@@ -3,7 +3,7 @@
  * progress bar, loss curve and ETA, cancel it, read its error; the project's earlier runs below.
  */
 import { api, ApiError, type Project } from "../api";
-import { comparisonBlock, gateNote, sizeNote, splitNote, type Comparison } from "../baselines";
+import { comparisonBlock, edgesNote, gateNote, sizeNote, splitNote, type Comparison } from "../baselines";
 import { drawLineChart, type Point } from "../chart";
 import { registerRoute } from "../router";
 import { addProjectNavLink, append, errorBlock, h, renderNav, showError, toast } from "../ui";
@@ -82,6 +82,7 @@ function startForm(pid: string, project: Project, versions: ModelVersion[], onSt
   const selfTraining = h("input", { type: "checkbox", checked: false, "data-testid": "train-self-training" });
   const gate = h("input", { type: "checkbox", checked: true, "data-testid": "train-intensity-gate" });
   const intensitySplit = h("input", { type: "checkbox", checked: true, "data-testid": "train-intensity-split" });
+  const edges = h("input", { type: "checkbox", checked: false, "data-testid": "train-edge-calibration" });
   const parent = h("select", { "data-testid": "train-parent" }, ...parentOptions(versions));
   let shownKey = versions.map((v) => `${v.id}:${v.is_active}`).join(",");
   const setVersions = (next: ModelVersion[]) => {
@@ -96,7 +97,7 @@ function startForm(pid: string, project: Project, versions: ModelVersion[], onSt
   button.addEventListener("click", async () => {
     const body: Record<string, unknown> = { config: {
       steps: Number(steps.value), max_seconds: Math.round(Number(minutes.value) * 60), self_training: selfTraining.checked ? 1 : 0,
-      intensity_gate: gate.checked, intensity_split: intensitySplit.checked,
+      intensity_gate: gate.checked, intensity_split: intensitySplit.checked, edge_calibration: edges.checked,
     } };
     if (parent.value === "scratch") body.from_scratch = true;
     else if (parent.value) body.parent_version = Number(parent.value);
@@ -122,7 +123,9 @@ function startForm(pid: string, project: Project, versions: ModelVersion[], onSt
     h("label", { title: "After training, predicted object pixels that a threshold fitted on your strokes calls background are dropped: the halo a network paints around bright objects. Used only when your strokes lie inside objects (not outlined, not membranes) and the threshold keeps at least 90 % of what you painted as object. Untick it for objects that are not brighter or darker than their surroundings." },
       gate, " intensity gate"), " ",
     h("label", { title: "Where the prediction merges touching objects into colonies much larger than the objects (rods side by side), the watershed that splits them adds the grey values, projected so objects are bright (dark rods in phase contrast are inverted): a bright or dim line between two objects becomes a border. Not used when your background strokes are membranes or when you painted whole objects (their size sets the split). Untick it to split by shape alone." },
-      intensitySplit, " intensity split"), " ", button,
+      intensitySplit, " intensity split"), " ",
+    h("label", { title: "Each prediction redraws object edges, within one object size of the network's objects, at the one grey level of that image that best matches the objects the network found: on a dimmer or brighter image than the one you painted, dim parts of cells are kept and halos around bright ones dropped; a pixel that would join two objects stays background. Not used when your background strokes are membranes. Off by default: on the benchmark it lifted whole cells with dim cytoplasm a lot but cost nuclei and rods foreground IoU; tick it when the predicted edges miss dim parts of your objects or add halos." },
+      edges, " edge calibration"), " ", button,
     h("p", { class: "muted" }, "Self-training adds a round: the model labels the unlabelled pixels itself and trains the same number of steps again, so a run of 150 steps a round with self-training counts 300 steps."),
     h("p", { class: "muted", "data-testid": "train-object-size" },
       typeof project.object_diameter === "number"
@@ -165,6 +168,7 @@ function runPanel(run: TrainingRun, canEdit: boolean, onCancel: () => void, vers
     version ? comparisonBlock(version.comparison, "train-baselines") : null,
     version && splitNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-split-note" }, splitNote(version.provenance)) : null,
     version && gateNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-gate-note" }, gateNote(version.provenance)) : null,
+    version && edgesNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-edges-note" }, edgesNote(version.provenance)) : null,
     version && sizeNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-size-note" }, sizeNote(version.provenance)) : null,
     cancel);
 }
