@@ -62,7 +62,7 @@ UNET_VARIANTS = {"unet": {}, "unet+crf": {"crf_weight": 3.0}, "unet+st": {"self_
 #: Rows from a network or baseline fitted above: ``-plain`` is the same foreground through the plain
 #: distance-transform watershed where the default split adds the projected intensity; ``unet+isplit`` (older
 #: runs): the first channel's intensity added, when the default was the plain watershed.
-DERIVED = ("unet+tta", "unet+isplit", "unet-nogate", "unet-noedges", "unet-plain", "threshold-plain",
+DERIVED = ("unet+tta", "unet+isplit", "unet-nogate", "unet-noedges", "unet+edges", "unet-plain", "threshold-plain",
            "forest-plain")
 
 
@@ -186,10 +186,26 @@ def unet_foreground(net, x: np.ndarray, gate=None, tta: bool = False, edges: boo
 
 
 def edges_for(config, split: str) -> tuple[bool, dict]:
-    """The app's edge calibration for these labels (``apps.training.pipeline.fit_intensity``): (on, info)."""
+    """The app's edge calibration for these labels (``apps.training.pipeline.fit_intensity``): (on, info); auto
+    (``edges_auto(info)``) is off until a network's held-out labels choose (``held_out_edges``)."""
     from labseg.ml.baselines import edge_setting, edges_on
 
     info = edge_setting(enabled=config.edge_calibration, split=split)
+    return edges_on(info), info
+
+
+def held_out_edges(net, x: np.ndarray, gate, held: np.ndarray | None, radius: float | None) -> tuple[bool, dict]:
+    """The auto edge calibration's choice for ``net``, as the app's run makes it: the foreground IoU of the
+    held-out labels ``held`` (classes, 0 unlabelled; None: nothing held out) of the training image ``x`` predicted
+    without and with it (``labseg.ml.baselines.choose_edges``). -> (on, the setting with both IoUs)."""
+    from labseg.ml.baselines import choose_edges, edges_on
+    from labseg.ml.metrics import iou
+
+    ious = [None, None]
+    if held is not None:
+        for i, on in enumerate((False, True)):
+            ious[i] = iou(unet_foreground(net, x, gate, edges=on, radius=radius) > 0.5, held >= 2, held > 0)
+    info = choose_edges(*ious)
     return edges_on(info), info
 
 
@@ -228,16 +244,19 @@ def score(preds: list[np.ndarray], tests: list[realdata.Crop]) -> dict:
 
 def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str], threads: int,
             unet_overrides: dict, finetune_overrides: dict | None = None, log=print,
-            dump: Path | None = None, sized: bool = True) -> dict:
+            dump: Path | None = None, sized: bool = True, holdout: bool = False) -> dict:
     """Every method on one (set, protocol, seed); returns {method: scores + seconds}.
     ``finetune_overrides``: TrainConfig overrides for the ``guided-ft`` protocol's round 2 only.
     ``dump``: also save the labels and every method's foreground probability of each test image there
     (``{set}-{protocol}-{seed}.npz``, float16), to study post-processing without training again. ``sized``:
     training crops grow to hold the objects painted whole, as the app's runs do (``labseg.ml.train.sized_crops``;
-    unless ``unet_overrides`` set ``tile_output``)."""
+    unless ``unet_overrides`` set ``tile_output``). ``holdout``: as the app's run on one labelled image, the
+    right-most quarter of the labelled columns (``labseg.ml.metrics.holdout_columns``) is held out of every
+    method's training; where ``edge_calibration`` is auto (null), each network's choice is made on it
+    (``labseg.ml.baselines.choose_edges``), with rows ``unet-noedges`` and ``unet+edges`` beside."""
     import torch
 
-    from labseg.ml.baselines import ForestBaseline, ThresholdBaseline
+    from labseg.ml.baselines import ForestBaseline, ThresholdBaseline, edges_auto
     from labseg.ml.io import normalize
     from labseg.ml.postprocess import painted_radius, painted_split
     from labseg.ml.train import fit, sized_crops, validate_config_overrides
@@ -252,6 +271,16 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
             init, unet_overrides = round1_net, {**unet_overrides, **(finetune_overrides or {})}
     else:
         classes, instances = labels_for(task, protocol, seed)
+    held, cut = None, None
+    if holdout:
+        from labseg.ml.metrics import holdout_columns
+
+        if protocol in ("guided", *FINE_TUNED):
+            raise ValueError("--holdout runs the scribble, object and dense protocols only")
+        cut = holdout_columns(classes)
+        if cut is not None:  # as the app: the classes trimmed, painted instances kept whole
+            right = np.arange(classes.shape[1]) >= cut
+            held, classes = np.where(right, classes, 0), np.where(right, 0, classes)
     painted = painted_radius([instances], [classes]) if instances is not None else None
     split = painted_split(classes, instances)
 
@@ -264,10 +293,11 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
         unet_overrides = {**unet_overrides, "tile_output": config0.tile_output, "batch_size": config0.batch_size}
     gate, gate_info = intensity_gate(config0, x_train, classes, split)
     edges, edges_info = edges_for(config0, split)
+    auto = edges_auto(edges_info)
     scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs)
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
            "painted_radius": painted, "split": split, "gate": gate_info, "split_intensity": split_info,
-           "edges": edges_info,
+           "edges": edges_info, "holdout_from": cut,
            "crops": [config0.tile_output, config0.batch_size], **guided}
     if protocol in FINE_TUNED and finetune_overrides:
         out["finetune"] = dict(finetune_overrides)
@@ -285,24 +315,32 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
                                                 **unet_overrides, **UNET_VARIANTS[method]})
             net, history = fit(task.train.raw, classes, instances, config=config, init=init)
             out.setdefault("unet_steps", {})[method] = history["steps"]
-            fgs = [unet_foreground(net, x, gate, edges=edges, radius=painted) for x in xs]
+            edges_now = edges
+            if auto:  # the network's choice, on the held-out labels of the training crop
+                edges_now, out.setdefault("edges_chosen", {})[method] = held_out_edges(net, x_train, gate, held,
+                                                                                       painted)
+            fgs = [unet_foreground(net, x, gate, edges=edges_now, radius=painted) for x in xs]
         train_s = time.monotonic() - start
         saved.update({f"{method}/{i}": fg.astype(np.float16) for i, fg in enumerate(fgs)})
         out[method] = {**scored(fgs), "seconds": train_s}
         if with_plain and method in PLAIN_ROWS:
             out[f"{method}-plain"] = {**scored(fgs, plain=True), "seconds": train_s}
         if method == "unet":
-            tta = [unet_foreground(net, x, gate, tta=True, edges=edges, radius=painted) for x in xs]
+            tta = [unet_foreground(net, x, gate, tta=True, edges=edges_now, radius=painted) for x in xs]
             out["unet+tta"] = {**scored(tta), "seconds": train_s}
             saved.update({f"unet+tta/{i}": fg.astype(np.float16) for i, fg in enumerate(tta)})
             if gate is not None:  # the same network without the gate, for the comparison
-                plain = [unet_foreground(net, x, edges=edges, radius=painted) for x in xs]
+                plain = [unet_foreground(net, x, edges=edges_now, radius=painted) for x in xs]
                 out["unet-nogate"] = {**scored(plain), "seconds": train_s}
                 saved.update({f"unet-nogate/{i}": fg.astype(np.float16) for i, fg in enumerate(plain)})
-            if edges:  # and without the edge calibration
-                own = [unet_foreground(net, x, gate) for x in xs]
+            if edges_now or auto:  # and without the edge calibration
+                own = fgs if not edges_now else [unet_foreground(net, x, gate) for x in xs]
                 out["unet-noedges"] = {**scored(own), "seconds": train_s}
                 saved.update({f"unet-noedges/{i}": fg.astype(np.float16) for i, fg in enumerate(own)})
+            if auto:  # and with it, whatever the held-out labels chose
+                cal = fgs if edges_now else [unet_foreground(net, x, gate, edges=True, radius=painted) for x in xs]
+                out["unet+edges"] = {**scored(cal), "seconds": train_s}
+                saved.update({f"unet+edges/{i}": fg.astype(np.float16) for i, fg in enumerate(cal)})
         r = out[method]
         log(f"  {task.name:6s} {protocol:9s} seed {seed} {method:11s} F1 {r['f1']:.3f} IoU {r['iou']:.3f}"
             + (f" ARE {r['are']:.3f}" if r["are"] is not None else "") + f"  {train_s:6.1f} s")
@@ -433,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixed-crops", action="store_true",
                         help="train on the preset's crops even where objects painted whole are larger (the app "
                              "grows them: labseg.ml.train.sized_crops)")
+    parser.add_argument("--holdout", action="store_true",
+                        help="hold the right-most quarter of the labelled columns out of training, as the app's run "
+                             "on one labelled image does; auto edge calibration (--unet '{\"edge_calibration\": "
+                             "null}') chooses on it")
     parser.add_argument("--rescore", type=Path, metavar="DUMP",
                         help="score every file a --dump run left in DUMP again with today's instance step (no "
                              "training; --unet's overrides choose the split), write --json, print the table, exit")
@@ -481,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
                 chosen = variants if protocol in ablate else ["unet"]
                 r = run_one(task, protocol, seed, variants=chosen, threads=args.threads,
                             unet_overrides=json.loads(args.unet), finetune_overrides=finetune,
-                            dump=args.dump, sized=not args.fixed_crops)
+                            dump=args.dump, sized=not args.fixed_crops, holdout=args.holdout)
                 results.append({"set": name, **r})
                 if args.json:
                     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

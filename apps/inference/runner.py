@@ -67,7 +67,9 @@ class LoadedModel:
 
     def sizes(self) -> tuple[float | None, float | None]:
         """``(radius, size)`` for ``instances_of``: the size the project set wins over the painted radius."""
-        return (None, self.object_size) if self.object_size is not None else (self.object_radius, None)
+        from labseg.ml.postprocess import split_sizes
+
+        return split_sizes(self.object_size, self.object_radius)
 
 
 _cache: dict[tuple[int, str], LoadedModel] = {}
@@ -278,8 +280,9 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
         edges = None
         if loaded.edges:  # the edges at this image's grey level that best reproduces the network's objects
             from labseg.ml.baselines import calibrate_edges_at
+            from labseg.ml.postprocess import object_scale
 
-            edges = calibrate_edges_at(probs, image, size if size is not None else radius)
+            edges = calibrate_edges_at(probs, image, object_scale(size, radius))
         landscape = None
         if loaded.splitter is not None and loaded.split == "shape":  # the watershed adds the projected grey values
             h, w = image.shape[-2:]

@@ -146,6 +146,7 @@ def run_session(session_id: int, worker: str) -> str:
 
     from labseg.ml.baselines import IntensityGate, calibrate_edges_at, edges_on
     from labseg.ml.io import normalize, read_image
+    from labseg.ml.postprocess import object_scale
     from labseg.ml.train import LiveTrainer
 
     session = LiveSession.objects.select_related("image", "image__project", "parent_version").get(pk=session_id)
@@ -250,7 +251,7 @@ def run_session(session_id: int, worker: str) -> str:
         if labelled["gate"] is not None:  # the overlay shows what a kept version predicts (fitted at the checkpoint)
             labelled["gate"].apply(probs, crop)
         if labelled["edges"]:  # its edges too, at the grey level of the shown crop (a prediction: the whole image's)
-            calibrate_edges_at(probs, crop, size if size is not None else labelled["settings"].get("object_radius"))
+            calibrate_edges_at(probs, crop, object_scale(size, labelled["settings"].get("object_radius")))
         probs = probs[:, margin:margin + region["height"], margin:margin + region["width"]]
         services.beat(session_id, worker, overlay_png=render_overlay(probs, colours), overlay_region=region,
                       overlay_step=trainer.steps, overlay_draft_version=max(trained_on, 0),

@@ -19,7 +19,7 @@ from django.conf import settings
 from apps.annotate import weight_maps
 from apps.annotate.masks import annotation_arrays
 from apps.annotate.models import Annotation, Image, Split
-from labseg.ml.metrics import metric_rows
+from labseg.ml.metrics import holdout_columns, metric_rows
 
 from . import services
 from .models import ModelVersion, ScoreMethod, TrainingRun
@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 #: Out-of-memory retries: each halves the training tile (and the batch), then the run fails.
 OOM_RETRIES = 2
-#: Fraction of the labelled columns held out for validation when there is one training image only.
-HOLDOUT_FRACTION = 0.25
 
 
 @dataclass
@@ -174,12 +172,11 @@ def split_holdout(examples: list[Example]) -> tuple[list[Example], list[Holdout]
             return candidate_train, candidate_held
         return train, []
     ex = train[0]
-    cols = np.flatnonzero((ex.classes > 0).any(axis=0))
-    cut = int(cols[0] + (cols[-1] - cols[0] + 1) * (1 - HOLDOUT_FRACTION))
+    cut = holdout_columns(ex.classes)
+    if cut is None:
+        return train, []
     kept = ex.classes.copy()
     kept[:, cut:] = 0
-    if len(np.unique(kept[kept > 0])) < 2 or not (ex.classes[:, cut:] > 0).any():
-        return train, []
     trimmed = dataclasses.replace(ex, classes=kept, variant=f"cols<{cut}")
     return [trimmed], [Holdout(ex, "holdout", cut)]
 
@@ -200,7 +197,8 @@ def cached_weight_map(ex: Example, w0: float, sigma: float, balance: str | None 
 # --- validation ------------------------------------------------------------------------------
 def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile=None, radius: float | None = None,
                     split: str = "shape", gate=None, splitter=None,
-                    size: float | None = None, edges: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                    size: float | None = None, edges: bool = False,
+                    cache: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(class mask uint8 (H, W) with values 1.., instances or None)`` of the trained model on one image.
 
     ``on_tile(done, total)`` is called after each tile (heartbeat + cancel check on large images).
@@ -208,19 +206,28 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile
     how touching objects are separated (``painted_split``); ``gate``: the run's intensity gate, ``splitter``: its
     intensity-aware split (both from ``fit_intensity``), applied as predictions of the version apply them;
     ``size``: the object radius the project sets (``project_size``; ``radius`` is then None); ``edges``: the
-    run's edge calibration is on (``fit_intensity``), applied after the gate as predictions apply it.
+    run's edge calibration is on (``fit_intensity``), applied after the gate as predictions apply it. ``cache``: a
+    dict kept between calls on the same images (``score_unet``'s two scorings): the network runs once per image.
     """
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization
 
-    pixels = apply_normalization(raw, normalization)
-    probs = predict_tiled(model, pixels, device=device, progress=on_tile)
-    if gate is not None:
-        gate.apply(probs, pixels)
+    if cache is not None and id(raw) in cache:
+        pixels, probs = cache[id(raw)]
+    else:
+        pixels = apply_normalization(raw, normalization)
+        probs = predict_tiled(model, pixels, device=device, progress=on_tile)
+        if gate is not None:
+            gate.apply(probs, pixels)
+        if cache is not None:
+            cache[id(raw)] = pixels, probs
     if edges:
+        if cache is not None:
+            probs = probs.copy()  # the cached probabilities stay the network's (and the gate's)
         from labseg.ml.baselines import calibrate_edges_at
+        from labseg.ml.postprocess import object_scale
 
-        calibrate_edges_at(probs, pixels, size if size is not None else radius)
+        calibrate_edges_at(probs, pixels, object_scale(size, radius))
     classes = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     instances = None
     try:
@@ -270,6 +277,36 @@ def score_holdouts(
     return per_image + [services.ImageScores(None, primary, aggregate, method)]
 
 
+def score_unet(model, normalization: dict, device, holdouts: list[Holdout], beat, fitted: dict, radius: float | None,
+               split: str, size: float | None) -> tuple[list[services.ImageScores], dict]:
+    """The network's scores on the held-out labels, predicted as its version will predict (``predict_classes``
+    with the run's ``fitted`` gate, split and edge calibration: ``fit_intensity``), and the edge calibration the
+    version keeps. Where the calibration is auto (``edge_calibration: null``) the held-out labels are scored
+    without and with it (the network run once per image) and it goes on only where it lifts their foreground
+    IoU (``labseg.ml.baselines.choose_edges``); those scores are kept. -> (scores, edge_calibration entry)."""
+    from labseg.ml.baselines import choose_edges, edges_auto, edges_on
+
+    def scored(edges: bool, cache: dict | None) -> list[services.ImageScores]:
+        return score_holdouts(
+            lambda raw, on_tile: predict_classes(model, raw, normalization, device, on_tile, radius, split,
+                                                 fitted["gate"], fitted["splitter"], size, edges, cache),
+            holdouts, beat)
+
+    if not edges_auto(fitted["edges_info"]):
+        return scored(fitted["edges"], None), fitted["edges_info"]
+    cache: dict = {}
+    without, with_edges = scored(False, cache), scored(True, cache)
+    info = choose_edges(_aggregate(without, "iou_fg"), _aggregate(with_edges, "iou_fg"))
+    return (with_edges if edges_on(info) else without), info
+
+
+def _aggregate(scores: list[services.ImageScores], name: str) -> float | None:
+    """The mean of ``name`` over the scored split (``score_holdouts``' aggregate row), or None."""
+    row = next((s for s in scores if s.image_id is None), None)
+    value = None if row is None else row.scores.get(name)
+    return None if value is None else _value(value)
+
+
 # --- the baselines every version is shown beside ---------------------------------------------
 def painted_objects(examples: list[Example]) -> tuple[float | None, dict]:
     """What was painted as objects, in one pass: (the typical object radius of the instances painted whole,
@@ -316,8 +353,9 @@ def fit_intensity(train: list[Example], normalization: dict, config, split: str,
     outlines, or when the threshold drops more than a tenth of some painted object class (the entry says
     which). The intensity-aware split (``fit_split_intensity``) is off when the config turns it off, on
     painted membranes, or when objects were painted whole (``radius``, from ``painted_objects``). Edge
-    calibration (``labseg.ml.baselines.edge_setting``) is on unless the config turns it off or on painted
-    membranes; it is fitted on each predicted image, so it stores no numbers."""
+    calibration (``labseg.ml.baselines.edge_setting``) is on where the config turns it on, except on painted
+    membranes; auto (``edges_info`` says so, ``edges`` False) is chosen by ``score_unet``; it is fitted on each
+    predicted image, so it stores no numbers."""
     from labseg.ml.baselines import edge_setting, edges_on, fit_intensity_gate, fit_split_intensity
     from labseg.ml.train import apply_normalization
 
@@ -338,11 +376,16 @@ def prediction_settings(examples, normalization: dict, config, size: float | Non
     weights, or why each is off). A training run computes them on its way; a live session (``apps.live.runner``)
     with this, so that a kept network predicts as a trained one does. ``examples``: anything with ``raw``, ``classes``,
     ``instances`` (None or an id mask) and ``whole_ids``."""
+    from labseg.ml.baselines import choose_edges, edges_auto
+
     (radius, painted), split = painted_objects(examples), painted_split(examples)
     fitted = fit_intensity(examples, normalization, config, split, radius)
+    edges_info = fitted["edges_info"]
+    if edges_auto(edges_info):  # nothing held out here to choose on: the network's own edges
+        edges_info = choose_edges(None, None)
     return {"object_radius": radius, "painted_objects": painted, "object_size": size, "split": split,
             "intensity_gate": fitted["gate_info"], "intensity_split": fitted["split_info"],
-            "edge_calibration": fitted["edges_info"]}
+            "edge_calibration": edges_info}
 
 
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,
@@ -482,6 +525,7 @@ def _fit_with_oom_fallback(fit, examples: list[Example], weights: list[np.ndarra
 
 def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     """Train the claimed run ``run_id`` and store its version; raises TrainingError / RunStopped."""
+    from labseg.ml.postprocess import object_scale, split_sizes
     from labseg.ml.train import fit, save_checkpoint, sized_crops, validate_config_overrides
 
     started = time.monotonic()
@@ -535,9 +579,9 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     (radius, painted), split = painted_objects(train), painted_split(train)
     # the project's object size, when set, wins over the painted one: objects are split at it, and it sizes the crops
     size = project_size(project)
-    split_radius = None if size is not None else radius
+    split_radius, _ = split_sizes(size, radius)
     if "tile_output" not in (run.config or {}):
-        config = sized_crops(config, size if size is not None else radius)
+        config = sized_crops(config, object_scale(size, radius))
 
     fitted: list = []  # the run's gate and split, fitted once on the first scoring (one normalisation per run)
 
@@ -551,12 +595,9 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         reporter.end_round(number, history.get("steps", 0))
         if number < of and holdouts:
             reporter.flush(f"Scoring the validation labels after round {number} of {of}")
-            now = intensity_for(history["normalization"])
-            reporter.set_validation(number, score_holdouts(
-                lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile,
-                                                     split_radius, split, now["gate"], now["splitter"], size,
-                                                     now["edges"]),
-                holdouts, beat))
+            reporter.set_validation(number, score_unet(
+                model, history["normalization"], device, holdouts, beat, intensity_for(history["normalization"]),
+                split_radius, split, size)[0])
 
     model, history = _fit_with_oom_fallback(fit, train, weights, config, init, reporter, score_round)
     if history.get("stop_reason") == "cancelled":
@@ -564,11 +605,8 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
     reporter.flush("Scoring the validation labels")
     intensity = intensity_for(history["normalization"])
 
-    scores = score_holdouts(
-        lambda raw, on_tile: predict_classes(model, raw, history["normalization"], device, on_tile, split_radius,
-                                             split, intensity["gate"], intensity["splitter"], size,
-                                             intensity["edges"]),
-        holdouts, beat)
+    scores, edges_info = score_unet(model, history["normalization"], device, holdouts, beat, intensity,
+                                    split_radius, split, size)
     if reporter.rounds:
         reporter.set_validation(reporter.rounds[-1]["round"], scores)
     baseline_scores, baselines = score_baselines(train, holdouts, config, split_radius, beat, split,
@@ -597,7 +635,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
         "prior_weight": history.get("prior_weight"),  # the threshold prior's weight (on for painted membranes)
         "intensity_gate": intensity["gate_info"],  # the gate predictions apply (weights, threshold), or why it is off
         "intensity_split": intensity["split_info"],  # the intensity-aware split's weights, or why it is off
-        "edge_calibration": intensity["edges_info"],  # {"on": true} or why it is off (calibrate_edges, per image)
+        "edge_calibration": edges_info,  # {"on": true} or why it is off (calibrate_edges, per image; auto: both IoUs)
         "baselines": baselines,
         "train_seconds": round(float(history.get("seconds", 0.0)), 2),
         "duration_seconds": round(time.monotonic() - started, 2),

@@ -46,9 +46,17 @@ describe("edges note", () => {
   it("says when edges are calibrated and how to keep the network's own, and nothing when they are not", async () => {
     const { edgesNote } = await import("./baselines");
     expect(edgesNote({ edge_calibration: { on: true } }))
-      .toMatch(/^Edge calibration on: .*grey level of that image.*untick "edge calibration" on the Training page \(edge_calibration: false\)\.$/);
-    expect(edgesNote({ edge_calibration: { off: "not asked for in the training settings (edge_calibration: false, the default)" } }))
+      .toMatch(/^Edge calibration on: .*grey level of that image.*set "Edge calibration" to off on the Training page \(edge_calibration: false\)\.$/);
+    expect(edgesNote({ edge_calibration: { off: "not asked for in the training settings (edge_calibration: false)" } }))
       .toBeNull();
+    // auto: the held-out labels chose, and the note gives both IoUs either way
+    expect(edgesNote({ edge_calibration: { on: true, auto: "...", iou_fg_without: 0.6204, iou_fg_with: 0.7171 } }))
+      .toMatch(/^Edge calibration on \(chosen on the held-out labels: foreground IoU 0\.620 without it, 0\.717 with\): each prediction/);
+    expect(edgesNote({ edge_calibration: { off: "auto: ...", iou_fg_without: 0.8, iou_fg_with: 0.7 } }))
+      .toBe("Edge calibration off (chosen on the held-out labels: foreground IoU 0.800 without it, 0.700 with): predictions keep "
+        + "the network's own edges. Set \"Edge calibration\" to on on the Training page to use it anyway (edge_calibration: true).");
+    expect(edgesNote({ edge_calibration: { off: "auto: no held-out labels to choose on", iou_fg_without: null, iou_fg_with: null } }))
+      .toMatch(/^Edge calibration off: auto had no held-out labels/);
     expect(edgesNote({ edge_calibration: { off: "objects are split by painted membranes" } })).toBeNull();
     expect(edgesNote({ edge_calibration: { on: "yes" } })).toBeNull();
     expect(edgesNote({ split: "shape" })).toBeNull();

@@ -140,18 +140,30 @@ export function splitNote(provenance: Record<string, unknown> | undefined): stri
 /**
  * The version's edge calibration, from its training provenance (``edge_calibration``): a sentence when it is on
  * (each prediction redraws object edges at the grey level of that image that best matches the network's own
- * objects); null when it is off (the default), on painted membranes and for versions without it.
+ * objects) and when the run chose on its held-out labels (auto: both foreground IoUs); null when it is off as
+ * asked, on painted membranes and for versions without it.
  */
 export function edgesNote(provenance: Record<string, unknown> | undefined): string | null {
-  const edges = provenance?.edge_calibration as { on?: unknown; off?: unknown } | undefined;
+  const edges = provenance?.edge_calibration as
+    { on?: unknown; off?: unknown; auto?: unknown; iou_fg_without?: unknown; iou_fg_with?: unknown } | undefined;
   if (!edges || typeof edges !== "object") return null;
+  const without = edges.iou_fg_without, withIt = edges.iou_fg_with;
+  const chosen = typeof without === "number" && typeof withIt === "number"
+    ? ` (chosen on the held-out labels: foreground IoU ${without.toFixed(3)} without it, ${withIt.toFixed(3)} with)` : "";
   if (edges.on === true) {
-    return "Edge calibration on: each prediction redraws object edges, within one object size of the network's objects, at the "
+    return `Edge calibration on${chosen}: each prediction redraws object edges, within one object size of the network's objects, at the `
       + "grey level of that image that best matches them (dim parts of cells on a dimmer image are kept, halos dropped; touching "
-      + "objects stay apart). To keep the network's own edges, untick \"edge calibration\" on the Training page "
+      + "objects stay apart). To keep the network's own edges, set \"Edge calibration\" to off on the Training page "
       + "(edge_calibration: false).";
   }
-  return null;  // off (the default) or on painted membranes: the network's own edges, nothing to say
+  if (chosen) {
+    return `Edge calibration off${chosen}: predictions keep the network's own edges. Set "Edge calibration" to on `
+      + "on the Training page to use it anyway (edge_calibration: true).";
+  }
+  if (typeof edges.off === "string" && edges.off.startsWith("auto:")) {
+    return "Edge calibration off: auto had no held-out labels to choose on, so predictions keep the network's own edges.";
+  }
+  return null;  // off as asked or on painted membranes: the network's own edges, nothing to say
 }
 
 /**

@@ -83,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from labseg.ml.io import read_image
-    from labseg.ml.postprocess import painted_radius, painted_split
+    from labseg.ml.postprocess import object_scale, painted_radius, painted_split
     from labseg.ml.train import fit, save_checkpoint, sized_crops, validate_config_overrides
 
     if len(args.image) != len(args.labels):
@@ -98,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     painted = painted_radius(instances, classes) if instances else None
     size = _object_size(args.object_diameter)  # the set size wins over the painted one, as in the app
     if "tile_output" not in overrides:  # crops whose input holds 3 object diameters (sized_crops)
-        config = sized_crops(config, size if size is not None else painted)
+        config = sized_crops(config, object_scale(size, painted))
     print(f"training config: {json.dumps(config.to_dict())}", file=sys.stderr)
     bar = tqdm(total=config.steps, unit="step", disable=args.quiet, file=sys.stderr)
 
@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     names = args.class_names.split(",") if args.class_names else None
     if names is not None and len(names) != model.num_classes:
         raise ValueError(f"--class-names has {len(names)} names, the model has {model.num_classes} classes")
-    from labseg.ml.baselines import edge_setting, fit_intensity_gate, fit_split_intensity
+    from labseg.ml.baselines import choose_edges, edge_setting, edges_auto, fit_intensity_gate, fit_split_intensity
     from labseg.ml.train import apply_normalization
 
     split = painted_split(classes, instances)
@@ -126,6 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _, split_info = fit_split_intensity(normalized, classes, enabled=config.intensity_split, split=split,
                                         painted_radius=painted)
     edges_info = edge_setting(enabled=config.edge_calibration, split=split)
+    if edges_auto(edges_info):  # the command line holds nothing out to choose on: the network's own edges
+        edges_info = choose_edges(None, None)
     save_checkpoint(args.out, model, config, history["normalization"], names, history,
                     {"images": args.image, "labels": args.labels, "instances": args.instances or [],
                      "split": split, "intensity_gate": gate_info, "intensity_split": split_info,
@@ -142,7 +144,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from labseg.ml.baselines import IntensityGate, SplitIntensity, calibrate_edges_at, edges_on
     from labseg.ml.device import configure_threads, pick_device
     from labseg.ml.io import read_image
-    from labseg.ml.postprocess import instances_from_probs, recorded_radius, recorded_split
+    from labseg.ml.postprocess import instances_from_probs, object_scale, recorded_radius, recorded_split
     from labseg.ml.tiling import predict_tiled, predict_tiled_with_uncertainty
     from labseg.ml.train import apply_normalization, load_checkpoint
 
@@ -179,7 +181,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         extra.get("object_size"))
     radius = args.radius if args.radius is not None or size is not None else recorded_radius(extra.get("object_radius"))
     if edges_on(extra.get("edge_calibration")) and not args.no_edges:  # as the app's predictions: after the gate
-        edges = calibrate_edges_at(probs, x, size if size is not None else radius)
+        edges = calibrate_edges_at(probs, x, object_scale(size, radius))
         print(f"edges: {json.dumps(edges)}", file=sys.stderr)
     labels = instances_from_probs(probs, fg_class=1 if probs.shape[0] == 2 else None, threshold=args.threshold,
                                   min_size=args.min_size, radius=radius,

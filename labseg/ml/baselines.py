@@ -281,20 +281,52 @@ EDGE_FIT_PIXELS = 1_000_000
 EDGE_MIN_PIXELS = 50
 
 
-def edge_setting(*, enabled: bool = True, split: str = "shape") -> dict:
+#: With ``edge_calibration: null`` (auto) the calibration goes on only where it lifts the foreground IoU of the
+#: run's held-out labels by more than this (a tie keeps the network's own edges).
+EDGE_AUTO_MARGIN = 0.01
+
+
+def edge_setting(*, enabled: bool | None = True, split: str = "shape") -> dict:
     """What a version stores about edge calibration (:func:`calibrate_edges`), from its training run:
     ``{"on": True}``, or ``{"off": why}`` when the config leaves it off (``TrainConfig.edge_calibration``) or when
-    objects are split by painted membranes (the membrane fill decides their edges)."""
-    if not enabled:
-        return {"off": "not asked for in the training settings (edge_calibration: false, the default)"}
+    objects are split by painted membranes (the membrane fill decides their edges), or, with ``enabled`` None,
+    ``{"auto": ...}``: the run chooses on its held-out labels (:func:`choose_edges`), which replaces it."""
+    if enabled is False:
+        return {"off": "not asked for in the training settings (edge_calibration: false)"}
     if split != "shape":
         return {"off": "objects are split by painted membranes"}
+    if enabled is None:
+        return {"auto": "chosen on the run's held-out labels"}
     return {"on": True}
 
 
 def edges_on(setting: object) -> bool:
     """Whether a stored :func:`edge_setting` says on (versions trained before it have none: off)."""
     return isinstance(setting, dict) and setting.get("on") is True
+
+
+def edges_auto(setting: object) -> bool:
+    """Whether an :func:`edge_setting` leaves the choice to the run's held-out labels (:func:`choose_edges`)."""
+    return isinstance(setting, dict) and "auto" in setting
+
+
+def choose_edges(iou_without: float | None, iou_with: float | None, *, margin: float | None = None) -> dict:
+    """The auto choice of edge calibration, from the foreground IoU of the run's held-out labels (labelled pixels
+    only) predicted without and with it: on only where it lifts that IoU by more than ``margin`` (None:
+    ``EDGE_AUTO_MARGIN``). Whether a
+    lab's outlines follow one grey level per image (generous whole cells with dim cytoplasm) or the network's
+    learnt edges (tight nuclei, an automatic segmentation's edges) is said by its own labels, not by a preset.
+    -> the :func:`edge_setting` the version stores (``edges_on`` reads it), with both IoUs."""
+    margin = EDGE_AUTO_MARGIN if margin is None else margin
+    scores = {"iou_fg_without": None if iou_without is None else round(float(iou_without), 4),
+              "iou_fg_with": None if iou_with is None else round(float(iou_with), 4)}
+    if iou_without is None or iou_with is None:
+        return {"off": "auto: no held-out labels to choose on (the network's own edges kept)", **scores}
+    if iou_with > iou_without + margin:
+        return {"on": True, "auto": f"the held-out labels' foreground IoU {iou_without:.3f} without, "
+                                    f"{iou_with:.3f} with", **scores}
+    return {"off": f"auto: the held-out labels' foreground IoU {iou_without:.3f} without, {iou_with:.3f} with "
+                   f"(on needs more than +{margin:g})", **scores}
 
 
 def calibrate_edges_at(probs: np.ndarray, image: np.ndarray, radius: float | None) -> dict:

@@ -519,3 +519,22 @@ def metric_rows(result: dict) -> dict:
         if value is not None:
             rows[f"iou_class_{cls}"] = value
     return rows
+
+
+#: With one labelled image and no validation image, the right-most share of its labelled columns is held out.
+HOLDOUT_FRACTION = 0.25
+
+
+def holdout_columns(classes: np.ndarray, fraction: float = HOLDOUT_FRACTION) -> int | None:
+    """The first column of the labels held out of one labelled image (``classes`` (H, W), 0 = unlabelled): the
+    right-most ``fraction`` of its labelled columns. None where that would leave training or the hold-out
+    without labels, or training without two classes (nothing is held out then)."""
+    labelled = classes > 0
+    cols = np.flatnonzero(labelled.any(axis=0))
+    if cols.size == 0:
+        return None
+    cut = int(cols[0] + (cols[-1] - cols[0] + 1) * (1 - fraction))
+    kept = classes[:, :cut]
+    if len(np.unique(kept[kept > 0])) < 2 or not labelled[:, cut:].any():
+        return None
+    return cut

@@ -392,6 +392,18 @@ def split_where_merged(split_with, image: np.ndarray, radius: float, size: float
     return split_with(None, min_object_size(radius), radius)
 
 
+def object_scale(size: float | None, painted: float | None) -> float | None:
+    """The object radius that sizes training crops and edge calibration: the size the lab set wins over the
+    radius of the objects painted whole (None: neither; measured on the foreground where one is needed)."""
+    return size if size is not None else painted
+
+
+def split_sizes(size: float | None, painted: float | None) -> tuple[float | None, float | None]:
+    """``(radius, size)`` for the split (``instances_by_class``): a size the lab set splits merged colonies only
+    and wins over the painted radius, which otherwise splits every object (the grey values always take part)."""
+    return (None, size) if size is not None else (painted, None)
+
+
 def recorded_radius(value: object) -> float | None:
     """An object radius stored with a model (provenance, checkpoint extras: ``object_radius``, ``object_size``;
     outside data when the checkpoint was uploaded): None unless a number in 1..10000."""

@@ -103,8 +103,9 @@ class TrainConfig:
     # level of each predicted image that best reproduces the network's own foreground on it (dim cytoplasm of a
     # dimmer image, halos: labseg.ml.baselines.calibrate_edges). Applied by the callers, where objects are split
     # by shape. Off by default: on the real benchmark sets it lifted Huh7 (whole cells, dim cytoplasm) a lot and
-    # cost HeLa and trpL foreground IoU (dense HeLa most), so over the sets it did not help (README, bench/fewlabel.py)
-    edge_calibration: bool = False
+    # cost HeLa and trpL foreground IoU (dense HeLa most), so over the sets it did not help (README, bench/fewlabel.py).
+    # None: auto, the run's held-out labels choose (labseg.ml.baselines.choose_edges: on where it lifts their fg IoU)
+    edge_calibration: bool | None = False
     # augmentation
     flips: bool = True
     max_shift: int = 0

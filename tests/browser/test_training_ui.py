@@ -44,7 +44,7 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     assert "step 80 of 80" in page.inner_text("[data-testid=train-numbers]")
     assert page.is_checked("[data-testid=train-intensity-gate]")  # on by default: the form says so
     assert page.is_checked("[data-testid=train-intensity-split]")
-    assert not page.is_checked("[data-testid=train-edge-calibration]")  # an option, off by default
+    assert page.input_value("[data-testid=train-edge-calibration]") == "off"  # an option, off by default
     assert run.config == {"steps": 40, "max_seconds": 120, "self_training": 1, "intensity_gate": True,
                           "intensity_split": True, "edge_calibration": False}
     # bright synthetic nuclei painted with ordinary strokes: the intensity gate is on, and the page says so

@@ -12,6 +12,10 @@ from labseg.ml.baselines import (
     SplitIntensity,
     ThresholdBaseline,
     calibrate_edges,
+    choose_edges,
+    edge_setting,
+    edges_auto,
+    edges_on,
     fit_intensity_gate,
     fit_split_intensity,
     object_direction,
@@ -369,3 +373,22 @@ def test_edge_calibration_is_off_where_grey_values_do_not_tell_objects_and_gives
     assert added.sum() > 0 and np.all(probs[2][added] == np.float32(0.51)) and np.all(probs[1][added] == 0)
     with pytest.raises(ValueError, match="differ in size"):
         calibrate_edges(probs, image[:, :10], reach=14)
+
+
+def test_auto_edge_calibration_goes_on_only_where_it_lifts_the_held_out_labels_iou_by_more_than_the_margin():
+    """``edge_calibration: null``: the run's held-out labels choose. On only with a lift above the margin; a tie,
+    a lift within it, a loss, or nothing held out keep the network's own edges; both IoUs are kept either way."""
+    assert edges_auto(edge_setting(enabled=None)) and not edges_on(edge_setting(enabled=None))
+    assert not edges_auto(edge_setting(enabled=None, split="boundaries"))  # membranes: off whatever is asked
+    assert "off" in edge_setting(enabled=None, split="boundaries")
+    assert edges_on(edge_setting(enabled=True)) and not edges_auto(edge_setting(enabled=False))
+    on = choose_edges(0.62, 0.70)
+    assert edges_on(on) and not edges_auto({k: v for k, v in on.items() if k != "auto"})
+    assert on["iou_fg_without"] == 0.62 and on["iou_fg_with"] == 0.70 and "0.620 without, 0.700 with" in on["auto"]
+    for without, with_ in ((0.70, 0.70), (0.70, 0.705), (0.70, 0.60)):
+        off = choose_edges(without, with_)
+        assert not edges_on(off) and "off" in off and off["iou_fg_with"] == with_, (without, with_)
+    assert edges_on(choose_edges(0.70, 0.705, margin=0.0)) and not edges_on(choose_edges(0.5, 0.9, margin=0.5))
+    for pair in ((None, 0.9), (0.9, None), (None, None)):
+        nothing = choose_edges(*pair)
+        assert not edges_on(nothing) and "no held-out labels" in nothing["off"]

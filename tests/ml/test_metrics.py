@@ -273,3 +273,22 @@ def test_metrics_reject_shape_mismatch():
         pixel_error(np.zeros((3, 3)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"need two 2-D images of one shape"):
         warping_error(np.zeros((3, 3)), np.zeros((4, 3)))
+
+
+def test_holdout_columns_are_the_right_quarter_of_the_labelled_columns_when_both_sides_keep_labels():
+    """Labels in columns 10..49 (40 columns): the hold-out starts at 10 + 0.75 * 40 = 40. None where the
+    training side would keep one class only or nothing, or with no labels."""
+    from labseg.ml.metrics import holdout_columns
+
+    classes = np.zeros((20, 60), np.uint8)
+    classes[2:5, 10:30] = 1
+    classes[10:14, 20:50] = 2
+    assert holdout_columns(classes) == 40
+    assert holdout_columns(classes, fraction=0.5) == 30
+    one_class = classes.copy()
+    one_class[2:5, 10:30] = 0  # training would see objects only
+    assert holdout_columns(one_class) is None
+    column = np.zeros_like(classes)
+    column[0:3, 10], column[5:8, 10] = 1, 2
+    assert holdout_columns(column) is None  # one labelled column: the cut at it leaves training nothing
+    assert holdout_columns(np.zeros_like(classes)) is None

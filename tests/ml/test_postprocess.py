@@ -450,3 +450,12 @@ def test_a_recorded_radius_is_read_back_and_anything_else_means_none():
     # outside data (an uploaded checkpoint's provenance): no number, out of range, or one float() cannot hold
     for bad in (None, 0.5, 10_001, float("nan"), float("inf"), "wide", [3], {"r": 3}, 10**400):
         assert recorded_radius(bad) is None, bad
+
+
+def test_a_set_object_size_wins_over_the_painted_radius_for_crops_calibration_and_the_split():
+    from labseg.ml.postprocess import object_scale, split_sizes
+
+    assert object_scale(24.0, 6.0) == 24.0 and object_scale(None, 6.0) == 6.0 and object_scale(None, None) is None
+    # the split: a set size splits merged colonies only (radius None), a painted radius splits every object
+    assert split_sizes(24.0, 6.0) == (None, 24.0) and split_sizes(None, 6.0) == (6.0, None)
+    assert split_sizes(None, None) == (None, None)

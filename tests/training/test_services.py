@@ -325,3 +325,52 @@ def test_the_painted_radius_counts_objects_drawn_whole_not_strokes_with_ids(proj
     assert pipeline.painted_objects([plain])[0] is None  # brush strokes, for all we know: not the objects' size
     drawn = dataclasses.replace(plain, whole_ids=frozenset({1, 2, 3}))  # drawn with the polygon tool: whole
     assert pipeline.painted_objects([drawn])[0] == pytest.approx(6.0)  # a 12-px square's inscribed radius, by hand
+
+
+def test_auto_edge_calibration_keeps_the_scores_of_its_choice_and_runs_the_network_once_per_held_out_image(
+        project, monkeypatch):
+    """``edge_calibration: null``: the held-out labels are scored without and with the calibration (each image
+    through the network once), the calibration goes on only where it lifts their foreground IoU
+    (``choose_edges``), and the scores kept are those of the choice, as scored each way on its own."""
+    from labseg.ml import baselines, tiling
+    from labseg.ml.baselines import edge_setting
+    from labseg.ml.unet import UNet
+    from tests.inference.conftest import make_threshold_unet
+
+    from .conftest import make_nuclei
+
+    model = make_threshold_unet(UNet(in_channels=1, num_classes=2, base_channels=4, depth=2), threshold=0.7)
+    holdouts = []
+    for seed in (3, 4):
+        img = add_image(project, seed=seed, split="validation", dense=True)
+        raw, _ = make_nuclei((96, 96), seed=seed, channels=1)
+        classes, inst = pipeline.annotation_arrays(img.annotation)
+        holdouts.append(pipeline.Holdout(pipeline.Example(img, img.annotation, raw, classes, inst), "validation"))
+    normalization, beat = {"method": "percentile", "low": 1.0, "high": 99.8}, lambda *a: None
+    fitted = {"gate": None, "splitter": None, "edges": False, "edges_info": edge_setting(enabled=None)}
+
+    def separately(edges: bool) -> list:
+        return pipeline.score_holdouts(
+            lambda raw, on_tile: pipeline.predict_classes(model, raw, normalization, "cpu", on_tile, None, "shape",
+                                                          edges=edges), holdouts, beat)
+
+    without, with_edges = separately(False), separately(True)
+    iou_without, iou_with = pipeline._aggregate(without, "iou_fg"), pipeline._aggregate(with_edges, "iou_fg")
+    assert abs(iou_with - iou_without) > 0.01, "the calibration must move these edges, or the test shows nothing"
+    calls = []
+    real = tiling.predict_tiled
+    monkeypatch.setattr(tiling, "predict_tiled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for margin, chosen in ((-1.0, with_edges), (1.0, without), (baselines.EDGE_AUTO_MARGIN, None)):
+        monkeypatch.setattr(baselines, "EDGE_AUTO_MARGIN", margin)
+        calls.clear()
+        scores, info = pipeline.score_unet(model, normalization, "cpu", holdouts, beat, fitted, None, "shape", None)
+        assert len(calls) == len(holdouts)
+        assert (info["iou_fg_without"], info["iou_fg_with"]) == (round(iou_without, 4), round(iou_with, 4))
+        if chosen is None:  # the shipped margin: the better one, by more than the margin
+            chosen = with_edges if iou_with > iou_without + margin else without
+        assert baselines.edges_on(info) == (chosen is with_edges)
+        assert [(s.image_id, s.scores) for s in scores] == [(s.image_id, s.scores) for s in chosen]
+    # a setting that is not auto scores once, as asked
+    scores, info = pipeline.score_unet(model, normalization, "cpu", holdouts, beat,
+                                       {**fitted, "edges": True, "edges_info": {"on": True}}, None, "shape", None)
+    assert info == {"on": True} and [s.scores for s in scores] == [s.scores for s in with_edges]

@@ -100,7 +100,7 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     keep = ndi.gaussian_filter(x[0].astype(np.float64), gate["smooth"]) > gate["threshold"]
     probs[0][~keep], probs[1:, ~keep] = 1.0, 0.0
     # edge calibration is off by default (the run's settings did not ask for it): the network's own edges
-    assert "the default" in prov["edge_calibration"]["off"]
+    assert "edge_calibration: false" in prov["edge_calibration"]["off"]
     assert ckpt["extra"]["provenance"]["edge_calibration"] == prov["edge_calibration"]
     pred_fg = np.argmax(probs, axis=0) >= 1
     expected = float(np.mean(pred_fg != (gt >= 2)))
@@ -267,3 +267,46 @@ def test_the_projects_object_size_sizes_the_crops_and_splits_the_versions_object
     row = version.metric_scores.get(image=val_img, name="f1_iou50", method="unet")
     assert row.value == pytest.approx(by_size[0], abs=1e-6)
     assert (row.details["tp"], row.details["fp"], row.details["fn"]) == tuple(by_size[1:])
+
+
+def test_auto_edge_calibration_is_chosen_on_the_validation_labels_and_kept_with_both_ious(
+    celery_worker, client_for, project, annotator
+):
+    """``edge_calibration: null``: the run predicts its validation image as the version will, without and with
+    the calibration, keeps it only where it lifts the foreground IoU by more than the margin, stores both IoUs
+    (checked here by hand from the stored checkpoint) and keeps the scores of its choice."""
+    import numpy as np
+
+    from apps.annotate.masks import annotation_arrays
+    from labseg.ml.baselines import EDGE_AUTO_MARGIN, calibrate_edges_at, edges_on
+    from labseg.ml.io import read_image
+    from labseg.ml.tiling import predict_tiled
+    from labseg.ml.train import apply_normalization, load_checkpoint
+
+    c = client_for(annotator)
+    add_image(project, seed=1, client=c)
+    val_img = add_image(project, seed=2, split="validation", dense=True, client=c)
+    run = wait_final(start(c, project, config={**TINY, "edge_calibration": None, "intensity_gate": False}))
+    assert run.status == RunStatus.SUCCEEDED, (run.error, celery_worker.log_text()[-3000:])
+    version = ModelVersion.objects.get(run=run)
+    info = version.provenance["edge_calibration"]
+    model, ckpt = load_checkpoint(version.checkpoint.path)
+    assert ckpt["extra"]["provenance"]["edge_calibration"] == info  # what predictions of the version read
+    x = apply_normalization(read_image(val_img.file.path), ckpt["normalization"])
+    probs = predict_tiled(model, x)
+    gt, _ = annotation_arrays(val_img.annotation)
+    truth = gt >= 2
+
+    def iou(p):
+        fg = np.argmax(p, axis=0) >= 1
+        return (fg & truth).sum() / (fg | truth).sum()
+
+    without = iou(probs)
+    calibrated = probs.copy()
+    calibrate_edges_at(calibrated, x, None)  # no object size set or painted whole: measured on the foreground
+    with_it = iou(calibrated)
+    assert info["iou_fg_without"] == pytest.approx(without, abs=1e-4)
+    assert info["iou_fg_with"] == pytest.approx(with_it, abs=1e-4)
+    assert edges_on(info) == (with_it > without + EDGE_AUTO_MARGIN)
+    row = version.metric_scores.get(image=val_img, name="iou_fg", method="unet")
+    assert row.value == pytest.approx(with_it if edges_on(info) else without, abs=1e-6)
