@@ -283,3 +283,43 @@ def test_rescore_scores_the_dumped_foregrounds_again_and_keeps_the_runs_training
     np.savez_compressed(tmp_path / "synthetic-scribbles-0.npz", classes=np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="labels made again differ"):
         fewlabel.rescore(tmp_path, log=lambda *_: None)
+
+
+def test_run_one_holds_out_the_labels_the_app_would_and_lets_them_choose_the_edge_calibration(small_task, tmp_path,
+                                                                                          monkeypatch):
+    """``holdout``: every method trains without the right quarter of the labelled columns (the app's rule for one
+    labelled image) and, with ``edge_calibration`` auto, the network's choice is made on those held-out labels
+    (their foreground IoU without and with it, by hand here), with both rows beside."""
+    from labseg.ml.baselines import EDGE_AUTO_MARGIN, edges_on
+    from labseg.ml.metrics import holdout_columns
+    from labseg.ml.train import validate_config_overrides
+
+    trained = []
+    real_fit = __import__("labseg.ml.train", fromlist=["fit"]).fit
+    monkeypatch.setattr("labseg.ml.train.fit", lambda raw, classes, *a, **k: trained.append(classes.copy())
+                        or real_fit(raw, classes, *a, **k))
+    nets = []
+    real_held = fewlabel.held_out_edges
+    monkeypatch.setattr(fewlabel, "held_out_edges", lambda net, *a: nets.append(net) or real_held(net, *a))
+    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
+                           unet_overrides={**TINY, "edge_calibration": None}, dump=tmp_path, holdout=True)
+    labels, _ = fewlabel.labels_for(small_task, "scribbles", 0)
+    cut = holdout_columns(labels)
+    assert out["holdout_from"] == cut is not None
+    assert len(trained) == 1 and not trained[0][:, cut:].any()
+    np.testing.assert_array_equal(trained[0][:, :cut], labels[:, :cut])
+    x = normalize(small_task.train.raw)
+    held = np.where(np.arange(labels.shape[1]) >= cut, labels, 0)
+    gate, _ = fewlabel.intensity_gate(validate_config_overrides(TINY), x, trained[0], "shape")
+    known, truth = held > 0, held >= 2
+    ious = []
+    for on in (False, True):
+        fg = fewlabel.unet_foreground(nets[0], x, gate, edges=on) > 0.5
+        ious.append(((fg & truth) & known).sum() / ((fg | truth) & known).sum())
+    chosen = out["edges_chosen"]["unet"]
+    assert (chosen["iou_fg_without"], chosen["iou_fg_with"]) == pytest.approx(tuple(ious), abs=1e-4)
+    assert edges_on(chosen) == (ious[1] > ious[0] + EDGE_AUTO_MARGIN)
+    same = "unet+edges" if edges_on(chosen) else "unet-noedges"
+    assert out["unet"]["f1"] == out[same]["f1"] and out["unet"]["iou"] == out[same]["iou"]
+    table = fewlabel.summarise([{"set": "synthetic", **out}])
+    assert "| unet-noedges |" in table and "| unet+edges |" in table
