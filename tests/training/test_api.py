@@ -64,6 +64,7 @@ def test_database_constraint_backs_the_409_when_the_check_is_raced(project, owne
     ({"steps": "many"}, "steps"),
     ({"optimizer": "rmsprop"}, "optimizer"),
     ({"lr": -1}, "lr"),
+    ({"edge_calibration": "auto"}, "edge_calibration must be true or false"),  # auto is null
     ([1, 2], "config"),
 ])
 def test_bad_config_answers_400_naming_the_option(client_for, project, owner, config, fragment):
@@ -196,3 +197,11 @@ def test_downsample_curve_keeps_the_last_point_and_the_limit():
     out = services.downsample_curve(pts, 100)
     assert len(out) <= 100 and out[-1] == [1000, 1000.0] and out[0] == [1, 1.0]
     assert services.downsample_curve(pts[:50], 100) == pts[:50]
+
+
+def test_edge_calibration_accepts_true_false_and_null_for_auto(client_for, project, owner):
+    for value in (None, True, False):
+        TrainingRun.objects.all().delete()
+        r = client_for(owner).post(runs_url(project), {"config": {"edge_calibration": value}}, format="json")
+        assert r.status_code == 202, r.content
+        assert TrainingRun.objects.get(pk=r.json()["id"]).config == {"edge_calibration": value}
