@@ -25,7 +25,10 @@ that share no pixel with the training crop:
   threshold keeping >= 90 % of the painted object pixels), ``unet-nogate`` (the same network without it).
   Every U-Net row goes through the gate as the app's predictions do (round 1 of the guided protocols too),
   then through the edge calibration where it is on (``labseg.ml.baselines.calibrate_edges``: objects split by
-  shape); ``unet-noedges`` is the same network without it.
+  shape); ``unet-noedges`` is the same network without it. Its default, auto, chooses on held-out labels: with
+  ``--holdout`` every method trains, as the app's run on one labelled image does, without the right quarter of the
+  labelled columns, and each network's choice is made on them (``unet+edges``: the same network with it); without
+  ``--holdout`` nothing is held out and auto keeps the network's own edges.
   Where the default's intensity-aware split is on (``fit_split_intensity``: objects split by shape), every
   method's watershed adds the image projected from painted background to painted objects, and
   ``unet-plain``, ``threshold-plain``, ``forest-plain`` are the same foregrounds split by shape alone.
@@ -293,7 +296,9 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
         unet_overrides = {**unet_overrides, "tile_output": config0.tile_output, "batch_size": config0.batch_size}
     gate, gate_info = intensity_gate(config0, x_train, classes, split)
     edges, edges_info = edges_for(config0, split)
-    auto = edges_auto(edges_info)
+    auto = edges_auto(edges_info) and held is not None
+    if edges_auto(edges_info) and held is None:  # nothing held out to choose on: the network's own edges
+        edges_info = held_out_edges(None, x_train, gate, None, painted)[1]
     scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs)
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
            "painted_radius": painted, "split": split, "gate": gate_info, "split_intensity": split_info,

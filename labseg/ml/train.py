@@ -102,10 +102,11 @@ class TrainConfig:
     # edge calibration: within one object radius of the network's objects, their edges are redrawn at the one grey
     # level of each predicted image that best reproduces the network's own foreground on it (dim cytoplasm of a
     # dimmer image, halos: labseg.ml.baselines.calibrate_edges). Applied by the callers, where objects are split
-    # by shape. Off by default: on the real benchmark sets it lifted Huh7 (whole cells, dim cytoplasm) a lot and
-    # cost HeLa and trpL foreground IoU (dense HeLa most), so over the sets it did not help (README, bench/fewlabel.py).
-    # None: auto, the run's held-out labels choose (labseg.ml.baselines.choose_edges: on where it lifts their fg IoU)
-    edge_calibration: bool | None = False
+    # by shape. Always on, it lifted Huh7 (whole cells, dim cytoplasm) a lot and cost HeLa and trpL foreground IoU,
+    # so it depends on how a lab outlines its objects. None (auto, the default): the run's held-out labels choose
+    # (labseg.ml.baselines.choose_edges: on where it lifts their foreground IoU; off with nothing held out); over the
+    # real sets, run as the app runs, auto beat both always and never (README, bench/fewlabel.py --holdout)
+    edge_calibration: bool | None = None
     # augmentation
     flips: bool = True
     max_shift: int = 0

@@ -44,15 +44,25 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     assert "step 80 of 80" in page.inner_text("[data-testid=train-numbers]")
     assert page.is_checked("[data-testid=train-intensity-gate]")  # on by default: the form says so
     assert page.is_checked("[data-testid=train-intensity-split]")
-    assert page.input_value("[data-testid=train-edge-calibration]") == "off"  # an option, off by default
+    assert page.input_value("[data-testid=train-edge-calibration]") == "auto"  # held-out labels choose, by default
     assert run.config == {"steps": 40, "max_seconds": 120, "self_training": 1, "intensity_gate": True,
-                          "intensity_split": True, "edge_calibration": False}
+                          "intensity_split": True, "edge_calibration": None}
     # bright synthetic nuclei painted with ordinary strokes: the intensity gate is on, and the page says so
     assert "weights" in ModelVersion.objects.get(run=run).provenance["intensity_gate"]
     gate_note = page.locator("[data-testid=train-gate-note]")
     gate_note.wait_for()
     assert gate_note.inner_text().startswith("Intensity gate on:")
-    assert page.locator("[data-testid=train-edges-note]").count() == 0  # off: nothing to say
+    # one labelled image: the right quarter of its labels was held out, chose the edges, and the page says how
+    from labseg.ml.baselines import edges_on
+
+    edges = ModelVersion.objects.get(run=run).provenance["edge_calibration"]
+    assert {"iou_fg_without", "iou_fg_with"} <= set(edges), edges
+    edges_note = page.locator("[data-testid=train-edges-note]")
+    edges_note.wait_for()
+    shown_edges = edges_note.inner_text()
+    assert shown_edges.startswith(
+        f"Edge calibration {'on' if edges_on(edges) else 'off'} (chosen on the held-out labels: foreground IoU "
+        f"{edges['iou_fg_without']:.3f} without it, {edges['iou_fg_with']:.3f} with)")
     # bright objects: the watershed adds the image itself (weight +1), and the page says so
     assert ModelVersion.objects.get(run=run).provenance["intensity_split"] == {"weights": [1.0]}
     split_note = page.locator("[data-testid=train-split-note]")
@@ -69,6 +79,7 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     assert row.locator("[data-testid=model-active]").count() == 1
     assert "Intensity gate on:" in page.inner_text("[data-testid=model-gate-note-1]")
     assert page.inner_text("[data-testid=model-size-note-1]").startswith("Object size: estimated from each prediction")
+    assert page.inner_text("[data-testid=model-edges-note-1]") == shown_edges  # the same choice, on the Models page
     assert ModelVersion.objects.get(run=run).is_active
     assert page.console_errors == []
 

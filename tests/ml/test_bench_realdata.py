@@ -124,8 +124,8 @@ def test_run_one_calibrates_the_unets_edges_after_the_gate_and_keeps_the_row_wit
     assert np.sum(calibrated != (probs[1] > 0.5)) <= 2  # the same edges (the dumps are float16)
     assert "| unet-noedges |" in fewlabel.summarise([{"set": "synthetic", **out}])
     off = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
-                           unet_overrides=TINY)  # the default: off
-    assert "edge_calibration: false" in off["edges"]["off"] and "unet-noedges" not in off
+                           unet_overrides=TINY)  # the default, auto, with nothing held out: off
+    assert "no held-out labels" in off["edges"]["off"] and "unet-noedges" not in off
 
 
 def test_run_one_predicts_with_the_normalisation_the_network_was_trained_with(small_task, monkeypatch):

@@ -84,6 +84,7 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     from scipy import ndimage as ndi
 
     from apps.annotate.masks import annotation_arrays
+    from labseg.ml.baselines import calibrate_edges_at, edges_on
     from labseg.ml.io import read_image
     from labseg.ml.tiling import predict_tiled
     from labseg.ml.train import apply_normalization, load_checkpoint
@@ -99,9 +100,12 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     assert ckpt["extra"]["provenance"]["intensity_gate"] == gate  # predictions of the version read it there
     keep = ndi.gaussian_filter(x[0].astype(np.float64), gate["smooth"]) > gate["threshold"]
     probs[0][~keep], probs[1:, ~keep] = 1.0, 0.0
-    # edge calibration is off by default (the run's settings did not ask for it): the network's own edges
-    assert "edge_calibration: false" in prov["edge_calibration"]["off"]
-    assert ckpt["extra"]["provenance"]["edge_calibration"] == prov["edge_calibration"]
+    # edge calibration is auto by default: the validation image chose (both IoUs kept), and its scores follow
+    edges = prov["edge_calibration"]
+    assert {"iou_fg_without", "iou_fg_with"} <= set(edges), edges
+    assert ckpt["extra"]["provenance"]["edge_calibration"] == edges
+    if edges_on(edges):
+        calibrate_edges_at(probs, x, None)
     pred_fg = np.argmax(probs, axis=0) >= 1
     expected = float(np.mean(pred_fg != (gt >= 2)))
     assert scores[(val_img.pk, "pixel_error")].value == pytest.approx(expected, abs=1e-6)
@@ -243,7 +247,8 @@ def test_the_projects_object_size_sizes_the_crops_and_splits_the_versions_object
     add_image(project, seed=1, client=c)
     val_img = add_image(project, seed=2, split="validation", dense=True, client=c)
     # the preset's 64-px crops in batches of 4; no gate, so the check by hand below needs only the split
-    config = {**{k: v for k, v in TINY.items() if k not in ("tile_output", "batch_size")}, "intensity_gate": False}
+    config = {**{k: v for k, v in TINY.items() if k not in ("tile_output", "batch_size")}, "intensity_gate": False,
+              "edge_calibration": False}
     run = wait_final(start(c, project, config=config))
     assert run.status == RunStatus.SUCCEEDED, (run.error, celery_worker.log_text()[-3000:])
     version = ModelVersion.objects.get(run=run)
