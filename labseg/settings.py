@@ -285,6 +285,10 @@ LABSEG_LIVE_CONFIG = os.environ.get("LABSEG_LIVE_CONFIG", "")
 # Every training run also fits a threshold and a random forest on the same labels and scores them on the
 # same held-out images, up to this many pixels (training + held-out images together; 0 turns it off).
 LABSEG_BASELINE_MAX_PIXELS = env_int("LABSEG_BASELINE_MAX_PIXELS", 16_000_000)
+# Edge calibration (labseg.ml.baselines.calibrate_edges) holds ~40 bytes a pixel: larger predicted images keep the
+# network's own edges, and the prediction's counts.edges says so (0: no limit). The default is the size above which
+# predictions are written into a memory map (LABSEG_MEMMAP_PIXELS), where memory is bounded by the tiles.
+LABSEG_EDGE_MAX_PIXELS = env_int("LABSEG_EDGE_MAX_PIXELS", 4096 * 4096)
 
 # LOG_FORMAT=text (default): "time LEVEL logger: message" lines; json: one JSON object per line (labseg/logging.py).
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()

@@ -282,7 +282,7 @@ def compute_outputs(loaded: LoadedModel, path: str, *, scratch_dir: Path, progre
             from labseg.ml.baselines import calibrate_edges_at
             from labseg.ml.postprocess import object_scale
 
-            edges = calibrate_edges_at(probs, image, object_scale(size, radius))
+            edges = calibrate_edges_at(probs, image, object_scale(size, radius), settings.LABSEG_EDGE_MAX_PIXELS)
         landscape = None
         if loaded.splitter is not None and loaded.split == "shape":  # the watershed adds the projected grey values
             h, w = image.shape[-2:]

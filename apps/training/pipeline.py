@@ -227,7 +227,7 @@ def predict_classes(model, raw: np.ndarray, normalization: dict, device, on_tile
         from labseg.ml.baselines import calibrate_edges_at
         from labseg.ml.postprocess import object_scale
 
-        calibrate_edges_at(probs, pixels, object_scale(size, radius))
+        calibrate_edges_at(probs, pixels, object_scale(size, radius), settings.LABSEG_EDGE_MAX_PIXELS)
     classes = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     instances = None
     try:

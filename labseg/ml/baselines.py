@@ -329,9 +329,16 @@ def choose_edges(iou_without: float | None, iou_with: float | None, *, margin: f
                    f"(on needs more than +{margin:g})", **scores}
 
 
-def calibrate_edges_at(probs: np.ndarray, image: np.ndarray, radius: float | None) -> dict:
+def calibrate_edges_at(probs: np.ndarray, image: np.ndarray, radius: float | None,
+                       max_pixels: int | None = None) -> dict:
     """:func:`calibrate_edges` within one object radius of the network's objects: ``radius`` is the one the
-    objects are split at (set or painted), or None: measured on the network's foreground, as the split does."""
+    objects are split at (set or painted), or None: measured on the network's foreground, as the split does.
+    ``max_pixels``: larger images are left as they are (``{"off": why}``; it holds ~40 bytes a pixel); None or 0:
+    no limit."""
+    pixels = int(np.prod(probs.shape[1:]))
+    if max_pixels and pixels > max_pixels:
+        return {"off": f"the image has {pixels} pixels, more than the {max_pixels} edge calibration may use "
+                       f"(LABSEG_EDGE_MAX_PIXELS): the network's own edges"}
     if radius is None:
         from labseg.ml.postprocess import object_radius
 

@@ -253,3 +253,19 @@ def test_a_version_without_baselines_has_no_comparison(project, make_image, view
     _scores(v, im, "unet", 0.8, 0.8)
     body = client_for(viewer).get(f"/api/v1/model-versions/{v.pk}/metrics/").json()
     assert body["baselines"] == {} and body["comparison"] is None
+
+
+def test_images_above_the_edge_calibration_budget_keep_the_networks_edges_and_say_why(
+        project, make_image, make_version, run_inline, settings):
+    """A version with edge calibration on: an image over ``LABSEG_EDGE_MAX_PIXELS`` is predicted with the
+    network's own edges (the calibration holds ~40 bytes a pixel) and its counts say why; with no limit the same
+    image is calibrated."""
+    version = make_version(project, threshold=0.35, provenance={"edge_calibration": {"on": True}, "split": "shape",
+                                                                "object_radius": 6.0})
+    im, _, _ = make_image(project, shape=(40, 50))
+    settings.LABSEG_EDGE_MAX_PIXELS = 1999
+    over = run_inline(version, im).counts["edges"]
+    assert set(over) == {"off"} and "2000 pixels, more than the 1999" in over["off"]
+    settings.LABSEG_EDGE_MAX_PIXELS = 2000
+    within = run_inline(version, im).counts["edges"]
+    assert "off" not in within and {"threshold", "agreement", "added", "removed"} <= set(within)

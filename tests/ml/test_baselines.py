@@ -392,3 +392,16 @@ def test_auto_edge_calibration_goes_on_only_where_it_lifts_the_held_out_labels_i
     for pair in ((None, 0.9), (0.9, None), (None, None)):
         nothing = choose_edges(*pair)
         assert not edges_on(nothing) and "no held-out labels" in nothing["off"]
+
+
+def test_edge_calibration_leaves_images_over_its_pixel_budget_as_they_are():
+    cells, nuclei, image = _cells()
+    probs = _probs(cells > 0)
+    before = probs.copy()
+    n = cells.size
+    from labseg.ml.baselines import calibrate_edges_at
+
+    info = calibrate_edges_at(probs, image, 14.0, max_pixels=n - 1)
+    assert f"{n} pixels, more than the {n - 1}" in info["off"] and np.array_equal(probs, before)
+    assert "threshold" in calibrate_edges_at(probs, image, 14.0, max_pixels=n)
+    assert "threshold" in calibrate_edges_at(before.copy(), image, 14.0, max_pixels=0)  # 0: no limit
