@@ -246,6 +246,11 @@ def score_holdouts(
         predict, holdouts: list[Holdout], beat, method: str = ScoreMethod.UNET) -> list[services.ImageScores]:
     """Predict every held-out image with ``predict(raw, on_tile) -> (classes, instances)``, score it
     against its labels, and average per scored split; rows carry ``method``."""
+    return with_aggregate(score_images(predict, holdouts, beat, method), method)
+
+
+def score_images(predict, holdouts: list[Holdout], beat, method: str = ScoreMethod.UNET) -> list[services.ImageScores]:
+    """The per-image rows of ``score_holdouts`` (no aggregate)."""
     from labseg.ml.metrics import score_all
 
     per_image: list[services.ImageScores] = []
@@ -265,6 +270,11 @@ def score_holdouts(
         pred_i_cols = None if pred_i is None else pred_i[:, cols]
         result = score_all(pred_c[:, cols], pred_i_cols, h.example.classes[:, cols], gt_i)
         per_image.append(services.ImageScores(h.example.image.pk, h.split, metric_rows(result), method))
+    return per_image
+
+
+def with_aggregate(per_image: list[services.ImageScores], method: str) -> list[services.ImageScores]:
+    """``per_image`` and their mean over the scored split (validation, else the hold-out, else test)."""
     primary = next((s for s in ("validation", "holdout", "test") if any(p.split == s for p in per_image)), None)
     if primary is None:
         return per_image
@@ -286,16 +296,21 @@ def score_unet(model, normalization: dict, device, holdouts: list[Holdout], beat
     IoU (``labseg.ml.baselines.choose_edges``); those scores are kept. -> (scores, edge_calibration entry)."""
     from labseg.ml.baselines import choose_edges, edges_auto, edges_on
 
-    def scored(edges: bool, cache: dict | None) -> list[services.ImageScores]:
-        return score_holdouts(
+    def scored(edges: bool, images: list[Holdout], cache: dict | None) -> list[services.ImageScores]:
+        return score_images(
             lambda raw, on_tile: predict_classes(model, raw, normalization, device, on_tile, radius, split,
                                                  fitted["gate"], fitted["splitter"], size, edges, cache),
-            holdouts, beat)
+            images, beat)
 
+    unet = ScoreMethod.UNET
     if not edges_auto(fitted["edges_info"]):
-        return scored(fitted["edges"], None), fitted["edges_info"]
-    cache: dict = {}
-    without, with_edges = scored(False, cache), scored(True, cache)
+        return with_aggregate(scored(fitted["edges"], holdouts, None), unet), fitted["edges_info"]
+    without, with_edges = [], []
+    for h in holdouts:  # both ways, image by image: one image's network output is held at a time
+        cache: dict = {}
+        without += scored(False, [h], cache)
+        with_edges += scored(True, [h], cache)
+    without, with_edges = with_aggregate(without, unet), with_aggregate(with_edges, unet)
     info = choose_edges(_aggregate(without, "iou_fg"), _aggregate(with_edges, "iou_fg"))
     return (with_edges if edges_on(info) else without), info
 
