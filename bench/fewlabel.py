@@ -188,26 +188,25 @@ def unet_foreground(net, x: np.ndarray, gate=None, tta: bool = False, edges: boo
     return 1.0 - probs[0]
 
 
-def edges_for(config, split: str) -> tuple[bool, dict]:
+def edges_for(config, split: str, held_out: bool = False) -> tuple[bool, dict]:
     """The app's edge calibration for these labels (``apps.training.pipeline.fit_intensity``): (on, info); auto
-    (``edges_auto(info)``) is off until a network's held-out labels choose (``held_out_edges``)."""
+    (``edges_auto(info)``, only where labels are ``held_out``) is off until a network's held-out labels choose
+    (``held_out_edges``); with nothing held out auto is off at once."""
     from labseg.ml.baselines import edge_setting, edges_on
 
-    info = edge_setting(enabled=config.edge_calibration, split=split)
+    info = edge_setting(enabled=config.edge_calibration, split=split, held_out=held_out)
     return edges_on(info), info
 
 
-def held_out_edges(net, x: np.ndarray, gate, held: np.ndarray | None, radius: float | None) -> tuple[bool, dict]:
+def held_out_edges(net, x: np.ndarray, gate, held: np.ndarray, radius: float | None) -> tuple[bool, dict]:
     """The auto edge calibration's choice for ``net``, as the app's run makes it: the foreground IoU of the
-    held-out labels ``held`` (classes, 0 unlabelled; None: nothing held out) of the training image ``x`` predicted
-    without and with it (``labseg.ml.baselines.choose_edges``). -> (on, the setting with both IoUs)."""
+    held-out labels ``held`` (classes, 0 unlabelled) of the training image ``x`` predicted without and with it
+    (``labseg.ml.baselines.choose_edges``). -> (on, the setting with both IoUs)."""
     from labseg.ml.baselines import choose_edges, edges_on
     from labseg.ml.metrics import iou
 
-    ious = [None, None]
-    if held is not None:
-        for i, on in enumerate((False, True)):
-            ious[i] = iou(unet_foreground(net, x, gate, edges=on, radius=radius) > 0.5, held >= 2, held > 0)
+    ious = [iou(unet_foreground(net, x, gate, edges=on, radius=radius) > 0.5, held >= 2, held > 0)
+            for on in (False, True)]
     info = choose_edges(*ious)
     return edges_on(info), info
 
@@ -295,10 +294,8 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
         config0 = sized_crops(config0, painted)
         unet_overrides = {**unet_overrides, "tile_output": config0.tile_output, "batch_size": config0.batch_size}
     gate, gate_info = intensity_gate(config0, x_train, classes, split)
-    edges, edges_info = edges_for(config0, split)
-    auto = edges_auto(edges_info) and held is not None
-    if edges_auto(edges_info) and held is None:  # nothing held out to choose on: the network's own edges
-        edges_info = held_out_edges(None, x_train, gate, None, painted)[1]
+    edges, edges_info = edges_for(config0, split, held_out=held is not None)
+    auto = edges_auto(edges_info)
     scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs)
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
            "painted_radius": painted, "split": split, "gate": gate_info, "split_intensity": split_info,

@@ -357,7 +357,8 @@ def painted_split(examples: list[Example]) -> str:
     return split_of([ex.classes for ex in examples], [ex.instances for ex in examples])
 
 
-def fit_intensity(train: list[Example], normalization: dict, config, split: str, radius: float | None = None) -> dict:
+def fit_intensity(train: list[Example], normalization: dict, config, split: str, radius: float | None = None,
+                  held_out: bool = True) -> dict:
     """What the run's predictions take from the grey values of its training labels, normalised as the network
     saw them (one normalised copy for both): ``{"gate": IntensityGate or None, "gate_info": provenance entry,
     "splitter": SplitIntensity or None, "split_info": provenance entry, "edges": bool, "edges_info": provenance
@@ -369,8 +370,8 @@ def fit_intensity(train: list[Example], normalization: dict, config, split: str,
     which). The intensity-aware split (``fit_split_intensity``) is off when the config turns it off, on
     painted membranes, or when objects were painted whole (``radius``, from ``painted_objects``). Edge
     calibration (``labseg.ml.baselines.edge_setting``) is on where the config turns it on, except on painted
-    membranes; auto (``edges_info`` says so, ``edges`` False) is chosen by ``score_unet``; it is fitted on each
-    predicted image, so it stores no numbers."""
+    membranes; auto (``edges_info`` says so, ``edges`` False) is chosen by ``score_unet``, or off at once where
+    nothing is ``held_out``; it is fitted on each predicted image, so it stores no numbers."""
     from labseg.ml.baselines import edge_setting, edges_on, fit_intensity_gate, fit_split_intensity
     from labseg.ml.train import apply_normalization
 
@@ -378,7 +379,7 @@ def fit_intensity(train: list[Example], normalization: dict, config, split: str,
     gate, gate_info = fit_intensity_gate(images, classes, enabled=config.intensity_gate, split=split)
     splitter, split_info = fit_split_intensity(images, classes, enabled=config.intensity_split, split=split,
                                                painted_radius=radius)
-    edges_info = edge_setting(enabled=config.edge_calibration, split=split)
+    edges_info = edge_setting(enabled=config.edge_calibration, split=split, held_out=held_out)
     return {"gate": gate, "gate_info": gate_info, "splitter": splitter, "split_info": split_info,
             "edges": edges_on(edges_info), "edges_info": edges_info}
 
@@ -391,16 +392,11 @@ def prediction_settings(examples, normalization: dict, config, size: float | Non
     weights, or why each is off). A training run computes them on its way; a live session (``apps.live.runner``)
     with this, so that a kept network predicts as a trained one does. ``examples``: anything with ``raw``, ``classes``,
     ``instances`` (None or an id mask) and ``whole_ids``."""
-    from labseg.ml.baselines import choose_edges, edges_auto
-
     (radius, painted), split = painted_objects(examples), painted_split(examples)
-    fitted = fit_intensity(examples, normalization, config, split, radius)
-    edges_info = fitted["edges_info"]
-    if edges_auto(edges_info):  # nothing held out here to choose on: the network's own edges
-        edges_info = choose_edges(None, None)
+    fitted = fit_intensity(examples, normalization, config, split, radius, held_out=False)  # auto: nothing to choose on
     return {"object_radius": radius, "painted_objects": painted, "object_size": size, "split": split,
             "intensity_gate": fitted["gate_info"], "intensity_split": fitted["split_info"],
-            "edge_calibration": edges_info}
+            "edge_calibration": fitted["edges_info"]}
 
 
 def score_baselines(train: list[Example], holdouts: list[Holdout], config, radius: float | None,

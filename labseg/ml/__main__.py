@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     names = args.class_names.split(",") if args.class_names else None
     if names is not None and len(names) != model.num_classes:
         raise ValueError(f"--class-names has {len(names)} names, the model has {model.num_classes} classes")
-    from labseg.ml.baselines import choose_edges, edge_setting, edges_auto, fit_intensity_gate, fit_split_intensity
+    from labseg.ml.baselines import edge_setting, fit_intensity_gate, fit_split_intensity
     from labseg.ml.train import apply_normalization
 
     split = painted_split(classes, instances)
@@ -125,9 +125,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _, gate_info = fit_intensity_gate(normalized, classes, enabled=config.intensity_gate, split=split)
     _, split_info = fit_split_intensity(normalized, classes, enabled=config.intensity_split, split=split,
                                         painted_radius=painted)
-    edges_info = edge_setting(enabled=config.edge_calibration, split=split)
-    if edges_auto(edges_info):  # the command line holds nothing out to choose on: the network's own edges
-        edges_info = choose_edges(None, None)
+    # the command line holds nothing out to choose on: auto keeps the network's own edges
+    edges_info = edge_setting(enabled=config.edge_calibration, split=split, held_out=False)
     save_checkpoint(args.out, model, config, history["normalization"], names, history,
                     {"images": args.image, "labels": args.labels, "instances": args.instances or [],
                      "split": split, "intensity_gate": gate_info, "intensity_split": split_info,

@@ -286,17 +286,18 @@ EDGE_MIN_PIXELS = 50
 EDGE_AUTO_MARGIN = 0.01
 
 
-def edge_setting(*, enabled: bool | None = True, split: str = "shape") -> dict:
+def edge_setting(*, enabled: bool | None = True, split: str = "shape", held_out: bool = True) -> dict:
     """What a version stores about edge calibration (:func:`calibrate_edges`), from its training run:
     ``{"on": True}``, or ``{"off": why}`` when the config leaves it off (``TrainConfig.edge_calibration``) or when
     objects are split by painted membranes (the membrane fill decides their edges), or, with ``enabled`` None,
-    ``{"auto": ...}``: the run chooses on its held-out labels (:func:`choose_edges`), which replaces it."""
+    ``{"auto": ...}``: the run chooses on its held-out labels (:func:`choose_edges`), which replaces it; where
+    ``held_out`` is False (the command line, a live session: nothing is held out) auto is settled at once, off."""
     if enabled is False:
         return {"off": "not asked for in the training settings (edge_calibration: false)"}
     if split != "shape":
         return {"off": "objects are split by painted membranes"}
     if enabled is None:
-        return {"auto": "chosen on the run's held-out labels"}
+        return {"auto": "chosen on the run's held-out labels"} if held_out else choose_edges(None, None)
     return {"on": True}
 
 

@@ -405,3 +405,11 @@ def test_edge_calibration_leaves_images_over_its_pixel_budget_as_they_are():
     assert f"{n} pixels, more than the {n - 1}" in info["off"] and np.array_equal(probs, before)
     assert "threshold" in calibrate_edges_at(probs, image, 14.0, max_pixels=n)
     assert "threshold" in calibrate_edges_at(before.copy(), image, 14.0, max_pixels=0)  # 0: no limit
+
+
+def test_auto_edge_calibration_with_nothing_held_out_is_settled_off_at_once():
+    """The command line and live sessions hold nothing out: auto is not left pending there but stored off."""
+    settled = edge_setting(enabled=None, held_out=False)
+    assert not edges_auto(settled) and not edges_on(settled) and "no held-out labels" in settled["off"]
+    assert edge_setting(enabled=True, held_out=False) == {"on": True}  # a forced setting is not touched
+    assert "off" in edge_setting(enabled=None, split="boundaries", held_out=False)
