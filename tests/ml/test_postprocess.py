@@ -459,3 +459,63 @@ def test_a_set_object_size_wins_over_the_painted_radius_for_crops_calibration_an
     # the split: a set size splits merged colonies only (radius None), a painted radius splits every object
     assert split_sizes(24.0, 6.0) == (None, 24.0) and split_sizes(None, 6.0) == (6.0, None)
     assert split_sizes(None, None) == (None, None)
+
+
+# --- the confident core: distance measured inside the foreground the method is sure of ----------------
+def _stadium(band_prob=0.7):
+    """Two discs of radius 12 (centres (30, 30) and (30, 70)) joined by a full-width bar: one blob whose
+    distance transform is a flat ridge (no neck), with probability 0.99 except a 6-px band across the
+    middle (columns 47-52) at ``band_prob``, where a network would be less sure of two touching cells."""
+    yy, xx = np.mgrid[:60, :100]
+    mask = ((yy - 30) ** 2 + (xx - 30) ** 2 <= 144) | ((yy - 30) ** 2 + (xx - 70) ** 2 <= 144)
+    mask |= (np.abs(yy - 30) <= 12) & (xx >= 30) & (xx <= 70)
+    fg = np.where(mask, 0.99, 0.01).astype(np.float32)
+    fg[mask & (xx >= 47) & (xx <= 52)] = band_prob
+    return mask, fg
+
+
+def test_the_confident_core_parts_a_broad_join_that_shape_alone_keeps_whole():
+    from labseg.ml.postprocess import split_instances
+
+    mask, fg = _stadium()
+    whole = instances_from_probs(fg, radius=12.0, core_prob=None)
+    assert whole.max() == 1 and (whole > 0).sum() == mask.sum()  # the flat ridge seeds one object
+    parted = instances_from_probs(fg, radius=12.0, core_prob=0.9)
+    assert parted.max() == 2
+    np.testing.assert_array_equal(parted > 0, mask)  # every foreground pixel still goes to an object
+    left, right = parted[30, 30], parted[30, 70]
+    assert left != right and left > 0 and right > 0
+    # the border lies inside the uncertain band: columns up to 46 are the left object's, from 53 the right one's
+    assert (parted[:, :47][mask[:, :47]] == left).all() and (parted[:, 53:][mask[:, 53:]] == right).all()
+    # the core is the same as a mask of its own: split_instances given it directly agrees
+    np.testing.assert_array_equal(split_instances(mask, radius=12.0, min_size=20, core=fg > 0.9), parted)
+    # a band the method is as sure of as the rest is no border
+    _, sure = _stadium(band_prob=0.95)
+    assert instances_from_probs(sure, radius=12.0, core_prob=0.9).max() == 1
+
+
+def test_a_blob_with_no_confident_pixel_stays_one_object_and_an_all_confident_core_changes_nothing():
+    from labseg.ml.postprocess import split_instances
+
+    mask, fg = _stadium()
+    yy, xx = np.mgrid[:60, :100]
+    dim = ((yy - 30) ** 2 + (xx - 92) ** 2 <= 36) & ~mask
+    fg[dim] = 0.6  # foreground, but nowhere above the core's probability
+    labels = instances_from_probs(fg, radius=12.0, core_prob=0.9)
+    assert labels.max() == 3 and len(np.unique(labels[dim])) == 1 and labels[30, 92] > 0
+    gt, _ = touching_pairs(3)
+    objects = gt > 0
+    np.testing.assert_array_equal(split_instances(objects, radius=10.0, core=np.ones(gt.shape, bool)),
+                                  split_instances(objects, radius=10.0))
+
+
+def test_the_confident_core_is_the_same_in_every_split_path():
+    from labseg.ml.postprocess import instances_by_class
+
+    mask, fg = _stadium()
+    probs = np.stack([1 - fg, fg])
+    labels, _ = instances_by_class(probs, radius=12.0, core_prob=0.9)
+    np.testing.assert_array_equal(labels, instances_from_probs(probs, radius=12.0, core_prob=0.9))
+    parts, _ = instances_by_class(probs, radius=12.0, core_prob=0.9, by_component=True)
+    pairs = np.unique(np.stack([labels.ravel(), parts.ravel()]), axis=1)  # the same partition, ids aside
+    assert labels.max() == 2 and len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]
