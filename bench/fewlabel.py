@@ -278,6 +278,7 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
             init, unet_overrides = round1_net, {**unet_overrides, **(finetune_overrides or {})}
     else:
         classes, instances = labels_for(task, protocol, seed)
+    split = painted_split(classes, instances)  # read from the whole labels, as the app's run does (run_split)
     held, cut = None, None
     if holdout:
         from labseg.ml.metrics import holdout_columns
@@ -289,7 +290,6 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
             right = np.arange(classes.shape[1]) >= cut
             held, classes = np.where(right, classes, 0), np.where(right, 0, classes)
     painted = painted_radius([instances], [classes]) if instances is not None else None
-    split = painted_split(classes, instances)
 
     config0 = validate_config_overrides(dict(unet_overrides))
     # every method sees the images normalised as the network does (the app's gate and baselines too)

@@ -215,6 +215,32 @@ def test_single_image_holds_out_its_right_quarter_of_labels(project):
     np.testing.assert_array_equal(train[0].classes[:, :cut], a.classes[:, :cut])
 
 
+def test_the_runs_split_is_read_from_the_whole_labels_of_its_training_images(project):
+    """With one labelled image the run trains on three quarters of its labels, but the split is read from all of
+    them: here the membrane lines lie in the held-out quarter, and the rest (object strokes and one thick
+    background patch) alone would read as blobs."""
+    from types import SimpleNamespace
+
+    from labseg.ml.postprocess import painted_split
+
+    classes = np.zeros((100, 200), np.uint8)
+    classes[10:20, 10:20] = classes[10:20, 60:70] = 2  # object strokes
+    classes[50:80, 30:60] = 1  # a thick background patch: 900 px
+    for col in (155, 165, 175, 185, 195):  # 2-px membrane lines: 1000 px, all right of the hold-out cut
+        classes[:, col:col + 2] = 1
+
+    def example(split):
+        return pipeline.Example(SimpleNamespace(split=split), None, np.zeros((1, 100, 200), np.float32), classes,
+                                None)
+
+    one = example("train")
+    train, held = pipeline.split_holdout([one])
+    assert held[0].col_start == 150 and painted_split([e.classes for e in train]) == "shape"
+    assert painted_split(classes) == "boundaries" and pipeline.run_split([one]) == "boundaries"
+    blobs = pipeline.Example(SimpleNamespace(split="train"), None, one.raw, train[0].classes, None)
+    assert pipeline.run_split([blobs, example("validation")]) == "shape"  # a validation image is not read
+
+
 def test_weight_map_cache_is_keyed_by_annotation_version(project, settings, tmp_path):
     from labseg.ml.weights import weight_map
 
