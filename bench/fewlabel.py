@@ -148,14 +148,15 @@ PLAIN_ROWS = ("threshold", "forest", "unet")
 
 
 def instance_step(config, task: realdata.Task, classes: np.ndarray, split: str, painted: float | None,
-                  xs: list[np.ndarray], core_prob: float | None | str = "app"):
+                  xs: list[np.ndarray], power: float | None | str = "app"):
     """The instance step every method's foregrounds of ``task``'s test images (normalised: ``xs``) go through,
     as the app's: ``(scored(fgs, plain=False) -> scores, plain rows wanted, split_intensity record)``.
-    ``core_prob``: the watershed's confident core (``labseg.ml.postprocess.CORE_PROB``, "app": the app's)."""
+    ``power``: the watershed's distance weighted by each method's probability to it
+    (``labseg.ml.postprocess.CONFIDENCE_POWER``; "app": the app's)."""
     from labseg.ml.io import normalize
-    from labseg.ml.postprocess import CORE_PROB, instances_from_probs
+    from labseg.ml.postprocess import instances_from_probs
 
-    core_prob = CORE_PROB if core_prob == "app" else core_prob
+    power = app_power(power)
 
     x_train = normalize(task.train.raw, config.norm_low, config.norm_high)  # as the network sees images
     splitter, split_info = split_intensity(config, x_train, classes, split, painted)
@@ -163,7 +164,7 @@ def instance_step(config, task: realdata.Task, classes: np.ndarray, split: str, 
 
     def scored(fgs: list[np.ndarray], plain: bool = False) -> dict:
         return score([instances_from_probs(fg, radius=painted, image=None if plain else ls, split=split,
-                                           core_prob=core_prob) for fg, ls in zip(fgs, landscapes)], task.tests)
+                                           confidence_power=power) for fg, ls in zip(fgs, landscapes)], task.tests)
 
     return scored, splitter is not None, split_info
 
@@ -250,7 +251,7 @@ def score(preds: list[np.ndarray], tests: list[realdata.Crop]) -> dict:
 def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str], threads: int,
             unet_overrides: dict, finetune_overrides: dict | None = None, log=print,
             dump: Path | None = None, sized: bool = True, holdout: bool = False,
-            core_prob: float | None | str = "app") -> dict:
+            power: float | None | str = "app") -> dict:
     """Every method on one (set, protocol, seed); returns {method: scores + seconds}.
     ``finetune_overrides``: TrainConfig overrides for the ``guided-ft`` protocol's round 2 only.
     ``dump``: also save the labels and every method's foreground probability of each test image there
@@ -259,8 +260,8 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     unless ``unet_overrides`` set ``tile_output``). ``holdout``: as the app's run on one labelled image, the
     right-most quarter of the labelled columns (``labseg.ml.metrics.holdout_columns``) is held out of every
     method's training; where ``edge_calibration`` is auto (null), each network's choice is made on it
-    (``labseg.ml.baselines.choose_edges``), with rows ``unet-noedges`` and ``unet+edges`` beside. ``core_prob``:
-    the instance step's confident core for every method ("app": ``labseg.ml.postprocess.CORE_PROB``)."""
+    (``labseg.ml.baselines.choose_edges``), with rows ``unet-noedges`` and ``unet+edges`` beside. ``power``: the
+    instance step's probability weight for every method ("app": ``labseg.ml.postprocess.CONFIDENCE_POWER``)."""
     import torch
 
     from labseg.ml.baselines import ForestBaseline, ThresholdBaseline, edges_auto
@@ -301,9 +302,9 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     gate, gate_info = intensity_gate(config0, x_train, classes, split)
     edges, edges_info = edges_for(config0, split, held_out=held is not None)
     auto = edges_auto(edges_info)
-    scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs, core_prob)
+    scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs, power)
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
-           "core_prob": app_core(core_prob),
+           "confidence_power": app_power(power),
            "painted_radius": painted, "split": split, "gate": gate_info, "split_intensity": split_info,
            "edges": edges_info, "holdout_from": cut,
            "crops": [config0.tile_output, config0.batch_size], **guided}
@@ -422,32 +423,33 @@ def merge(runs: list[list[dict]]) -> list[dict]:
     return list(merged.values())
 
 
-def app_core(core_prob: float | None | str) -> float | None:
-    """The confident core an instance step used (``instance_step``'s ``core_prob``, "app" resolved)."""
-    from labseg.ml.postprocess import CORE_PROB
+def app_power(power: float | None | str) -> float | None:
+    """The probability weight an instance step uses (``instance_step``'s ``power``, "app" resolved)."""
+    from labseg.ml.postprocess import CONFIDENCE_POWER
 
-    return CORE_PROB if core_prob == "app" else core_prob
+    return CONFIDENCE_POWER if power == "app" else power
 
 
-def parse_core(text: str) -> float | None | str:
-    """``--core``: "app" (the app's ``CORE_PROB``), "none", or a probability in [0.5, 1)."""
+def parse_power(text: str) -> float | None | str:
+    """``--confidence``: "app" (the app's ``CONFIDENCE_POWER``), "none", or a power in (0, 16]."""
     if text in ("app", "none"):
         return None if text == "none" else text
     value = float(text)
-    if not 0.5 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"--core must be app, none or a probability in [0.5, 1), got {text}")
+    if not 0.0 < value <= 16.0:
+        raise argparse.ArgumentTypeError(f"--confidence must be app, none or a power in (0, 16], got {text}")
     return value
 
 
 def rescore(dump: Path, unet_overrides: dict | None = None, log=print,
-            core_prob: float | None | str = "app") -> list[dict]:
+            power: float | None | str = "app") -> list[dict]:
     """Every ``--dump`` file of ``dump`` scored again through today's instance step: the same foregrounds
     (the same trained networks, paired), split as ``run_one`` splits them now (with the intensity-aware split
     when ``unet_overrides`` leave it on, plus the ``-plain`` rows). Labels of the scribble, object and dense
     protocols are made again from the seed and must equal the dumped ones; the guided protocols' are the
-    dumped ones (their painted objects, and so the object radius, are none). ``core_prob``: as ``run_one``'s.
+    dumped ones (their painted objects, and so the object radius, are none). ``power``: as ``run_one``'s.
     -> results like ``run_one``'s."""
     from labseg.ml.io import normalize
+    from labseg.ml.metrics import holdout_columns
     from labseg.ml.postprocess import painted_radius, painted_split
     from labseg.ml.train import validate_config_overrides
 
@@ -458,18 +460,21 @@ def rescore(dump: Path, unet_overrides: dict | None = None, log=print,
         protocol, seed = rest.rsplit("-", 1)
         task, saved = realdata.SETS[name](int(seed)), np.load(path)
         classes, instances = saved["classes"], None
+        whole, cut = classes, None
         if protocol not in ("guided", *FINE_TUNED):
-            again, instances = labels_for(task, protocol, int(seed))
-            if not np.array_equal(again, classes):
-                raise ValueError(f"{path.name}: the labels made again differ from the dumped ones")
+            whole, instances = labels_for(task, protocol, int(seed))
+            if not np.array_equal(whole, classes):  # a --holdout run dumped the labels it trained on
+                cut = holdout_columns(whole)
+                if cut is None or not np.array_equal(np.where(np.arange(whole.shape[1]) >= cut, 0, whole), classes):
+                    raise ValueError(f"{path.name}: the labels made again differ from the dumped ones")
         painted = painted_radius([instances], [classes]) if instances is not None else None
-        split = painted_split(classes, instances)
+        split = painted_split(whole, instances)  # from the whole labels, as run_one (and the app's run)
         xs = [normalize(t.raw, config.norm_low, config.norm_high) for t in task.tests]
-        scored, with_plain, split_info = instance_step(config, task, classes, split, painted, xs, core_prob)
+        scored, with_plain, split_info = instance_step(config, task, classes, split, painted, xs, power)
         out = {"set": name, "seed": int(seed), "protocol": protocol, "rescored": path.name,
-               "core_prob": app_core(core_prob),
+               "confidence_power": app_power(power),
                "labelled_fraction": float((classes > 0).mean()), "painted_radius": painted, "split": split,
-               "split_intensity": split_info}
+               "split_intensity": split_info, "holdout_from": cut}
         for method in dict.fromkeys(k.split("/")[0] for k in saved.files if "/" in k):
             fgs = [saved[f"{method}/{i}"].astype(np.float32) for i in range(len(xs))]
             out[method] = scored(fgs)  # no "seconds": not trained here
@@ -506,9 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rescore", type=Path, metavar="DUMP",
                         help="score every file a --dump run left in DUMP again with today's instance step (no "
                              "training; --unet's overrides choose the split), write --json, print the table, exit")
-    parser.add_argument("--core", type=parse_core, default="app",
-                        help="the instance step's confident core for every method: app (the app's CORE_PROB), "
-                             "none, or a probability (labseg.ml.postprocess.CORE_PROB)")
+    parser.add_argument("--confidence", type=parse_power, default="app",
+                        help="the instance step's watershed distance weighted by every method's probability to "
+                             "this power: app (labseg.ml.postprocess.CONFIDENCE_POWER), none, or a power")
     parser.add_argument("--summary", nargs="+", metavar="JSON",
                         help="print the table of these --json files (merged: a later file adds methods) and exit")
     args = parser.parse_args(argv)
@@ -516,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summarise(merge([json.loads(Path(f).read_text())["results"] for f in args.summary])))
         return 0
     if args.rescore:
-        results = rescore(args.rescore, json.loads(args.unet), core_prob=args.core)
+        results = rescore(args.rescore, json.loads(args.unet), power=args.confidence)
         if args.json:
             Path(args.json).write_text(json.dumps({"results": results, "rescored_from": str(args.rescore),
                                                    "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
@@ -555,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_one(task, protocol, seed, variants=chosen, threads=args.threads,
                             unet_overrides=json.loads(args.unet), finetune_overrides=finetune,
                             dump=args.dump, sized=not args.fixed_crops, holdout=args.holdout,
-                            core_prob=args.core)
+                            power=args.confidence)
                 results.append({"set": name, **r})
                 if args.json:
                     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -323,33 +323,39 @@ def test_run_one_holds_out_the_labels_the_app_would_and_lets_them_choose_the_edg
     assert out["unet"]["f1"] == out[same]["f1"] and out["unet"]["iou"] == out[same]["iou"]
     table = fewlabel.summarise([{"set": "synthetic", **out}])
     assert "| unet-noedges |" in table and "| unet+edges |" in table
+    # the dump of a hold-out run (the labels it trained on) is scored again like any other
+    monkeypatch.setitem(realdata.SETS, "synthetic", lambda seed: small_task)
+    again = fewlabel.rescore(tmp_path, log=lambda *_: None)[0]
+    assert again["holdout_from"] == cut and again["split"] == out["split"]
+    for method in ("threshold", "forest", "unet", "unet-noedges", "unet+edges"):
+        assert [again[method][k] for k in ("tp", "fp", "fn")] == [out[method][k] for k in ("tp", "fp", "fn")], method
 
 
-def test_the_confident_core_of_the_instance_step_is_chosen_for_every_method_and_recorded(small_task, tmp_path,
-                                                                                       monkeypatch):
-    """``--core``: every method's foregrounds go through the instance step with the chosen confident core (by hand
-    here, from the dumped foregrounds), the result records it, and "app" is the app's ``CORE_PROB``."""
+def test_the_probability_weight_of_the_instance_step_is_chosen_for_every_method_and_recorded(small_task, tmp_path,
+                                                                                           monkeypatch):
+    """``--confidence``: every method's foregrounds go through the instance step with the chosen weight (by hand
+    here, from the dumped foregrounds), the result records it, and "app" is the app's ``CONFIDENCE_POWER``."""
     import argparse
 
     from labseg.ml.metrics import f1_at_iou
-    from labseg.ml.postprocess import CORE_PROB, instances_from_probs
+    from labseg.ml.postprocess import CONFIDENCE_POWER, instances_from_probs
 
     out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
                            log=lambda *_: None, dump=tmp_path)
-    assert out["core_prob"] == CORE_PROB
+    assert out["confidence_power"] == CONFIDENCE_POWER
     monkeypatch.setitem(realdata.SETS, "synthetic", lambda seed: small_task)
     saved = np.load(tmp_path / "synthetic-scribbles-0.npz")
     crop = small_task.tests[0]
     x = normalize(crop.raw)[0]
-    for core in (None, 0.9):
-        again = fewlabel.rescore(tmp_path, log=lambda *_: None, core_prob=core)[0]
-        assert again["core_prob"] == core
+    for power in (None, 2.0):
+        again = fewlabel.rescore(tmp_path, log=lambda *_: None, power=power)[0]
+        assert again["confidence_power"] == power
         for method in ("threshold", "forest", "unet"):
-            pred = instances_from_probs(saved[f"{method}/0"].astype(np.float32), image=x, core_prob=core)
+            pred = instances_from_probs(saved[f"{method}/0"].astype(np.float32), image=x, confidence_power=power)
             _, tp, fp, fn = f1_at_iou(pred, crop.instances, 0.5)
-            assert (again[method]["tp"], again[method]["fp"], again[method]["fn"]) == (tp, fp, fn), (core, method)
-    assert fewlabel.parse_core("none") is None and fewlabel.parse_core("app") == "app"
-    assert fewlabel.parse_core("0.8") == 0.8
-    for bad in ("0.3", "1", "x"):
+            assert (again[method]["tp"], again[method]["fp"], again[method]["fn"]) == (tp, fp, fn), (power, method)
+    assert fewlabel.parse_power("none") is None and fewlabel.parse_power("app") == "app"
+    assert fewlabel.parse_power("2") == 2.0
+    for bad in ("0", "-1", "17", "x"):
         with pytest.raises((argparse.ArgumentTypeError, ValueError)):
-            fewlabel.parse_core(bad)
+            fewlabel.parse_power(bad)

@@ -461,7 +461,7 @@ def test_a_set_object_size_wins_over_the_painted_radius_for_crops_calibration_an
     assert split_sizes(None, None) == (None, None)
 
 
-# --- the confident core: distance measured inside the foreground the method is sure of ----------------
+# --- the probability-weighted split: the distance weighed by how sure the method is --------------------
 def _stadium(band_prob=0.7):
     """Two discs of radius 12 (centres (30, 30) and (30, 70)) joined by a full-width bar: one blob whose
     distance transform is a flat ridge (no neck), with probability 0.99 except a 6-px band across the
@@ -474,48 +474,50 @@ def _stadium(band_prob=0.7):
     return mask, fg
 
 
-def test_the_confident_core_parts_a_broad_join_that_shape_alone_keeps_whole():
-    from labseg.ml.postprocess import split_instances
+def test_the_probability_weighted_split_parts_a_broad_join_that_shape_alone_keeps_whole():
+    from labseg.ml.postprocess import confidence_map, split_instances
 
     mask, fg = _stadium()
-    whole = instances_from_probs(fg, radius=12.0, core_prob=None)
+    whole = instances_from_probs(fg, radius=12.0, confidence_power=None)
     assert whole.max() == 1 and (whole > 0).sum() == mask.sum()  # the flat ridge seeds one object
-    parted = instances_from_probs(fg, radius=12.0, core_prob=0.9)
+    parted = instances_from_probs(fg, radius=12.0, confidence_power=2.0)
     assert parted.max() == 2
     np.testing.assert_array_equal(parted > 0, mask)  # every foreground pixel still goes to an object
     left, right = parted[30, 30], parted[30, 70]
     assert left != right and left > 0 and right > 0
     # the border lies inside the uncertain band: columns up to 46 are the left object's, from 53 the right one's
     assert (parted[:, :47][mask[:, :47]] == left).all() and (parted[:, 53:][mask[:, 53:]] == right).all()
-    # the core is the same as a mask of its own: split_instances given it directly agrees
-    np.testing.assert_array_equal(split_instances(mask, radius=12.0, min_size=20, core=fg > 0.9), parted)
-    # a band the method is as sure of as the rest is no border
-    _, sure = _stadium(band_prob=0.95)
-    assert instances_from_probs(sure, radius=12.0, core_prob=0.9).max() == 1
+    # the weight by hand: the probability squared; split_instances given it directly agrees
+    np.testing.assert_allclose(confidence_map(fg, 2.0), np.clip(fg, 0, 1) ** 2, rtol=1e-6)
+    np.testing.assert_array_equal(split_instances(mask, radius=12.0, min_size=20, confidence=fg ** 2), parted)
+    # where the method is equally sure across the join there is nothing to part: one object, as without the weight
+    _, sure = _stadium(band_prob=0.99)
+    np.testing.assert_array_equal(instances_from_probs(sure, radius=12.0, confidence_power=2.0), whole)
 
 
-def test_a_blob_with_no_confident_pixel_stays_one_object_and_an_all_confident_core_changes_nothing():
-    from labseg.ml.postprocess import split_instances
+def test_an_unsure_blob_stays_one_object_and_a_weight_of_one_changes_nothing():
+    from labseg.ml.postprocess import confidence_map, split_instances
 
     mask, fg = _stadium()
     yy, xx = np.mgrid[:60, :100]
     dim = ((yy - 30) ** 2 + (xx - 92) ** 2 <= 36) & ~mask
-    fg[dim] = 0.6  # foreground, but nowhere above the core's probability
-    labels = instances_from_probs(fg, radius=12.0, core_prob=0.9)
+    fg[dim] = 0.6  # foreground, but unsure everywhere: its weight is lower, it is not dropped
+    labels = instances_from_probs(fg, radius=12.0, confidence_power=2.0)
     assert labels.max() == 3 and len(np.unique(labels[dim])) == 1 and labels[30, 92] > 0
     gt, _ = touching_pairs(3)
     objects = gt > 0
-    np.testing.assert_array_equal(split_instances(objects, radius=10.0, core=np.ones(gt.shape, bool)),
+    np.testing.assert_array_equal(split_instances(objects, radius=10.0, confidence=np.ones(gt.shape, np.float32)),
                                   split_instances(objects, radius=10.0))
+    assert confidence_map(fg, None) is None and confidence_map(fg, 0) is None
 
 
-def test_the_confident_core_is_the_same_in_every_split_path():
+def test_the_probability_weighted_split_is_the_same_in_every_split_path():
     from labseg.ml.postprocess import instances_by_class
 
     mask, fg = _stadium()
     probs = np.stack([1 - fg, fg])
-    labels, _ = instances_by_class(probs, radius=12.0, core_prob=0.9)
-    np.testing.assert_array_equal(labels, instances_from_probs(probs, radius=12.0, core_prob=0.9))
-    parts, _ = instances_by_class(probs, radius=12.0, core_prob=0.9, by_component=True)
+    labels, _ = instances_by_class(probs, radius=12.0, confidence_power=2.0)
+    np.testing.assert_array_equal(labels, instances_from_probs(probs, radius=12.0, confidence_power=2.0))
+    parts, _ = instances_by_class(probs, radius=12.0, confidence_power=2.0, by_component=True)
     pairs = np.unique(np.stack([labels.ravel(), parts.ravel()]), axis=1)  # the same partition, ids aside
     assert labels.max() == 2 and len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]

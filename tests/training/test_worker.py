@@ -122,7 +122,7 @@ def test_tiny_model_trains_from_api_saved_strokes_into_a_version_with_provenance
     from labseg.ml.postprocess import instances_from_probs
 
     _, gt_inst = annotation_arrays(val_img.annotation)
-    pred_inst = instances_from_probs(pred_fg.astype(np.float32), image=x[0])
+    pred_inst = instances_from_probs(probs, image=x[0])  # the split weighs distance by the probability
     f1, *_ = f1_at_iou(np.where(pred_fg, pred_inst, 0), np.where(gt >= 2, gt_inst, 0), 0.5)
     assert scores[(val_img.pk, "f1_iou50")].value == pytest.approx(f1, abs=1e-6)
 
@@ -261,7 +261,9 @@ def test_the_projects_object_size_sizes_the_crops_and_splits_the_versions_object
     # the stored validation F1, recomputed by hand: the version's objects split at the set size
     model, ckpt = load_checkpoint(version.checkpoint.path)
     x = apply_normalization(read_image(val_img.file.path), ckpt["normalization"])
-    fg = (np.argmax(predict_tiled(model, x), axis=0) >= 1).astype(np.float32)
+    probs = predict_tiled(model, x)
+    assert probs.shape[0] == 2  # one object class: its probability is the foreground's, argmax = above 0.5
+    fg = probs[1]  # the split weighs the distance by it (CONFIDENCE_POWER)
     splitter = version.provenance["intensity_split"]
     image = x[0] * splitter["weights"][0] if "weights" in splitter else None
     gt, gt_inst = annotation_arrays(val_img.annotation)
