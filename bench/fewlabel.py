@@ -26,8 +26,9 @@ that share no pixel with the training crop:
   Every U-Net row goes through the gate as the app's predictions do (round 1 of the guided protocols too),
   then through the edge calibration where it is on (``labseg.ml.baselines.calibrate_edges``: objects split by
   shape); ``unet-noedges`` is the same network without it. Its default, auto, chooses on held-out labels: with
-  ``--holdout`` every method trains, as the app's run on one labelled image does, without the right quarter of the
-  labelled columns, and each network's choice is made on them (``unet+edges``: the same network with it); without
+  ``--holdout`` every method trains, as the app's run on one labelled image does, without a quarter of its
+  labels (``holdout_strip``: the right-most columns unless they hold most of a class), and each network's
+  choice is made on them (``unet+edges``: the same network with it); without
   ``--holdout`` nothing is held out and auto keeps the network's own edges.
   Where the default's intensity-aware split is on (``fit_split_intensity``: objects split by shape), every
   method's watershed adds the image projected from painted background to painted objects, and
@@ -148,15 +149,16 @@ PLAIN_ROWS = ("threshold", "forest", "unet")
 
 
 def instance_step(config, task: realdata.Task, classes: np.ndarray, split: str, painted: float | None,
-                  xs: list[np.ndarray], power: float | None | str = "app"):
+                  xs: list[np.ndarray], power: float | None | str = "app", seed_prob: float | None | str = "app"):
     """The instance step every method's foregrounds of ``task``'s test images (normalised: ``xs``) go through,
     as the app's: ``(scored(fgs, plain=False) -> scores, plain rows wanted, split_intensity record)``.
     ``power``: the watershed's distance weighted by each method's probability to it
-    (``labseg.ml.postprocess.CONFIDENCE_POWER``; "app": the app's)."""
+    (``labseg.ml.postprocess.CONFIDENCE_POWER``; "app": the app's); ``seed_prob``: objects whose probability never
+    reaches it are dropped (``labseg.ml.postprocess.SEED_PROB``; "app": the app's)."""
     from labseg.ml.io import normalize
     from labseg.ml.postprocess import instances_from_probs
 
-    power = app_power(power)
+    power, seed_prob = app_power(power), app_seed_prob(seed_prob)
 
     x_train = normalize(task.train.raw, config.norm_low, config.norm_high)  # as the network sees images
     splitter, split_info = split_intensity(config, x_train, classes, split, painted)
@@ -164,7 +166,8 @@ def instance_step(config, task: realdata.Task, classes: np.ndarray, split: str, 
 
     def scored(fgs: list[np.ndarray], plain: bool = False) -> dict:
         return score([instances_from_probs(fg, radius=painted, image=None if plain else ls, split=split,
-                                           confidence_power=power) for fg, ls in zip(fgs, landscapes)], task.tests)
+                                           confidence_power=power, seed_prob=seed_prob)
+                      for fg, ls in zip(fgs, landscapes)], task.tests)
 
     return scored, splitter is not None, split_info
 
@@ -251,14 +254,14 @@ def score(preds: list[np.ndarray], tests: list[realdata.Crop]) -> dict:
 def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str], threads: int,
             unet_overrides: dict, finetune_overrides: dict | None = None, log=print,
             dump: Path | None = None, sized: bool = True, holdout: bool = False,
-            power: float | None | str = "app") -> dict:
+            power: float | None | str = "app", seed_prob: float | None | str = "app") -> dict:
     """Every method on one (set, protocol, seed); returns {method: scores + seconds}.
     ``finetune_overrides``: TrainConfig overrides for the ``guided-ft`` protocol's round 2 only.
     ``dump``: also save the labels and every method's foreground probability of each test image there
     (``{set}-{protocol}-{seed}.npz``, float16), to study post-processing without training again. ``sized``:
     training crops grow to hold the objects painted whole, as the app's runs do (``labseg.ml.train.sized_crops``;
     unless ``unet_overrides`` set ``tile_output``). ``holdout``: as the app's run on one labelled image, the
-    right-most quarter of the labelled columns (``labseg.ml.metrics.holdout_columns``) is held out of every
+    quarter of the labelled columns or rows (``labseg.ml.metrics.holdout_strip``) is held out of every
     method's training; where ``edge_calibration`` is auto (null), each network's choice is made on it
     (``labseg.ml.baselines.choose_edges``), with rows ``unet-noedges`` and ``unet+edges`` beside. ``power``: the
     instance step's probability weight for every method ("app": ``labseg.ml.postprocess.CONFIDENCE_POWER``)."""
@@ -280,16 +283,16 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     else:
         classes, instances = labels_for(task, protocol, seed)
     split = painted_split(classes, instances)  # read from the whole labels, as the app's run does (run_split)
-    held, cut = None, None
+    held, strip = None, None
     if holdout:
-        from labseg.ml.metrics import holdout_columns
+        from labseg.ml.metrics import holdout_strip
 
         if protocol in ("guided", *FINE_TUNED):
             raise ValueError("--holdout runs the scribble, object and dense protocols only")
-        cut = holdout_columns(classes)
-        if cut is not None:  # as the app: the classes trimmed, painted instances kept whole
-            right = np.arange(classes.shape[1]) >= cut
-            held, classes = np.where(right, classes, 0), np.where(right, 0, classes)
+        strip = holdout_strip(classes)
+        if strip is not None:  # as the app: the classes trimmed, painted instances kept whole
+            inside = strip.mask(classes.shape)
+            held, classes = np.where(inside, classes, 0), np.where(inside, 0, classes)
     painted = painted_radius([instances], [classes]) if instances is not None else None
 
     config0 = validate_config_overrides(dict(unet_overrides))
@@ -302,11 +305,12 @@ def run_one(task: realdata.Task, protocol: str, seed: int, *, variants: list[str
     gate, gate_info = intensity_gate(config0, x_train, classes, split)
     edges, edges_info = edges_for(config0, split, held_out=held is not None)
     auto = edges_auto(edges_info)
-    scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs, power)
+    scored, with_plain, split_info = instance_step(config0, task, classes, split, painted, xs, power, seed_prob)
     out = {"seed": seed, "protocol": protocol, "labelled_fraction": float((classes > 0).mean()),
-           "confidence_power": app_power(power),
+           "confidence_power": app_power(power), "seed_prob": app_seed_prob(seed_prob),
            "painted_radius": painted, "split": split, "gate": gate_info, "split_intensity": split_info,
-           "edges": edges_info, "holdout_from": cut,
+           "edges": edges_info,
+           "holdout": None if strip is None else strip.describe(),
            "crops": [config0.tile_output, config0.batch_size], **guided}
     if protocol in FINE_TUNED and finetune_overrides:
         out["finetune"] = dict(finetune_overrides)
@@ -430,6 +434,23 @@ def app_power(power: float | None | str) -> float | None:
     return CONFIDENCE_POWER if power == "app" else power
 
 
+def app_seed_prob(seed_prob: float | None | str) -> float | None:
+    """The seed probability an instance step uses (``instance_step``'s ``seed_prob``, "app" resolved)."""
+    from labseg.ml.postprocess import SEED_PROB
+
+    return SEED_PROB if seed_prob == "app" else seed_prob
+
+
+def parse_seed_prob(text: str) -> float | None | str:
+    """``--seed-prob``: "app" (the app's ``SEED_PROB``), "none", or a probability in (0.5, 1]."""
+    if text in ("app", "none"):
+        return None if text == "none" else text
+    value = float(text)
+    if not 0.5 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"--seed-prob must be app, none or a probability in (0.5, 1], got {text}")
+    return value
+
+
 def parse_power(text: str) -> float | None | str:
     """``--confidence``: "app" (the app's ``CONFIDENCE_POWER``), "none", or a power in (0, 16]."""
     if text in ("app", "none"):
@@ -441,15 +462,16 @@ def parse_power(text: str) -> float | None | str:
 
 
 def rescore(dump: Path, unet_overrides: dict | None = None, log=print,
-            power: float | None | str = "app") -> list[dict]:
+            power: float | None | str = "app", seed_prob: float | None | str = "app") -> list[dict]:
     """Every ``--dump`` file of ``dump`` scored again through today's instance step: the same foregrounds
     (the same trained networks, paired), split as ``run_one`` splits them now (with the intensity-aware split
     when ``unet_overrides`` leave it on, plus the ``-plain`` rows). Labels of the scribble, object and dense
     protocols are made again from the seed and must equal the dumped ones; the guided protocols' are the
-    dumped ones (their painted objects, and so the object radius, are none). ``power``: as ``run_one``'s.
+    dumped ones (their painted objects, and so the object radius, are none). ``power``, ``seed_prob``: as
+    ``run_one``'s.
     -> results like ``run_one``'s."""
     from labseg.ml.io import normalize
-    from labseg.ml.metrics import holdout_columns
+    from labseg.ml.metrics import holdout_strip
     from labseg.ml.postprocess import painted_radius, painted_split
     from labseg.ml.train import validate_config_overrides
 
@@ -460,21 +482,22 @@ def rescore(dump: Path, unet_overrides: dict | None = None, log=print,
         protocol, seed = rest.rsplit("-", 1)
         task, saved = realdata.SETS[name](int(seed)), np.load(path)
         classes, instances = saved["classes"], None
-        whole, cut = classes, None
+        whole, strip = classes, None
         if protocol not in ("guided", *FINE_TUNED):
             whole, instances = labels_for(task, protocol, int(seed))
             if not np.array_equal(whole, classes):  # a --holdout run dumped the labels it trained on
-                cut = holdout_columns(whole)
-                if cut is None or not np.array_equal(np.where(np.arange(whole.shape[1]) >= cut, 0, whole), classes):
+                strip = holdout_strip(whole)
+                if strip is None or not np.array_equal(np.where(strip.mask(whole.shape), 0, whole), classes):
                     raise ValueError(f"{path.name}: the labels made again differ from the dumped ones")
         painted = painted_radius([instances], [classes]) if instances is not None else None
         split = painted_split(whole, instances)  # from the whole labels, as run_one (and the app's run)
         xs = [normalize(t.raw, config.norm_low, config.norm_high) for t in task.tests]
-        scored, with_plain, split_info = instance_step(config, task, classes, split, painted, xs, power)
+        scored, with_plain, split_info = instance_step(config, task, classes, split, painted, xs, power, seed_prob)
         out = {"set": name, "seed": int(seed), "protocol": protocol, "rescored": path.name,
-               "confidence_power": app_power(power),
+               "confidence_power": app_power(power), "seed_prob": app_seed_prob(seed_prob),
                "labelled_fraction": float((classes > 0).mean()), "painted_radius": painted, "split": split,
-               "split_intensity": split_info, "holdout_from": cut}
+               "split_intensity": split_info,
+               "holdout": None if strip is None else strip.describe()}
         for method in dict.fromkeys(k.split("/")[0] for k in saved.files if "/" in k):
             fgs = [saved[f"{method}/{i}"].astype(np.float32) for i in range(len(xs))]
             out[method] = scored(fgs)  # no "seconds": not trained here
@@ -505,15 +528,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="train on the preset's crops even where objects painted whole are larger (the app "
                              "grows them: labseg.ml.train.sized_crops)")
     parser.add_argument("--holdout", action="store_true",
-                        help="hold the right-most quarter of the labelled columns out of training, as the app's run "
-                             "on one labelled image does; auto edge calibration (--unet '{\"edge_calibration\": "
-                             "null}') chooses on it")
+                        help="hold a quarter of the labels out of training (labseg.ml.metrics.holdout_strip), as "
+                             "the app's run on one labelled image does; auto edge calibration "
+                             "(--unet '{\"edge_calibration\": null}') chooses on it")
     parser.add_argument("--rescore", type=Path, metavar="DUMP",
                         help="score every file a --dump run left in DUMP again with today's instance step (no "
                              "training; --unet's overrides choose the split), write --json, print the table, exit")
     parser.add_argument("--confidence", type=parse_power, default="app",
                         help="the instance step's watershed distance weighted by every method's probability to "
                              "this power: app (labseg.ml.postprocess.CONFIDENCE_POWER), none, or a power")
+    parser.add_argument("--seed-prob", type=parse_seed_prob, default="app",
+                        help="every method's objects must hold a pixel of at least this probability: app "
+                             "(labseg.ml.postprocess.SEED_PROB), none, or a probability in (0.5, 1]")
     parser.add_argument("--summary", nargs="+", metavar="JSON",
                         help="print the table of these --json files (merged: a later file adds methods) and exit")
     args = parser.parse_args(argv)
@@ -521,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summarise(merge([json.loads(Path(f).read_text())["results"] for f in args.summary])))
         return 0
     if args.rescore:
-        results = rescore(args.rescore, json.loads(args.unet), power=args.confidence)
+        results = rescore(args.rescore, json.loads(args.unet), power=args.confidence, seed_prob=args.seed_prob)
         if args.json:
             Path(args.json).write_text(json.dumps({"results": results, "rescored_from": str(args.rescore),
                                                    "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
@@ -560,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_one(task, protocol, seed, variants=chosen, threads=args.threads,
                             unet_overrides=json.loads(args.unet), finetune_overrides=finetune,
                             dump=args.dump, sized=not args.fixed_crops, holdout=args.holdout,
-                            power=args.confidence)
+                            power=args.confidence, seed_prob=args.seed_prob)
                 results.append({"set": name, **r})
                 if args.json:
                     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

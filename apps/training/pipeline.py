@@ -19,7 +19,7 @@ from django.conf import settings
 from apps.annotate import weight_maps
 from apps.annotate.masks import annotation_arrays
 from apps.annotate.models import Annotation, Image, Split
-from labseg.ml.metrics import holdout_columns, metric_rows
+from labseg.ml.metrics import HoldoutStrip, holdout_strip, metric_rows
 
 from . import services
 from .models import ModelVersion, ScoreMethod, TrainingRun
@@ -45,15 +45,15 @@ class Example:
 
 @dataclass
 class Holdout:
-    """Labels kept out of training and scored at the end: a whole image, or a column strip of one."""
+    """Labels kept out of training and scored at the end: a whole image, or a strip of one."""
 
     example: Example
     split: str
-    col_start: int = 0  # score columns [col_start:] only (0: the whole image)
+    strip: HoldoutStrip | None = None  # score this strip only (None: the whole image)
 
     @property
-    def columns(self) -> slice:
-        return slice(self.col_start, None)
+    def region(self) -> tuple[slice, slice]:
+        return (slice(None), slice(None)) if self.strip is None else (self.strip.rows, self.strip.cols)
 
 
 # --- settings -> torch -----------------------------------------------------------------------
@@ -158,7 +158,8 @@ def split_holdout(examples: list[Example]) -> tuple[list[Example], list[Holdout]
 
     Images in the validation (and test) split are never trained on; they are scored. When there is
     no such image, the labels of one training image in five (at least one, when there are two or
-    more) are held out; with a single labelled image, its right-most quarter of labelled columns is.
+    more) are held out; with a single labelled image, a quarter of its labelled columns or rows is
+    (``labseg.ml.metrics.holdout_strip``: the right-most, unless it holds most of some class's labels).
     A hold-out that would leave training without two classes is dropped (then nothing is scored).
     """
     train = [e for e in examples if e.image.split == Split.TRAIN]
@@ -172,13 +173,14 @@ def split_holdout(examples: list[Example]) -> tuple[list[Example], list[Holdout]
             return candidate_train, candidate_held
         return train, []
     ex = train[0]
-    cut = holdout_columns(ex.classes)
-    if cut is None:
+    strip = holdout_strip(ex.classes)
+    if strip is None:
         return train, []
     kept = ex.classes.copy()
-    kept[:, cut:] = 0
-    trimmed = dataclasses.replace(ex, classes=kept, variant=f"cols<{cut}")
-    return [trimmed], [Holdout(ex, "holdout", cut)]
+    kept[strip.rows, strip.cols] = 0
+    r, c = strip.rows, strip.cols
+    trimmed = dataclasses.replace(ex, classes=kept, variant=f"held-{r.start}:{r.stop}-{c.start}:{c.stop}")
+    return [trimmed], [Holdout(ex, "holdout", strip)]
 
 
 def _classes_painted(examples: list[Example]) -> int:
@@ -265,10 +267,10 @@ def score_images(predict, holdouts: list[Holdout], beat, method: str = ScoreMeth
                 beat(f"Scoring {name}: tile {done} of {total}")
 
         pred_c, pred_i = predict(h.example.raw, on_tile)
-        cols = h.columns
-        gt_i = h.example.instances[:, cols] if h.example.instances is not None else None
-        pred_i_cols = None if pred_i is None else pred_i[:, cols]
-        result = score_all(pred_c[:, cols], pred_i_cols, h.example.classes[:, cols], gt_i)
+        region = h.region
+        gt_i = h.example.instances[region] if h.example.instances is not None else None
+        pred_i_region = None if pred_i is None else pred_i[region]
+        result = score_all(pred_c[region], pred_i_region, h.example.classes[region], gt_i)
         per_image.append(services.ImageScores(h.example.image.pk, h.split, metric_rows(result), method))
     return per_image
 
@@ -642,7 +644,7 @@ def execute_run(run_id: int, worker: str) -> ModelVersion | None:
             for e in examples
         ],
         "held_out": [{"image": h.example.image.pk, "split": h.split,
-                      "columns_from": h.col_start} for h in holdouts],
+                      "strip": None if h.strip is None else h.strip.describe()} for h in holdouts],
         "weight_maps_cached": cached,
         "code_version": services.code_version(), "seed": config.seed, "device": str(device),
         "torch_threads": None, "steps_done": history.get("steps"), "stop_reason": history.get("stop_reason"),

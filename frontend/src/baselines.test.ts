@@ -42,6 +42,24 @@ describe("gate note", () => {
   });
 });
 
+describe("held-out note", () => {
+  it("says which strip of the one labelled image was scored, and why when it is not the right-most quarter", async () => {
+    const { heldOutNote } = await import("./baselines");
+    const images = [{ id: 4, file: "cells.tif" }];
+    expect(heldOutNote({ images, held_out: [{ image: 4, split: "holdout", strip: { side: "right" } }] }))
+      .toMatch(/^Scored on the right-most quarter of the labelled columns of cells\.tif, kept out of training\. With no image/);
+    expect(heldOutNote({ images, held_out: [{ image: 4, split: "holdout", strip: { side: "bottom" } }] }))
+      .toMatch(/^Scored on the bottom quarter of the labelled rows of cells\.tif, kept out of training \(the right-most quarter held more than half of one class's labels/);
+    expect(heldOutNote({ held_out: [{ image: 9, split: "holdout", strip: { side: "left" } }] }))
+      .toMatch(/^Scored on the left-most quarter of the labelled columns of your one labelled image/);
+    // whole images scored (validation, or one image in five), nothing held out, or an older version: nothing to say
+    expect(heldOutNote({ images, held_out: [{ image: 4, split: "validation", strip: null }] })).toBeNull();
+    expect(heldOutNote({ images, held_out: [] })).toBeNull();
+    expect(heldOutNote({ held_out: [{ image: 4, split: "holdout", columns_from: 120 }] })).toBeNull();
+    expect(heldOutNote(undefined)).toBeNull();
+  });
+});
+
 describe("edges note", () => {
   it("says when edges are calibrated and how to keep the network's own, and nothing when they are not", async () => {
     const { edgesNote } = await import("./baselines");

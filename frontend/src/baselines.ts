@@ -138,6 +138,29 @@ export function splitNote(provenance: Record<string, unknown> | undefined): stri
 }
 
 /**
+ * Where the version's scores come from when the run had one labelled image and no validation image, from its
+ * training provenance (``held_out``: the strip of that image's labels kept out of training and scored, and why
+ * it is not the right-most quarter when it is not); null when whole images were scored.
+ */
+export function heldOutNote(provenance: Record<string, unknown> | undefined): string | null {
+  type Held = { image?: unknown; split?: unknown; strip?: { side?: unknown } | null };
+  const held = provenance?.held_out as Held[] | undefined;
+  if (!Array.isArray(held)) return null;
+  const one = held.find((x) => x && x.split === "holdout" && x.strip && typeof x.strip.side === "string");
+  if (!one) return null;
+  const side = one.strip!.side as string;
+  const images = provenance?.images as { id?: unknown; file?: unknown }[] | undefined;
+  const file = Array.isArray(images) ? images.find((i) => i && i.id === one.image)?.file : undefined;
+  const where = side === "right" || side === "left" ? `${side}-most quarter of the labelled columns`
+    : `${side} quarter of the labelled rows`;
+  const why = side === "right" ? ""
+    : " (the right-most quarter held more than half of one class's labels: training would have lost most of that class)";
+  return `Scored on the ${where} of ${typeof file === "string" ? file : "your one labelled image"}, kept out of training${why}. `
+    + "With no image in the validation split, that is all a run can score; put an image you painted in the validation "
+    + "split for scores on whole images.";
+}
+
+/**
  * The version's edge calibration, from its training provenance (``edge_calibration``): a sentence when it is on
  * (each prediction redraws object edges at the grey level of that image that best matches the network's own
  * objects) and when the run chose on its held-out labels (auto: both foreground IoUs); null when it is off as

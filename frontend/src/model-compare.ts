@@ -7,7 +7,7 @@
  * Per-class IoU columns follow the project's classes; every dash has a tooltip saying why it is a dash.
  */
 import { api, type Project } from "./api";
-import { comparisonBlock, edgesNote, gateNote, sizeNote, splitNote } from "./baselines";
+import { comparisonBlock, edgesNote, gateNote, heldOutNote, sizeNote, splitNote } from "./baselines";
 import { drawLineChart } from "./chart";
 import type { ModelVersion } from "./pages/training";
 import { classMetric, comparisonNote, dashReason, firstMetricWithData, fmt, lineagePoints, METRIC_NAMES, DENSE_ONLY, type Comparison, type VersionMetrics } from "./scores";
@@ -114,9 +114,11 @@ export function scoresTable(o: ScoresTableOptions): HTMLElement {
     const edgesLine = edges ? h("p", { class: "muted", "data-testid": `model-edges-note-${v.number}` }, edges) : null;
     const size = sizeNote(v.provenance);
     const sizeLine = size ? h("p", { class: "muted", "data-testid": `model-size-note-${v.number}` }, size) : null;
-    if (note || baselines || splitLine || gateLine || edgesLine || sizeLine) {
-      table.append(h("tr", { class: "sub" }, h("td", {}), h("td", { colSpan: keys.length + 6 }, note, splitLine, gateLine, edgesLine,
-        sizeLine,
+    const heldOut = heldOutNote(v.provenance);
+    const heldOutLine = heldOut ? h("p", { class: "muted", "data-testid": `model-heldout-note-${v.number}` }, heldOut) : null;
+    if (note || baselines || splitLine || gateLine || edgesLine || sizeLine || heldOutLine) {
+      table.append(h("tr", { class: "sub" }, h("td", {}), h("td", { colSpan: keys.length + 6 }, note, heldOutLine, splitLine, gateLine,
+        edgesLine, sizeLine,
         baselines ? h("details", { open: Boolean(v.comparison?.unet_loses_to.length || v.comparison?.outline_loses_to?.length) }, h("summary", {}, "U-Net beside its baselines"), baselines) : null)));
     }
   }

@@ -52,8 +52,18 @@ def test_start_a_run_from_the_page_and_watch_it_finish(celery_worker, logged_in_
     gate_note = page.locator("[data-testid=train-gate-note]")
     gate_note.wait_for()
     assert gate_note.inner_text().startswith("Intensity gate on:")
-    # one labelled image: the right quarter of its labels was held out, chose the edges, and the page says how
+    # one labelled image: a quarter of its labels was held out (the page says which), chose the edges, and the
+    # page says how
     from labseg.ml.baselines import edges_on
+
+    held = ModelVersion.objects.get(run=run).provenance["held_out"]
+    assert len(held) == 1 and held[0]["split"] == "holdout", held
+    side = held[0]["strip"]["side"]
+    where = {"right": "right-most quarter of the labelled columns", "left": "left-most quarter of the labelled columns",
+             "bottom": "bottom quarter of the labelled rows", "top": "top quarter of the labelled rows"}[side]
+    heldout_note = page.locator("[data-testid=train-heldout-note]")
+    heldout_note.wait_for()
+    assert heldout_note.inner_text().startswith(f"Scored on the {where} of ")
 
     edges = ModelVersion.objects.get(run=run).provenance["edge_calibration"]
     assert {"iou_fg_without", "iou_fg_with"} <= set(edges), edges

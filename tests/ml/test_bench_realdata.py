@@ -287,11 +287,11 @@ def test_rescore_scores_the_dumped_foregrounds_again_and_keeps_the_runs_training
 
 def test_run_one_holds_out_the_labels_the_app_would_and_lets_them_choose_the_edge_calibration(small_task, tmp_path,
                                                                                           monkeypatch):
-    """``holdout``: every method trains without the right quarter of the labelled columns (the app's rule for one
-    labelled image) and, with ``edge_calibration`` auto, the network's choice is made on those held-out labels
+    """``holdout``: every method trains without the app's held-out quarter of the labels of one labelled image
+    (``holdout_strip``) and, with ``edge_calibration`` auto, the network's choice is made on those held-out labels
     (their foreground IoU without and with it, by hand here), with both rows beside."""
     from labseg.ml.baselines import EDGE_AUTO_MARGIN, edges_on
-    from labseg.ml.metrics import holdout_columns
+    from labseg.ml.metrics import holdout_strip
     from labseg.ml.train import validate_config_overrides
 
     trained = []
@@ -304,12 +304,13 @@ def test_run_one_holds_out_the_labels_the_app_would_and_lets_them_choose_the_edg
     out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, log=lambda *_: None,
                            unet_overrides={**TINY, "edge_calibration": None}, dump=tmp_path, holdout=True)
     labels, _ = fewlabel.labels_for(small_task, "scribbles", 0)
-    cut = holdout_columns(labels)
-    assert out["holdout_from"] == cut is not None
-    assert len(trained) == 1 and not trained[0][:, cut:].any()
-    np.testing.assert_array_equal(trained[0][:, :cut], labels[:, :cut])
+    strip = holdout_strip(labels)
+    assert strip is not None and out["holdout"] == strip.describe()
+    inside = strip.mask(labels.shape)
+    assert len(trained) == 1 and not trained[0][inside].any()
+    np.testing.assert_array_equal(trained[0][~inside], labels[~inside])
     x = normalize(small_task.train.raw)
-    held = np.where(np.arange(labels.shape[1]) >= cut, labels, 0)
+    held = np.where(inside, labels, 0)
     gate, _ = fewlabel.intensity_gate(validate_config_overrides(TINY), x, trained[0], "shape")
     known, truth = held > 0, held >= 2
     ious = []
@@ -326,7 +327,7 @@ def test_run_one_holds_out_the_labels_the_app_would_and_lets_them_choose_the_edg
     # the dump of a hold-out run (the labels it trained on) is scored again like any other
     monkeypatch.setitem(realdata.SETS, "synthetic", lambda seed: small_task)
     again = fewlabel.rescore(tmp_path, log=lambda *_: None)[0]
-    assert again["holdout_from"] == cut and again["split"] == out["split"]
+    assert again["holdout"] == out["holdout"] and again["split"] == out["split"]
     for method in ("threshold", "forest", "unet", "unet-noedges", "unet+edges"):
         assert [again[method][k] for k in ("tp", "fp", "fn")] == [out[method][k] for k in ("tp", "fp", "fn")], method
 
@@ -359,3 +360,47 @@ def test_the_probability_weight_of_the_instance_step_is_chosen_for_every_method_
     for bad in ("0", "-1", "17", "x"):
         with pytest.raises((argparse.ArgumentTypeError, ValueError)):
             fewlabel.parse_power(bad)
+
+
+def test_the_seed_probability_of_the_instance_step_is_chosen_for_every_method_and_recorded(small_task, tmp_path,
+                                                                                           monkeypatch):
+    """``--seed-prob``: every method's objects are dropped where their probability never reaches it (by hand here,
+    from the dumped foregrounds: the objects of the plain step whose peak is below it go), the result records it,
+    and "app" is the app's ``SEED_PROB``."""
+    import argparse
+
+    from labseg.ml.metrics import f1_at_iou
+    from labseg.ml.postprocess import SEED_PROB, instances_from_probs
+
+    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
+                           log=lambda *_: None, dump=tmp_path)
+    assert out["seed_prob"] == SEED_PROB
+    monkeypatch.setitem(realdata.SETS, "synthetic", lambda seed: small_task)
+    saved = np.load(tmp_path / "synthetic-scribbles-0.npz")
+    crop = small_task.tests[0]
+    x = normalize(crop.raw)[0]
+    peaks = sorted(float(fg[pred == i].max()) for fg in (saved[f"{m}/0"].astype(np.float32)
+                                                         for m in ("threshold", "forest", "unet"))
+                   for pred in [instances_from_probs(fg, image=x)] for i in np.unique(pred[pred > 0]))
+    level = (peaks[0] + peaks[-1]) / 2  # between the least and the most sure object: some go, some stay
+    assert 0.5 < peaks[0] < level < peaks[-1], peaks
+    dropped = 0
+    for seed_prob in (None, level):
+        again = fewlabel.rescore(tmp_path, log=lambda *_: None, seed_prob=seed_prob)[0]
+        assert again["seed_prob"] == seed_prob
+        for method in ("threshold", "forest", "unet"):
+            fg = saved[f"{method}/0"].astype(np.float32)
+            pred = instances_from_probs(fg, image=x, seed_prob=None)
+            if seed_prob is not None:  # the objects whose largest probability stays below it, dropped by hand
+                for i in np.unique(pred[pred > 0]):
+                    if fg[pred == i].max() < seed_prob:
+                        pred[pred == i] = 0
+                        dropped += 1
+            _, tp, fp, fn = f1_at_iou(pred, crop.instances, 0.5)
+            assert (again[method]["tp"], again[method]["fp"], again[method]["fn"]) == (tp, fp, fn), (seed_prob, method)
+    assert dropped > 0  # the case is not empty: some method has objects below 0.97
+    assert fewlabel.parse_seed_prob("none") is None and fewlabel.parse_seed_prob("app") == "app"
+    assert fewlabel.parse_seed_prob("0.9") == 0.9
+    for bad in ("0.5", "1.1", "-1", "x"):
+        with pytest.raises((argparse.ArgumentTypeError, ValueError)):
+            fewlabel.parse_seed_prob(bad)

@@ -275,20 +275,57 @@ def test_metrics_reject_shape_mismatch():
         warping_error(np.zeros((3, 3)), np.zeros((4, 3)))
 
 
-def test_holdout_columns_are_the_right_quarter_of_the_labelled_columns_when_both_sides_keep_labels():
-    """Labels in columns 10..49 (40 columns): the hold-out starts at 10 + 0.75 * 40 = 40. None where the
-    training side would keep one class only or nothing, or with no labels."""
-    from labseg.ml.metrics import holdout_columns
+def test_holdout_strip_is_the_right_quarter_of_the_labelled_columns_when_both_sides_keep_labels():
+    """Labels in columns 10..49 (40 columns): the hold-out starts at 10 + 0.75 * 40 = 40. Objects (class 2) fill
+    rows 10..13 of columns 20..49 (120 px), 40 of them right of 40: a third of the class; no background."""
+    import json
+
+    from labseg.ml.metrics import holdout_strip
 
     classes = np.zeros((20, 60), np.uint8)
     classes[2:5, 10:30] = 1
     classes[10:14, 20:50] = 2
-    assert holdout_columns(classes) == 40
-    assert holdout_columns(classes, fraction=0.5) == 30
+    strip = holdout_strip(classes)
+    assert (strip.side, strip.rows, strip.cols) == ("right", slice(None), slice(40, None))
+    assert strip.shares == ((1, 0.0), (2, pytest.approx(40 / 120)))
+    assert strip.deviation == pytest.approx(0.25)  # the background's 0 is a quarter from a quarter: still right
+    assert strip.mask(classes.shape).sum() == 20 * 20
+    assert holdout_strip(classes, fraction=0.5).cols == slice(30, None)
+    assert json.loads(json.dumps(strip.describe())) == {"side": "right", "rows": [None, None], "columns": [40, None],
+                                                        "class_shares": {"1": 0.0, "2": 0.3333}}
     one_class = classes.copy()
-    one_class[2:5, 10:30] = 0  # training would see objects only
-    assert holdout_columns(one_class) is None
+    one_class[2:5, 10:30] = 0  # training would see objects only, at every side
+    assert holdout_strip(one_class) is None
+    assert holdout_strip(np.zeros_like(classes)) is None
+
+
+def test_holdout_strip_moves_off_the_right_when_it_would_take_most_of_a_class():
+    """Background lines in columns 50..57 (8 columns x 20 rows = 160 px) and a background patch of 40 px in
+    columns 10..13: labelled columns 10..57, so the right quarter (columns 46.., 10 + int(48 * 0.75)) would hold
+    160 / 200 of the background (0.55 from a quarter). By hand, the other sides, (background, object) shares:
+    left (columns ..21, as wide): the patch (40 / 200) and the object's columns 20..21 (2 x 6 of 60): (0.2, 0.2),
+    0.05 from a quarter; bottom (rows 15..): 5 rows of each line (40 / 200) and none of the object (rows 2..7):
+    (0.2, 0), 0.25; top (rows ..4): 5 rows of the patch and of the lines (60 / 200) and the object's rows 2..4
+    (30 / 60): (0.3, 0.5), 0.25. So the left strip."""
+    import json
+
+    from labseg.ml.metrics import holdout_strip
+
+    classes = np.zeros((20, 60), np.uint8)
+    classes[0:10, 10:14] = 1  # 40 px
+    classes[2:8, 20:30] = 2  # 60 px
+    classes[:, 50:58] = 1  # 160 px
+    strip = holdout_strip(classes)
+    assert (strip.side, strip.rows, strip.cols) == ("left", slice(None), slice(None, 22))
+    assert strip.shares == ((1, pytest.approx(0.2)), (2, pytest.approx(0.2)))
+    assert strip.deviation == pytest.approx(0.05)
+    assert json.dumps(strip.describe())  # plain ints, not numpy's (stored in a run's provenance)
+    classes[2:8, 20:22] = 0  # the object leaves the left strip: (0.2, 0) there, 0.25, a tie with bottom and top
+    assert holdout_strip(classes).side == "left"  # the first in the order right, left, bottom, top
+    # one labelled column: no column strip keeps labels on both sides; the bottom rows do (hand: rows 0..7
+    # labelled, the bottom quarter starts at int(8 * 0.75) = 6 and holds 2 of the 3 object pixels; the top
+    # quarter, rows ..1, 2 of the 3 background pixels: a tie)
     column = np.zeros_like(classes)
     column[0:3, 10], column[5:8, 10] = 1, 2
-    assert holdout_columns(column) is None  # one labelled column: the cut at it leaves training nothing
-    assert holdout_columns(np.zeros_like(classes)) is None
+    strip = holdout_strip(column)
+    assert (strip.side, strip.rows, strip.shares) == ("bottom", slice(6, None), ((1, 0.0), (2, pytest.approx(2 / 3))))

@@ -501,7 +501,7 @@ def test_an_unsure_blob_stays_one_object_and_a_weight_of_one_changes_nothing():
     mask, fg = _stadium()
     yy, xx = np.mgrid[:60, :100]
     dim = ((yy - 30) ** 2 + (xx - 92) ** 2 <= 36) & ~mask
-    fg[dim] = 0.6  # foreground, but unsure everywhere: its weight is lower, it is not dropped
+    fg[dim] = 0.6  # foreground, but unsure everywhere: its weight is lower, the weight does not drop it
     labels = instances_from_probs(fg, radius=12.0, confidence_power=2.0)
     assert labels.max() == 3 and len(np.unique(labels[dim])) == 1 and labels[30, 92] > 0
     gt, _ = touching_pairs(3)
@@ -521,3 +521,71 @@ def test_the_probability_weighted_split_is_the_same_in_every_split_path():
     parts, _ = instances_by_class(probs, radius=12.0, confidence_power=2.0, by_component=True)
     pairs = np.unique(np.stack([labels.ravel(), parts.ravel()]), axis=1)  # the same partition, ids aside
     assert labels.max() == 2 and len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]
+
+
+# --- objects need a sure pixel (hysteresis) -------------------------------------------------------------
+def _blobs_with_peaks():
+    """The stadium (two objects, peak 0.99), a 0.6 blob with no sure pixel, and a 0.6 blob with one 0.95 pixel."""
+    mask, fg = _stadium()
+    yy, xx = np.mgrid[:60, :100]
+    unsure = ((yy - 10) ** 2 + (xx - 90) ** 2 <= 36) & ~mask
+    seeded = ((yy - 50) ** 2 + (xx - 90) ** 2 <= 36) & ~mask
+    fg[unsure | seeded] = 0.6
+    fg[50, 90] = 0.95
+    return fg, unsure, seeded
+
+
+def test_objects_whose_probability_never_reaches_the_seed_are_dropped_and_the_rest_renumbered():
+    from labseg.ml.postprocess import SEED_PROB, drop_unsure, object_peaks
+
+    fg, unsure, seeded = _blobs_with_peaks()
+    kept_all = instances_from_probs(fg, radius=12.0, seed_prob=None)
+    # off by default (it did not help the U-Net over the real sets): every object kept
+    assert SEED_PROB is None
+    np.testing.assert_array_equal(instances_from_probs(fg, radius=12.0), kept_all)
+    assert kept_all.max() == 4 and kept_all[10, 90] > 0
+    # the peaks by hand: the largest probability of each object's pixels
+    peaks = object_peaks(kept_all, fg)
+    for i in range(1, 5):
+        assert peaks[i] == fg[kept_all == i].max()
+    assert sorted(peaks[1:].round(2)) == [0.6, 0.95, 0.99, 0.99]
+    labels = instances_from_probs(fg, radius=12.0, seed_prob=0.9)
+    assert labels.max() == 3 and not labels[unsure].any() and (labels[seeded] > 0).all()
+    np.testing.assert_array_equal(labels > 0, (kept_all > 0) & ~unsure)  # nothing else changes
+    assert sorted(np.unique(labels)) == [0, 1, 2, 3]  # renumbered 1..M
+    # the same partition of what is kept, ids aside
+    pairs = np.unique(np.stack([kept_all[labels > 0], labels[labels > 0]]), axis=1)
+    assert len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1] == 3
+    # in place, in row blocks: the same as a whole-image lookup
+    again = drop_unsure(kept_all.copy(), fg, 0.9, rows=7)
+    np.testing.assert_array_equal(again, labels)
+    assert drop_unsure(kept_all.copy(), fg, 0.99).max() == 2  # only the stadium's two halves reach 0.99
+    np.testing.assert_array_equal(drop_unsure(kept_all.copy(), fg, None), kept_all)
+
+
+def test_the_seed_rule_is_the_same_in_every_split_path(tmp_path):
+    """instances_from_probs, instances_by_class (whole image and component by component, the probabilities a
+    memory map as large predictions hold them) and the membrane split drop the same objects."""
+    from labseg.ml.postprocess import instances_by_class
+
+    fg, unsure, seeded = _blobs_with_peaks()
+    probs = np.stack([1 - fg, fg]).astype(np.float32)
+    whole = instances_from_probs(probs, radius=12.0, seed_prob=0.9)
+    labels, object_class = instances_by_class(probs, radius=12.0, seed_prob=0.9)
+    np.testing.assert_array_equal(labels, whole)
+    assert list(object_class) == [0, 1, 1, 1]
+    mapped = np.memmap(tmp_path / "probs.f32", np.float32, "w+", shape=probs.shape)
+    mapped[:] = probs
+    parts, _ = instances_by_class(mapped, radius=12.0, by_component=True, seed_prob=0.9)
+    np.testing.assert_array_equal(parts > 0, whole > 0)
+    for split in ("boundaries",):
+        kept = instances_from_probs(probs, radius=12.0, split=split, seed_prob=None)
+        dropped = instances_from_probs(probs, radius=12.0, split=split, seed_prob=0.9)
+        assert kept.max() == dropped.max() + 1 and not dropped[unsure].any() and dropped[50, 90] > 0
+        by_class, _ = instances_by_class(probs, radius=12.0, split=split, seed_prob=0.9)
+        np.testing.assert_array_equal(by_class > 0, dropped > 0)
+    # a second object class is held to its own class's probability
+    three = np.stack([1 - fg, np.where(seeded, 0.0, fg), np.where(seeded, fg, 0.0)]).astype(np.float32)
+    three[0][seeded] = 1 - fg[seeded]
+    labels3, classes3 = instances_by_class(three, radius=12.0, seed_prob=0.9)
+    assert (labels3[seeded] > 0).all() and classes3[labels3[50, 90]] == 2 and not labels3[unsure].any()

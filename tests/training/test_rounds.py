@@ -47,6 +47,15 @@ def test_run_without_self_training_has_one_round_scored_on_the_held_out_columns(
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert [(r["round"], r["of"], r["start_step"], r["end_step"]) for r in run.rounds] == [(1, 1, 0, TINY["steps"])]
     assert run.rounds[0]["validation"]["split"] == "holdout"
+    # the strip scored is the ML core's choice on the image's labels, stored as plain JSON with the version
+    from apps.annotate.masks import annotation_arrays
+    from labseg.ml.metrics import holdout_strip
+
+    image = project.images.get()
+    classes, _ = annotation_arrays(image.annotation)
+    run.model_version.refresh_from_db()
+    assert run.model_version.provenance["held_out"] == [
+        {"image": image.pk, "split": "holdout", "strip": holdout_strip(classes).describe()}]
 
 
 def test_rounds_are_in_the_run_api(project, owner, client_for):

@@ -205,27 +205,43 @@ def test_validation_split_images_are_scored_not_trained(project):
     assert train == [a] and [(h.example, h.split) for h in held] == [(b, "validation")]
 
 
-def test_single_image_holds_out_its_right_quarter_of_labels(project):
+def test_single_image_holds_out_a_quarter_of_its_labels(project):
+    """The four candidate strips made here by hand (the last / first quarter of the labelled columns / rows), each
+    with the largest distance of a class's share of labels in it from a quarter: the right one unless a class's
+    share is over half, else the one whose shares stray least."""
     a = _example(project, 1)
     train, held = pipeline.split_holdout([a])
-    cols = np.flatnonzero((a.classes > 0).any(axis=0))
-    cut = held[0].col_start
-    assert cut == int(cols[0] + (cols[-1] - cols[0] + 1) * 0.75)
-    assert not (train[0].classes[:, cut:] > 0).any()  # nothing right of the cut is trained on
-    np.testing.assert_array_equal(train[0].classes[:, :cut], a.classes[:, :cut])
+    labelled = a.classes > 0
+    strips = {}
+    for side, axis in (("right", 0), ("left", 0), ("bottom", 1), ("top", 1)):
+        lines = np.flatnonzero(labelled.any(axis=axis))
+        width = lines[-1] + 1 - int(lines[0] + (lines[-1] - lines[0] + 1) * 0.75)
+        mask = np.zeros_like(labelled)
+        span = slice(lines[-1] + 1 - width, None) if side in ("right", "bottom") else slice(None, lines[0] + width)
+        mask[(slice(None), span) if axis == 0 else (span, slice(None))] = True
+        shares = [((a.classes == k) & mask).sum() / (a.classes == k).sum() for k in (1, 2)]
+        strips[side] = mask, max(abs(s - 0.25) for s in shares)
+    expected = "right" if strips["right"][1] <= 0.25 else min(strips, key=lambda s: strips[s][1])
+    assert held[0].strip.side == expected and held[0].strip.deviation == pytest.approx(strips[expected][1])
+    inside = held[0].strip.mask(a.classes.shape)
+    np.testing.assert_array_equal(inside, strips[expected][0])
+    assert not train[0].classes[inside].any()  # nothing in the strip is trained on
+    np.testing.assert_array_equal(train[0].classes[~inside], a.classes[~inside])
 
 
 def test_the_runs_split_is_read_from_the_whole_labels_of_its_training_images(project):
     """With one labelled image the run trains on three quarters of its labels, but the split is read from all of
-    them: here the membrane lines lie in the held-out quarter, and the rest (object strokes and one thick
-    background patch) alone would read as blobs."""
+    them: here most membrane lines lie in the held-out quarter (1000 of the 2150 background pixels: under half,
+    so the right quarter is held out), and the rest (object strokes, one thick background patch and one line)
+    alone would read as blobs."""
     from types import SimpleNamespace
 
     from labseg.ml.postprocess import painted_split
 
     classes = np.zeros((100, 200), np.uint8)
     classes[10:20, 10:20] = classes[10:20, 60:70] = 2  # object strokes
-    classes[50:80, 30:60] = 1  # a thick background patch: 900 px
+    classes[50:80, 30:65] = 1  # a thick background patch: 1050 px
+    classes[0:50, 100:102] = 1  # one 2-px membrane line on the training side: 100 px
     for col in (155, 165, 175, 185, 195):  # 2-px membrane lines: 1000 px, all right of the hold-out cut
         classes[:, col:col + 2] = 1
 
@@ -235,10 +251,44 @@ def test_the_runs_split_is_read_from_the_whole_labels_of_its_training_images(pro
 
     one = example("train")
     train, held = pipeline.split_holdout([one])
-    assert held[0].col_start == 150 and painted_split([e.classes for e in train]) == "shape"
+    assert held[0].region == (slice(None), slice(150, None)) and painted_split([e.classes for e in train]) == "shape"
     assert painted_split(classes) == "boundaries" and pipeline.run_split([one]) == "boundaries"
     blobs = pipeline.Example(SimpleNamespace(split="train"), None, one.raw, train[0].classes, None)
     assert pipeline.run_split([blobs, example("validation")]) == "shape"  # a validation image is not read
+
+
+def test_a_single_images_hold_out_never_takes_most_of_a_class(project):
+    """Membrane lines as in ``test_the_runs_split_is_read_...`` (1000 px in columns 155..196), a 900-px background
+    patch and three 100-px object strokes: the right quarter would hold 1000 of the 1900 background pixels (0.53,
+    over half). By hand, (background, object) shares and their largest distance from a quarter (labelled rows
+    0..99, columns 10..196): left (columns ..56): the patch's columns 30..56 (810 px: 0.43) and the first stroke
+    (0.33): 0.18; bottom (rows 75..): 5 rows of the patch and 25 of each line (150 + 250 px: 0.21) and the third
+    stroke (0.33): 0.08; top (rows ..24): 25 rows of each line (250 px: 0.13) and the first stroke: 0.12. So the
+    bottom quarter is held out, training keeps three quarters of every line, and only that strip is scored."""
+    from types import SimpleNamespace
+
+    classes = np.zeros((100, 200), np.uint8)
+    classes[10:20, 10:20] = classes[40:50, 60:70] = classes[80:90, 100:110] = 2
+    classes[50:80, 30:60] = 1
+    for col in (155, 165, 175, 185, 195):
+        classes[:, col:col + 2] = 1
+    one = pipeline.Example(SimpleNamespace(split="train"), None, np.zeros((1, 100, 200), np.float32), classes, None)
+    train, held = pipeline.split_holdout([one])
+    strip = held[0].strip
+    assert (strip.side, strip.rows, strip.cols) == ("bottom", slice(75, None), slice(None))
+    assert strip.shares == ((1, pytest.approx(400 / 1900)), (2, pytest.approx(1 / 3)))
+    assert held[0].region == (slice(75, None), slice(None))
+    np.testing.assert_array_equal(train[0].classes[:75], classes[:75])
+    assert not train[0].classes[75:].any() and (train[0].classes[:, 155:] == 1).sum() == 750
+    assert train[0].variant == "held-75:None-None:None"
+
+    def predict(raw, on_tile):  # objects everywhere
+        return np.full((100, 200), 2, np.uint8), None
+
+    one.image.original_filename, one.image.pk = "one.tif", 7
+    scored = pipeline.score_images(predict, held, lambda *_: None)[0].scores
+    assert scored["pixel_error"]["n_labelled"] == 500  # the strip's labels: 400 background, 100 object
+    assert scored["pixel_error"]["value"] == pytest.approx(400 / 500)  # (over the whole image: 1900 / 2200)
 
 
 def test_weight_map_cache_is_keyed_by_annotation_version(project, settings, tmp_path):

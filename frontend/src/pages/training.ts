@@ -3,7 +3,7 @@
  * progress bar, loss curve and ETA, cancel it, read its error; the project's earlier runs below.
  */
 import { api, ApiError, type Project } from "../api";
-import { comparisonBlock, edgesNote, gateNote, sizeNote, splitNote, type Comparison } from "../baselines";
+import { comparisonBlock, edgesNote, gateNote, heldOutNote, sizeNote, splitNote, type Comparison } from "../baselines";
 
 /** The edge calibration choices of the Training form and the ``edge_calibration`` each sends (null: auto). */
 const EDGE_CHOICES: [string, string][] = [["off", "off"], ["auto", "auto (held-out labels choose)"], ["on", "on"]];
@@ -131,7 +131,7 @@ function startForm(pid: string, project: Project, versions: ModelVersion[], onSt
       gate, " intensity gate"), " ",
     h("label", { title: "Where the prediction merges touching objects into colonies much larger than the objects (rods side by side), the watershed that splits them adds the grey values, projected so objects are bright (dark rods in phase contrast are inverted): a bright or dim line between two objects becomes a border. Not used when your background strokes are membranes or when you painted whole objects (their size sets the split). Untick it to split by shape alone." },
       intensitySplit, " intensity split"), " ",
-    h("label", { title: "Each prediction redraws object edges, within one object size of the network's objects, at the one grey level of that image that best matches the objects the network found: on a dimmer or brighter image than the one you painted, dim parts of cells are kept and halos around bright ones dropped; a pixel that would join two objects stays background. Not used when your background strokes are membranes. Whether it suits your objects depends on how you outline them (generous whole cells with dim cytoplasm: yes; tight nuclei: no). Auto (the default): the run scores its held-out labels (the validation images, or the right quarter of your labels) without and with it and keeps it only where it matches them better; On / Off: always / never." },
+    h("label", { title: "Each prediction redraws object edges, within one object size of the network's objects, at the one grey level of that image that best matches the objects the network found: on a dimmer or brighter image than the one you painted, dim parts of cells are kept and halos around bright ones dropped; a pixel that would join two objects stays background. Not used when your background strokes are membranes. Whether it suits your objects depends on how you outline them (generous whole cells with dim cytoplasm: yes; tight nuclei: no). Auto (the default): the run scores its held-out labels (the validation images, or a quarter of your labels) without and with it and keeps it only where it matches them better; On / Off: always / never." },
       "Edge calibration ", edges), " ", button,
     h("p", { class: "muted" }, "Self-training adds a round: the model labels the unlabelled pixels itself and trains the same number of steps again, so a run of 150 steps a round with self-training counts 300 steps."),
     h("p", { class: "muted", "data-testid": "train-object-size" },
@@ -173,6 +173,7 @@ function runPanel(run: TrainingRun, canEdit: boolean, onCancel: () => void, vers
     run.status === "failed" ? h("div", { class: "error-block", role: "alert", "data-testid": "train-error" }, h("strong", {}, "Training failed: "), run.error) : null,
     run.model_version ? h("p", {}, "Produced ", h("a", { href: `/projects/${run.project}/models`, "data-testid": "train-version-link" }, "a new model version"), ".") : null,
     version ? comparisonBlock(version.comparison, "train-baselines") : null,
+    version && heldOutNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-heldout-note" }, heldOutNote(version.provenance)) : null,
     version && splitNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-split-note" }, splitNote(version.provenance)) : null,
     version && gateNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-gate-note" }, gateNote(version.provenance)) : null,
     version && edgesNote(version.provenance) ? h("p", { class: "muted", "data-testid": "train-edges-note" }, edgesNote(version.provenance)) : null,
