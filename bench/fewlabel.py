@@ -441,24 +441,24 @@ def app_seed_prob(seed_prob: float | None | str) -> float | None:
     return SEED_PROB if seed_prob == "app" else seed_prob
 
 
-def parse_seed_prob(text: str) -> float | None | str:
-    """``--seed-prob``: "app" (the app's ``SEED_PROB``), "none", or a probability in (0.5, 1]."""
+def _app_none_or(text: str, flag: str, low: float, high: float, what: str) -> float | None | str:
+    """An instance-step flag's value: "app" (kept, resolved later), "none" (None), or a number in (low, high]."""
     if text in ("app", "none"):
         return None if text == "none" else text
     value = float(text)
-    if not 0.5 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"--seed-prob must be app, none or a probability in (0.5, 1], got {text}")
+    if not low < value <= high:
+        raise argparse.ArgumentTypeError(f"{flag} must be app, none or {what} in ({low:g}, {high:g}], got {text}")
     return value
+
+
+def parse_seed_prob(text: str) -> float | None | str:
+    """``--seed-prob``: "app" (the app's ``SEED_PROB``), "none", or a probability in (0.5, 1]."""
+    return _app_none_or(text, "--seed-prob", 0.5, 1.0, "a probability")
 
 
 def parse_power(text: str) -> float | None | str:
     """``--confidence``: "app" (the app's ``CONFIDENCE_POWER``), "none", or a power in (0, 16]."""
-    if text in ("app", "none"):
-        return None if text == "none" else text
-    value = float(text)
-    if not 0.0 < value <= 16.0:
-        raise argparse.ArgumentTypeError(f"--confidence must be app, none or a power in (0, 16], got {text}")
-    return value
+    return _app_none_or(text, "--confidence", 0.0, 16.0, "a power")
 
 
 def rescore(dump: Path, unet_overrides: dict | None = None, log=print,

@@ -176,9 +176,9 @@ def split_holdout(examples: list[Example]) -> tuple[list[Example], list[Holdout]
     strip = holdout_strip(ex.classes)
     if strip is None:
         return train, []
-    kept = ex.classes.copy()
-    kept[strip.rows, strip.cols] = 0
     r, c = strip.rows, strip.cols
+    kept = ex.classes.copy()
+    kept[r, c] = 0
     trimmed = dataclasses.replace(ex, classes=kept, variant=f"held-{r.start}:{r.stop}-{c.start}:{c.stop}")
     return [trimmed], [Holdout(ex, "holdout", strip)]
 

@@ -552,15 +552,12 @@ class HoldoutStrip:
                 "class_shares": {str(k): round(v, 4) for k, v in self.shares}}
 
 
-def _strip(side: str, classes: np.ndarray, fraction: float) -> tuple[slice, slice] | None:
-    axis = 0 if side in ("right", "left") else 1  # right/left: a strip of columns (labelled ones found along rows)
-    lines = np.flatnonzero((classes > 0).any(axis=axis))
-    if lines.size == 0:
-        return None
+def _strip(side: str, lines: np.ndarray, fraction: float) -> tuple[slice, slice]:
+    """The rows x cols of ``side``'s strip; ``lines``: the labelled columns (right, left) or rows (bottom, top)."""
     first, end = int(lines[0]), int(lines[-1]) + 1
     cut = int(first + (end - first) * (1 - fraction))  # the far side's strip starts here
     strip = slice(cut, None) if side in ("right", "bottom") else slice(None, first + end - cut)
-    return (slice(None), strip) if axis == 0 else (strip, slice(None))
+    return (slice(None), strip) if side in ("right", "left") else (strip, slice(None))
 
 
 def holdout_strip(classes: np.ndarray, fraction: float = HOLDOUT_FRACTION) -> HoldoutStrip | None:
@@ -575,11 +572,14 @@ def holdout_strip(classes: np.ndarray, fraction: float = HOLDOUT_FRACTION) -> Ho
     no side is left (nothing is held out then)."""
     counts = np.bincount(classes.ravel(), minlength=2)
     present = [int(k) for k in np.flatnonzero(counts[1:]) + 1]
+    if not present:
+        return None
+    labelled = classes > 0
+    columns, rows = np.flatnonzero(labelled.any(axis=0)), np.flatnonzero(labelled.any(axis=1))
+    del labelled
     best = None
     for side in HOLDOUT_SIDES:
-        region = _strip(side, classes, fraction)
-        if region is None:
-            return None
+        region = _strip(side, columns if side in ("right", "left") else rows, fraction)
         held = np.bincount(classes[region].ravel(), minlength=counts.size)
         kept = counts - held
         if int((kept[1:] > 0).sum()) < 2 or not held[1:].any():

@@ -332,8 +332,19 @@ def test_run_one_holds_out_the_labels_the_app_would_and_lets_them_choose_the_edg
         assert [again[method][k] for k in ("tp", "fp", "fn")] == [out[method][k] for k in ("tp", "fp", "fn")], method
 
 
-def test_the_probability_weight_of_the_instance_step_is_chosen_for_every_method_and_recorded(small_task, tmp_path,
-                                                                                           monkeypatch):
+@pytest.fixture
+def scribbles_dump(small_task, tmp_path, monkeypatch):
+    """One tiny run of every method on ``small_task``'s scribbles, dumped to ``tmp_path`` (registered as the set
+    "synthetic" so ``rescore`` finds it): ``(result, saved foregrounds, the test crop, its normalised image)``."""
+    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
+                           log=lambda *_: None, dump=tmp_path)
+    monkeypatch.setitem(realdata.SETS, "synthetic", lambda seed: small_task)
+    crop = small_task.tests[0]
+    return out, np.load(tmp_path / "synthetic-scribbles-0.npz"), crop, normalize(crop.raw)[0]
+
+
+def test_the_probability_weight_of_the_instance_step_is_chosen_for_every_method_and_recorded(scribbles_dump,
+                                                                                           tmp_path):
     """``--confidence``: every method's foregrounds go through the instance step with the chosen weight (by hand
     here, from the dumped foregrounds), the result records it, and "app" is the app's ``CONFIDENCE_POWER``."""
     import argparse
@@ -341,13 +352,8 @@ def test_the_probability_weight_of_the_instance_step_is_chosen_for_every_method_
     from labseg.ml.metrics import f1_at_iou
     from labseg.ml.postprocess import CONFIDENCE_POWER, instances_from_probs
 
-    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
-                           log=lambda *_: None, dump=tmp_path)
+    out, saved, crop, x = scribbles_dump
     assert out["confidence_power"] == CONFIDENCE_POWER
-    monkeypatch.setitem(realdata.SETS, "synthetic", lambda seed: small_task)
-    saved = np.load(tmp_path / "synthetic-scribbles-0.npz")
-    crop = small_task.tests[0]
-    x = normalize(crop.raw)[0]
     for power in (None, 2.0):
         again = fewlabel.rescore(tmp_path, log=lambda *_: None, power=power)[0]
         assert again["confidence_power"] == power
@@ -362,8 +368,8 @@ def test_the_probability_weight_of_the_instance_step_is_chosen_for_every_method_
             fewlabel.parse_power(bad)
 
 
-def test_the_seed_probability_of_the_instance_step_is_chosen_for_every_method_and_recorded(small_task, tmp_path,
-                                                                                           monkeypatch):
+def test_the_seed_probability_of_the_instance_step_is_chosen_for_every_method_and_recorded(scribbles_dump,
+                                                                                           tmp_path):
     """``--seed-prob``: every method's objects are dropped where their probability never reaches it (by hand here,
     from the dumped foregrounds: the objects of the plain step whose peak is below it go), the result records it,
     and "app" is the app's ``SEED_PROB``."""
@@ -372,13 +378,8 @@ def test_the_seed_probability_of_the_instance_step_is_chosen_for_every_method_an
     from labseg.ml.metrics import f1_at_iou
     from labseg.ml.postprocess import SEED_PROB, instances_from_probs
 
-    out = fewlabel.run_one(small_task, "scribbles", 0, variants=["unet"], threads=1, unet_overrides=TINY,
-                           log=lambda *_: None, dump=tmp_path)
+    out, saved, crop, x = scribbles_dump
     assert out["seed_prob"] == SEED_PROB
-    monkeypatch.setitem(realdata.SETS, "synthetic", lambda seed: small_task)
-    saved = np.load(tmp_path / "synthetic-scribbles-0.npz")
-    crop = small_task.tests[0]
-    x = normalize(crop.raw)[0]
     peaks = sorted(float(fg[pred == i].max()) for fg in (saved[f"{m}/0"].astype(np.float32)
                                                          for m in ("threshold", "forest", "unet"))
                    for pred in [instances_from_probs(fg, image=x)] for i in np.unique(pred[pred > 0]))
