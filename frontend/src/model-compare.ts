@@ -125,7 +125,7 @@ export function scoresTable(o: ScoresTableOptions): HTMLElement {
   return table;
 }
 
-export const LEGEND = "Each score is the mean over the images that version was scored on (its validation/test images; \"scored on\" says how many). ▲ better, ▼ worse, = same as the parent, measured only on the images both were scored on. – not scored: hover it for why (no validation image had that class; a * metric needs a densely labelled image; the version has no scored image). Higher is better except for the errors.";
+export const LEGEND = "Each score is the mean over the images that version was scored on (its validation/test images; \"scored on\" says how many). ▲ better, ▼ worse, = same as the parent, measured only on the images both were scored on. – not scored: hover it for why (no validation image had that class; a * metric needs a densely labelled image; the version has no scored image). Higher is better except for the errors. Scores written at the end of training come from one pass of the network; predictions, and the scores of images first scored by a prediction, average the 8 flips and rotations (images up to 16 Mpx by default), which usually scores a little higher.";
 
 export function scoresLegend(): HTMLElement {
   return h("p", { class: "muted scores-legend", "data-testid": "scores-legend" }, LEGEND);
