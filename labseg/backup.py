@@ -19,9 +19,12 @@ transaction, which also is a snapshot), the rows are written to a staging folder
 ends, and then the media files *referenced by that snapshot* are copied. LabSeg writes a media file
 once under a new unique name and commits the row that points at it only afterwards; it never
 rewrites a file in place. A replaced file (a re-rendered thumbnail) or a deleted image has its old
-file deleted after the commit, so a file of the snapshot can vanish before it is copied: then the
-whole backup is taken again from a fresh snapshot (``attempts``); if a referenced file is still
-missing on the last attempt it is listed in the manifest (``missing_media``) and reported. Derived
+file deleted after the commit; the backup hard-links ("pins") the files its snapshot references right
+at its start, and the app's deletes wait while it does (``FILES_LOCK``), so those never take a file
+of the snapshot. A file can still vanish before it is pinned when something else deletes it (a
+process that does not share the lock, such as an app server on another host): then the whole backup
+is taken again from a fresh snapshot (``attempts``); if a referenced file is still missing on the
+last attempt it is listed in the manifest (``missing_media``) and reported. Derived
 files are skipped: ``MEDIA_ROOT/cache/``, ``MEDIA_ROOT/tmp/``, ``*.cache.npy`` (decoded-array caches
 rebuilt on demand) and ``*.tmp`` / ``*.partial`` files, unless a row references them.
 
@@ -40,6 +43,7 @@ atomic per file) before that transaction commits.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import hashlib
 import io
 import json
@@ -53,7 +57,7 @@ import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from django.apps import apps
@@ -77,6 +81,11 @@ DB_PREFIX = "db/"
 MEDIA_PREFIX = "media/"
 #: Top-level MEDIA_ROOT folders holding derived data only (weight-map cache, temporary files).
 SKIPPED_DIRS = ("cache", "tmp")
+#: Deleting files that committed rows no longer reference (a replaced thumbnail, a deleted image's files;
+#: ``deleting_files``) waits while a backup reads which files its snapshot references and pins them (an
+#: ``flock`` on this file under MEDIA_ROOT, shared by deleters, exclusive for the backup), so no file the
+#: snapshot references can vanish before it is pinned. It lives in a skipped folder: never backed up.
+FILES_LOCK = "cache/.files.lock"
 #: Unreferenced files with these endings are derived or half-written and not backed up.
 SKIPPED_SUFFIXES = (".cache.npy", ".tmp", ".partial")
 #: Models not backed up: ``migrate`` (post_migrate) creates them; rows refer to them by natural key.
@@ -210,6 +219,21 @@ def snapshot(using: str = DEFAULT_DB_ALIAS):
 
 
 # --- backup ----------------------------------------------------------------------------------
+@contextmanager
+def _files_lock(exclusive: bool):
+    path = Path(settings.MEDIA_ROOT) / FILES_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:  # closing it releases the lock
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+
+
+def deleting_files():
+    """Hold this (shared; deleters do not wait for each other) while deleting media files after the
+    commit that stopped referencing them: it waits while a backup pins its snapshot's files."""
+    return _files_lock(exclusive=False)
+
+
 def _dump_model(model, using: str, out_dir: Path, refs: set[str]) -> dict:
     """Write one model's rows as ``<label>.jsonl`` into ``out_dir``; add referenced file names to refs."""
     label = model._meta.label_lower
@@ -275,12 +299,15 @@ def _dump_database(
         using: str, out_dir: Path, media_root: Path, pin_dir: Path) -> tuple[dict, dict[str, Path], list[str]]:
     """In one snapshot: pin the referenced files, then write every model's rows into ``out_dir``."""
     refs: set[str] = set()
-    with snapshot(using) as conn:
-        names = _referenced_names(using)  # the first read: it fixes the snapshot
-        where, gone = _pin_files(names, media_root, pin_dir)
-        migrations = migration_state(conn)
-        tables = [_dump_model(m, using, out_dir, refs) for m in backup_models(using)]
-        snapshot_at = timezone.now()
+    with ExitStack() as pinning:
+        pinning.enter_context(_files_lock(exclusive=True))  # before the snapshot: no delete in between
+        with snapshot(using) as conn:
+            names = _referenced_names(using)  # the first read: it fixes the snapshot
+            where, gone = _pin_files(names, media_root, pin_dir)
+            pinning.close()  # pinned: deletes may go on while the rows are read
+            migrations = migration_state(conn)
+            tables = [_dump_model(m, using, out_dir, refs) for m in backup_models(using)]
+            snapshot_at = timezone.now()
     if refs != names:  # impossible within one snapshot: a database that does not isolate the read
         raise BackupError("the rows changed while they were read: the database did not give one snapshot")
     return ({"db_vendor": conn.vendor, "migrations": migrations, "models": tables,

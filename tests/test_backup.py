@@ -507,7 +507,8 @@ def test_backup_while_annotations_and_thumbnails_are_saved_is_consistent(lab, tm
         for i in range(3):
             before = saves[0]
             run_backup(tmp_path / f"live{i}.tar", attempts=5)
-            _check_consistent(tmp_path / f"live{i}.tar")
+            # the app's deletes wait while the snapshot's files are pinned: never a second attempt
+            assert _check_consistent(tmp_path / f"live{i}.tar")["attempts"] == 1
             assert saves[0] > before, "the writer made no save during the backup"
     finally:
         stop.set()
@@ -517,12 +518,16 @@ def test_backup_while_annotations_and_thumbnails_are_saved_is_consistent(lab, tm
 
 
 def test_a_file_deleted_before_it_is_pinned_makes_the_backup_take_a_new_snapshot(lab, tmp_path, monkeypatch, _media):
-    """Referenced files are hard-linked at the start of the snapshot; one the app deletes in between
-    (a re-rendered thumbnail: new file, the old one deleted after the commit) makes the backup start again."""
+    """Referenced files are hard-linked at the start of the snapshot; one deleted in between by a process
+    that does not share the files lock (an app server on another host: flock does not reach it; here the
+    lock is taken away) makes the backup start again."""
+    import contextlib
+
     from django.db import connection
 
     from apps.annotate import services
 
+    monkeypatch.setattr(backup, "deleting_files", contextlib.nullcontext)
     image = lab["images"][2]
     real = backup._referenced_names
     calls = []
@@ -556,6 +561,49 @@ def test_a_file_deleted_before_it_is_pinned_makes_the_backup_take_a_new_snapshot
     missing = read_manifest(tmp_path / "b.tar")["missing_media"]
     assert len(missing) == 1 and "thumbnails" in missing[0]
     assert "missing" in err.getvalue()
+
+
+def test_the_apps_deletes_wait_while_a_backup_pins_its_files(lab, tmp_path, monkeypatch, _media):
+    """A thumbnail re-rendered (committed) right after the backup's snapshot began: deleting its old file
+    waits for the files lock until the snapshot's files are pinned, so one attempt suffices and nothing is
+    missing; the delete happens once the pins are made."""
+    from django.db import connection
+
+    from apps.annotate import services
+
+    image = lab["images"][2]
+    image.refresh_from_db()
+    old_thumb = image.thumbnail.name
+    real = backup._referenced_names
+    threads, seen = [], {}
+
+    def rerender():
+        try:
+            services.update_image(user=lab["anna"], image_id=image.pk, display_range=[[1, 3000]])
+        finally:
+            connection.close()
+
+    def names_then_rerender(*args, **kwargs):
+        names = real(*args, **kwargs)  # the snapshot is fixed: it references the old thumbnail
+        if not threads:
+            t = threading.Thread(target=rerender)
+            threads.append(t)
+            t.start()
+            t.join(1.0)  # the row is committed; the old file's delete waits for the lock
+            seen["waiting"] = t.is_alive()
+            seen["old file there"] = (_media / old_thumb).exists()
+        return names
+
+    monkeypatch.setattr(backup, "_referenced_names", names_then_rerender)
+    run_backup(tmp_path / "a.tar")
+    threads[0].join(60)
+    assert seen == {"waiting": True, "old file there": True}
+    manifest = _check_consistent(tmp_path / "a.tar")
+    assert manifest["attempts"] == 1 and manifest["missing_media"] == []
+    assert old_thumb in {f["name"] for f in manifest["media"]}  # the snapshot's thumbnail, backed up
+    image.refresh_from_db()
+    assert image.thumbnail.name != old_thumb and (_media / image.thumbnail.name).exists()
+    assert not (_media / old_thumb).exists()  # deleted once the pins were made
 
 
 def test_pinned_files_survive_their_deletion_during_the_backup(lab, tmp_path, monkeypatch):

@@ -481,14 +481,18 @@ def _weight_cache_files(image_ids: Iterable[int]) -> list[str]:
 
 
 def _delete_files(names: list[str]) -> None:
+    """Delete media files no committed row references; waits while a backup pins its snapshot's files."""
     from django.core.files.storage import default_storage
 
-    for n in names:
-        try:
-            if default_storage.exists(n):
-                default_storage.delete(n)
-        except OSError as exc:  # a file left behind is better than a failed delete of the row
-            log.warning("could not delete %s: %s", n, exc)
+    from labseg.backup import deleting_files
+
+    with deleting_files():
+        for n in names:
+            try:
+                if default_storage.exists(n):
+                    default_storage.delete(n)
+            except OSError as exc:  # a file left behind is better than a failed delete of the row
+                log.warning("could not delete %s: %s", n, exc)
 
 
 def cache_name(file_name: str) -> str:
