@@ -486,6 +486,8 @@ def _delete_files(names: list[str]) -> None:
 
     from labseg.backup import deleting_files
 
+    if not names:
+        return
     with deleting_files():
         for n in names:
             try:

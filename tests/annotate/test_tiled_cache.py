@@ -68,8 +68,12 @@ def post(client, project, *files):
 
 
 def media_files(root) -> list[str]:
+    """Every file under MEDIA_ROOT except the lock that deletes share with backups (``labseg.backup.FILES_LOCK``)."""
+    from labseg.backup import FILES_LOCK
+
     root = Path(root)
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and p.relative_to(root).as_posix() != FILES_LOCK) if root.exists() else []
 
 
 # --- the tile-by-tile cache -------------------------------------------------------------------------
